@@ -1,0 +1,31 @@
+"""tb-activations: every layer's feature maps of a Keras model, in a TensorBoard tab.
+
+Writer side: `ActivationsCallback` (during fit), `log_activations` (custom loops),
+`get_activations` (arrays in a notebook), `read_activations` (what was written).
+The TensorBoard plugin lives in `tb_activations.plugin` and is found by TensorBoard itself;
+names here load lazily so that TensorBoard importing the plugin does not import TensorFlow.
+"""
+
+import importlib
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ActivationsCallback": "tb_activations.callback",
+    "ActivationRecord": "tb_activations.reader",
+    "RenderOptions": "tb_activations.layout",
+    "get_activations": "tb_activations.extraction",
+    "log_activations": "tb_activations.summary",
+    "read_activations": "tb_activations.reader",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError("module 'tb_activations' has no attribute %r" % name)
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -1,0 +1,157 @@
+"""`ActivationsCallback`: log activations during `model.fit`, off the training thread.
+
+The training thread pays for the probe's forward pass (with in-graph reduction) and one copy
+to numpy; tiling, PNG encoding and writing happen on a background thread behind a bounded
+queue, flushed after every step so whatever was flushed survives a crash.
+"""
+
+import logging
+import os
+import queue
+import threading
+
+import keras
+import tensorflow as tf
+
+from tb_activations import distribute
+from tb_activations import extraction
+from tb_activations import summary
+
+logger = logging.getLogger(__name__)
+
+_STOP = object()
+
+
+class BackgroundWriter:
+    """A thread that renders and writes captures to one summary writer, in order."""
+
+    def __init__(self, writer, max_queue):
+        self._writer = writer
+        self._queue = queue.Queue(maxsize=max_queue)
+        self._failure = None
+        self._thread = threading.Thread(target=self._run, name="tb-activations-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while True:
+            item = self._queue.get()
+            try:
+                if item is _STOP:
+                    return
+                rendered, step = item
+                if callable(rendered):
+                    rendered = rendered()
+                with self._writer.as_default():
+                    summary.write_rendered(rendered, step)
+                self._writer.flush()
+            except Exception as error:  # reported on the training thread, see raise_failure
+                logger.exception("tb-activations could not write step %s", item[1])
+                self._failure = self._failure or error
+            finally:
+                self._queue.task_done()
+
+    def raise_failure(self):
+        if self._failure is not None:
+            error, self._failure = self._failure, None
+            raise RuntimeError("tb-activations failed to write activations: %s" % error) from error
+
+    def put(self, rendered, step):
+        """Queue work; `rendered` is a list or a function that returns it (run off-thread)."""
+        self.raise_failure()
+        self._queue.put((rendered, step))
+
+    def close(self):
+        """Waits for everything queued to be written."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        self._writer.close()
+        self.raise_failure()
+
+
+class ActivationsCallback(keras.callbacks.Callback):
+    """Logs every selected layer's activations for a fixed probe batch during `fit`.
+
+    Args:
+      log_dir: the run directory. The same `log_dir` as `keras.callbacks.TensorBoard` is fine:
+        that callback writes into its `train/` and `validation/` subfolders, this one into
+        `log_dir` itself, so the two never share an event file.
+      probe: the inputs to look at, batch first (a few samples, e.g. `x_val[:4]`); a list or
+        dict for several inputs.
+      layers: which layers (see `get_activations`); default every layer that computes a
+        new value.
+      update_freq: "epoch", or an int N to log every N training batches. Step 0 (the
+        untrained model) is logged at train begin; steps are the optimizer's iterations,
+        as the TensorBoard callback uses for batch-level logging.
+      save_model: also save the model to `log_dir/model.keras` when training ends.
+      max_queue: captures waiting to be written before training waits for the writer.
+      **options: RenderOptions fields: max_channels, channel_selection, max_tile,
+        max_depth_slices, max_image, columns.
+    """
+
+    def __init__(self, log_dir, probe, layers=None, update_freq="epoch", save_model=False,
+                 max_queue=8, **options):
+        super().__init__()
+        if update_freq != "epoch" and (isinstance(update_freq, bool)
+                                       or not isinstance(update_freq, int) or update_freq < 1):
+            raise ValueError('update_freq must be "epoch" or a positive number of batches, got %r'
+                             % (update_freq,))
+        if not isinstance(max_queue, int) or max_queue < 1:
+            raise ValueError("max_queue must be a positive int, got %r" % (max_queue,))
+        if probe is None:
+            raise ValueError("the probe is None: pass a batch of inputs, e.g. x_val[:4]")
+        self.log_dir = os.fspath(log_dir)
+        self.probe = probe
+        self.layers = layers
+        self.update_freq = update_freq
+        self.save_model = save_model
+        self.max_queue = max_queue
+        self.options = summary.render_options(**options)
+        self._arrays = None
+        self._background = None
+        self._last_step = None
+
+    def _global_step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
+    def _log(self, step):
+        if step == self._last_step:
+            return
+        captured = summary.capture(self.model, self._arrays, step, self.layers, self.options)
+        self._background.put(lambda: summary.render_capture(captured), step)
+        self._last_step = step
+
+    def on_train_begin(self, logs=None):
+        if not distribute.is_chief():
+            return
+        self._arrays = extraction.prepare_probe(self.model, self.probe)
+        writer = tf.summary.create_file_writer(self.log_dir)
+        self._background = BackgroundWriter(writer, self.max_queue)
+        step = self._global_step()
+        self._background.put(
+            summary.render_probe(self._arrays, summary.input_names(self.model, self._arrays)),
+            step)
+        self._last_step = None
+        self._log(step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._background is None or self.update_freq == "epoch":
+            return
+        step = self._global_step()
+        if step % self.update_freq == 0:
+            self._log(step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._background is not None and self.update_freq == "epoch":
+            self._log(self._global_step())
+
+    def on_train_end(self, logs=None):
+        if self._background is None:
+            return
+        try:
+            self._background.close()
+        finally:
+            self._background = None
+        if self.save_model:
+            self.model.save(os.path.join(self.log_dir, "model.keras"))

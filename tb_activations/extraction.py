@@ -1,0 +1,240 @@
+"""Every selected layer's output from one forward pass of any Keras model.
+
+Sequential, Functional, nested and subclassed models all run their layers through
+`Layer.__call__`, which calls the layer's `call`. While the probe function is traced, each
+layer's `call` is wrapped to record its first output, so one trace of `model(x)` yields every
+layer's output as a tensor of the same graph, with no sub-model per layer and no static graph
+needed. The wrappers are removed as soon as the trace is done.
+"""
+
+import collections
+import contextlib
+import functools
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tb_activations import layout as layout_lib
+from tb_activations import reduction
+from tb_activations import selection
+
+
+def check_model(model):
+    if not isinstance(model, keras.Model):
+        raise TypeError("expected a Keras 3 model (keras.Model), got %s" % type(model).__name__)
+    if not model.built:
+        raise ValueError(
+            "model %r is not built, so its layers have no outputs yet: call it once on a batch "
+            "or build it with model.build(input_shape) first" % model.name)
+
+
+def _as_array(value, what):
+    if isinstance(value, tf.Tensor):
+        value = value.numpy()
+    array = np.asarray(value)
+    if array.dtype == object or array.dtype.kind not in "biuf":
+        raise TypeError("%s must be a numeric array, got dtype %s" % (what, array.dtype))
+    return array
+
+
+def _conform(array, spec, what):
+    """`array` cast to the dtype the model input `spec` expects, after checking its shape."""
+    expected = tuple(spec.shape)
+    if array.ndim != len(expected) or any(
+            e is not None and e != a for e, a in zip(expected[1:], array.shape[1:])):
+        raise ValueError("%s has shape %s but the model expects %s (batch first)"
+                         % (what, array.shape, tuple(expected)))
+    dtype = np.dtype(keras.backend.standardize_dtype(spec.dtype))
+    if dtype.kind in "iub" and array.dtype.kind == "f":
+        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+            raise ValueError("%s holds non-integer values but the model input is %s (e.g. token "
+                             "ids for an Embedding)" % (what, dtype))
+    return array.astype(dtype, copy=False)
+
+
+def prepare_probe(model, probe):
+    """The probe as numpy arrays of the dtypes and structure the model takes.
+
+    Raises a ValueError/TypeError naming the input that does not fit.
+    """
+    if probe is None:
+        raise ValueError("the probe is None: pass a batch of inputs, e.g. x_val[:4]")
+    inputs = getattr(model, "_inputs_struct", None)
+    if isinstance(probe, dict):
+        arrays = {key: _as_array(value, "probe[%r]" % key) for key, value in probe.items()}
+        if isinstance(inputs, dict):
+            missing, extra = set(inputs) - set(arrays), set(arrays) - set(inputs)
+            if missing or extra:
+                raise ValueError("probe keys %s do not match the model inputs %s"
+                                 % (sorted(arrays), sorted(inputs)))
+            arrays = {key: _conform(arrays[key], inputs[key], "probe[%r]" % key)
+                      for key in inputs}
+    elif isinstance(probe, (list, tuple)):
+        arrays = [_as_array(value, "probe[%d]" % i) for i, value in enumerate(probe)]
+        specs = tf.nest.flatten(inputs) if inputs is not None else None
+        if specs is not None:
+            if len(specs) != len(arrays):
+                raise ValueError("the model takes %d inputs but the probe has %d arrays"
+                                 % (len(specs), len(arrays)))
+            arrays = [_conform(a, s, "probe[%d]" % i)
+                      for i, (a, s) in enumerate(zip(arrays, specs))]
+    else:
+        arrays = _as_array(probe, "the probe")
+        specs = tf.nest.flatten(inputs) if inputs is not None else None
+        if specs is not None:
+            if len(specs) != 1:
+                raise ValueError("the model takes %d inputs (%s): pass the probe as a list or "
+                                 "dict" % (len(specs), ", ".join(s.name for s in specs)))
+            arrays = _conform(arrays, specs[0], "the probe")
+    leaves = tf.nest.flatten(arrays)
+    if not leaves:
+        raise ValueError("the probe holds no arrays")
+    sizes = {leaf.shape[0] if leaf.ndim else None for leaf in leaves}
+    if None in sizes or 0 in sizes or len(sizes) != 1:
+        raise ValueError("every probe array needs the same non-zero batch size as its first "
+                         "axis, got shapes %s" % [leaf.shape for leaf in leaves])
+    return tf.nest.map_structure(
+        lambda a: a.astype(np.float32) if a.dtype == np.float64 else a, arrays)
+
+
+def probe_signature(arrays):
+    return tf.nest.map_structure(lambda a: tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)), arrays)
+
+
+@contextlib.contextmanager
+def recording_outputs(candidates, outputs):
+    """While open, each candidate layer's first output per trace lands in `outputs[path]`."""
+    saved = []
+    for path, layer in candidates:
+        own = layer.__dict__.get("call")
+        original = layer.call
+
+        @functools.wraps(original)
+        def recorded(*args, _original=original, _path=path, **kwargs):
+            result = _original(*args, **kwargs)
+            outputs.setdefault(_path, result)
+            return result
+
+        layer.call = recorded
+        saved.append((layer, own))
+    try:
+        yield
+    finally:
+        for layer, own in saved:
+            if own is None:
+                del layer.call
+            else:
+                layer.call = own
+
+
+def split_outputs(path, value):
+    """[(name, tensor)] of a layer output: the first tensor keeps the path, others get :i."""
+    tensors = [t for t in tf.nest.flatten(value) if tf.is_tensor(t)]
+    return [(path if i == 0 else "%s:%d" % (path, i), t) for i, t in enumerate(tensors)]
+
+
+LayerRecord = collections.namedtuple("LayerRecord", "path layer_class order layout")
+
+
+class ActivationProbe:
+    """One traced function: probe batch in, every selected layer's output (or its reduction) out.
+
+    Traced once for a fixed probe signature; the model's variables are read at each call,
+    so it follows training. `reduce=False` returns full outputs (get_activations);
+    `reduce=True` returns per layer the statistics, downscaled selected tiles and ranges
+    that tiling needs (the callback and log_activations), so little leaves TensorFlow.
+    """
+
+    def __init__(self, model, signature, layers=None, options=layout_lib.RenderOptions(),
+                 reduce=True):
+        check_model(model)
+        self.options = options
+        self.records = []
+        candidates = selection.walk_layers(model)
+        chosen = selection.select_layers(candidates, layers)
+        chosen_paths = {path for path, _ in chosen}
+        classes = {path: type(layer).__name__ for path, layer in candidates}
+        channels_first = {path: getattr(layer, "data_format", None) == "channels_first"
+                          for path, layer in candidates}
+        outputs = {}
+        called = set()
+
+        def run(inputs):
+            outputs.clear()
+            model(inputs, training=False)
+            result = {}
+            for path, value in outputs.items():
+                called.add(path)
+                if path not in chosen_paths:
+                    continue
+                for name, tensor in split_outputs(path, value):
+                    if reduce:
+                        plan = layout_lib.plan_layout(tensor.shape[1:], options,
+                                                      channels_first=channels_first[path])
+                        result[name] = reduction.reduce_layer_output(tensor, plan, options)
+                    else:
+                        plan = None
+                        result[name] = tensor
+                    self.records.append(
+                        LayerRecord(name, classes[path], len(self.records), plan))
+            return result
+
+        with recording_outputs(candidates, outputs):
+            try:
+                self._function = tf.function(run).get_concrete_function(signature)
+            except (ValueError, TypeError) as error:
+                raise ValueError("the probe %s could not pass through model %r: %s"
+                                 % (tf.nest.map_structure(lambda s: tuple(s.shape), signature),
+                                    model.name, error)) from error
+        never_called = [path for path, _ in chosen if path not in called]
+        if layers is not None and never_called:
+            raise ValueError("layers %s were selected but never called by the model's forward "
+                             "pass" % ", ".join(never_called))
+        if not self.records:
+            raise ValueError("no selected layer produced a tensor output in the forward pass")
+
+    def __call__(self, arrays):
+        """The outputs for this probe batch, as numpy arrays (one copy out of TensorFlow)."""
+        result = self._function(arrays)
+        return collections.OrderedDict(
+            (record.path, tf.nest.map_structure(lambda t: t.numpy(), result[record.path]))
+            for record in self.records)
+
+
+def _cache_key(signature, layers, options, reduce):
+    items = layers if isinstance(layers, (list, tuple)) else [layers]
+    try:
+        layer_key = tuple(items)
+        hash(layer_key)
+    except TypeError:
+        layer_key = tuple(id(item) for item in items)
+    return (repr(signature), layer_key, options, reduce)
+
+
+def probe_for(model, arrays, layers=None, options=layout_lib.RenderOptions(), reduce=True):
+    """The ActivationProbe for this model and probe signature, traced on first use only.
+
+    Kept on the model object itself, so it lives and dies with the model.
+    """
+    check_model(model)
+    cache = model.__dict__.get("_tb_activations_probes")
+    if cache is None:
+        cache = {}
+        object.__setattr__(model, "_tb_activations_probes", cache)
+    signature = probe_signature(arrays)
+    key = _cache_key(signature, layers, options, reduce)
+    if key not in cache:
+        cache[key] = ActivationProbe(model, signature, layers, options, reduce)
+    return cache[key]
+
+
+def get_activations(model, inputs, layers=None):
+    """{layer path: numpy array (batch first)} from one forward pass, in call order.
+
+    Nested models appear as `outer/inner` paths; a layer with several outputs adds `path:1`,
+    `path:2`...; a shared layer reports its first call. `layers` selects as in
+    `selection.select_layers` (default: every layer that computes a new value).
+    """
+    arrays = prepare_probe(model, inputs)
+    return probe_for(model, arrays, layers, reduce=False)(arrays)

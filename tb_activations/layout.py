@@ -1,0 +1,190 @@
+"""How one layer's output is laid out as a grid: pure functions of its shape and the caps.
+
+Planned once per layer from static shapes, then shared by the in-graph reduction (what to
+compute) and the numpy tiler (where each tile goes), and stored as the tag's plugin content
+(what the viewer needs to map pixels back to channels and values).
+"""
+
+import dataclasses
+import math
+
+CHANNEL_SELECTIONS = ("first", "top")
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderOptions:
+    """Caps that bound the cost and size of one logged step.
+
+    max_channels: channels (feature maps) drawn per layer; statistics cover all of them.
+    channel_selection: "first" keeps channels 0..max_channels-1 (stable across steps);
+        "top" keeps the max_channels with the largest mean |activation| over the probe.
+    max_tile: longest side of a tile; larger maps are downscaled by area averaging.
+    max_depth_slices: depth slices drawn per channel of a 3-D (volume) map.
+    max_image: longest side of the single image of a sequence or vector layer.
+    columns: grid columns for channel tiles (None: near-square).
+    """
+
+    max_channels: int = 64
+    channel_selection: str = "first"
+    max_tile: int = 32
+    max_depth_slices: int = 8
+    max_image: int = 256
+    columns: int | None = None
+
+    def __post_init__(self):
+        for name in ("max_channels", "max_tile", "max_depth_slices", "max_image"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError("%s must be a positive int, got %r" % (name, value))
+        if self.columns is not None and (
+                isinstance(self.columns, bool) or not isinstance(self.columns, int)
+                or self.columns < 1):
+            raise ValueError("columns must be a positive int or None, got %r" % (self.columns,))
+        if self.channel_selection not in CHANNEL_SELECTIONS:
+            raise ValueError("channel_selection must be one of %s, got %r"
+                             % (", ".join(CHANNEL_SELECTIONS), self.channel_selection))
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerLayout:
+    """Where every tile of one layer goes, and how its maps are reduced to get there.
+
+    canonical_shape is the per-sample shape after moving channels last and folding extra
+    axes (see plan_layout); every other field describes the drawn grid.
+    """
+
+    layout: str
+    source_shape: tuple
+    canonical_shape: tuple
+    channels_first: bool
+    channels_total: int
+    channels_shown: int
+    channel_selection: str
+    rows: int
+    columns: int
+    tile_height: int
+    tile_width: int
+    downscale: tuple
+    depth_slices: tuple = ()
+    gutter: int = 1
+
+    @property
+    def tiles(self):
+        if self.layout == "volume":
+            return self.channels_shown * len(self.depth_slices)
+        return self.channels_shown if self.layout == "channels" else 1
+
+    @property
+    def grid_height(self):
+        return self.rows * self.tile_height + (self.rows - 1) * self.gutter
+
+    @property
+    def grid_width(self):
+        return self.columns * self.tile_width + (self.columns - 1) * self.gutter
+
+    def to_content(self):
+        """The JSON-able part the viewer needs (stored as plugin content)."""
+        return {
+            "layout": self.layout,
+            "output_shape": [None] + list(self.source_shape),
+            "channels_first": self.channels_first,
+            "channels_total": self.channels_total,
+            "channels_shown": self.channels_shown,
+            "channel_selection": self.channel_selection,
+            "rows": self.rows,
+            "columns": self.columns,
+            "tile_height": self.tile_height,
+            "tile_width": self.tile_width,
+            "gutter": self.gutter,
+            "downscale": list(self.downscale),
+            "depth_slices": list(self.depth_slices),
+        }
+
+
+def near_square(count, columns=None):
+    """(rows, columns) of the most square grid holding `count` cells."""
+    if count < 1:
+        raise ValueError("a grid needs at least one cell, got %d" % count)
+    if columns is None:
+        columns = math.ceil(math.sqrt(count))
+    columns = min(columns, count)
+    return math.ceil(count / columns), columns
+
+
+def downscale_factor(size, limit):
+    """Smallest integer factor that brings `size` to at most `limit`."""
+    return max(1, math.ceil(size / limit))
+
+
+def evenly_spaced(count, limit):
+    """Up to `limit` indices spread evenly over range(count), first and last included."""
+    if count <= limit:
+        return tuple(range(count))
+    if limit == 1:
+        return (count // 2,)
+    return tuple(sorted({round(i * (count - 1) / (limit - 1)) for i in range(limit)}))
+
+
+def plan_layout(sample_shape, options=RenderOptions(), channels_first=False):
+    """Layout of a layer whose per-sample output shape is `sample_shape` (no batch axis).
+
+    Rank 3 (H, W, C): one tile per channel. Rank 4 (D, H, W, C): a volume, one row per
+    channel and one column per depth slice. Rank 2 (T, F): one T x F image (sequences, and
+    Dense over 2-D inputs). Rank 1 (D,): the D units as one near-square block; rank 0 is one
+    unit. Ranks above 4 fold their middle axes into T of a sequence. `channels_first` moves
+    the channel axis of ranks 2-4 last first.
+    """
+    shape = tuple(int(d) for d in sample_shape)
+    if any(d < 1 for d in shape):
+        raise ValueError("cannot draw an output with an empty or unknown axis: %r" % (shape,))
+    rank = len(shape)
+    if channels_first and 2 <= rank <= 4:
+        canonical = shape[1:] + shape[:1]
+    elif rank > 4:
+        canonical = (math.prod(shape[:-1]), shape[-1])
+    elif rank == 0:
+        canonical = (1,)
+    else:
+        canonical = shape
+    channels_first = bool(channels_first and 2 <= rank <= 4)
+
+    common = dict(source_shape=shape, canonical_shape=canonical, channels_first=channels_first,
+                  channel_selection=options.channel_selection)
+    if len(canonical) == 3:
+        height, width, channels = canonical
+        factor = downscale_factor(max(height, width), options.max_tile)
+        shown = min(channels, options.max_channels)
+        rows, columns = near_square(shown, options.columns)
+        return LayerLayout(
+            layout="channels", channels_total=channels, channels_shown=shown,
+            rows=rows, columns=columns,
+            tile_height=math.ceil(height / factor), tile_width=math.ceil(width / factor),
+            downscale=(factor, factor), **common)
+    if len(canonical) == 4:
+        depth, height, width, channels = canonical
+        factor = downscale_factor(max(height, width), options.max_tile)
+        shown = min(channels, options.max_channels)
+        slices = evenly_spaced(depth, options.max_depth_slices)
+        return LayerLayout(
+            layout="volume", channels_total=channels, channels_shown=shown,
+            rows=shown, columns=len(slices),
+            tile_height=math.ceil(height / factor), tile_width=math.ceil(width / factor),
+            downscale=(factor, factor), depth_slices=slices, **common)
+    if len(canonical) == 2:
+        steps, features = canonical
+        factor_rows = downscale_factor(steps, options.max_image)
+        factor_columns = downscale_factor(features, options.max_image)
+        return LayerLayout(
+            layout="sequence", channels_total=features, channels_shown=features,
+            rows=1, columns=1,
+            tile_height=math.ceil(steps / factor_rows),
+            tile_width=math.ceil(features / factor_columns),
+            downscale=(factor_rows, factor_columns), **common)
+    (units,) = canonical
+    group = downscale_factor(units, options.max_image * options.max_image)
+    cells = math.ceil(units / group)
+    block_rows, block_columns = near_square(cells)
+    return LayerLayout(
+        layout="vector", channels_total=units, channels_shown=units,
+        rows=1, columns=1, tile_height=block_rows, tile_width=block_columns,
+        downscale=(group,), **common)

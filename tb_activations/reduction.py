@@ -1,0 +1,124 @@
+"""In-graph reduction of a layer output to what its grid needs, before anything leaves TF.
+
+Statistics cover every channel at full resolution; only the selected channels, downscaled,
+cross into numpy. That keeps the copy out of TensorFlow small (the training thread's cost) and
+the event files bounded. The numpy side (rendering.py) only quantizes and places tiles.
+"""
+
+import tensorflow as tf
+
+
+def canonical(x, plan):
+    """`x` as float32 of shape (batch,) + plan.canonical_shape (channels last)."""
+    x = tf.cast(x, tf.float32)
+    if plan.channels_first:
+        rank = len(x.shape)
+        x = tf.transpose(x, [0] + list(range(2, rank)) + [1])
+    return tf.reshape(x, (-1,) + plan.canonical_shape)
+
+
+def channel_statistics(x):
+    """(batch, channels, 7) statistics over every axis but the first and last.
+
+    Order as metadata.STAT_FIELDS. min, max, mean and std are over finite values only and
+    NaN where a channel has none; NaN and Inf are counted apart.
+    """
+    batch, channels = tf.shape(x)[0], x.shape[-1]
+    x = tf.reshape(x, [batch, -1, channels])
+    finite = tf.math.is_finite(x)
+    count = tf.reduce_sum(tf.cast(finite, tf.float32), axis=1)
+    safe_count = tf.maximum(count, 1.0)
+    infinity = tf.constant(float("inf"))
+    low = tf.reduce_min(tf.where(finite, x, infinity), axis=1)
+    high = tf.reduce_max(tf.where(finite, x, -infinity), axis=1)
+    finite_x = tf.where(finite, x, 0.0)
+    mean = tf.reduce_sum(finite_x, axis=1) / safe_count
+    centred = tf.where(finite, x - mean[:, None, :], 0.0)
+    std = tf.sqrt(tf.reduce_sum(tf.square(centred), axis=1) / safe_count)
+    nan = tf.constant(float("nan"))
+    empty = count == 0
+    low, high, mean, std = (tf.where(empty, nan, v) for v in (low, high, mean, std))
+    zero_fraction = tf.reduce_mean(tf.cast(tf.equal(x, 0.0), tf.float32), axis=1)
+    nan_count = tf.reduce_sum(tf.cast(tf.math.is_nan(x), tf.float32), axis=1)
+    inf_count = tf.reduce_sum(tf.cast(tf.math.is_inf(x), tf.float32), axis=1)
+    return tf.stack([low, high, mean, std, zero_fraction, nan_count, inf_count], axis=-1)
+
+
+def finite_range(x):
+    """(batch, 2) min and max of each sample's finite values (NaN if it has none)."""
+    flat = tf.reshape(x, [tf.shape(x)[0], -1])
+    finite = tf.math.is_finite(flat)
+    infinity = tf.constant(float("inf"))
+    low = tf.reduce_min(tf.where(finite, flat, infinity), axis=1)
+    high = tf.reduce_max(tf.where(finite, flat, -infinity), axis=1)
+    empty = tf.logical_not(tf.reduce_any(finite, axis=1))
+    nan = tf.constant(float("nan"))
+    return tf.stack([tf.where(empty, nan, low), tf.where(empty, nan, high)], axis=-1)
+
+
+def area_downscale(x, factor_rows, factor_columns):
+    """(N, H, W, C) averaged over factor-sized blocks; the last partial blocks are completed
+    by mirroring the edge, so every output pixel is the mean of a full block."""
+    if factor_rows == 1 and factor_columns == 1:
+        return x
+    _, height, width, channels = x.shape
+    rows = -(-height // factor_rows)
+    columns = -(-width // factor_columns)
+    x = tf.pad(x, [[0, 0], [0, rows * factor_rows - height],
+                   [0, columns * factor_columns - width], [0, 0]], mode="SYMMETRIC")
+    x = tf.reshape(x, [-1, rows, factor_rows, columns, factor_columns, channels])
+    return tf.reduce_mean(x, axis=[2, 4])
+
+
+def select_channels(x, plan, options):
+    """Indices of the channels to draw: the first ones, or the most active over the probe."""
+    if plan.channels_shown == plan.channels_total and options.channel_selection == "first":
+        return tf.range(plan.channels_total, dtype=tf.int32)
+    if options.channel_selection == "first":
+        return tf.range(plan.channels_shown, dtype=tf.int32)
+    magnitude = tf.abs(tf.reshape(x, [-1, plan.channels_total]))
+    score = tf.reduce_mean(tf.where(tf.math.is_finite(magnitude), magnitude, 0.0), axis=0)
+    return tf.cast(tf.math.top_k(score, k=plan.channels_shown, sorted=True).indices, tf.int32)
+
+
+def reduce_layer_output(x, plan, options):
+    """{stats, tiles, ranges, channels} of one layer output, laid out as `plan` says.
+
+    tiles: (batch, plan.tiles, tile_height, tile_width) float32, in grid order;
+    ranges: (batch, plan.tiles, 2) the finite min/max each tile is scaled by;
+    channels: the channel index of each drawn channel.
+    """
+    x = canonical(x, plan)
+    stats = channel_statistics(x)
+    if plan.layout in ("channels", "volume"):
+        channels = select_channels(x, plan, options)
+        picked = tf.gather(x, channels, axis=-1)
+        channel_ranges = tf.gather(stats[..., :2], channels, axis=1)
+        if plan.layout == "channels":
+            small = area_downscale(picked, *plan.downscale)
+            tiles = tf.transpose(small, [0, 3, 1, 2])
+            ranges = channel_ranges
+        else:
+            depth = len(plan.depth_slices)
+            sliced = tf.gather(picked, list(plan.depth_slices), axis=1)
+            _, _, height, width, shown = sliced.shape
+            small = area_downscale(tf.reshape(sliced, [-1, height, width, shown]),
+                                   *plan.downscale)
+            small = tf.reshape(small, [-1, depth, plan.tile_height, plan.tile_width, shown])
+            tiles = tf.reshape(tf.transpose(small, [0, 4, 1, 2, 3]),
+                               [-1, shown * depth, plan.tile_height, plan.tile_width])
+            ranges = tf.repeat(channel_ranges, depth, axis=1)
+    elif plan.layout == "sequence":
+        channels = tf.range(plan.channels_total, dtype=tf.int32)
+        small = area_downscale(x[..., None], *plan.downscale)
+        tiles = small[:, None, :, :, 0]
+        ranges = finite_range(x)[:, None, :]
+    else:
+        channels = tf.range(plan.channels_total, dtype=tf.int32)
+        (group,) = plan.downscale
+        cells = plan.tile_height * plan.tile_width
+        grouped = area_downscale(x[:, None, :, None], 1, group)[:, 0, :, 0]
+        padded = tf.pad(grouped, [[0, 0], [0, cells - grouped.shape[1]]])
+        tiles = tf.reshape(padded, [-1, 1, plan.tile_height, plan.tile_width])
+        ranges = finite_range(x)[:, None, :]
+    return {"stats": stats, "tiles": tiles, "ranges": ranges, "channels": channels}

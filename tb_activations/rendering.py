@@ -1,0 +1,173 @@
+"""Reduced layer outputs to 8-bit grid PNGs: pure numpy and zlib, no TensorFlow.
+
+Pixel codes follow metadata: finite values scale onto 0..FINITE_MAX_CODE by their tile's
+range, NaN/Inf become NONFINITE_CODE, gutters and padding GUTTER_CODE.
+"""
+
+import io
+import struct
+import zlib
+
+import numpy as np
+
+from tb_activations import metadata
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_COLOUR_TYPES = {1: 0, 3: 2, 4: 6}
+_PNG_CHANNELS = {value: key for key, value in _PNG_COLOUR_TYPES.items()}
+_UP_FILTER = 2
+
+
+def quantize(tiles, ranges):
+    """Codes of `tiles` (..., N, h, w) scaled by `ranges` (..., N, 2) = (low, high) each.
+
+    A tile whose range is empty (constant map) or unknown (no finite value) is drawn at 0.
+    """
+    tiles = np.asarray(tiles, dtype=np.float64)
+    low = np.asarray(ranges, dtype=np.float64)[..., 0, None, None]
+    high = np.asarray(ranges, dtype=np.float64)[..., 1, None, None]
+    span = high - low
+    usable = np.isfinite(span) & (span > 0)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        scaled = np.where(usable, (tiles - low) / np.where(usable, span, 1.0), 0.0)
+    codes = np.rint(np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 1.0) * metadata.FINITE_MAX_CODE)
+    codes = codes.astype(np.uint8)
+    codes[~np.isfinite(tiles)] = metadata.NONFINITE_CODE
+    return codes
+
+
+def tile_feature_maps(codes, plan):
+    """(batch, grid_height, grid_width) uint8 grids of quantized tiles (batch, tiles, h, w).
+
+    Tiles fill rows left to right; a 1-pixel gutter separates them and pads the last row.
+    A vector layer's cells past its last unit are padding.
+    """
+    codes = np.asarray(codes, dtype=np.uint8)
+    batch, count, height, width = codes.shape
+    if (height, width) != (plan.tile_height, plan.tile_width) or count != plan.tiles:
+        raise ValueError("tiles of shape %s do not fit the planned %d tiles of %dx%d"
+                         % (codes.shape[1:], plan.tiles, plan.tile_height, plan.tile_width))
+    if plan.layout == "vector":
+        codes = codes.copy()
+        cells = -(-plan.channels_total // plan.downscale[0])
+        codes.reshape(batch, -1)[:, cells:] = metadata.GUTTER_CODE
+    gutter = plan.gutter
+    slots = plan.rows * plan.columns
+    padded = np.full((batch, slots, height + gutter, width + gutter), metadata.GUTTER_CODE,
+                     dtype=np.uint8)
+    padded[:, :count, :height, :width] = codes
+    grid = padded.reshape(batch, plan.rows, plan.columns, height + gutter, width + gutter)
+    grid = grid.transpose(0, 1, 3, 2, 4).reshape(
+        batch, plan.rows * (height + gutter), plan.columns * (width + gutter))
+    return grid[:, :plan.grid_height, :plan.grid_width]
+
+
+def _png_chunk(kind, data):
+    return (struct.pack(">I", len(data)) + kind + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+
+def encode_png(image, compression=6):
+    """PNG bytes of a uint8 (h, w) gray, (h, w, 3) RGB or (h, w, 4) RGBA image.
+
+    Every row uses the Up filter (smooth feature maps compress well with it), which also
+    keeps decode_png a vectorised cumulative sum.
+    """
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise TypeError("encode_png takes uint8 images, got %s" % image.dtype)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in _PNG_COLOUR_TYPES or 0 in image.shape:
+        raise ValueError("encode_png takes (h, w), (h, w, 3) or (h, w, 4) images, got shape %s"
+                         % (image.shape,))
+    height, width, channels = image.shape
+    rows = image.reshape(height, width * channels)
+    filtered = rows.copy()
+    filtered[1:] -= rows[:-1]
+    raw = np.concatenate([np.full((height, 1), _UP_FILTER, np.uint8), filtered], axis=1)
+    header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
+    return b"".join([_PNG_SIGNATURE, _png_chunk(b"IHDR", header),
+                     _png_chunk(b"IDAT", zlib.compress(raw.tobytes(), compression)),
+                     _png_chunk(b"IEND", b"")])
+
+
+def decode_png(data):
+    """The uint8 image of a PNG written by encode_png ((h, w) or (h, w, channels))."""
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ValueError("not a PNG")
+    position, header, compressed = len(_PNG_SIGNATURE), None, []
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position:position + 8])
+        body = data[position + 8:position + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            compressed.append(body)
+        position += 12 + length
+    if header is None or header[2] != 8 or header[3] not in _PNG_CHANNELS or header[6] != 0:
+        raise ValueError("only 8-bit non-interlaced gray/RGB/RGBA PNGs are read here")
+    width, height, channels = header[0], header[1], _PNG_CHANNELS[header[3]]
+    raw = np.frombuffer(zlib.decompress(b"".join(compressed)), dtype=np.uint8)
+    raw = raw.reshape(height, 1 + width * channels)
+    if np.any(raw[:, 0] != _UP_FILTER):
+        raise ValueError("PNG rows use filters other than Up: not written by tb-activations")
+    rows = np.cumsum(raw[:, 1:], axis=0, dtype=np.uint64).astype(np.uint8)
+    image = rows.reshape(height, width, channels)
+    return image[:, :, 0] if channels == 1 else image
+
+
+def is_image_like(sample_shape):
+    """True for (h, w) and (h, w, 1|3|4) inputs, which are stored as pictures."""
+    shape = tuple(sample_shape)
+    return len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3, 4))
+
+
+def probe_picture(sample):
+    """An image-like probe sample as a uint8 picture, min-max scaled over the whole sample.
+
+    uint8 input is kept as it is; non-finite pixels are drawn black.
+    """
+    sample = np.asarray(sample)
+    if sample.ndim == 3 and sample.shape[2] == 1:
+        sample = sample[:, :, 0]
+    if sample.dtype == np.uint8:
+        return sample
+    values = sample.astype(np.float64)
+    finite = np.isfinite(values)
+    if not finite.any():
+        return np.zeros(values.shape, np.uint8)
+    low, high = values[finite].min(), values[finite].max()
+    span = high - low if high > low else 1.0
+    scaled = np.where(finite, (values - low) / span, 0.0)
+    return np.rint(np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def encode_statistics(reduced):
+    """The statistics blob stored after a step's PNGs: an .npz (no pickles) of
+    stats (batch, channels, 7), ranges (batch, tiles, 2) and channels (shown,)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, stats=np.asarray(reduced["stats"], np.float32),
+                        ranges=np.asarray(reduced["ranges"], np.float32),
+                        channels=np.asarray(reduced["channels"], np.int32))
+    return buffer.getvalue()
+
+
+def decode_statistics(blob):
+    """The arrays of encode_statistics; ValueError on anything else (the blob is untrusted)."""
+    try:
+        with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in ("stats", "ranges", "channels")}
+    except (OSError, KeyError, ValueError, EOFError) as error:
+        raise ValueError("unreadable activations statistics blob: %s" % error) from None
+    stats = arrays["stats"]
+    if stats.ndim != 3 or stats.shape[2] != len(metadata.STAT_FIELDS):
+        raise ValueError("statistics of shape %s, expected (samples, channels, %d)"
+                         % (stats.shape, len(metadata.STAT_FIELDS)))
+    return arrays
+
+
+def render_layer(reduced, plan):
+    """[PNG per probe sample] + [statistics blob]: one step's value for a layer tag."""
+    grids = tile_feature_maps(quantize(reduced["tiles"], reduced["ranges"]), plan)
+    return [encode_png(grid) for grid in grids] + [encode_statistics(reduced)]

@@ -1,0 +1,100 @@
+"""Which layers a model has (as `outer/inner` paths) and which of them the user asked for."""
+
+import fnmatch
+
+import keras
+
+# Layers whose output is a copy, reshape or pad of their input at inference: drawing them
+# again costs bytes and shows nothing new, so the default selection skips them.
+PASS_THROUGH_LAYERS = tuple(getattr(keras.layers, name) for name in (
+    "InputLayer", "Flatten", "Reshape", "Permute", "RepeatVector", "Identity", "Masking",
+    "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "AlphaDropout",
+    "GaussianDropout", "GaussianNoise", "ActivityRegularization",
+    "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
+    "Cropping1D", "Cropping2D", "Cropping3D",
+) if hasattr(keras.layers, name))
+
+_GLOB_CHARACTERS = set("*?[")
+
+
+def child_layers(layer):
+    # Keras 3 tracks sublayers of Models and of composite custom layers alike here.
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def walk_layers(model):
+    """[(path, layer)] for every layer inside `model`, depth first, each layer object once.
+
+    A nested model or composite layer comes before its own sublayers, whose paths are
+    prefixed with its path and a slash.
+    """
+    found = []
+    seen = set()
+
+    def visit(layer, prefix):
+        for child in child_layers(layer):
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            path = prefix + child.name
+            found.append((path, child))
+            visit(child, path + "/")
+
+    visit(model, "")
+    return found
+
+
+def is_container(layer):
+    """A nested model: its output is already drawn as its last inner layer's."""
+    return isinstance(layer, keras.Model) and bool(child_layers(layer))
+
+
+def is_default_layer(layer):
+    return not isinstance(layer, PASS_THROUGH_LAYERS) and not is_container(layer)
+
+
+def _matches(item, path, layer):
+    if isinstance(item, str):
+        if _GLOB_CHARACTERS & set(item):
+            return fnmatch.fnmatchcase(path, item)
+        return item == path or item == path.rsplit("/", 1)[-1]
+    if isinstance(item, type):
+        return isinstance(layer, item)
+    return bool(item(layer))
+
+
+def _describe(paths, limit=40):
+    shown = ", ".join(paths[:limit])
+    more = len(paths) - limit
+    return shown + (" ... and %d more" % more if more > 0 else "")
+
+
+def select_layers(candidates, layers=None):
+    """The (path, layer) pairs of `candidates` picked by `layers`, in candidates' order.
+
+    `layers` is None (the default selection: every layer that computes a new value), or one
+    or a list of: a layer name, a full path, a path glob ("backbone/block_*"), a layer class,
+    or a predicate taking the layer.
+    """
+    if layers is None:
+        chosen = [(path, layer) for path, layer in candidates if is_default_layer(layer)]
+        if not chosen:
+            raise ValueError("the model has no layer that computes a new value; its layers are: "
+                             + _describe([path for path, _ in candidates]))
+        return chosen
+    items = list(layers) if isinstance(layers, (list, tuple, set, frozenset)) else [layers]
+    if not items:
+        raise ValueError("layers= is an empty list: pass None for the default selection")
+    for item in items:
+        if not isinstance(item, (str, type)) and not callable(item):
+            raise TypeError("layers= takes names, path globs, layer classes or predicates; "
+                            "got %r of type %s" % (item, type(item).__name__))
+    chosen = []
+    for item in items:
+        hits = [pair for pair in candidates if _matches(item, *pair)]
+        if not hits:
+            raise ValueError("layers=%r matches no layer of the model; its layers are: %s"
+                             % (item, _describe([path for path, _ in candidates])))
+        chosen.extend(hit for hit in hits if hit not in chosen)
+    order = {path: index for index, (path, _) in enumerate(candidates)}
+    return sorted(chosen, key=lambda pair: order[pair[0]])

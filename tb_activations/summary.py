@@ -1,0 +1,133 @@
+"""The writer op: one tag per layer, one blob sequence value per logged step.
+
+Logging is two phases so the callback can split them across threads: `capture` runs the
+probe through the model and copies the reduced outputs out of TensorFlow (the only part the
+training thread must wait for); `write_step` tiles, encodes and writes them.
+"""
+
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+from tb_activations import distribute
+from tb_activations import extraction
+from tb_activations import layout as layout_lib
+from tb_activations import metadata
+from tb_activations import rendering
+
+from tensorflow.python.ops import summary_ops_v2
+
+# Writers that already hold this model's probe inputs, so they are stored once per run.
+_writers_with_probe = weakref.WeakKeyDictionary()
+
+
+def render_options(**options):
+    """RenderOptions from keyword arguments, naming any that do not exist."""
+    known = {field for field in layout_lib.RenderOptions.__dataclass_fields__}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError("unknown option(s) %s; the options are %s"
+                        % (", ".join(unknown), ", ".join(sorted(known))))
+    return layout_lib.RenderOptions(**options)
+
+
+class Capture:
+    """One probe pass, reduced and copied to numpy, ready to be written at `step`."""
+
+    def __init__(self, probe, arrays, step):
+        self.records = probe.records
+        self.reduced = probe(arrays)
+        self.step = int(step)
+
+
+def capture(model, arrays, step, layers=None, options=layout_lib.RenderOptions()):
+    return Capture(extraction.probe_for(model, arrays, layers, options), arrays, step)
+
+
+def layer_content(record, samples):
+    content = record.layout.to_content()
+    content.update(kind=metadata.KIND_LAYER, layer=record.path, layer_class=record.layer_class,
+                   order=record.order, samples=samples)
+    return content
+
+
+def render_capture(captured):
+    """[(tag, SummaryMetadata, [bytes])] for every layer of a capture; raises before any
+    write if anything fails, so a failed log writes nothing for that step."""
+    rendered = []
+    for record in captured.records:
+        reduced = captured.reduced[record.path]
+        samples = reduced["tiles"].shape[0]
+        rendered.append((metadata.layer_tag(record.path),
+                         metadata.create_summary_metadata(layer_content(record, samples)),
+                         rendering.render_layer(reduced, record.layout)))
+    return rendered
+
+
+def render_probe(arrays, input_names):
+    """[(tag, SummaryMetadata, [PNG per sample])] for each image-like probe input."""
+    rendered = []
+    for name, array in zip(input_names, tf.nest.flatten(arrays)):
+        if not rendering.is_image_like(array.shape[1:]):
+            continue
+        content = {"kind": metadata.KIND_PROBE, "input": name,
+                   "shape": [None] + list(array.shape[1:]), "samples": int(array.shape[0])}
+        pictures = [rendering.encode_png(rendering.probe_picture(sample)) for sample in array]
+        rendered.append((metadata.probe_tag(name), metadata.create_summary_metadata(content),
+                         pictures))
+    return rendered
+
+
+def input_names(model, arrays):
+    if isinstance(arrays, dict):
+        return sorted(arrays)
+    inputs = getattr(model, "inputs", None) or []
+    names = [getattr(tensor, "name", None) for tensor in inputs]
+    count = len(tf.nest.flatten(arrays))
+    if len(names) != count or not all(names):
+        names = ["input"] if count == 1 else ["input_%d" % i for i in range(count)]
+    return names
+
+
+def write_rendered(rendered, step):
+    """Writes to the default writer; True if every value was recorded."""
+    written = True
+    for tag, summary_metadata, values in rendered:
+        written &= bool(tf.summary.write(tag, tf.constant(values, dtype=tf.string), step=step,
+                                         metadata=summary_metadata))
+    return written
+
+
+def _default_writer():
+    return getattr(summary_ops_v2._summary_state, "writer", None)
+
+
+def log_activations(model, inputs, step=None, layers=None, **options):
+    """Writes every selected layer's grids and statistics for `inputs` at `step`.
+
+    Uses the default tf.summary writer, like tf.summary.image; the probe inputs themselves
+    are stored once per writer. Returns False (doing nothing) when no summary would be
+    recorded or this process is not the chief of a multi-worker job.
+    `options` are RenderOptions fields (max_channels, channel_selection, max_tile, ...).
+    """
+    settings = render_options(**options)
+    if not distribute.is_chief() or not bool(tf.summary.should_record_summaries()):
+        return False
+    if step is None:
+        step = tf.summary.experimental.get_step()
+        if step is None:
+            raise ValueError("no step given and no default step set "
+                             "(pass step= or call tf.summary.experimental.set_step)")
+    step = int(np.asarray(step))
+    arrays = extraction.prepare_probe(model, inputs)
+    captured = capture(model, arrays, step, layers, settings)
+    rendered = render_capture(captured)
+    writer = _default_writer()
+    first_for_writer = writer is None or model not in _writers_with_probe.get(writer, ())
+    if first_for_writer:
+        rendered = render_probe(arrays, input_names(model, arrays)) + rendered
+    written = write_rendered(rendered, step)
+    if written and writer is not None:
+        _writers_with_probe.setdefault(writer, weakref.WeakSet()).add(model)
+    return written
