@@ -1,0 +1,316 @@
+"""The Activations tab's backend: a dynamic TensorBoard plugin (see docs/http_api.md).
+
+Reads only through `context.data_provider`, so it works with the Python multiplexer and the
+Rust data server alike, and under `--path_prefix`. Nothing here imports TensorFlow.
+"""
+
+import collections
+import importlib.resources
+import logging
+import math
+import re
+import threading
+
+import numpy as np
+from tensorboard import plugin_util
+from tensorboard.backend import http_util
+from tensorboard.data import provider
+from tensorboard.plugins import base_plugin
+from werkzeug import wrappers
+
+from tb_activations import metadata
+from tb_activations import rendering
+
+logger = logging.getLogger(__name__)
+
+# read_blob_sequences treats its hint as a count, and a count of 0 returns nothing
+# (tensorboard#5550), so "keep everything" is passed as a count no run will reach.
+_ALL_STEPS = 2**31 - 1
+
+# Decoded statistics blobs kept in memory; a logged step never changes, and the sparsity
+# chart reads every step of a layer.
+_STATISTICS_CACHE_SIZE = 4096
+
+_STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
+                 ".png": "image/png"}
+_STATIC_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)$")
+
+
+class QueryError(Exception):
+    """A request that cannot be answered; `code` is its HTTP status."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+def _static_files():
+    """{name: (content type, bytes)} of the frontend files shipped in the package.
+
+    Read once at load; requests pick from this table by exact name, so no request ever
+    names a path on disk.
+    """
+    files = {}
+    for entry in importlib.resources.files("tb_activations.static").iterdir():
+        match = _STATIC_NAME.match(entry.name)
+        if entry.is_file() and match and match.group(1) in _STATIC_TYPES:
+            files[entry.name] = (_STATIC_TYPES[match.group(1)], entry.read_bytes())
+    return files
+
+
+def _json_number(value):
+    return float(value) if math.isfinite(value) else None
+
+
+def _arg(request, name):
+    value = request.args.get(name)
+    if value is None or value == "":
+        raise QueryError(400, "missing query parameter %r" % name)
+    return value
+
+
+def _int_arg(request, name, default=None):
+    value = request.args.get(name)
+    if value is None and default is not None:
+        return default
+    try:
+        return int(_arg(request, name))
+    except ValueError:
+        raise QueryError(400, "query parameter %r must be an integer, got %r"
+                         % (name, value)) from None
+
+
+def _handler(method):
+    """A werkzeug app that answers QueryError as JSON {"error": ...} with its code."""
+
+    @wrappers.Request.application
+    def handle(self, request):
+        try:
+            return method(self, request)
+        except QueryError as error:
+            return http_util.Respond(request, {"error": str(error)}, "application/json",
+                                     code=error.code)
+
+    handle.__name__ = method.__name__
+    handle.__doc__ = method.__doc__
+    return handle
+
+
+class ActivationsPlugin(base_plugin.TBPlugin):
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context):
+        self._data_provider = context.data_provider
+        hint = (context.sampling_hints or {}).get(self.plugin_name, 0)
+        self._downsample = hint if hint > 0 else _ALL_STEPS
+        self._static = _static_files()
+        self._warned = set()
+        self._statistics_cache = collections.OrderedDict()
+        self._statistics_lock = threading.Lock()  # werkzeug serves requests on threads
+
+    def get_plugin_apps(self):
+        return {
+            "/index.js": self._serve_index,
+            "/static/*": self._serve_static,
+            "/layers": self._serve_layers,
+            "/steps": self._serve_steps,
+            "/grid": self._serve_grid,
+            "/stats": self._serve_stats,
+            "/stats_series": self._serve_stats_series,
+            "/probe": self._serve_probe,
+        }
+
+    def is_active(self):
+        return False  # the data provider listing a run with our plugin name is enough
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(es_module_path="/index.js", tab_name="Activations")
+
+    # Reading through the data provider.
+
+    def _series(self, request):
+        """{run: {tag: (content, BlobSequenceTimeSeries)}} of parseable activation tags."""
+        listing = self._data_provider.list_blob_sequences(
+            _context(request), experiment_id=_experiment(request),
+            plugin_name=self.plugin_name)
+        result = {}
+        for run, tags in listing.items():
+            for tag, series in tags.items():
+                try:
+                    content = metadata.parse_plugin_content(series.plugin_content)
+                except ValueError as error:
+                    if (run, tag) not in self._warned:
+                        self._warned.add((run, tag))
+                        logger.warning("skipping activations tag %r of run %r: %s",
+                                       tag, run, error)
+                    continue
+                result.setdefault(run, {})[tag] = (content, series)
+        return result
+
+    def _find(self, request, kind, key, value):
+        """(tag, content) of the run's series of `kind` whose content[key] == value."""
+        run = _arg(request, "run")
+        tags = self._series(request).get(run)
+        if tags is None:
+            raise QueryError(404, "no activation data for run %r" % run)
+        for tag, (content, _) in sorted(tags.items()):
+            if content["kind"] == kind and (value is None or content.get(key) == value):
+                return run, tag, content
+        raise QueryError(404, "run %r has no %s %r" % (run, kind, value))
+
+    def _data(self, request, run, tag):
+        data = self._data_provider.read_blob_sequences(
+            _context(request), experiment_id=_experiment(request),
+            plugin_name=self.plugin_name, downsample=self._downsample,
+            run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]))
+        return sorted(data.get(run, {}).get(tag, []), key=lambda datum: datum.step)
+
+    def _datum(self, request, run, tag, step):
+        for datum in self._data(request, run, tag):
+            if datum.step == step:
+                return datum
+        raise QueryError(404, "no step %d for %r in run %r" % (step, tag, run))
+
+    def _blob(self, request, reference):
+        return self._data_provider.read_blob(_context(request), blob_key=reference.blob_key)
+
+    def _statistics(self, request, run, tag, datum):
+        if not datum.values:
+            raise QueryError(404, "step %d of %r in run %r holds no values" % (datum.step, tag, run))
+        key = (datum.values[-1].blob_key, datum.wall_time)
+        with self._statistics_lock:
+            cached = self._statistics_cache.get(key)
+            if cached is not None:
+                self._statistics_cache.move_to_end(key)
+                return cached
+        try:
+            arrays = rendering.decode_statistics(self._blob(request, datum.values[-1]))
+        except ValueError as error:
+            raise QueryError(404, "step %d of %r in run %r has no readable statistics: %s"
+                             % (datum.step, tag, run, error)) from None
+        with self._statistics_lock:
+            self._statistics_cache[key] = arrays
+            if len(self._statistics_cache) > _STATISTICS_CACHE_SIZE:
+                self._statistics_cache.popitem(last=False)
+        return arrays
+
+    def _layer(self, request):
+        return self._find(request, metadata.KIND_LAYER, "layer", _arg(request, "layer"))
+
+    # Routes.
+
+    @wrappers.Request.application
+    def _serve_index(self, request):
+        return self._respond_static(request, "index.js")
+
+    @wrappers.Request.application
+    def _serve_static(self, request):
+        return self._respond_static(request, request.path.rsplit("/static/", 1)[-1])
+
+    def _respond_static(self, request, name):
+        if name not in self._static:
+            return http_util.Respond(request, {"error": "no such file"}, "application/json",
+                                     code=404)
+        content_type, body = self._static[name]
+        return http_util.Respond(request, body, content_type)
+
+    @_handler
+    def _serve_layers(self, request):
+        runs = []
+        for run, tags in sorted(self._series(request).items()):
+            layers, probes = [], []
+            for content, series in tags.values():
+                if content["kind"] == metadata.KIND_PROBE:
+                    probes.append({key: content.get(key) for key in ("input", "shape", "samples")})
+                else:
+                    entry = {key: value for key, value in content.items() if key != "version"}
+                    entry.update(max_step=series.max_step, last_wall_time=series.max_wall_time)
+                    layers.append(entry)
+            layers.sort(key=lambda entry: (entry.get("order", 0), entry.get("layer", "")))
+            probes.sort(key=lambda entry: str(entry["input"]))
+            runs.append({"run": run, "layers": layers, "probes": probes})
+        return http_util.Respond(request, {"runs": runs}, "application/json")
+
+    @_handler
+    def _serve_steps(self, request):
+        run, tag, _ = self._layer(request)
+        steps = [{"step": datum.step, "wall_time": datum.wall_time}
+                 for datum in self._data(request, run, tag)]
+        return http_util.Respond(request, {"steps": steps}, "application/json")
+
+    @_handler
+    def _serve_grid(self, request):
+        run, tag, content = self._layer(request)
+        step, sample = _int_arg(request, "step"), _int_arg(request, "sample", 0)
+        datum = self._datum(request, run, tag, step)
+        if not 0 <= sample < len(datum.values) - 1:
+            raise QueryError(404, "no probe sample %d (the layer has %d)"
+                             % (sample, len(datum.values) - 1))
+        return http_util.Respond(request, self._blob(request, datum.values[sample]), "image/png")
+
+    @_handler
+    def _serve_stats(self, request):
+        run, tag, _ = self._layer(request)
+        datum = self._datum(request, run, tag, _int_arg(request, "step"))
+        arrays = self._statistics(request, run, tag, datum)
+        samples = [{"stats": [[_json_number(v) for v in channel] for channel in stats],
+                    "ranges": [[_json_number(v) for v in pair] for pair in ranges]}
+                   for stats, ranges in zip(arrays["stats"].tolist(), arrays["ranges"].tolist())]
+        body = {"step": datum.step, "wall_time": datum.wall_time,
+                "fields": list(metadata.STAT_FIELDS),
+                "channels": arrays["channels"].tolist(), "samples": samples}
+        return http_util.Respond(request, body, "application/json")
+
+    @_handler
+    def _serve_stats_series(self, request):
+        run, tag, _ = self._layer(request)
+        fields = metadata.STAT_FIELDS
+        zero, nan, inf = (fields.index(name) for name in ("zero_fraction", "nan_count",
+                                                            "inf_count"))
+        steps = []
+        for datum in self._data(request, run, tag):
+            stats = self._statistics(request, run, tag, datum)["stats"]
+            steps.append({
+                "step": datum.step,
+                "zero_fraction": _json_number(float(np.mean(stats[..., zero]))),
+                "dead_channels": int(np.sum(np.all(stats[..., zero] >= 1.0, axis=0))),
+                "nonfinite": int(np.sum(stats[..., nan]) + np.sum(stats[..., inf])),
+            })
+        return http_util.Respond(request, {"steps": steps}, "application/json")
+
+    @_handler
+    def _serve_probe(self, request):
+        run, tag, content = self._find(request, metadata.KIND_PROBE, "input",
+                                       request.args.get("input") or None)
+        sample = _int_arg(request, "sample", 0)
+        data = self._data(request, run, tag)
+        if not data:
+            raise QueryError(404, "run %r stored no probe input yet" % run)
+        values = data[0].values
+        if not 0 <= sample < len(values):
+            raise QueryError(404, "no probe sample %d (the probe has %d)" % (sample, len(values)))
+        return http_util.Respond(request, self._blob(request, values[sample]), "image/png")
+
+
+def _context(request):
+    return plugin_util.context(request.environ)
+
+
+def _experiment(request):
+    return plugin_util.experiment_id(request.environ)
+
+
+class ActivationsLoader(base_plugin.TBLoader):
+    """Keeps every activations step unless the user set `--samples_per_plugin activations=N`.
+
+    TensorBoard keeps 10 steps per blob-sequence tag by default; a training run's
+    activations are only useful with all of them.
+    """
+
+    def fix_flags(self, flags):
+        samples = getattr(flags, "samples_per_plugin", None)
+        if isinstance(samples, dict):
+            samples.setdefault(metadata.PLUGIN_NAME, 0)
+
+    def load(self, context):
+        return ActivationsPlugin(context)
