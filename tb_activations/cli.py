@@ -1,0 +1,79 @@
+"""`tb-activations` command line: the demo, and TensorBoard with the tab for a logdir."""
+
+import argparse
+import os
+import sys
+import time
+
+from rich.console import Console
+
+
+def start_tensorboard(logdir, host, port):
+    """An in-process TensorBoard (with every installed plugin, ours included); its URL."""
+    from tensorboard import default
+    from tensorboard import program
+
+    board = program.TensorBoard(plugins=default.get_plugins())
+    board.configure(argv=[None, "--logdir", logdir, "--host", host, "--port", str(port)])
+    return board.launch()
+
+
+def serve_until_interrupted(console, logdir, host, port):
+    url = start_tensorboard(logdir, host, port)
+    console.print("TensorBoard with the Activations tab: [bold]%s#activations[/bold]" % url)
+    console.print("Press Ctrl+C to stop.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopped")
+
+
+def run_demo(args, console):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tb_activations import demo
+
+    console.rule("tb-activations demo")
+    console.print("Training the seed articles' MNIST CNN on scikit-learn's handwritten digits "
+                  "(offline), logging every layer's activations for %d probe digits every %d "
+                  "batches into [bold]%s[/bold]" % (args.probes, args.update_every, args.logdir))
+    started = time.perf_counter()
+    run_dir, accuracy = demo.train_demo(args.logdir, epochs=args.epochs,
+                                        update_every=args.update_every,
+                                        probe_count=args.probes)
+    console.print("Trained in %.0f s, validation accuracy %.1f%%; activations and model.keras "
+                  "are in [bold]%s[/bold]" % (time.perf_counter() - started, 100 * accuracy,
+                                              run_dir))
+    if args.no_serve:
+        return
+    serve_until_interrupted(console, args.logdir, args.host, args.port)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="tb-activations", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="train a small CNN with the callback, then open "
+                                            "TensorBoard on its activations")
+    demo.add_argument("--logdir", default="runs", help="where to write (default: runs)")
+    demo.add_argument("--epochs", type=int, default=6)
+    demo.add_argument("--update-every", type=int, default=10,
+                      help="log activations every N training batches (default: 10)")
+    demo.add_argument("--probes", type=int, default=6, choices=range(1, 11), metavar="1..10",
+                      help="probe digits to follow (default: 6)")
+    demo.add_argument("--no-serve", action="store_true", help="train and log, then exit")
+    serve = commands.add_parser("serve", help="TensorBoard with the Activations tab for a logdir")
+    serve.add_argument("logdir")
+    for command in (demo, serve):
+        command.add_argument("--host", default="127.0.0.1")
+        command.add_argument("--port", type=int, default=6006)
+    args = parser.parse_args(argv)
+    console = Console()
+    if args.command == "demo":
+        run_demo(args, console)
+    else:
+        serve_until_interrupted(console, args.logdir, args.host, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
