@@ -1,0 +1,272 @@
+"""The plugin's HTTP API over real event files, through both of TensorBoard's loaders.
+
+Flags are parsed by TensorBoard itself with our loader's fix_flags applied, and data is read
+through the data provider each loader builds from them, so the 10-steps sampling default
+is really in play.
+"""
+
+import json
+import time
+import urllib.parse
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard import default
+from tensorboard import program
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_ingester
+from tensorboard.backend.event_processing import data_provider
+from tensorboard.backend.event_processing import plugin_event_multiplexer
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.data import server_ingester
+from tensorboard.plugins import base_plugin
+from tensorboard.util import grpc_util
+from werkzeug import test as werkzeug_test
+
+import tb_activations as tba
+from tb_activations import metadata
+from tb_activations import plugin
+from tb_activations import rendering
+from tests import models
+
+HOSTILE_LAYER = "dense>1.a-b"
+PREFIX = "/data/plugin/activations"
+
+
+def tensorboard_flags(logdir, *extra):
+    """TensorBoard's own parsed flags, after every loader's fix_flags (ours included)."""
+    board = program.TensorBoard(plugins=default.get_plugins())
+    board.configure(argv=[None, "--logdir", str(logdir), *extra])
+    return board.flags
+
+
+@pytest.fixture(scope="module")
+def logdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("logs")
+    trained = models.train_and_log(root / "cnn", epochs=3, batch_size=32, samples=256,
+                                   update_freq=2)
+    vectors = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name=HOSTILE_LAYER)])
+    with tf.summary.create_file_writer(str(root / "vectors")).as_default():
+        for step in range(3):
+            assert tba.log_activations(vectors, np.ones((2, 6), np.float32), step=step)
+        future = summary_pb2.SummaryMetadata(
+            plugin_data=summary_pb2.SummaryMetadata.PluginData(
+                plugin_name=metadata.PLUGIN_NAME,
+                content=json.dumps({"version": 99, "kind": "layer", "layer": "x"}).encode()),
+            data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+        tf.summary.write("activations/from_the_future", tf.constant([b"?"]), step=0,
+                         metadata=future)
+    return root, trained
+
+
+def python_provider(flags):
+    ingester = data_ingester.LocalDataIngester(flags)
+    ingester.start()
+    return ingester.data_provider
+
+
+def rust_provider(flags):
+    ingester = server_ingester.SubprocessServerDataIngester(
+        server_ingester.get_server_binary(), flags.logdir, reload_interval=0,
+        channel_creds_type=grpc_util.ChannelCredsType.LOCAL,
+        samples_per_plugin=flags.samples_per_plugin)
+    ingester.start()
+    return ingester.data_provider
+
+
+@pytest.fixture(scope="module", params=["python", "rust"])
+def client(request, logdir):
+    root, trained = logdir
+    flags = tensorboard_flags(root)
+    provider = (python_provider if request.param == "python" else rust_provider)(flags)
+    context = base_plugin.TBContext(data_provider=provider, logdir=str(root),
+                                    sampling_hints=flags.samples_per_plugin)
+    app = application.TensorBoardWSGI([plugin.ActivationsLoader().load(context)])
+    test_client = werkzeug_test.Client(app)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # both loaders load in the background
+        response = get(test_client, "/steps?" + query(run="cnn", layer="conv1"))
+        runs = get_json(test_client, "/layers")["runs"]
+        if (len(runs) == 2 and response.status_code == 200
+                and len(json.loads(response.get_data())["steps"]) == len(trained.steps)):
+            break
+        time.sleep(0.5)
+    return test_client, trained
+
+
+def query(**params):
+    return urllib.parse.urlencode(params)
+
+
+def get(client, route):
+    return client.get(PREFIX + route)
+
+
+def get_json(client, route, code=200):
+    response = get(client, route)
+    assert response.status_code == code, response.get_data(as_text=True)
+    assert response.headers["Content-Type"].startswith("application/json")
+    return json.loads(response.get_data())
+
+
+def test_loader_keeps_every_step_unless_the_user_sets_a_limit(tmp_path):
+    assert tensorboard_flags(tmp_path).samples_per_plugin[metadata.PLUGIN_NAME] == 0
+    flags = tensorboard_flags(tmp_path, "--samples_per_plugin", "activations=5")
+    assert flags.samples_per_plugin[metadata.PLUGIN_NAME] == 5
+
+
+def test_plugin_is_found_through_its_entry_point():
+    loaders = [application.make_plugin_loader(spec) for spec in default.get_dynamic_plugins()]
+    assert any(isinstance(loader, plugin.ActivationsLoader) for loader in loaders)
+
+
+def test_layers_lists_runs_and_layers_in_model_order(client):
+    client, trained = client
+    runs = {entry["run"]: entry for entry in get_json(client, "/layers")["runs"]}
+    assert sorted(runs) == ["cnn", "vectors"]
+    cnn = runs["cnn"]
+    assert [layer["layer"] for layer in cnn["layers"]] == trained.layers
+    conv1 = cnn["layers"][0]
+    assert conv1["layer_class"] == "Conv2D"
+    assert conv1["output_shape"] == [None, 16, 16, 8]
+    assert (conv1["rows"], conv1["columns"], conv1["channels_total"]) == (3, 3, 8)
+    assert conv1["max_step"] == trained.steps[-1]
+    assert cnn["probes"] == [{"input": "image", "shape": [None, 16, 16, 1], "samples": 4}]
+    # The future-version tag is skipped, not fatal; the vector run has no image probe.
+    assert [layer["layer"] for layer in runs["vectors"]["layers"]] == [HOSTILE_LAYER]
+    assert runs["vectors"]["probes"] == []
+
+
+def test_steps_lists_every_logged_step_past_the_default_ten(client):
+    client, trained = client
+    assert len(trained.steps) > 10
+    steps = get_json(client, "/steps?" + query(run="cnn", layer="conv1"))["steps"]
+    assert [entry["step"] for entry in steps] == trained.steps
+    assert all(entry["wall_time"] > 0 for entry in steps)
+
+
+def test_grid_is_the_stored_png_of_the_requested_sample(client):
+    client, trained = client
+    first = get(client, "/grid?" + query(run="cnn", layer="conv2", step=trained.steps[-1],
+                                          sample=0))
+    second = get(client, "/grid?" + query(run="cnn", layer="conv2", step=trained.steps[-1],
+                                           sample=1))
+    assert first.status_code == 200 and first.headers["Content-Type"] == "image/png"
+    image = rendering.decode_png(first.get_data())
+    assert image.shape == (3 * 16 + 2, 4 * 16 + 3)  # 12 channels of 16x16, 3 rows x 4, gutters
+    assert not np.array_equal(image, rendering.decode_png(second.get_data()))
+    records = [r for r in tba.read_activations(trained.log_dir, layer="conv2")
+               if r.step == trained.steps[-1] and r.sample == 0]
+    np.testing.assert_array_equal(image, records[0].image)
+
+
+def test_grid_of_hostile_layer_name(client):
+    client, _ = client
+    response = get(client, "/grid?" + query(run="vectors", layer=HOSTILE_LAYER, step=1))
+    assert response.status_code == 200
+    assert rendering.decode_png(response.get_data()).shape == (2, 3)  # 5 units + 1 padding
+
+
+def test_stats_match_what_was_written(client):
+    client, trained = client
+    step = trained.steps[3]
+    body = get_json(client, "/stats?" + query(run="cnn", layer="conv1", step=step))
+    assert body["step"] == step and body["fields"] == list(metadata.STAT_FIELDS)
+    assert body["channels"] == list(range(8))
+    assert len(body["samples"]) == 4
+    record = next(r for r in tba.read_activations(trained.log_dir, layer="conv1")
+                  if r.step == step and r.sample == 2)
+    np.testing.assert_allclose([row[0] for row in body["samples"][2]["stats"]],
+                               record.statistics["min"], rtol=1e-6)
+    np.testing.assert_allclose(body["samples"][2]["ranges"], record.ranges, rtol=1e-6)
+
+
+def test_stats_series_follows_every_step(client):
+    client, trained = client
+    steps = get_json(client, "/stats_series?" + query(run="cnn", layer="conv1"))["steps"]
+    assert [entry["step"] for entry in steps] == trained.steps
+    assert all(0.0 <= entry["zero_fraction"] <= 1.0 for entry in steps)
+    assert all(entry["dead_channels"] >= 0 and entry["nonfinite"] == 0 for entry in steps)
+
+
+def test_probe_serves_the_probe_pictures(client):
+    client, trained = client
+    response = get(client, "/probe?" + query(run="cnn", sample=3))
+    assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
+    np.testing.assert_array_equal(rendering.decode_png(response.get_data()),
+                                  rendering.probe_picture(trained.probe[3]))
+    assert get(client, "/probe?" + query(run="cnn", input="image", sample=0)).status_code == 200
+
+
+@pytest.mark.parametrize("route, code, fragment", [
+    ("/steps?" + query(layer="conv1"), 400, "'run'"),
+    ("/steps?" + query(run="cnn"), 400, "'layer'"),
+    ("/grid?" + query(run="cnn", layer="conv1", step="two"), 400, "integer"),
+    ("/grid?" + query(run="cnn", layer="conv1", step=0, sample="x"), 400, "integer"),
+    ("/grid?" + query(run="nope", layer="conv1", step=0), 404, "nope"),
+    ("/grid?" + query(run="cnn", layer="nope", step=0), 404, "nope"),
+    ("/grid?" + query(run="cnn", layer="conv1", step=1), 404, "step 1"),
+    ("/grid?" + query(run="cnn", layer="conv1", step=0, sample=4), 404, "sample 4"),
+    ("/grid?" + query(run="cnn", layer="conv1", step=0, sample=-1), 404, "sample -1"),
+    ("/stats?" + query(run="cnn", layer="conv1", step=3), 404, "step 3"),
+    ("/stats_series?" + query(run="cnn", layer="flatten"), 404, "flatten"),
+    ("/probe?" + query(run="vectors"), 404, "probe"),
+    ("/probe?" + query(run="cnn", input="other"), 404, "other"),
+    ("/probe?" + query(run="cnn", sample=9), 404, "sample 9"),
+])
+def test_bad_queries_get_json_errors(client, route, code, fragment):
+    client, _ = client
+    assert fragment in get_json(client, route, code=code)["error"]
+
+
+def test_frontend_is_served_from_the_package(client):
+    client, _ = client
+    response = get(client, "/index.js")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/javascript")
+    assert response.headers.get("X-Content-Type-Options") == "nosniff"
+    assert "export async function render" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("path", [
+    "/static/../plugin.py", "/static/..%2fplugin.py", "/static/%2e%2e/plugin.py",
+    "/static/%2e%2e%2f%2e%2e%2fsetup.cfg", "/static/__init__.py", "/static/",
+    "/static//etc/passwd", "/static/..\\plugin.py", "/static/index.js%00.css",
+])
+def test_static_route_serves_nothing_outside_the_frontend(client, path):
+    client, _ = client
+    response = get(client, path)
+    assert response.status_code == 404
+    assert b"import" not in response.get_data()
+
+
+def test_new_steps_appear_on_reload(tmp_path):
+    model = models.small_cnn()
+    probe = models.digits(2)[0]
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        tensor_size_guidance=tensorboard_flags(tmp_path).samples_per_plugin)
+    context = base_plugin.TBContext(
+        data_provider=data_provider.MultiplexerDataProvider(multiplexer, str(tmp_path)))
+    client = werkzeug_test.Client(application.TensorBoardWSGI(
+        [plugin.ActivationsLoader().load(context)]))
+    writer = tf.summary.create_file_writer(str(tmp_path / "live"))
+    for step in (0, 1):
+        with writer.as_default():
+            tba.log_activations(model, probe, step=step)
+        writer.flush()
+        multiplexer.AddRunsFromDirectory(str(tmp_path))  # what TensorBoard's reload does
+        multiplexer.Reload()
+        steps = get_json(client, "/steps?" + query(run="live", layer="conv1"))["steps"]
+        assert [entry["step"] for entry in steps] == list(range(step + 1))
+
+
+def test_run_without_activations_is_not_listed(tmp_path):
+    with tf.summary.create_file_writer(str(tmp_path / "scalars")).as_default():
+        tf.summary.scalar("loss", 1.0, step=0)
+    flags = tensorboard_flags(tmp_path)
+    context = base_plugin.TBContext(data_provider=python_provider(flags), sampling_hints={})
+    client = werkzeug_test.Client(application.TensorBoardWSGI(
+        [plugin.ActivationsLoader().load(context)]))
+    assert get_json(client, "/layers") == {"runs": []}
