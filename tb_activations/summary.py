@@ -5,6 +5,7 @@ probe through the model and copies the reduced outputs out of TensorFlow (the on
 training thread must wait for); `write_step` tiles, encodes and writes them.
 """
 
+import dataclasses
 import weakref
 
 import numpy as np
@@ -37,6 +38,7 @@ class Capture:
 
     def __init__(self, probe, arrays, step):
         self.records = probe.records
+        self.options = probe.options
         self.reduced = probe(arrays)
         self.step = int(step)
 
@@ -45,10 +47,11 @@ def capture(model, arrays, step, layers=None, options=layout_lib.RenderOptions()
     return Capture(extraction.probe_for(model, arrays, layers, options), arrays, step)
 
 
-def layer_content(record, samples):
+def layer_content(record, samples, options):
+    """Plugin content of a layer tag: its tiling, and the caps that shaped it."""
     content = record.layout.to_content()
     content.update(kind=metadata.KIND_LAYER, layer=record.path, layer_class=record.layer_class,
-                   order=record.order, samples=samples)
+                   order=record.order, samples=samples, caps=dataclasses.asdict(options))
     return content
 
 
@@ -60,7 +63,8 @@ def render_capture(captured):
         reduced = captured.reduced[record.path]
         samples = reduced["tiles"].shape[0]
         rendered.append((metadata.layer_tag(record.path),
-                         metadata.create_summary_metadata(layer_content(record, samples)),
+                         metadata.create_summary_metadata(
+                             layer_content(record, samples, captured.options)),
                          rendering.render_layer(reduced, record.layout)))
     return rendered
 
