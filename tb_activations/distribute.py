@@ -7,10 +7,13 @@ import tensorflow as tf
 
 
 def _task_from_strategy():
-    strategy = tf.distribute.get_strategy() if tf.distribute.has_strategy() else None
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "task_type", None):
+    if not tf.distribute.has_strategy():
         return None
+    resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        # A strategy with no cluster (Mirrored, OneDevice...) is a single-worker job of its
+        # own, even where TF_CONFIG describes a cluster (MirroredStrategy ignores it).
+        return "chief", 0, {}
     return resolver.task_type, resolver.task_id, resolver.cluster_spec().as_dict()
 
 
@@ -29,7 +32,8 @@ def is_chief():
     """True unless this process is a non-chief worker of a multi-worker cluster.
 
     Follows TensorFlow's rule: the "chief" task if the cluster has one, else worker 0.
-    The task comes from the current strategy's cluster resolver, else from TF_CONFIG.
+    The task comes from the current strategy's cluster resolver (a strategy without one is a
+    single-worker job: chief), else, outside any strategy scope, from TF_CONFIG.
     """
     task = _task_from_strategy() or _task_from_environment()
     if task is None:

@@ -53,6 +53,15 @@ def _conform(array, spec, what):
     return array.astype(dtype, copy=False)
 
 
+def model_inputs(model):
+    """The model's input KerasTensors in the structure it is called with, None if unknown
+    (subclassed models). A Sequential keeps them on an inner Functional."""
+    inputs = getattr(model, "_inputs_struct", None)
+    if inputs is None and isinstance(model, keras.Sequential):
+        inputs = getattr(model, "inputs", None)
+    return inputs
+
+
 def prepare_probe(model, probe):
     """The probe as numpy arrays of the dtypes and structure the model takes.
 
@@ -60,16 +69,19 @@ def prepare_probe(model, probe):
     """
     if probe is None:
         raise ValueError("the probe is None: pass a batch of inputs, e.g. x_val[:4]")
-    inputs = getattr(model, "_inputs_struct", None)
+    inputs = model_inputs(model)
     if isinstance(probe, dict):
         arrays = {key: _as_array(value, "probe[%r]" % key) for key, value in probe.items()}
-        if isinstance(inputs, dict):
-            missing, extra = set(inputs) - set(arrays), set(arrays) - set(inputs)
+        if inputs is not None:
+            # Keras also takes a dict keyed by input names for list inputs.
+            specs = inputs if isinstance(inputs, dict) else {
+                spec.name: spec for spec in tf.nest.flatten(inputs)}
+            missing, extra = set(specs) - set(arrays), set(arrays) - set(specs)
             if missing or extra:
                 raise ValueError("probe keys %s do not match the model inputs %s"
-                                 % (sorted(arrays), sorted(inputs)))
-            arrays = {key: _conform(arrays[key], inputs[key], "probe[%r]" % key)
-                      for key in inputs}
+                                 % (sorted(arrays), sorted(specs)))
+            arrays = {key: _conform(arrays[key], specs[key], "probe[%r]" % key)
+                      for key in specs}
     elif isinstance(probe, (list, tuple)):
         arrays = [_as_array(value, "probe[%d]" % i) for i, value in enumerate(probe)]
         specs = tf.nest.flatten(inputs) if inputs is not None else None

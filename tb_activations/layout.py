@@ -134,8 +134,8 @@ def plan_layout(sample_shape, options=RenderOptions(), channels_first=False):
     unit. Ranks above 4 fold their middle axes into T of a sequence. `channels_first` moves
     the channel axis of ranks 2-4 last first.
     """
-    shape = tuple(int(d) for d in sample_shape)
-    if any(d < 1 for d in shape):
+    shape = tuple(None if d is None else int(d) for d in sample_shape)
+    if any(d is None or d < 1 for d in shape):
         raise ValueError("cannot draw an output with an empty or unknown axis: %r" % (shape,))
     rank = len(shape)
     if channels_first and 2 <= rank <= 4:

@@ -56,6 +56,18 @@ def finite_range(x):
     return tf.stack([tf.where(empty, nan, low), tf.where(empty, nan, high)], axis=-1)
 
 
+def mirror_pad_end(x, axis, amount):
+    """`x` padded by mirroring at the end of `axis`, again and again if `amount` exceeds the
+    axis (a 1 x 100 map downscaled by 4 needs 3 more rows: tf.pad mirrors at most the size)."""
+    while amount > 0:
+        step = min(amount, x.shape[axis])
+        paddings = [[0, 0]] * len(x.shape)
+        paddings[axis] = [0, step]
+        x = tf.pad(x, paddings, mode="SYMMETRIC")
+        amount -= step
+    return x
+
+
 def area_downscale(x, factor_rows, factor_columns):
     """(N, H, W, C) averaged over factor-sized blocks; the last partial blocks are completed
     by mirroring the edge, so every output pixel is the mean of a full block."""
@@ -64,8 +76,8 @@ def area_downscale(x, factor_rows, factor_columns):
     _, height, width, channels = x.shape
     rows = -(-height // factor_rows)
     columns = -(-width // factor_columns)
-    x = tf.pad(x, [[0, 0], [0, rows * factor_rows - height],
-                   [0, columns * factor_columns - width], [0, 0]], mode="SYMMETRIC")
+    x = mirror_pad_end(x, 1, rows * factor_rows - height)
+    x = mirror_pad_end(x, 2, columns * factor_columns - width)
     x = tf.reshape(x, [-1, rows, factor_rows, columns, factor_columns, channels])
     return tf.reduce_mean(x, axis=[2, 4])
 

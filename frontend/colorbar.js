@@ -1,0 +1,42 @@
+// The colour bar: the current map with the real values its ends and middle stand for.
+
+import { colormap, isDiverging } from "./colormaps.js";
+import { el, fmt } from "./dom.js";
+
+export class ColorBar {
+  constructor() {
+    this.canvas = el("canvas", { class: "colorbar-gradient", width: "256", height: "1" });
+    this.low = el("span", { class: "tick low" });
+    this.middle = el("span", { class: "tick middle" });
+    this.high = el("span", { class: "tick high" });
+    this.note = el("span", { class: "colorbar-note" });
+    this.nonfinite = el("span", { class: "swatch" });
+    this.element = el("div", { class: "colorbar", "aria-label": "Colour bar" },
+      el("div", { class: "colorbar-scale" }, this.canvas, el("div", { class: "ticks" }, this.low, this.middle, this.high)),
+      el("div", { class: "colorbar-legend" },
+        el("span", { class: "legend-item" }, this.nonfinite, "NaN/Inf"),
+        el("span", { class: "legend-item" }, el("span", { class: "swatch outline dead" }), "dead"),
+        el("span", { class: "legend-item" }, el("span", { class: "swatch outline saturated" }), "saturated"),
+        this.note));
+  }
+
+  // range: the [low, high] the map spans, or null when each tile has its own (labels say so).
+  update(cmapName, range, note) {
+    const cmap = colormap(cmapName);
+    const image = new ImageData(256, 1);
+    new Uint32Array(image.data.buffer).set(cmap.table);
+    this.canvas.getContext("2d").putImageData(image, 0, 0);
+    this.nonfinite.style.background = cmap.nonfiniteCss;
+    const diverging = isDiverging(cmapName);
+    if (range) {
+      this.low.textContent = fmt(range[0]);
+      this.middle.textContent = fmt(diverging ? 0 : (range[0] + range[1]) / 2);
+      this.high.textContent = fmt(range[1]);
+    } else {
+      this.low.textContent = diverging ? "−max |v|" : "min";
+      this.middle.textContent = diverging ? "0" : "";
+      this.high.textContent = diverging ? "+max |v|" : "max";
+    }
+    this.note.textContent = note;
+  }
+}

@@ -1,0 +1,65 @@
+// The step slider over every logged step, with previous/next and play/pause.
+
+import { el } from "./dom.js";
+
+export class StepBar {
+  constructor({ onStep, onPlayToggle }) {
+    this.steps = [];
+    this.onStep = onStep;
+    this.slider = el("input", {
+      type: "range",
+      class: "step-slider",
+      min: "0",
+      max: "0",
+      value: "0",
+      "aria-label": "Step",
+      on: { input: () => this.onStep(this.steps[Number(this.slider.value)].step) },
+    });
+    this.previous = el("button", { class: "icon", title: "Previous step (←)", text: "◀", on: { click: () => this.nudge(-1) } });
+    this.next = el("button", { class: "icon", title: "Next step (→)", text: "▶", on: { click: () => this.nudge(1) } });
+    this.play = el("button", { class: "play", title: "Play through the steps (space)", text: "Play", on: { click: onPlayToggle } });
+    this.label = el("span", { class: "step-label" });
+    this.element = el("div", { class: "step-bar" },
+      el("span", { class: "control-label", text: "Step" }),
+      this.previous, this.slider, this.next, this.play, this.label);
+  }
+
+  setSteps(steps) {
+    this.steps = steps;
+    this.slider.max = String(Math.max(0, steps.length - 1));
+    this.slider.disabled = steps.length < 2;
+  }
+
+  indexOf(step) {
+    return this.steps.findIndex((entry) => entry.step === step);
+  }
+
+  setStep(step) {
+    const index = Math.max(0, this.indexOf(step));
+    this.slider.value = String(index);
+    this.previous.disabled = index <= 0;
+    this.next.disabled = index >= this.steps.length - 1;
+    const entry = this.steps[index];
+    if (!entry) {
+      this.label.textContent = "no steps";
+      return;
+    }
+    const elapsed = entry.wall_time - this.steps[0].wall_time;
+    this.label.textContent = `${entry.step}`;
+    this.label.title = `step ${entry.step}: ${index + 1} of ${this.steps.length} logged, ` +
+      `${elapsed.toFixed(1)} s after the first, written ${new Date(entry.wall_time * 1000).toLocaleString()}`;
+    this.label.dataset.step = String(entry.step);
+    this.label.append(el("span", { class: "step-count", text: ` · ${index + 1} of ${this.steps.length}` }));
+  }
+
+  nudge(delta) {
+    const index = this.indexOf(Number(this.label.dataset.step));
+    const next = Math.min(this.steps.length - 1, Math.max(0, index + delta));
+    if (next !== index && this.steps[next]) this.onStep(this.steps[next].step);
+  }
+
+  setPlaying(playing) {
+    this.play.textContent = playing ? "Pause" : "Play";
+    this.play.classList.toggle("active", playing);
+  }
+}

@@ -1,0 +1,68 @@
+// The toolbar of view choices: colour map, scaling (and fixed range), comparison step, zoom,
+// flag outlines, export.
+
+import { COLORMAPS } from "./colormaps.js";
+import { clear, el, option } from "./dom.js";
+import { SCALINGS } from "./scaling.js";
+
+const ZOOMS = ["fit", 1, 2, 3, 4, 6, 8, 12, 16];
+
+function labelled(text, control, className = "") {
+  return el("label", { class: `option ${className}` }, el("span", { class: "control-label", text }), control);
+}
+
+export class ViewOptions {
+  constructor({ onChange, onZoom, onMarks, onExportPng, onExportJson }) {
+    this.onChange = onChange;
+    this.cmap = el("select", { "aria-label": "Colour map", on: { change: () => onChange({ cmap: this.cmap.value }) } },
+      COLORMAPS.map((c) => option(c.name, c.label)));
+    this.scale = el("select", { "aria-label": "Scaling", on: { change: () => onChange({ scale: this.scale.value }) } },
+      SCALINGS.map((s) => option(s.name, s.label)));
+    const range = () => onChange({ lo: this.#number(this.low), hi: this.#number(this.high) });
+    this.low = el("input", { type: "number", step: "any", class: "range-input", "aria-label": "Fixed range low", placeholder: "low", on: { change: range } });
+    this.high = el("input", { type: "number", step: "any", class: "range-input", "aria-label": "Fixed range high", placeholder: "high", on: { change: range } });
+    this.fixed = el("span", { class: "fixed-range" }, this.low, "…", this.high);
+    this.compareToggle = el("input", { type: "checkbox", "aria-label": "Compare with another step", on: { change: () => this.#compareChanged() } });
+    this.compareStep = el("select", { "aria-label": "Step to compare with", on: { change: () => this.#compareChanged() } });
+    this.zoom = el("select", { "aria-label": "Zoom", on: { change: () => onZoom(this.zoom.value) } },
+      ZOOMS.map((z) => option(z, z === "fit" ? "fit" : `${z}×`)));
+    this.marks = el("input", { type: "checkbox", checked: true, on: { change: () => onMarks(this.marks.checked) } });
+    this.element = el("div", { class: "view-options" },
+      labelled("Colours", this.cmap),
+      labelled("Scale", this.scale),
+      this.fixed,
+      el("label", { class: "option compare" }, this.compareToggle, el("span", { class: "control-label", text: "Compare with" }), this.compareStep),
+      labelled("Zoom", this.zoom),
+      el("label", { class: "option", title: "Outline dead, saturated and NaN/Inf channels" }, this.marks, el("span", { class: "control-label", text: "Flags" })),
+      el("span", { class: "spacer" }),
+      el("button", { class: "export", title: "Download the grid as shown, as PNG", text: "PNG", on: { click: onExportPng } }),
+      el("button", { class: "export", title: "Download this step's statistics as JSON", text: "JSON", on: { click: onExportJson } }));
+  }
+
+  #number(input) {
+    return input.value === "" ? null : Number(input.value);
+  }
+
+  #compareChanged() {
+    this.onChange({ compare: this.compareToggle.checked ? Number(this.compareStep.value) : null });
+  }
+
+  setSteps(steps, current) {
+    const value = this.compareStep.value;
+    clear(this.compareStep).append(...steps.map((s) => option(s.step, `step ${s.step}`)));
+    const fallback = steps.find((s) => s.step !== current) || steps[0];
+    this.compareStep.value = steps.some((s) => String(s.step) === value) ? value : String(fallback?.step ?? "");
+    this.compareToggle.disabled = steps.length < 2;
+  }
+
+  sync(state) {
+    this.cmap.value = state.cmap;
+    this.scale.value = state.scale;
+    this.fixed.hidden = state.scale !== "fixed";
+    if (document.activeElement !== this.low) this.low.value = state.lo ?? "";
+    if (document.activeElement !== this.high) this.high.value = state.hi ?? "";
+    this.compareToggle.checked = state.compare !== null;
+    if (state.compare !== null) this.compareStep.value = String(state.compare);
+    this.compareStep.disabled = state.compare === null;
+  }
+}

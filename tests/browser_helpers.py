@@ -1,0 +1,164 @@
+"""Real parts for the browser tests: a trained logdir, a TensorBoard process, a Chromium page.
+
+Also runnable by hand to get a logdir and a TensorBoard to look at:
+`python tests/browser_helpers.py runs/demo` trains the same runs the tests use.
+"""
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+HOSTILE_RUN = "<img src=x onerror=alert(1)>\"'é"
+HOSTILE_LAYER = "conv>1.a-b"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+
+
+def _cnn(keras, hostile):
+    """A small CNN with a nested backbone, so the layer list has a tree to show."""
+    backbone = keras.Sequential([
+        keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="block_1_conv"),
+        keras.layers.MaxPooling2D(name="block_1_pool"),
+        keras.layers.Conv2D(8, 3, padding="same", name="block_2_conv"),
+        keras.layers.ReLU(name="block_2_relu"),
+    ], name="backbone")
+    first = HOSTILE_LAYER if hostile else "stem"
+    return keras.Sequential([
+        keras.Input((16, 16, 1)),
+        keras.layers.Conv2D(4, 3, padding="same", activation="tanh", name=first),
+        backbone,
+        keras.layers.GlobalAveragePooling2D(name="pool"),
+        keras.layers.Dense(12, activation="relu", name="hidden"),
+        keras.layers.Dense(3, activation="softmax", name="classes"),
+    ])
+
+
+def _data(np, count=64):
+    """Blobs in three corners: learnable in a few epochs, so activations change visibly."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, count)
+    x = rng.normal(0, 0.2, (count, 16, 16, 1)).astype("float32")
+    corners = [(2, 2), (2, 10), (10, 6)]
+    for i, label in enumerate(labels):
+        top, left = corners[label]
+        x[i, top:top + 5, left:left + 5, 0] += 1.5
+    return x, labels
+
+
+def _vector_run(logdir, keras, np, tba):
+    """Run `vectors`: a model on plain vectors (so no probe picture) whose `broken` layer puts
+    NaN and Inf into two units, written with log_activations as a custom loop would."""
+    import tensorflow as tf
+
+    class Broken(keras.layers.Layer):
+        def call(self, x):
+            units = keras.ops.arange(x.shape[-1])
+            x = keras.ops.where(units == 3, float("nan"), x)
+            return keras.ops.where(units == 5, float("inf"), x)
+
+    model = keras.Sequential([keras.Input((20,)),
+                              keras.layers.Dense(30, activation="relu", name="wide"),
+                              Broken(name="broken"), keras.layers.Dense(4, name="logits")])
+    inputs = np.random.default_rng(3).normal(size=(3, 20)).astype("float32")
+    writer = tf.summary.create_file_writer(os.path.join(logdir, "vectors"))
+    with writer.as_default():
+        for step in range(3):
+            tba.log_activations(model, inputs, step=step)
+            for weight in model.trainable_weights:
+                weight.assign(weight * 1.5)
+    writer.close()
+
+
+def train_runs(logdir, epochs=3):
+    """Runs `exp1`, one with a hostile name and a hostile layer name, and `vectors`."""
+    import keras
+    import numpy as np
+    import tb_activations as tba
+
+    keras.utils.set_random_seed(1)
+    x, y = _data(np)
+    for run, hostile in (("exp1", False), (HOSTILE_RUN, True)):
+        model = _cnn(keras, hostile)
+        model.compile(optimizer=keras.optimizers.Adam(0.02),
+                      loss="sparse_categorical_crossentropy")
+        callback = tba.ActivationsCallback(os.path.join(logdir, run), probe=x[:4],
+                                           update_freq=2)
+        model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[callback])
+    _vector_run(logdir, keras, np, tba)
+
+
+def free_port():
+    with contextlib.closing(socket.socket()) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_tensorboard(logdir, load_fast, port=None, timeout=60):
+    """A running TensorBoard on 127.0.0.1 whose Activations data is loaded: (process, url)."""
+    port = port or free_port()
+    executable = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    process = subprocess.Popen(
+        [executable, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port),
+         "--load_fast=%s" % ("true" if load_fast else "false"), "--reload_interval", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = "http://127.0.0.1:%d" % port
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError("tensorboard exited: %s" % process.stderr.read().decode())
+        try:
+            with urllib.request.urlopen(url + "/data/plugin/activations/layers", timeout=2) as r:
+                if b'"layers"' in r.read():
+                    return process, url
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.3)
+    stop(process)
+    raise RuntimeError("tensorboard did not serve activations within %ds" % timeout)
+
+
+def stop(process):
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def activations_frame(page, timeout=30):
+    """The tab's iframe, once its app has drawn a grid or a message."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for frame in page.frames:
+            if "/data/plugin_entry.html" in frame.url and frame.query_selector(
+                    ".grid-canvas, .grid-message:not([hidden])"):
+                return frame
+        page.wait_for_timeout(100)  # lets Playwright process events, unlike time.sleep
+    raise AssertionError("the Activations iframe never drew anything")
+
+
+# Distinct colours and a fingerprint of a canvas's pixels, read in the page.
+CANVAS_PIXELS = """canvas => {
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  const colours = new Set();
+  let hash = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    const colour = (data[i] << 16) | (data[i + 1] << 8) | data[i + 2] | (data[i + 3] ? 0 : 1 << 24);
+    colours.add(colour);
+    hash = (hash * 31 + colour) >>> 0;
+  }
+  return {colours: colours.size, hash, width: canvas.width, height: canvas.height};
+}"""
+
+
+if __name__ == "__main__":
+    train_runs(sys.argv[1] if len(sys.argv) > 1 else "runs/demo")

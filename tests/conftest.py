@@ -1,0 +1,25 @@
+"""Shared fixtures: quiet TensorFlow, bounded hypothesis runs, one real training run per session."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import hypothesis  # noqa: E402
+import pytest  # noqa: E402
+
+# Property tests trace TensorFlow ops and encode PNGs: wall time per example varies too much
+# for hypothesis' default deadline on a loaded two-core machine.
+hypothesis.settings.register_profile(
+    "tb_activations", deadline=None, max_examples=50,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.load_profile("tb_activations")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """small_cnn fitted for 2 epochs of 4 batches with ActivationsCallback(update_freq="epoch",
+    save_model=True) and keras' TensorBoard callback sharing its log_dir (steps 0, 4, 8)."""
+    from tests import models  # imports TensorFlow: only when a test needs the run
+
+    return models.train_and_log(tmp_path_factory.mktemp("fit_epoch"), epochs=2,
+                                update_freq="epoch", save_model=True)

@@ -1,0 +1,377 @@
+"""Writing: log_activations under a tf.summary writer, and ActivationsCallback in a real fit.
+
+Event files are read back raw (TensorBoard's EventFileLoader: protos as stored, before any
+data-class migration) so these tests check what is on disk, not what the reader makes of it.
+"""
+
+import collections
+import dataclasses
+import glob
+import json
+import os
+import threading
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import data_provider
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.backend.event_processing import plugin_event_multiplexer
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.context import RequestContext
+from tensorboard.util import tensor_util
+
+from tb_activations import ActivationsCallback
+from tb_activations import callback as callback_lib
+from tb_activations import extraction
+from tb_activations import layout
+from tb_activations import log_activations
+from tb_activations import metadata
+from tb_activations import read_activations
+from tb_activations import rendering
+from tb_activations import summary
+from tests import models
+
+Value = collections.namedtuple("Value", "tag step metadata blobs")
+
+
+def written(log_dir):
+    """Every summary value in the event files directly inside `log_dir`, in write order."""
+    values = []
+    for path in sorted(glob.glob(os.path.join(str(log_dir), "events.out.tfevents.*"))):
+        for event in event_file_loader.EventFileLoader(path).Load():
+            for value in event.summary.value:
+                blobs = tensor_util.make_ndarray(value.tensor).tolist()
+                values.append(Value(value.tag, event.step, value.metadata, blobs))
+    return values
+
+
+def steps_by_tag(values):
+    steps = collections.defaultdict(list)
+    for value in values:
+        steps[value.tag].append(value.step)
+    return dict(steps)
+
+
+def first_metadata(values):
+    found = {}
+    for value in values:
+        if value.metadata.plugin_data.plugin_name:
+            found.setdefault(value.tag, value.metadata)
+    return found
+
+
+@pytest.fixture
+def cnn():
+    keras.utils.set_random_seed(0)
+    return models.small_cnn(), models.digits(3)[0]
+
+
+# ---------------------------------------------------------------- log_activations
+
+
+def test_log_activations_writes_one_tag_per_layer(tmp_path, cnn):
+    model, x = cnn
+    with tf.summary.create_file_writer(str(tmp_path)).as_default():
+        assert log_activations(model, x, step=7) is True
+    values = written(tmp_path)
+    layer_tags = ["activations/" + path for path in models.SMALL_CNN_DRAWN]
+    assert sorted(steps_by_tag(values)) == sorted(layer_tags + ["activations_probe/image"])
+    assert all(value.step == 7 for value in values)
+    found = first_metadata(values)
+    activations = extraction.get_activations(model, x)
+    for order, path in enumerate(models.SMALL_CNN_DRAWN):
+        meta = found["activations/" + path]
+        assert meta.plugin_data.plugin_name == "activations"
+        assert meta.data_class == summary_pb2.DATA_CLASS_BLOB_SEQUENCE
+        content = json.loads(meta.plugin_data.content)
+        plan = layout.plan_layout(activations[path].shape[1:])
+        assert content == dict(plan.to_content(), version=metadata.PROTOCOL_VERSION,
+                               kind="layer", layer=path,
+                               layer_class=type(model.get_layer(path)).__name__,
+                               order=order, samples=3,
+                               caps=dataclasses.asdict(layout.RenderOptions()))
+        assert content["output_shape"] == [None] + list(activations[path].shape[1:])
+    conv = json.loads(found["activations/conv1"].plugin_data.content)
+    assert (conv["layout"], conv["layer_class"]) == ("channels", "Conv2D")
+    assert conv["channels_total"] == 8
+    assert (conv["rows"], conv["columns"], conv["tile_height"]) == (3, 3, 16)
+    by_tag = {value.tag: value for value in values}
+    for path in models.SMALL_CNN_DRAWN:
+        blobs = by_tag["activations/" + path].blobs
+        assert len(blobs) == 4  # a PNG per probe sample, then the statistics
+        content = json.loads(found["activations/" + path].plugin_data.content)
+        for png in blobs[:-1]:
+            assert rendering.decode_png(png).shape == (
+                content["rows"] * content["tile_height"] + content["rows"] - 1,
+                content["columns"] * content["tile_width"] + content["columns"] - 1)
+        stats = rendering.decode_statistics(blobs[-1])["stats"]
+        assert stats.shape == (3, content["channels_total"], 7)
+        channel_axes = tuple(range(1, activations[path].ndim - 1))
+        np.testing.assert_allclose(stats[..., 1], activations[path].max(axis=channel_axes),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_probe_is_stored_once_per_writer(tmp_path, cnn):
+    model, x = cnn
+    writer = tf.summary.create_file_writer(str(tmp_path / "a"))
+    with writer.as_default():
+        assert log_activations(model, x, step=0)
+        assert log_activations(model, x, step=1)
+    with writer.as_default():
+        assert log_activations(model, x, step=2)
+    writer.flush()
+    with tf.summary.create_file_writer(str(tmp_path / "b")).as_default():
+        assert log_activations(model, x, step=5)
+    first = steps_by_tag(written(tmp_path / "a"))
+    assert first["activations_probe/image"] == [0]
+    assert first["activations/conv1"] == [0, 1, 2]
+    assert steps_by_tag(written(tmp_path / "b"))["activations_probe/image"] == [5]
+    probe = {value.tag: value for value in written(tmp_path / "a")}["activations_probe/image"]
+    content = json.loads(first_metadata(written(tmp_path / "a"))[probe.tag].plugin_data.content)
+    assert content == {"version": 1, "kind": "probe", "input": "image",
+                       "shape": [None, 16, 16, 1], "samples": 3}
+    for png, sample in zip(probe.blobs, x):
+        np.testing.assert_array_equal(rendering.decode_png(png), rendering.probe_picture(sample))
+
+
+def test_only_image_like_inputs_are_stored_as_probes(tmp_path):
+    with tf.summary.create_file_writer(str(tmp_path / "multi")).as_default():
+        assert log_activations(models.multi_io(), list(models.multi_io_probe()), step=0)
+    with tf.summary.create_file_writer(str(tmp_path / "tokens")).as_default():
+        assert log_activations(models.sequence_attention(), models.sequence_probe(), step=0)
+    multi = steps_by_tag(written(tmp_path / "multi"))
+    assert [tag for tag in multi if tag.startswith("activations_probe/")] == [
+        "activations_probe/image"]
+    tokens = steps_by_tag(written(tmp_path / "tokens"))
+    assert not [tag for tag in tokens if tag.startswith("activations_probe/")]
+    assert {"activations/attention", "activations/attention:1", "activations/embed"} <= set(
+        tokens)
+
+
+def test_without_a_default_writer_nothing_is_written(tmp_path, cnn):
+    model, x = cnn
+    assert log_activations(model, x, step=0) is False
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default(), tf.summary.record_if(False):
+        assert log_activations(model, x, step=0) is False
+    writer.flush()
+    assert written(tmp_path) == []
+
+
+def test_non_chief_worker_writes_nothing(tmp_path, cnn, monkeypatch):
+    model, x = cnn
+    monkeypatch.setenv("TF_CONFIG", json.dumps({
+        "cluster": {"chief": ["localhost:1"], "worker": ["localhost:2"]},
+        "task": {"type": "worker", "index": 0}}))
+    writer = tf.summary.create_file_writer(str(tmp_path))
+    with writer.as_default():
+        assert log_activations(model, x, step=0) is False
+    writer.flush()
+    assert written(tmp_path) == []
+
+
+def test_step_from_the_default_step(tmp_path, cnn):
+    model, x = cnn
+    with tf.summary.create_file_writer(str(tmp_path)).as_default():
+        with pytest.raises(ValueError, match="no step"):
+            log_activations(model, x)
+        tf.summary.experimental.set_step(12)
+        try:
+            assert log_activations(model, x)
+        finally:
+            tf.summary.experimental.set_step(None)
+        assert log_activations(model, x, step=np.int64(13))
+        assert log_activations(model, x, step=tf.constant(14, tf.int64))
+    assert steps_by_tag(written(tmp_path))["activations/logits"] == [12, 13, 14]
+
+
+def test_render_options_reach_the_stored_tiling(tmp_path, cnn):
+    model, x = cnn
+    with tf.summary.create_file_writer(str(tmp_path)).as_default():
+        assert log_activations(model, x, step=0, layers="conv2", max_channels=5, max_tile=6,
+                               columns=5, channel_selection="top")
+        with pytest.raises(TypeError, match="max_chanels"):
+            log_activations(model, x, step=1, max_chanels=3)
+    values = written(tmp_path)
+    assert sorted(steps_by_tag(values)) == ["activations/conv2", "activations_probe/image"]
+    content = json.loads(first_metadata(values)["activations/conv2"].plugin_data.content)
+    assert (content["channels_total"], content["channels_shown"]) == (12, 5)
+    assert (content["rows"], content["columns"], content["tile_height"]) == (1, 5, 6)
+    assert (content["downscale"], content["channel_selection"]) == ([3, 3], "top")
+    assert content["caps"] == {"max_channels": 5, "channel_selection": "top", "max_tile": 6,
+                               "max_depth_slices": 8, "max_image": 256, "columns": 5}
+    blob = {value.tag: value for value in values}["activations/conv2"].blobs[-1]
+    chosen = rendering.decode_statistics(blob)["channels"]
+    scores = np.abs(extraction.get_activations(model, x)["conv2"]).mean(axis=(0, 1, 2))
+    np.testing.assert_array_equal(chosen, np.argsort(-scores, kind="stable")[:5])
+
+
+class Thin(keras.layers.Layer):
+    """Keeps batch - 3 of its features: a batch of 3 leaves an empty axis, which can't be
+    drawn."""
+
+    def call(self, x):
+        return x[:, :x.shape[0] - 3]
+
+
+class ThinModel(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(4, name="dense")
+        self.thin = Thin(name="thin")
+
+    def call(self, x):
+        return self.thin(self.dense(x))
+
+
+def test_a_failing_layer_writes_nothing_for_that_step(tmp_path):
+    model = ThinModel(name="thin_model")
+    model(np.zeros((4, 6), "float32"))
+    good, bad = np.ones((4, 6), "float32"), np.ones((3, 6), "float32")
+    with tf.summary.create_file_writer(str(tmp_path)).as_default():
+        assert log_activations(model, good, step=0)
+        with pytest.raises(ValueError, match="empty or unknown axis"):
+            log_activations(model, bad, step=1)
+        assert log_activations(model, good, step=2)
+    steps = steps_by_tag(written(tmp_path))
+    assert steps == {"activations/dense": [0, 2], "activations/thin": [0, 2]}
+
+
+class Positive(keras.layers.Layer):
+    """Keeps as many features as the first sample has positive ones: an axis of unknown size."""
+
+    def call(self, x):
+        return x[:, :tf.reduce_sum(tf.cast(x[0] > 0, tf.int32))]
+
+
+def test_a_layer_of_unknown_size_is_named_as_such(tmp_path):
+    inputs = keras.Input((5,), name="vector")
+    model = keras.Model(inputs, Positive(name="positive")(keras.layers.Dense(5)(inputs)))
+    x = np.ones((2, 5), "float32")
+    assert extraction.get_activations(model, x)["positive"].shape[0] == 2  # drawable or not
+    with tf.summary.create_file_writer(str(tmp_path)).as_default():
+        with pytest.raises(ValueError, match=r"unknown axis: \(None,\)"):
+            log_activations(model, x, step=0)
+    assert written(tmp_path) == []
+
+
+def test_a_render_failure_in_the_background_writes_nothing_for_that_step(tmp_path, cnn):
+    model, x = cnn
+    arrays = extraction.prepare_probe(model, x)
+    good = summary.capture(model, arrays, 0)
+    broken = summary.capture(model, arrays, 1)
+    last = broken.records[-1].path
+    broken.reduced[last] = dict(broken.reduced[last],
+                                tiles=broken.reduced[last]["tiles"][..., :-1])  # misfit tiles
+    with pytest.raises(ValueError, match="do not fit"):
+        summary.render_capture(broken)
+    background = callback_lib.BackgroundWriter(tf.summary.create_file_writer(str(tmp_path)), 4)
+    background.put(lambda: summary.render_capture(good), 0)
+    background.put(lambda: summary.render_capture(broken), 1)
+    with pytest.raises(RuntimeError, match="failed to write activations"):
+        background.close()
+    steps = steps_by_tag(written(tmp_path))
+    assert sorted(steps) == ["activations/" + path for path in sorted(models.SMALL_CNN_DRAWN)]
+    assert all(value == [0] for value in steps.values())
+
+
+# ---------------------------------------------------------------- ActivationsCallback
+
+
+@pytest.mark.slow
+def test_callback_logs_step_zero_then_every_epoch(trained_run):
+    values = written(trained_run.log_dir)
+    steps = steps_by_tag(values)
+    assert trained_run.steps == [0, 4, 8]
+    assert {tag: sorted(found) for tag, found in steps.items()} == dict(
+        {"activations/" + path: [0, 4, 8] for path in trained_run.layers},
+        **{"activations_probe/image": [0]})
+    # Step 0 shows the untrained model, the last step the trained one.
+    records = [record for record in read_activations(trained_run.log_dir, run=".")
+               if record.layer == "conv1"]
+    for step, expected in ((0, trained_run.initial), (8, trained_run.final)):
+        for record in (r for r in records if r.step == step):
+            np.testing.assert_allclose(record.statistics["max"],
+                                       expected["conv1"][record.sample].max(axis=(0, 1)),
+                                       rtol=1e-5, atol=1e-6)
+    assert not np.allclose(trained_run.initial["conv1"], trained_run.final["conv1"])
+
+
+@pytest.mark.slow
+def test_callback_is_flushed_and_its_thread_gone_at_train_end(trained_run):
+    assert not [thread for thread in threading.enumerate()
+                if thread.name == "tb-activations-writer"]
+    assert len(written(trained_run.log_dir)) == 1 + 3 * len(trained_run.layers)
+
+
+@pytest.mark.slow
+def test_callback_shares_log_dir_with_keras_tensorboard(trained_run):
+    log_dir = trained_run.log_dir
+    assert os.path.isdir(os.path.join(log_dir, "train"))
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        tensor_size_guidance={"activations": 0})
+    multiplexer.AddRunsFromDirectory(log_dir)
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, log_dir)
+    ctx = RequestContext()
+    scalars = provider.list_scalars(ctx, experiment_id="", plugin_name="scalars")
+    assert {"epoch_loss", "epoch_accuracy"} <= set(scalars["train"])
+    losses = provider.read_scalars(ctx, experiment_id="", plugin_name="scalars",
+                                   downsample=100)["train"]["epoch_loss"]
+    np.testing.assert_allclose([point.value for point in losses], trained_run.history["loss"],
+                               rtol=1e-5)
+    blobs = provider.list_blob_sequences(ctx, experiment_id="", plugin_name="activations")
+    assert list(blobs) == ["."]  # activations live in the root run only, scalars in train/
+    assert len(blobs["."]) == len(trained_run.layers) + 1
+
+
+@pytest.mark.slow
+def test_callback_saves_a_loadable_model(trained_run):
+    path = os.path.join(trained_run.log_dir, "model.keras")
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded.predict(trained_run.probe, verbose=0),
+                               trained_run.model.predict(trained_run.probe, verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_callback_with_an_integer_update_freq(tmp_path):
+    run = models.train_and_log(tmp_path, epochs=2, batch_size=64, samples=256, update_freq=3,
+                               tensorboard=False, max_channels=4)
+    assert run.steps == [0, 3, 6]
+    steps = steps_by_tag(written(tmp_path))
+    assert steps.pop("activations_probe/image") == [0]
+    assert steps == {"activations/" + path: [0, 3, 6] for path in run.layers}
+    assert not os.path.exists(os.path.join(tmp_path, "model.keras"))
+    assert not os.path.exists(os.path.join(tmp_path, "train"))
+    content = json.loads(first_metadata(written(tmp_path))["activations/conv2"]
+                         .plugin_data.content)
+    assert content["channels_shown"] == 4
+
+
+@pytest.mark.parametrize("kwargs, error, word", [
+    ({"update_freq": 0}, ValueError, "update_freq"),
+    ({"update_freq": "batch"}, ValueError, "update_freq"),
+    ({"update_freq": True}, ValueError, "update_freq"),
+    ({"max_queue": 0}, ValueError, "max_queue"),
+    ({"probe": None}, ValueError, "probe"),
+    ({"max_tiles": 3}, TypeError, "max_tiles"),
+])
+def test_callback_rejects_bad_arguments(tmp_path, kwargs, error, word):
+    arguments = dict(log_dir=tmp_path, probe=np.zeros((1, 16, 16, 1), "float32"))
+    arguments.update(kwargs)
+    with pytest.raises(error, match=word):
+        ActivationsCallback(**arguments)
+
+
+@pytest.mark.slow
+def test_callback_rejects_a_probe_that_does_not_fit_before_training(tmp_path):
+    model = models.small_cnn()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    images, labels = models.digits(8)
+    callback = ActivationsCallback(tmp_path, np.zeros((2, 8, 8, 1), "float32"))
+    with pytest.raises(ValueError, match=r"\(None, 16, 16, 1\)"):
+        model.fit(images, labels, epochs=1, verbose=0, callbacks=[callback])
+    assert model.optimizer.iterations.numpy() == 0
