@@ -5,6 +5,7 @@ Rust data server alike, and under `--path_prefix`. Nothing here imports TensorFl
 """
 
 import collections
+import concurrent.futures
 import importlib.resources
 import logging
 import math
@@ -12,6 +13,7 @@ import re
 import threading
 
 import numpy as np
+from tensorboard import errors
 from tensorboard import plugin_util
 from tensorboard.backend import http_util
 from tensorboard.data import provider
@@ -30,6 +32,12 @@ _ALL_STEPS = 2**31 - 1
 # Decoded statistics blobs kept in memory; a logged step never changes, and the sparsity
 # chart reads every step of a layer.
 _STATISTICS_CACHE_SIZE = 4096
+
+# Step -> datum maps kept per (run, tag), so a grid request needs one data-provider call.
+_STEP_MAPS = 512
+# Statistics blobs the sparsity chart reads at once (each read is a round trip to the
+# Rust data server).
+_BLOB_READERS = 16
 
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
                  ".png": "image/png"}
@@ -90,6 +98,9 @@ def _handler(method):
         except QueryError as error:
             return http_util.Respond(request, {"error": str(error)}, "application/json",
                                      code=error.code)
+        except errors.PublicError as error:  # e.g. a loader refusing a blob key
+            return http_util.Respond(request, {"error": str(error)}, "application/json",
+                                     code=error.http_code)
 
     handle.__name__ = method.__name__
     handle.__doc__ = method.__doc__
@@ -107,6 +118,11 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         self._warned = set()
         self._statistics_cache = collections.OrderedDict()
         self._statistics_lock = threading.Lock()  # werkzeug serves requests on threads
+        # Listing every tag costs ~100 ms on the Python loader with many steps, so lookups
+        # use the last listing and list again only on a miss (a new run or layer).
+        self._index = {}
+        self._step_maps = collections.OrderedDict()
+        self._index_lock = threading.Lock()
 
     def get_plugin_apps(self):
         return {
@@ -129,7 +145,8 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     # Reading through the data provider.
 
     def _series(self, request):
-        """{run: {tag: (content, BlobSequenceTimeSeries)}} of parseable activation tags."""
+        """{run: {tag: (content, BlobSequenceTimeSeries)}} of parseable activation tags,
+        listed now (and remembered for _find)."""
         listing = self._data_provider.list_blob_sequences(
             _context(request), experiment_id=_experiment(request),
             plugin_name=self.plugin_name)
@@ -145,31 +162,49 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                                        tag, run, error)
                     continue
                 result.setdefault(run, {})[tag] = (content, series)
+        with self._index_lock:
+            self._index[_experiment(request)] = result
         return result
 
     def _find(self, request, kind, key, value):
-        """(tag, content) of the run's series of `kind` whose content[key] == value."""
+        """(run, tag, content) of the run's series of `kind` whose content[key] == value."""
         run = _arg(request, "run")
-        tags = self._series(request).get(run)
-        if tags is None:
+        with self._index_lock:
+            index = self._index.get(_experiment(request))
+        for fresh in (False, True):
+            if index is None or fresh:
+                index = self._series(request)
+            for tag, (content, _) in sorted(index.get(run, {}).items()):
+                if content["kind"] == kind and (value is None or content.get(key) == value):
+                    return run, tag, content
+        if run not in index:
             raise QueryError(404, "no activation data for run %r" % run)
-        for tag, (content, _) in sorted(tags.items()):
-            if content["kind"] == kind and (value is None or content.get(key) == value):
-                return run, tag, content
         raise QueryError(404, "run %r has no %s %r" % (run, kind, value))
 
     def _data(self, request, run, tag):
+        """Every datum of one tag, by step; also refreshes the tag's step map."""
         data = self._data_provider.read_blob_sequences(
             _context(request), experiment_id=_experiment(request),
             plugin_name=self.plugin_name, downsample=self._downsample,
             run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]))
-        return sorted(data.get(run, {}).get(tag, []), key=lambda datum: datum.step)
+        data = sorted(data.get(run, {}).get(tag, []), key=lambda datum: datum.step)
+        key = (_experiment(request), run, tag)
+        with self._index_lock:
+            self._step_maps[key] = {datum.step: datum for datum in data}
+            self._step_maps.move_to_end(key)
+            while len(self._step_maps) > _STEP_MAPS:
+                self._step_maps.popitem(last=False)
+        return data
 
     def _datum(self, request, run, tag, step):
-        for datum in self._data(request, run, tag):
-            if datum.step == step:
-                return datum
-        raise QueryError(404, "no step %d for %r in run %r" % (step, tag, run))
+        # A logged step never changes: read the tag again only for a step not seen yet.
+        with self._index_lock:
+            steps = self._step_maps.get((_experiment(request), run, tag), {})
+        if step not in steps:
+            steps = {datum.step: datum for datum in self._data(request, run, tag)}
+        if step not in steps:
+            raise QueryError(404, "no step %d for %r in run %r" % (step, tag, run))
+        return steps[step]
 
     def _blob(self, request, reference):
         return self._data_provider.read_blob(_context(request), blob_key=reference.blob_key)
@@ -267,9 +302,13 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         fields = metadata.STAT_FIELDS
         zero, nan, inf = (fields.index(name) for name in ("zero_fraction", "nan_count",
                                                             "inf_count"))
+        data = self._data(request, run, tag)
+        with concurrent.futures.ThreadPoolExecutor(_BLOB_READERS) as pool:
+            statistics = list(pool.map(
+                lambda datum: self._statistics(request, run, tag, datum), data))
         steps = []
-        for datum in self._data(request, run, tag):
-            stats = self._statistics(request, run, tag, datum)["stats"]
+        for datum, arrays in zip(data, statistics):
+            stats = arrays["stats"]
             steps.append({
                 "step": datum.step,
                 "zero_fraction": _json_number(float(np.mean(stats[..., zero]))),

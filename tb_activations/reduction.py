@@ -17,31 +17,45 @@ def canonical(x, plan):
     return tf.reshape(x, (-1,) + plan.canonical_shape)
 
 
-def channel_statistics(x):
-    """(batch, channels, 7) statistics over every axis but the first and last.
-
-    Order as metadata.STAT_FIELDS. min, max, mean and std are over finite values only and
-    NaN where a channel has none; NaN and Inf are counted apart.
-    """
-    batch, channels = tf.shape(x)[0], x.shape[-1]
-    x = tf.reshape(x, [batch, -1, channels])
+def _masked_statistics(x, zero_fraction):
+    """Statistics of (batch, positions, channels) over finite values only."""
     finite = tf.math.is_finite(x)
     count = tf.reduce_sum(tf.cast(finite, tf.float32), axis=1)
     safe_count = tf.maximum(count, 1.0)
     infinity = tf.constant(float("inf"))
     low = tf.reduce_min(tf.where(finite, x, infinity), axis=1)
     high = tf.reduce_max(tf.where(finite, x, -infinity), axis=1)
-    finite_x = tf.where(finite, x, 0.0)
-    mean = tf.reduce_sum(finite_x, axis=1) / safe_count
+    mean = tf.reduce_sum(tf.where(finite, x, 0.0), axis=1) / safe_count
     centred = tf.where(finite, x - mean[:, None, :], 0.0)
     std = tf.sqrt(tf.reduce_sum(tf.square(centred), axis=1) / safe_count)
     nan = tf.constant(float("nan"))
     empty = count == 0
     low, high, mean, std = (tf.where(empty, nan, v) for v in (low, high, mean, std))
-    zero_fraction = tf.reduce_mean(tf.cast(tf.equal(x, 0.0), tf.float32), axis=1)
     nan_count = tf.reduce_sum(tf.cast(tf.math.is_nan(x), tf.float32), axis=1)
     inf_count = tf.reduce_sum(tf.cast(tf.math.is_inf(x), tf.float32), axis=1)
     return tf.stack([low, high, mean, std, zero_fraction, nan_count, inf_count], axis=-1)
+
+
+def channel_statistics(x):
+    """(batch, channels, 7) statistics over every axis but the first and last.
+
+    Order as metadata.STAT_FIELDS. min, max, mean and std are over finite values only and
+    NaN where a channel has none; NaN and Inf are counted apart. Any NaN or Inf makes its
+    channel's sum non-finite, so plain reductions answer unless one does; only then are the
+    (several times slower) masked reductions run.
+    """
+    batch, channels = tf.shape(x)[0], x.shape[-1]
+    x = tf.reshape(x, [batch, -1, channels])
+    zero_fraction = tf.reduce_mean(tf.cast(tf.equal(x, 0.0), tf.float32), axis=1)
+    mean, variance = tf.nn.moments(x, axes=[1])
+
+    def plain():
+        zeros = tf.zeros_like(mean)
+        return tf.stack([tf.reduce_min(x, axis=1), tf.reduce_max(x, axis=1), mean,
+                         tf.sqrt(variance), zero_fraction, zeros, zeros], axis=-1)
+
+    return tf.cond(tf.reduce_all(tf.math.is_finite(mean)), plain,
+                   lambda: _masked_statistics(x, zero_fraction))
 
 
 def finite_range(x):
@@ -73,24 +87,27 @@ def area_downscale(x, factor_rows, factor_columns):
     by mirroring the edge, so every output pixel is the mean of a full block."""
     if factor_rows == 1 and factor_columns == 1:
         return x
-    _, height, width, channels = x.shape
+    _, height, width, _ = x.shape
     rows = -(-height // factor_rows)
     columns = -(-width // factor_columns)
     x = mirror_pad_end(x, 1, rows * factor_rows - height)
     x = mirror_pad_end(x, 2, columns * factor_columns - width)
-    x = tf.reshape(x, [-1, rows, factor_rows, columns, factor_columns, channels])
-    return tf.reduce_mean(x, axis=[2, 4])
+    factors = [factor_rows, factor_columns]
+    return tf.nn.avg_pool2d(x, ksize=factors, strides=factors, padding="VALID")
 
 
 def select_channels(x, plan, options):
-    """Indices of the channels to draw: the first ones, or the most active over the probe."""
-    if plan.channels_shown == plan.channels_total and options.channel_selection == "first":
-        return tf.range(plan.channels_total, dtype=tf.int32)
+    """(indices of the channels to draw, x restricted to them).
+
+    "first" slices, which costs far less than a gather over every channel; "top" ranks
+    channels by mean |activation| over the probe.
+    """
     if options.channel_selection == "first":
-        return tf.range(plan.channels_shown, dtype=tf.int32)
+        return tf.range(plan.channels_shown, dtype=tf.int32), x[..., :plan.channels_shown]
     magnitude = tf.abs(tf.reshape(x, [-1, plan.channels_total]))
     score = tf.reduce_mean(tf.where(tf.math.is_finite(magnitude), magnitude, 0.0), axis=0)
-    return tf.cast(tf.math.top_k(score, k=plan.channels_shown, sorted=True).indices, tf.int32)
+    indices = tf.cast(tf.math.top_k(score, k=plan.channels_shown, sorted=True).indices, tf.int32)
+    return indices, tf.gather(x, indices, axis=-1)
 
 
 def reduce_layer_output(x, plan, options):
@@ -103,8 +120,7 @@ def reduce_layer_output(x, plan, options):
     x = canonical(x, plan)
     stats = channel_statistics(x)
     if plan.layout in ("channels", "volume"):
-        channels = select_channels(x, plan, options)
-        picked = tf.gather(x, channels, axis=-1)
+        channels, picked = select_channels(x, plan, options)
         channel_ranges = tf.gather(stats[..., :2], channels, axis=1)
         if plan.layout == "channels":
             small = area_downscale(picked, *plan.downscale)

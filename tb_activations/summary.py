@@ -87,7 +87,10 @@ def input_names(model, arrays):
     if isinstance(arrays, dict):
         return sorted(arrays)
     inputs = getattr(model, "inputs", None) or []
-    names = [getattr(tensor, "name", None) for tensor in inputs]
+    # An unnamed keras.Input's tensor is called keras_tensor_N; its InputLayer has the name
+    # users see in model.summary().
+    names = [getattr(getattr(tensor, "_keras_history", None), "operation", tensor).name
+             for tensor in inputs]
     count = len(tf.nest.flatten(arrays))
     if len(names) != count or not all(names):
         names = ["input"] if count == 1 else ["input_%d" % i for i in range(count)]

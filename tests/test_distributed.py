@@ -269,7 +269,7 @@ def set_tf_config(monkeypatch, cluster, task_type, index):
 @pytest.mark.parametrize("cluster,task_type,index,expected", TASKS)
 def test_is_chief_from_tf_config(monkeypatch, cluster, task_type, index, expected):
     set_tf_config(monkeypatch, cluster, task_type, index)
-    assert distribute.is_chief() is expected
+    assert tba.is_chief() is expected  # the public name, as the README's multi-worker loop uses
     if task_type != "evaluator":
         # TensorFlow's own rule. It calls the evaluator a chief "of its own" job (it trains
         # nothing); log_activations does not log from it, as the issue specifies.
