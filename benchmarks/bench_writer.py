@@ -244,7 +244,8 @@ def run_tf_explain(model, x, chosen, callback_class, label, limit, workdir):
     root = os.path.join(workdir, "tf_explain")
     per_layer, grown = [], 0
     for index, (path, layer) in enumerate(picked):
-        callback = callback_class((x, None), [layer.name], output_dir=os.path.join(root, str(index)))
+        callback = callback_class((x, None), [layer.name],
+                                  output_dir=os.path.join(root, str(index)))
         callback.set_model(model)
         callback.file_writer.flush()
         before = event_bytes(root)

@@ -10,6 +10,9 @@ needed. The wrappers are removed as soon as the trace is done.
 import collections
 import contextlib
 import functools
+import re
+import textwrap
+import warnings
 
 import keras
 import numpy as np
@@ -146,7 +149,35 @@ def split_outputs(path, value):
     return [(path if i == 0 else "%s:%d" % (path, i), t) for i, t in enumerate(tensors)]
 
 
+def trace_error_text(error):
+    """The model's own message in an error raised while tracing, without AutoGraph's listing
+    of frames (the traceback has them) or Keras's terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    if text.startswith("in user code:"):
+        marker = "\n    %s: " % type(error).__name__
+        if marker in text:
+            text = textwrap.dedent("    " + text.rsplit(marker, 1)[1])
+    return text.strip()
+
+
 LayerRecord = collections.namedtuple("LayerRecord", "path layer_class order layout")
+
+
+class UndrawableLayerError(ValueError):
+    """A selected layer output that no grid can show (named in the message)."""
+
+
+def plan_drawable(tensor, batch, options, channels_first):
+    """The grid layout of one layer output; raises ValueError saying why it has none."""
+    dtype = tensor.dtype
+    if not (dtype.is_floating or dtype.is_integer or dtype.is_bool):
+        raise ValueError("its dtype %s is not real-valued" % dtype.name)
+    if tensor.shape.rank is None or tensor.shape.rank < 1:
+        raise ValueError("its shape %s has no batch axis" % tensor.shape)
+    if tensor.shape[0] is not None and tensor.shape[0] != batch:
+        raise ValueError("its first axis has %d entries where the probe batch has %d"
+                         % (tensor.shape[0], batch))
+    return layout_lib.plan_layout(tensor.shape[1:], options, channels_first=channels_first)
 
 
 class ActivationProbe:
@@ -156,6 +187,9 @@ class ActivationProbe:
     so it follows training. `reduce=False` returns full outputs (get_activations);
     `reduce=True` returns per layer the statistics, downscaled selected tiles and ranges
     that tiling needs (the callback and log_activations), so little leaves TensorFlow.
+    Outputs no grid can show (strings, dynamic shapes, no batch axis) are skipped with a
+    warning when the selection is the default, and raise UndrawableLayerError when
+    `layers=` selects them.
     """
 
     def __init__(self, model, signature, layers=None, options=layout_lib.RenderOptions(),
@@ -171,6 +205,8 @@ class ActivationProbe:
                           for path, layer in candidates}
         outputs = {}
         called = set()
+        self.skipped = []
+        batch = tf.nest.flatten(signature)[0].shape[0]
 
         def run(inputs):
             outputs.clear()
@@ -182,8 +218,11 @@ class ActivationProbe:
                     continue
                 for name, tensor in split_outputs(path, value):
                     if reduce:
-                        plan = layout_lib.plan_layout(tensor.shape[1:], options,
-                                                      channels_first=channels_first[path])
+                        try:
+                            plan = plan_drawable(tensor, batch, options, channels_first[path])
+                        except ValueError as error:
+                            self.skipped.append("%s (%s): %s" % (name, classes[path], error))
+                            continue
                         result[name] = reduction.reduce_layer_output(tensor, plan, options)
                     else:
                         plan = None
@@ -198,13 +237,20 @@ class ActivationProbe:
             except (ValueError, TypeError) as error:
                 raise ValueError("the probe %s could not pass through model %r: %s"
                                  % (tf.nest.map_structure(lambda s: tuple(s.shape), signature),
-                                    model.name, error)) from error
+                                    model.name, trace_error_text(error))) from error
         never_called = [path for path, _ in chosen if path not in called]
         if layers is not None and never_called:
             raise ValueError("layers %s were selected but never called by the model's forward "
                              "pass" % ", ".join(never_called))
+        if layers is not None and self.skipped:
+            raise UndrawableLayerError("layers= selects outputs that cannot be drawn: %s; "
+                                       "leave them out" % "; ".join(self.skipped))
         if not self.records:
-            raise ValueError("no selected layer produced a tensor output in the forward pass")
+            raise ValueError("no selected layer produced a tensor output that can be drawn"
+                             + "".join("; skipped " + reason for reason in self.skipped))
+        if self.skipped:
+            warnings.warn("tb-activations skips layers it cannot draw: %s"
+                          % "; ".join(self.skipped), stacklevel=3)
 
     def __call__(self, arrays):
         """The outputs for this probe batch, as numpy arrays (one copy out of TensorFlow)."""

@@ -211,7 +211,8 @@ class ActivationsPlugin(base_plugin.TBPlugin):
 
     def _statistics(self, request, run, tag, datum):
         if not datum.values:
-            raise QueryError(404, "step %d of %r in run %r holds no values" % (datum.step, tag, run))
+            raise QueryError(404, "step %d of %r in run %r holds no values"
+                             % (datum.step, tag, run))
         key = (datum.values[-1].blob_key, datum.wall_time)
         with self._statistics_lock:
             cached = self._statistics_cache.get(key)

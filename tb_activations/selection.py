@@ -53,6 +53,14 @@ def is_default_layer(layer):
     return not isinstance(layer, PASS_THROUGH_LAYERS) and not is_container(layer)
 
 
+def recurrent_step_paths(candidates):
+    """Paths inside recurrent layers (their cells): a cell's first call is one time step,
+    not the sequence the RNN layer itself outputs, so the default selection leaves it out."""
+    prefixes = tuple(path + "/" for path, layer in candidates
+                     if isinstance(layer, keras.layers.RNN))
+    return {path for path, _ in candidates if prefixes and path.startswith(prefixes)}
+
+
 def _matches(item, path, layer):
     if isinstance(item, str):
         if _GLOB_CHARACTERS & set(item):
@@ -77,7 +85,9 @@ def select_layers(candidates, layers=None):
     or a predicate taking the layer.
     """
     if layers is None:
-        chosen = [(path, layer) for path, layer in candidates if is_default_layer(layer)]
+        steps = recurrent_step_paths(candidates)
+        chosen = [(path, layer) for path, layer in candidates
+                  if is_default_layer(layer) and path not in steps]
         if not chosen:
             raise ValueError("the model has no layer that computes a new value; its layers are: "
                              + _describe([path for path, _ in candidates]))

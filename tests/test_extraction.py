@@ -165,9 +165,12 @@ def test_integer_inputs_lstm_and_attention_with_several_outputs():
     assert_same(acts, reference(model, tokens,
                                 ["embed", "lstm", "attention", "attention:1", "gap", "out"]),
                 rtol=1e-4, atol=1e-5)
-    # The LSTM cell's first call is the first time step (output, then its two states).
-    np.testing.assert_allclose(acts["lstm/lstm_cell"], acts["lstm"][:, 0], rtol=1e-5, atol=1e-6)
-    assert {"lstm/lstm_cell:1", "lstm/lstm_cell:2"} <= set(acts)
+    # The LSTM's cell is one time step, not the sequence: left out unless asked for, and then
+    # its first call is the first step (output, then its two states).
+    assert not [path for path in acts if path.startswith("lstm/")]
+    cell = get_activations(model, tokens, layers="lstm/*")
+    assert list(cell) == ["lstm/lstm_cell", "lstm/lstm_cell:1", "lstm/lstm_cell:2"]
+    np.testing.assert_allclose(cell["lstm/lstm_cell"], acts["lstm"][:, 0], rtol=1e-5, atol=1e-6)
     # Whole-number floats are accepted for integer inputs.
     as_float = get_activations(model, tokens.astype("float64"))
     np.testing.assert_array_equal(as_float["embed"], acts["embed"])
@@ -281,6 +284,16 @@ def test_bad_input_errors_name_what_was_expected(build, probe, error, words):
         get_activations(model, probe)
     for word in words:
         assert word in str(raised.value)
+
+
+def test_a_probe_a_subclassed_model_rejects_gets_the_model_s_own_message():
+    model = models.subclassed((8, 8, 3))
+    with pytest.raises(ValueError) as raised:
+        get_activations(model, np.zeros((2, 8, 8, 1), "float32"))
+    message = str(raised.value)
+    assert message.startswith("the probe (2, 8, 8, 1) could not pass through model 'subclassed'")
+    assert "expected axis -1 of input shape to have value 3" in message
+    assert "in user code" not in message and "\x1b" not in message
 
 
 def test_probe_traced_once_per_signature_and_cached_on_the_model():

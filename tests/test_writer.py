@@ -226,17 +226,17 @@ class ThinModel(keras.Model):
         return self.thin(self.dense(x))
 
 
-def test_a_failing_layer_writes_nothing_for_that_step(tmp_path):
+def test_an_undrawable_layer_is_skipped_with_a_warning_naming_it(tmp_path):
     model = ThinModel(name="thin_model")
     model(np.zeros((4, 6), "float32"))
     good, bad = np.ones((4, 6), "float32"), np.ones((3, 6), "float32")
     with tf.summary.create_file_writer(str(tmp_path)).as_default():
         assert log_activations(model, good, step=0)
-        with pytest.raises(ValueError, match="empty or unknown axis"):
-            log_activations(model, bad, step=1)
+        with pytest.warns(UserWarning, match=r"thin \(Thin\): cannot draw .* empty or unknown"):
+            assert log_activations(model, bad, step=1)
         assert log_activations(model, good, step=2)
     steps = steps_by_tag(written(tmp_path))
-    assert steps == {"activations/dense": [0, 2], "activations/thin": [0, 2]}
+    assert steps == {"activations/dense": [0, 1, 2], "activations/thin": [0, 2]}
 
 
 class Positive(keras.layers.Layer):
@@ -246,15 +246,51 @@ class Positive(keras.layers.Layer):
         return x[:, :tf.reduce_sum(tf.cast(x[0] > 0, tf.int32))]
 
 
+class AsText(keras.layers.Layer):
+    def call(self, x):
+        return tf.strings.as_string(x)
+
+
+class WithTextModel(keras.Model):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(3, name="dense")
+        self.text = AsText(name="text")
+
+    def call(self, x):
+        h = self.dense(x)
+        self.text(h)
+        return h
+
+
 def test_a_layer_of_unknown_size_is_named_as_such(tmp_path):
     inputs = keras.Input((5,), name="vector")
-    model = keras.Model(inputs, Positive(name="positive")(keras.layers.Dense(5)(inputs)))
+    model = keras.Model(inputs, Positive(name="positive")(keras.layers.Dense(5, name="d")(inputs)))
     x = np.ones((2, 5), "float32")
     assert extraction.get_activations(model, x)["positive"].shape[0] == 2  # drawable or not
+    with tf.summary.create_file_writer(str(tmp_path / "asked")).as_default():
+        with pytest.raises(extraction.UndrawableLayerError,
+                           match=r"cannot be drawn: positive \(Positive\): .*unknown axis"):
+            log_activations(model, x, step=0, layers=["d", "positive"])
+    assert written(tmp_path / "asked") == []
+    with tf.summary.create_file_writer(str(tmp_path / "default")).as_default():
+        with pytest.warns(UserWarning, match=r"positive \(Positive\).*unknown axis: \(None,\)"):
+            assert log_activations(model, x, step=0)
+    assert set(steps_by_tag(written(tmp_path / "default"))) == {"activations/d"}
+
+
+def test_a_layer_with_text_output_is_skipped(tmp_path):
+    model = WithTextModel(name="with_text")
+    x = np.ones((2, 4), "float32")
+    model(x)
+    assert extraction.get_activations(model, x)["text"].dtype == object
     with tf.summary.create_file_writer(str(tmp_path)).as_default():
-        with pytest.raises(ValueError, match=r"unknown axis: \(None,\)"):
-            log_activations(model, x, step=0)
-    assert written(tmp_path) == []
+        with pytest.warns(UserWarning, match=r"text \(AsText\): its dtype string is not real"):
+            assert log_activations(model, x, step=0)
+        with pytest.raises(extraction.UndrawableLayerError,
+                           match=r"cannot be drawn: text \(AsText\): its dtype"):
+            log_activations(model, x, step=1, layers=[AsText])
+    assert steps_by_tag(written(tmp_path)) == {"activations/dense": [0]}
 
 
 def test_a_render_failure_in_the_background_writes_nothing_for_that_step(tmp_path, cnn):
