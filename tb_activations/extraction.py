@@ -186,14 +186,15 @@ class ActivationProbe:
     Traced once for a fixed probe signature; the model's variables are read at each call,
     so it follows training. `reduce=False` returns full outputs (get_activations);
     `reduce=True` returns per layer the statistics, downscaled selected tiles and ranges
-    that tiling needs (the callback and log_activations), so little leaves TensorFlow.
+    that tiling needs (the callback and log_activations), so little leaves TensorFlow;
+    `finite_only` picks the NaN/Inf-safe statistics (reduction.channel_statistics).
     Outputs no grid can show (strings, dynamic shapes, no batch axis) are skipped with a
     warning when the selection is the default, and raise UndrawableLayerError when
     `layers=` selects them.
     """
 
     def __init__(self, model, signature, layers=None, options=layout_lib.RenderOptions(),
-                 reduce=True):
+                 reduce=True, finite_only=False):
         check_model(model)
         self.options = options
         self.records = []
@@ -223,7 +224,8 @@ class ActivationProbe:
                         except ValueError as error:
                             self.skipped.append("%s (%s): %s" % (name, classes[path], error))
                             continue
-                        result[name] = reduction.reduce_layer_output(tensor, plan, options)
+                        result[name] = reduction.reduce_layer_output(tensor, plan, options,
+                                                                     finite_only)
                     else:
                         plan = None
                         result[name] = tensor
@@ -260,17 +262,18 @@ class ActivationProbe:
             for record in self.records)
 
 
-def _cache_key(signature, layers, options, reduce):
+def _cache_key(signature, layers, options, reduce, finite_only):
     items = layers if isinstance(layers, (list, tuple)) else [layers]
     try:
         layer_key = tuple(items)
         hash(layer_key)
     except TypeError:
         layer_key = tuple(id(item) for item in items)
-    return (repr(signature), layer_key, options, reduce)
+    return (repr(signature), layer_key, options, reduce, finite_only)
 
 
-def probe_for(model, arrays, layers=None, options=layout_lib.RenderOptions(), reduce=True):
+def probe_for(model, arrays, layers=None, options=layout_lib.RenderOptions(), reduce=True,
+              finite_only=False):
     """The ActivationProbe for this model and probe signature, traced on first use only.
 
     Kept on the model object itself, so it lives and dies with the model.
@@ -281,9 +284,9 @@ def probe_for(model, arrays, layers=None, options=layout_lib.RenderOptions(), re
         cache = {}
         object.__setattr__(model, "_tb_activations_probes", cache)
     signature = probe_signature(arrays)
-    key = _cache_key(signature, layers, options, reduce)
+    key = _cache_key(signature, layers, options, reduce, finite_only)
     if key not in cache:
-        cache[key] = ActivationProbe(model, signature, layers, options, reduce)
+        cache[key] = ActivationProbe(model, signature, layers, options, reduce, finite_only)
     return cache[key]
 
 

@@ -36,26 +36,24 @@ def _masked_statistics(x, zero_fraction):
     return tf.stack([low, high, mean, std, zero_fraction, nan_count, inf_count], axis=-1)
 
 
-def channel_statistics(x):
+def channel_statistics(x, finite_only=False):
     """(batch, channels, 7) statistics over every axis but the first and last.
 
-    Order as metadata.STAT_FIELDS. min, max, mean and std are over finite values only and
-    NaN where a channel has none; NaN and Inf are counted apart. Any NaN or Inf makes its
-    channel's sum non-finite, so plain reductions answer unless one does; only then are the
-    (several times slower) masked reductions run.
+    Order as metadata.STAT_FIELDS. By default plain reductions, exact while every value is
+    finite (any NaN or Inf makes its channel's mean non-finite, which the caller checks).
+    `finite_only=True` masks: min, max, mean and std over finite values only, NaN where a
+    channel has none, NaN and Inf counted apart. It is several times slower and is kept out
+    of the usual graph: a conditional in the graph would double its size and its trace time.
     """
     batch, channels = tf.shape(x)[0], x.shape[-1]
     x = tf.reshape(x, [batch, -1, channels])
     zero_fraction = tf.reduce_mean(tf.cast(tf.equal(x, 0.0), tf.float32), axis=1)
+    if finite_only:
+        return _masked_statistics(x, zero_fraction)
     mean, variance = tf.nn.moments(x, axes=[1])
-
-    def plain():
-        zeros = tf.zeros_like(mean)
-        return tf.stack([tf.reduce_min(x, axis=1), tf.reduce_max(x, axis=1), mean,
-                         tf.sqrt(variance), zero_fraction, zeros, zeros], axis=-1)
-
-    return tf.cond(tf.reduce_all(tf.math.is_finite(mean)), plain,
-                   lambda: _masked_statistics(x, zero_fraction))
+    zeros = tf.zeros_like(mean)
+    return tf.stack([tf.reduce_min(x, axis=1), tf.reduce_max(x, axis=1), mean,
+                     tf.sqrt(variance), zero_fraction, zeros, zeros], axis=-1)
 
 
 def finite_range(x):
@@ -110,15 +108,17 @@ def select_channels(x, plan, options):
     return indices, tf.gather(x, indices, axis=-1)
 
 
-def reduce_layer_output(x, plan, options):
+def reduce_layer_output(x, plan, options, finite_only=False):
     """{stats, tiles, ranges, channels} of one layer output, laid out as `plan` says.
+
+    `finite_only` as in channel_statistics.
 
     tiles: (batch, plan.tiles, tile_height, tile_width) float32, in grid order;
     ranges: (batch, plan.tiles, 2) the finite min/max each tile is scaled by;
     channels: the channel index of each drawn channel.
     """
     x = canonical(x, plan)
-    stats = channel_statistics(x)
+    stats = channel_statistics(x, finite_only)
     if plan.layout in ("channels", "volume"):
         channels, picked = select_channels(x, plan, options)
         channel_ranges = tf.gather(stats[..., :2], channels, axis=1)

@@ -36,15 +36,23 @@ def render_options(**options):
 class Capture:
     """One probe pass, reduced and copied to numpy, ready to be written at `step`."""
 
-    def __init__(self, probe, arrays, step):
+    def __init__(self, probe, reduced, step):
         self.records = probe.records
         self.options = probe.options
-        self.reduced = probe(arrays)
+        self.reduced = reduced
         self.step = int(step)
 
 
 def capture(model, arrays, step, layers=None, options=layout_lib.RenderOptions()):
-    return Capture(extraction.probe_for(model, arrays, layers, options), arrays, step)
+    """The probe pass with plain statistics; run again with the NaN/Inf-safe ones (traced the
+    first time they are needed) only if some layer's come out non-finite."""
+    probe = extraction.probe_for(model, arrays, layers, options)
+    reduced = probe(arrays)
+    mean = metadata.STAT_FIELDS.index("mean")
+    if not all(np.isfinite(output["stats"][..., mean]).all() for output in reduced.values()):
+        probe = extraction.probe_for(model, arrays, layers, options, finite_only=True)
+        reduced = probe(arrays)
+    return Capture(probe, reduced, step)
 
 
 def layer_content(record, samples, options):

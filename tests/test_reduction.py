@@ -153,16 +153,23 @@ def assert_valid_top_channels(chosen, scores, shown):
 def test_reduce_layer_output_matches_numpy_oracle(case):
     x, channels_first, options = case
     plan = layout.plan_layout(x.shape[1:], options, channels_first=channels_first)
-    reduced = {key: value.numpy() for key, value in
-               reduction.reduce_layer_output(tf.constant(x), plan, options).items()}
     canonical = oracle_canonical(x, channels_first)
     assert canonical.shape[1:] == plan.canonical_shape
+    index = {field: i for i, field in enumerate(metadata.STAT_FIELDS)}
+    # What summary.capture does: plain statistics, whose non-finite means trigger the masked
+    # ones whenever some value is NaN or Inf.
+    plain = reduction.channel_statistics(tf.constant(canonical, tf.float32)).numpy()
+    plain_mean = plain[..., index["mean"]]
+    finite_only = not np.isfinite(plain_mean).all()
+    if not np.isfinite(x).all():
+        assert finite_only
+    reduced = {key: value.numpy() for key, value in reduction.reduce_layer_output(
+        tf.constant(x), plan, options, finite_only=finite_only).items()}
     batch = x.shape[0]
 
     stats = reduced["stats"]
     assert stats.dtype == np.float32 and stats.shape == (batch, plan.channels_total, 7)
     expected = oracle_statistics(canonical)
-    index = {field: i for i, field in enumerate(metadata.STAT_FIELDS)}
     for field in ("min", "max", "zero_fraction", "nan_count", "inf_count"):
         np.testing.assert_allclose(stats[..., index[field]], expected[..., index[field]],
                                    rtol=1e-6, err_msg=field)
@@ -209,8 +216,8 @@ def test_thin_maps_downscale_by_repeated_mirroring(shape, options):
 def test_statistics_of_a_channel_without_finite_values():
     x = np.array([[[np.nan, 1.0], [np.inf, 0.0], [-np.inf, 3.0]]], np.float32)  # (1, T=3, F=2)
     plan = layout.plan_layout(x.shape[1:])
-    stats = reduction.reduce_layer_output(tf.constant(x), plan, layout.RenderOptions())["stats"]
-    stats = stats.numpy()[0]
+    stats = reduction.reduce_layer_output(tf.constant(x), plan, layout.RenderOptions(),
+                                          finite_only=True)["stats"].numpy()[0]
     assert np.isnan(stats[0, :4]).all()  # feature 0 has no finite value
     np.testing.assert_allclose(stats[0, 4:], [0.0, 1.0, 2.0])
     np.testing.assert_allclose(stats[1], [0.0, 3.0, 4 / 3, np.std([1, 0, 3]), 1 / 3, 0, 0],
@@ -326,3 +333,36 @@ def test_values_read_back_within_quantization_error(tmp_path, build, probe, opti
         assert np.isnan(values[~drawn]).all()  # gutters and padding carry no value
         checked.add(tiling["layout"])
     assert checked == layouts
+
+
+class Poisoned(keras.layers.Layer):
+    """Channel 0 becomes NaN and channel 1 +Inf wherever the input exceeds 0.9."""
+
+    def call(self, x):
+        hot = x > 0.9
+        nan, inf = tf.fill(tf.shape(x[..., :1]), np.nan), tf.fill(tf.shape(x[..., :1]), np.inf)
+        return tf.concat([tf.where(hot[..., :1], nan, x[..., :1]),
+                          tf.where(hot[..., 1:2], inf, x[..., 1:2]), x[..., 2:]], axis=-1)
+
+
+def test_non_finite_values_switch_to_the_masked_statistics_for_that_step(tmp_path):
+    inputs = keras.Input((4, 4, 3), name="pixels")
+    model = keras.Model(inputs, Poisoned(name="poisoned")(inputs))
+    clean = np.linspace(0, 0.8, 2 * 4 * 4 * 3, dtype="float32").reshape(2, 4, 4, 3)
+    hot = clean.copy()
+    hot[0, 0, :2, :2] = 1.0  # two NaN in channel 0 and two Inf in channel 1, sample 0 only
+    with tf.summary.create_file_writer(str(tmp_path)).as_default():
+        assert log_activations(model, clean, step=0)
+        assert log_activations(model, hot, step=1)
+        assert log_activations(model, clean, step=2)
+    stats = {(r.step, r.sample): r.statistics for r in read_activations(tmp_path)}
+    assert stats[(1, 0)]["nan_count"].tolist() == [2, 0, 0]
+    assert stats[(1, 0)]["inf_count"].tolist() == [0, 2, 0]
+    for channel in (0, 1):  # min, max and mean cover the finite values only
+        finite = np.delete(hot[0, ..., channel].ravel(), [0, 1])
+        np.testing.assert_allclose(
+            [stats[(1, 0)][field][channel] for field in ("min", "max", "mean")],
+            [finite.min(), finite.max(), finite.mean()], rtol=1e-5)
+    for key in ((0, 0), (1, 1), (2, 0)):
+        assert stats[key]["nan_count"].sum() == stats[key]["inf_count"].sum() == 0
+        assert np.isfinite(stats[key]["mean"]).all()
