@@ -197,7 +197,8 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         return data
 
     def _datum(self, request, run, tag, step):
-        # A logged step never changes: read the tag again only for a step not seen yet.
+        # Steps are looked up in the tag's last read (which /steps, /stats_series and any
+        # unseen step refresh), so a grid or stats request needs no listing call.
         with self._index_lock:
             steps = self._step_maps.get((_experiment(request), run, tag), {})
         if step not in steps:
