@@ -216,18 +216,24 @@ class Thin(keras.layers.Layer):
         return x[:, :x.shape[0] - 3]
 
 
-class ThinModel(keras.Model):
-    def __init__(self, **kwargs):
+class DenseThen(keras.Model):
+    """Subclassed: Dense, then `inner` on its output, which the model returns unless
+    `side_branch` (an output that can't be the model's own, such as text)."""
+
+    def __init__(self, inner, side_branch=False, **kwargs):
         super().__init__(**kwargs)
         self.dense = keras.layers.Dense(4, name="dense")
-        self.thin = Thin(name="thin")
+        self.inner = inner
+        self.side_branch = side_branch
 
     def call(self, x):
-        return self.thin(self.dense(x))
+        hidden = self.dense(x)
+        output = self.inner(hidden)
+        return hidden if self.side_branch else output
 
 
 def test_an_undrawable_layer_is_skipped_with_a_warning_naming_it(tmp_path):
-    model = ThinModel(name="thin_model")
+    model = DenseThen(Thin(name="thin"), name="thin_model")
     model(np.zeros((4, 6), "float32"))
     good, bad = np.ones((4, 6), "float32"), np.ones((3, 6), "float32")
     with tf.summary.create_file_writer(str(tmp_path)).as_default():
@@ -251,18 +257,6 @@ class AsText(keras.layers.Layer):
         return tf.strings.as_string(x)
 
 
-class WithTextModel(keras.Model):
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.dense = keras.layers.Dense(3, name="dense")
-        self.text = AsText(name="text")
-
-    def call(self, x):
-        h = self.dense(x)
-        self.text(h)
-        return h
-
-
 def test_a_layer_of_unknown_size_is_named_as_such(tmp_path):
     inputs = keras.Input((5,), name="vector")
     model = keras.Model(inputs, Positive(name="positive")(keras.layers.Dense(5, name="d")(inputs)))
@@ -280,7 +274,7 @@ def test_a_layer_of_unknown_size_is_named_as_such(tmp_path):
 
 
 def test_a_layer_with_text_output_is_skipped(tmp_path):
-    model = WithTextModel(name="with_text")
+    model = DenseThen(AsText(name="text"), side_branch=True, name="with_text")
     x = np.ones((2, 4), "float32")
     model(x)
     assert extraction.get_activations(model, x)["text"].dtype == object
