@@ -574,7 +574,10 @@ class App {
     if (!this.view) return;
     const { run, layer, step, sample } = this.state;
     if (kind === "png") {
-      exportPng(this.grid.canvases(), this.grid.zoom, { run, layer, step, sample });
+      const compare = this.state.compare === null ? "" : ` vs step ${this.state.compare}`;
+      const caption = `${run} · ${layer} · step ${step}${compare} · sample ${sample} · ${this.state.cmap}`;
+      exportPng(this.grid.canvases(), this.grid.zoom, { run, layer, step, sample },
+        this.colorBar.legend(caption));
     } else {
       exportJson({
         run, layer, step, sample, compare: this.state.compare, layer_info: this.layer,

@@ -39,4 +39,13 @@ export class ColorBar {
     }
     this.note.textContent = note;
   }
+
+  // What an exported image needs to carry of this bar.
+  legend(caption) {
+    return {
+      caption: this.note.textContent ? `${caption} · ${this.note.textContent}` : caption,
+      gradient: this.canvas,
+      labels: [this.low.textContent, this.middle.textContent, this.high.textContent],
+    };
+  }
 }

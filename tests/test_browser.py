@@ -172,6 +172,29 @@ def test_slider_changes_step(page, tensorboard):
     assert page.state()["step"] != last
 
 
+def test_png_export_is_the_grid_with_its_caption_and_colour_bar(page, tensorboard, tmp_path):
+    from PIL import Image
+    import numpy as np
+
+    page.open(exp1(tensorboard, scale="layer", cmap="magma"))
+    grid = page.wait_grid()
+    zoom = int(page.frame.eval_on_selector(".grid-area", "e => e.dataset.zoom"))
+    with page.page.expect_download() as download:
+        page.frame.locator("button.export", has_text="PNG").click()
+    name = download.value.suggested_filename
+    assert name.startswith("activations_exp1_stem_step") and name.endswith("_sample0.png")
+    path = tmp_path / name
+    download.value.save_as(str(path))
+    image = np.asarray(Image.open(path).convert("RGB"))
+    height, width = grid["height"] * zoom, grid["width"] * zoom
+    assert image.shape[0] > height + 30 and image.shape[1] >= max(width, 256)
+    assert len({tuple(p) for p in image[:height, :width].reshape(-1, 3)}) > 8  # the grid
+    legend = image[height:]
+    bar_rows = [row for row in legend if len({tuple(p) for p in row[:256]}) > 100]
+    assert bar_rows, "no row of the legend holds the colour gradient"
+    assert (legend[:, 256:] if legend.shape[1] > 256 else legend).min() < 128  # dark text
+
+
 def test_click_tile_opens_channel_zoom(page, tensorboard):
     page.open(exp1(tensorboard))
     page.wait_grid()
