@@ -26,6 +26,11 @@ from tb_activations import selection
 def check_model(model):
     if not isinstance(model, keras.Model):
         raise TypeError("expected a Keras 3 model (keras.Model), got %s" % type(model).__name__)
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            "tb-activations traces the model with TensorFlow, but Keras runs on its %r backend "
+            "here: set KERAS_BACKEND=tensorflow before importing keras"
+            % keras.backend.backend())
     if not model.built:
         raise ValueError(
             "model %r is not built, so its layers have no outputs yet: call it once on a batch "
