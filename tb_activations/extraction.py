@@ -70,6 +70,15 @@ def model_inputs(model):
     return inputs
 
 
+def first_batch_inputs(dataset):
+    """The inputs of a dataset's first element, read the way `fit` reads its elements: an
+    (x, y) or (x, y, sample_weight) tuple gives x."""
+    for element in dataset.take(1):
+        return element[0] if isinstance(element, tuple) else element
+    raise ValueError("the probe dataset is empty: pass a batched dataset holding at least one "
+                     "batch, e.g. val_ds.take(1)")
+
+
 def prepare_probe(model, probe):
     """The probe as numpy arrays of the dtypes and structure the model takes.
 
@@ -77,6 +86,8 @@ def prepare_probe(model, probe):
     """
     if probe is None:
         raise ValueError("the probe is None: pass a batch of inputs, e.g. x_val[:4]")
+    if isinstance(probe, tf.data.Dataset):
+        probe = first_batch_inputs(probe)
     inputs = model_inputs(model)
     if isinstance(probe, dict):
         arrays = {key: _as_array(value, "probe[%r]" % key) for key, value in probe.items()}

@@ -305,6 +305,20 @@ def test_another_keras_backend_is_named_in_the_error(monkeypatch):
         get_activations(model, models.digits(1)[0])
 
 
+def test_a_dataset_probe_uses_the_inputs_of_its_first_batch():
+    import tensorflow as tf
+
+    model = models.multi_io(True)
+    image, meta = models.multi_io_probe()
+    expected = get_activations(model, {"image": image, "meta": meta})
+    labels = np.arange(len(image))
+    dataset = tf.data.Dataset.from_tensor_slices(({"image": image, "meta": meta}, labels))
+    assert_same(get_activations(model, dataset.batch(len(image))), expected)
+    assert_same(get_activations(model, dataset.map(lambda x, y: x).batch(len(image))), expected)
+    with pytest.raises(ValueError, match="dataset is empty"):
+        get_activations(model, dataset.batch(2).take(0))
+
+
 def test_probe_traced_once_per_signature_and_cached_on_the_model():
     model = models.small_cnn()
     x = models.digits(3)[0]
