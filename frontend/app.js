@@ -586,6 +586,17 @@ class App {
     }
   }
 
+  // [ and ]: the previous or next drawn channel, in grid order, into the channel panel.
+  #stepChannel(offset) {
+    if (!this.view || !isTiled(this.layer)) return;
+    const channels = Array.from(this.view.a.stats.channels);
+    if (!channels.length) return;
+    const at = channels.indexOf(this.state.channel);
+    const next = at < 0 ? (offset > 0 ? 0 : channels.length - 1)
+      : Math.min(channels.length - 1, Math.max(0, at + offset));
+    this.update({ channel: channels[next] });
+  }
+
   #key(event) {
     if (event.altKey || event.ctrlKey || event.metaKey) return;
     if (event.target.closest && event.target.closest("input, select, textarea")) return;
@@ -605,6 +616,12 @@ class App {
       case " ":
         if (event.target.closest && event.target.closest("button")) return;
         this.togglePlay();
+        break;
+      case "[":
+        this.#stepChannel(-1);
+        break;
+      case "]":
+        this.#stepChannel(1);
         break;
       case "Escape":
         this.update({ channel: null });

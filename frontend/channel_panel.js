@@ -47,7 +47,7 @@ export class ChannelPanel {
     this.strip = el("div", { class: "filmstrip", role: "list" });
     this.filmstrip = el("div", { class: "filmstrip-box" },
       el("div", { class: "section-title" }, "Across steps"), this.strip);
-    this.empty = el("div", { class: "empty-note", text: "Click a tile of the grid to look at one channel." });
+    this.empty = el("div", { class: "empty-note", text: "Click a tile of the grid (or press ]) to look at one channel." });
     this.body = el("div", { class: "channel-body", hidden: true },
       el("div", { class: "channel-views" },
         el("figure", { class: "enlarged" }, el("figcaption", { class: "section-title" }, "Enlarged"), this.zoomStage),
@@ -55,7 +55,7 @@ export class ChannelPanel {
       this.note, this.readout, this.stats, this.filmstrip);
     this.element = el("section", { class: "panel-section channel-panel" },
       el("div", { class: "section-title" }, this.title, this.flags,
-        el("button", { class: "icon close", title: "Close (Esc)", text: "×", on: { click: onClose } })),
+        el("button", { class: "icon close", title: "Close (Esc); [ and ] move between channels", text: "×", on: { click: onClose } })),
       this.empty, this.body);
     this.filmKey = null;
     this.observer = new IntersectionObserver((entries) => this.#reveal(entries), { root: this.strip, rootMargin: "0px 200px" });

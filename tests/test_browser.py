@@ -213,6 +213,15 @@ def test_click_tile_opens_channel_zoom(page, tensorboard):
     page.frame.locator(".channel-zoom").hover(position={"x": 10, "y": 10})
     assert "channel 3" in page.frame.inner_text(".readout")
     page.screenshot("channel", tensorboard)
+    # [ and ] move between drawn channels, clamped at the ends; Esc closes.
+    page.frame.locator(".layer-tree").focus()
+    page.page.keyboard.press("[")
+    wait_text(page.frame, ".channel-title", "Channel 2")
+    for _ in range(3):
+        page.page.keyboard.press("]")
+    wait_text(page.frame, ".channel-title", "Channel 3")
+    page.page.keyboard.press("Escape")
+    page.frame.wait_for_selector(".channel-zoom", state="hidden")
 
 
 def test_url_round_trip(page, browser, tensorboard):
