@@ -9,9 +9,11 @@ import json
 import time
 import urllib.parse
 
+import hypothesis
 import keras
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 import tensorflow as tf
 from tensorboard import default
 from tensorboard import program
@@ -167,6 +169,43 @@ def test_grid_of_hostile_layer_name(client):
     response = get(client, "/grid?" + query(run="vectors", layer=HOSTILE_LAYER, step=1))
     assert response.status_code == 200
     assert rendering.decode_png(response.get_data()).shape == (2, 3)  # 5 units + 1 padding
+
+
+# Every layer name Keras accepts on the TensorFlow backend, i.e. TensorFlow's node-name rule:
+# [A-Za-z0-9.] then [A-Za-z0-9_.>-], where `>` separates like `/` and must be followed by
+# [A-Za-z0-9.] (Keras suffixes a reused scope with `_1`, so a trailing `>` fails too). `/` is
+# Keras's own nesting separator; any other name fails in Keras's own fit and predict.
+LAYER_NAMES = st.from_regex(r"\A[A-Za-z0-9.](?:[A-Za-z0-9_.-]|>[A-Za-z0-9.]){0,16}\Z")
+
+
+@hypothesis.given(outer=LAYER_NAMES, inner=LAYER_NAMES)
+@hypothesis.settings(max_examples=12, deadline=None,
+                     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture])
+def test_any_layer_name_is_written_listed_and_served(tmp_path_factory, outer, inner):
+    hypothesis.assume(outer != inner)
+    backbone = keras.Sequential([keras.layers.Dense(3, name=inner)], name=outer)
+    model = keras.Sequential([keras.Input((4,)), backbone, keras.layers.Dense(2, name="head")])
+    path = outer + "/" + inner
+    x = np.ones((2, 4), np.float32)
+    assert list(tba.get_activations(model, x, layers=[path])) == [path]
+    logdir = tmp_path_factory.mktemp("names")
+    with tf.summary.create_file_writer(str(logdir / "run")).as_default():
+        assert tba.log_activations(model, x, step=1)
+    assert {record.layer for record in tba.read_activations(logdir)} == {path, "head"}
+
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(logdir))
+    multiplexer.Reload()
+    context = base_plugin.TBContext(
+        data_provider=data_provider.MultiplexerDataProvider(multiplexer, str(logdir)),
+        logdir=str(logdir), sampling_hints={})
+    names_client = werkzeug_test.Client(application.TensorBoardWSGI(
+        [plugin.ActivationsLoader().load(context)]))
+    (run,) = get_json(names_client, "/layers")["runs"]
+    assert [layer["layer"] for layer in run["layers"]] == [path, "head"]
+    response = get(names_client, "/grid?" + query(run="run", layer=path, step=1, sample=1))
+    assert response.status_code == 200
+    assert rendering.decode_png(response.get_data()).shape == (2, 2)  # 3 units + 1 padding
 
 
 def test_stats_match_what_was_written(client):
