@@ -7,7 +7,7 @@ import { ChannelPanel } from "./channel_panel.js";
 import { ColorBar } from "./colorbar.js";
 import { COLORMAPS, isDiverging } from "./colormaps.js";
 import { clear, el, fmt, option, percent } from "./dom.js";
-import { exportJson, exportPng } from "./export.js";
+import { exportJson, exportPng, exportVideo } from "./export.js";
 import { describePixel, isTiled, unitName } from "./describe.js";
 import { difference } from "./difference.js";
 import { Geometry, decodeValues } from "./geometry.js";
@@ -52,6 +52,7 @@ class App {
     this.opacity = 0.6;
     this.showMarks = true;
     this.playing = false;
+    this.recording = false;
     this.drawToken = 0;
     this.layerToken = 0;
     this.stepsRanges = new Map();
@@ -72,6 +73,7 @@ class App {
       onZoom: (zoom) => this.grid.setZoomMode(zoom),
       onMarks: (on) => { this.showMarks = on; this.draw(); },
       onExportPng: () => this.#export("png"),
+      onExportVideo: () => this.#exportVideo(),
       onExportJson: () => this.#export("json"),
     });
     this.grid = new GridView({
@@ -487,15 +489,16 @@ class App {
     const { a, shared } = this.view;
     const { cmap, scale, channel } = this.state;
     let own = null;
-    let note = "per channel: each tile spans its own min…max (hover a tile for its values)";
+    let note = "per channel: each tile spans its own min…max";
+    let hint = "hover a tile for its values";
     if (!shared && a.geometry.tiles === 1) {
-      [own, note] = [a.ranges[0], "this sample's range"];
+      [own, note, hint] = [a.ranges[0], "this sample's range", ""];
     } else if (!shared && channel !== null && isTiled(this.layer) && a.stats.channels.includes(channel)) {
-      [own, note] = [a.ranges[a.geometry.tileOfChannel(a.stats.channels, channel)], `channel ${channel}'s own range`];
+      [own, note, hint] = [a.ranges[a.geometry.tileOfChannel(a.stats.channels, channel)], `channel ${channel}'s own range`, ""];
     }
     const range = shared || (own && own[0] !== null ? own : null);
-    if (shared) note = SCALINGS.find((s) => s.name === scale).label;
-    this.colorBar.update(cmap, range && (isDiverging(cmap) ? centred(range) : range), note);
+    if (shared) [note, hint] = [SCALINGS.find((s) => s.name === scale).label, ""];
+    this.colorBar.update(cmap, range && (isDiverging(cmap) ? centred(range) : range), note, hint);
   }
 
   click(panelIndex, x, y) {
@@ -570,19 +573,49 @@ class App {
     }
   }
 
+  #caption(step) {
+    const { run, layer, sample, compare, cmap } = this.state;
+    const versus = compare === null ? "" : ` vs step ${compare}`;
+    return `${run} · ${layer} · step ${step}${versus} · sample ${sample} · ${cmap}`;
+  }
+
+  #shown() {
+    return { canvases: this.grid.canvases(), zoom: this.grid.zoom, legend: this.colorBar.legend(this.#caption(this.state.step)) };
+  }
+
   #export(kind) {
     if (!this.view) return;
     const { run, layer, step, sample } = this.state;
     if (kind === "png") {
-      const compare = this.state.compare === null ? "" : ` vs step ${this.state.compare}`;
-      const caption = `${run} · ${layer} · step ${step}${compare} · sample ${sample} · ${this.state.cmap}`;
-      exportPng(this.grid.canvases(), this.grid.zoom, { run, layer, step, sample },
-        this.colorBar.legend(caption));
+      const { canvases, zoom, legend } = this.#shown();
+      exportPng(canvases, zoom, { run, layer, step, sample }, legend);
     } else {
       exportJson({
         run, layer, step, sample, compare: this.state.compare, layer_info: this.layer,
         stats: this.view.a.stats, compare_stats: this.view.b?.stats ?? null,
       });
+    }
+  }
+
+  // Plays every step through the grid once while the browser records it; then back to the
+  // step that was shown.
+  async #exportVideo() {
+    if (!this.view || this.steps.length < 2 || this.recording) return;
+    this.stopPlaying();
+    this.recording = true;
+    this.options.video.disabled = true;
+    const { run, layer, sample, step } = this.state;
+    try {
+      await exportVideo(this.steps.map((s) => s.step), async (next) => {
+        await this.update({ step: next });
+        return this.#shown();
+      }, { run, layer, sample });
+    } catch (error) {
+      this.#banner(`Could not record the video: ${error.message}`);
+    } finally {
+      this.recording = false;
+      this.options.video.disabled = false;
+      await this.update({ step });
     }
   }
 

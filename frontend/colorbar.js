@@ -20,8 +20,9 @@ export class ColorBar {
         this.note));
   }
 
-  // range: the [low, high] the map spans, or null when each tile has its own (labels say so).
-  update(cmapName, range, note) {
+  // range: the [low, high] the map spans, or null when each tile has its own (labels say so);
+  // hint: a tip for the page only, left out of exported images.
+  update(cmapName, range, note, hint = "") {
     const cmap = colormap(cmapName);
     const image = new ImageData(256, 1);
     new Uint32Array(image.data.buffer).set(cmap.table);
@@ -37,13 +38,14 @@ export class ColorBar {
       this.middle.textContent = diverging ? "0" : "";
       this.high.textContent = diverging ? "+max |v|" : "max";
     }
-    this.note.textContent = note;
+    this.noteText = note;
+    this.note.textContent = hint ? `${note} (${hint})` : note;
   }
 
   // What an exported image needs to carry of this bar.
   legend(caption) {
     return {
-      caption: this.note.textContent ? `${caption} · ${this.note.textContent}` : caption,
+      caption: this.noteText ? `${caption} · ${this.noteText}` : caption,
       gradient: this.canvas,
       labels: [this.low.textContent, this.middle.textContent, this.high.textContent],
     };

@@ -12,7 +12,7 @@ function labelled(text, control, className = "") {
 }
 
 export class ViewOptions {
-  constructor({ onChange, onZoom, onMarks, onExportPng, onExportJson }) {
+  constructor({ onChange, onZoom, onMarks, onExportPng, onExportVideo, onExportJson }) {
     this.onChange = onChange;
     this.cmap = el("select", { "aria-label": "Colour map", on: { change: () => onChange({ cmap: this.cmap.value }) } },
       COLORMAPS.map((c) => option(c.name, c.label)));
@@ -36,6 +36,7 @@ export class ViewOptions {
       el("label", { class: "option", title: "Outline dead, saturated and NaN/Inf channels" }, this.marks, el("span", { class: "control-label", text: "Flags" })),
       el("span", { class: "spacer" }),
       el("button", { class: "export", title: "Download the grid as shown, as PNG", text: "PNG", on: { click: onExportPng } }),
+      this.video = el("button", { class: "export", title: "Download the grid at every step, as a WebM video", text: "Video", on: { click: onExportVideo } }),
       el("button", { class: "export", title: "Download this step's statistics as JSON", text: "JSON", on: { click: onExportJson } }));
   }
 

@@ -195,6 +195,23 @@ def test_png_export_is_the_grid_with_its_caption_and_colour_bar(page, tensorboar
     assert (legend[:, 256:] if legend.shape[1] > 256 else legend).min() < 128  # dark text
 
 
+def test_video_export_records_every_step(page, tensorboard, tmp_path):
+    page.open(exp1(tensorboard, step=0))
+    page.wait_grid()
+    steps = page.frame.eval_on_selector(".step-slider", "s => Number(s.max) + 1")
+    with page.page.expect_download(timeout=120000) as download:
+        page.frame.locator("button.export", has_text="Video").click()
+    assert download.value.suggested_filename == "activations_exp1_stem_steps_sample0.webm"
+    path = tmp_path / "steps.webm"
+    download.value.save_as(str(path))
+    data = path.read_bytes()
+    assert data[:4] == bytes.fromhex("1a45dfa3")  # EBML: a WebM container
+    assert len(data) > 1000 * steps // 4
+    # Back on the step it showed before, with the button usable again.
+    page.frame.wait_for_selector(".grid-panel.current[data-step='0']")
+    assert page.frame.eval_on_selector("button.export >> text=Video", "b => b.disabled") is False
+
+
 def test_click_tile_opens_channel_zoom(page, tensorboard):
     page.open(exp1(tensorboard))
     page.wait_grid()
