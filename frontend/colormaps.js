@@ -19,7 +19,7 @@ export const COLORMAPS = [
   { name: "viridis", label: "viridis" },
   { name: "magma", label: "magma" },
   { name: "gray", label: "gray" },
-  { name: "diverging", label: "diverging (0 = white)" },
+  { name: "diverging", label: "diverging ±" },
 ];
 
 // NaN/Inf get a colour that no map uses: magenta, or lime where magenta would blend in.

@@ -14,7 +14,7 @@ function labelled(text, control, className = "") {
 export class ViewOptions {
   constructor({ onChange, onZoom, onMarks, onExportPng, onExportVideo, onExportJson }) {
     this.onChange = onChange;
-    this.cmap = el("select", { "aria-label": "Colour map", on: { change: () => onChange({ cmap: this.cmap.value }) } },
+    this.cmap = el("select", { "aria-label": "Colour map", title: "Colour map (diverging: white at 0, blue below, red above)", on: { change: () => onChange({ cmap: this.cmap.value }) } },
       COLORMAPS.map((c) => option(c.name, c.label)));
     this.scale = el("select", { "aria-label": "Scaling", on: { change: () => onChange({ scale: this.scale.value }) } },
       SCALINGS.map((s) => option(s.name, s.label)));
@@ -35,9 +35,10 @@ export class ViewOptions {
       labelled("Zoom", this.zoom),
       el("label", { class: "option", title: "Outline dead, saturated and NaN/Inf channels" }, this.marks, el("span", { class: "control-label", text: "Flags" })),
       el("span", { class: "spacer" }),
-      el("button", { class: "export", title: "Download the grid as shown, as PNG", text: "PNG", on: { click: onExportPng } }),
-      this.video = el("button", { class: "export", title: "Download the grid at every step, as a WebM video", text: "Video", on: { click: onExportVideo } }),
-      el("button", { class: "export", title: "Download this step's statistics as JSON", text: "JSON", on: { click: onExportJson } }));
+      el("span", { class: "exports" },
+        el("button", { class: "export", title: "Download the grid as shown, as PNG", text: "PNG", on: { click: onExportPng } }),
+        this.video = el("button", { class: "export", title: "Download the grid at every step, as a WebM video", text: "Video", on: { click: onExportVideo } }),
+        el("button", { class: "export", title: "Download this step's statistics as JSON", text: "JSON", on: { click: onExportJson } })));
   }
 
   #number(input) {
