@@ -633,35 +633,20 @@ class App {
   #key(event) {
     if (event.altKey || event.ctrlKey || event.metaKey) return;
     if (event.target.closest && event.target.closest("input, select, textarea")) return;
-    switch (event.key) {
-      case "ArrowUp":
-        this.layerList.move(-1);
-        break;
-      case "ArrowDown":
-        this.layerList.move(1);
-        break;
-      case "ArrowLeft":
-        this.stepBar.nudge(-1);
-        break;
-      case "ArrowRight":
-        this.stepBar.nudge(1);
-        break;
-      case " ":
-        if (event.target.closest && event.target.closest("button")) return;
-        this.togglePlay();
-        break;
-      case "[":
-        this.#stepChannel(-1);
-        break;
-      case "]":
-        this.#stepChannel(1);
-        break;
-      case "Escape":
-        this.update({ channel: null });
-        break;
-      default:
-        return;
-    }
+    if (event.key === " " && event.target.closest && event.target.closest("button")) return;
+    const actions = {
+      ArrowUp: () => this.layerList.move(-1),
+      ArrowDown: () => this.layerList.move(1),
+      ArrowLeft: () => this.stepBar.nudge(-1),
+      ArrowRight: () => this.stepBar.nudge(1),
+      " ": () => this.togglePlay(),
+      "[": () => this.#stepChannel(-1),
+      "]": () => this.#stepChannel(1),
+      Escape: () => this.update({ channel: null }),
+    };
+    const action = Object.hasOwn(actions, event.key) ? actions[event.key] : null;
+    if (!action) return;
+    action();
     event.preventDefault();
   }
 }
