@@ -317,11 +317,11 @@ def bench_tb_activations(model, x, forward, repeats, workdir):
     out["layers"] = len(activations)
     del activations
 
-    out["capture_first_s"] = timed(lambda: summary.capture(model, arrays, 0))
-    method, base = interleaved(forward, lambda: summary.capture(model, arrays, 0), repeats)
+    out["capture_first_s"] = timed(lambda: summary.capture(model, arrays))
+    method, base = interleaved(forward, lambda: summary.capture(model, arrays), repeats)
     out["capture"] = stat(method, base)
 
-    captured = summary.capture(model, arrays, 0)
+    captured = summary.capture(model, arrays)
     out["copied_bytes"] = int(sum(sum(np.asarray(v).nbytes for v in reduced.values())
                                   for reduced in captured.reduced.values()))
     renders = [timed(lambda: summary.render_capture(captured)) for _ in range(max(3, repeats // 2))]

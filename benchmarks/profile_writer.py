@@ -506,7 +506,7 @@ def stage_of(function_name):
 
 def section_render(model, arrays, repeats, out):
     with patched(extraction, "tf", no_autograph_tf()):  # same capture, traced faster
-        captured = summary.capture(model, arrays, 0)
+        captured = summary.capture(model, arrays)
     times = [timed_call(lambda: summary.render_capture(captured)) for _ in range(repeats)]
     profile = cProfile.Profile()
     profile.enable()

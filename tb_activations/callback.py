@@ -9,12 +9,14 @@ import logging
 import os
 import queue
 import threading
+import warnings
 
 import keras
 import tensorflow as tf
 
 from tb_activations import distribute
 from tb_activations import extraction
+from tb_activations import model_file
 from tb_activations import summary
 
 logger = logging.getLogger(__name__)
@@ -84,14 +86,18 @@ class ActivationsCallback(keras.callbacks.Callback):
       update_freq: "epoch", or an int N to log every N training batches. Step 0 (the
         untrained model) is logged at train begin; steps are the optimizer's iterations,
         as the TensorBoard callback uses for batch-level logging.
-      save_model: also save the model to `log_dir/model.keras` when training ends.
+      save_model: also save the model to `log_dir/model.keras` at train begin, at every
+        epoch end and at train end, for the tab's live probe ("Try an input"). Each save
+        replaces the file atomically and records its step, the class names and the probe's
+        value range per input. A failed save warns and training goes on.
+      class_names: optional names of the model's output classes, shown by the live probe.
       max_queue: captures waiting to be written before training waits for the writer.
       **options: RenderOptions fields: max_channels, channel_selection, max_tile,
         max_depth_slices, max_image, columns.
     """
 
     def __init__(self, log_dir, probe, layers=None, update_freq="epoch", save_model=False,
-                 max_queue=8, **options):
+                 class_names=None, max_queue=8, **options):
         super().__init__()
         if update_freq != "epoch" and (isinstance(update_freq, bool)
                                        or not isinstance(update_freq, int) or update_freq < 1):
@@ -101,16 +107,22 @@ class ActivationsCallback(keras.callbacks.Callback):
             raise ValueError("max_queue must be a positive int, got %r" % (max_queue,))
         if probe is None:
             raise ValueError("the probe is None: pass a batch of inputs, e.g. x_val[:4]")
+        if class_names is not None:
+            class_names = list(class_names)
+            if not all(isinstance(name, str) for name in class_names):
+                raise TypeError("class_names must be strings, got %r" % (class_names,))
         self.log_dir = os.fspath(log_dir)
         self.probe = probe
         self.layers = layers
         self.update_freq = update_freq
         self.save_model = save_model
+        self.class_names = class_names
         self.max_queue = max_queue
         self.options = summary.render_options(**options)
         self._arrays = None
         self._background = None
         self._last_step = None
+        self._save_failed = False
 
     def _global_step(self):
         return int(self.model.optimizer.iterations.numpy())
@@ -118,9 +130,20 @@ class ActivationsCallback(keras.callbacks.Callback):
     def _log(self, step):
         if step == self._last_step:
             return
-        captured = summary.capture(self.model, self._arrays, step, self.layers, self.options)
+        captured = summary.capture(self.model, self._arrays, self.layers, self.options)
         self._background.put(lambda: summary.render_capture(captured), step)
         self._last_step = step
+
+    def _save_model(self):
+        if not self.save_model or self._save_failed:
+            return
+        try:
+            model_file.save_model(self.model, self.log_dir, model_record(
+                self.model, self._arrays, self._global_step(), self.class_names))
+        except Exception as error:  # a monitoring tool must not end the training run
+            self._save_failed = True
+            warnings.warn("tb-activations could not save %s, and stops saving it for this run: "
+                          "%s" % (model_file.model_path(self.log_dir), error), stacklevel=2)
 
     def on_train_begin(self, logs=None):
         if not distribute.is_chief():
@@ -133,7 +156,9 @@ class ActivationsCallback(keras.callbacks.Callback):
             summary.render_probe(self._arrays, summary.input_names(self.model, self._arrays)),
             step)
         self._last_step = None
+        self._save_failed = False
         self._log(step)
+        self._save_model()
 
     def on_train_batch_end(self, batch, logs=None):
         if self._background is None or self.update_freq == "epoch":
@@ -143,15 +168,27 @@ class ActivationsCallback(keras.callbacks.Callback):
             self._log(step)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._background is not None and self.update_freq == "epoch":
+        if self._background is None:
+            return
+        if self.update_freq == "epoch":
             self._log(self._global_step())
+        self._save_model()
 
     def on_train_end(self, logs=None):
         if self._background is None:
             return
         try:
+            self._save_model()
             self._background.close()
         finally:
             self._background = None
-        if self.save_model:
-            self.model.save(os.path.join(self.log_dir, "model.keras"))
+
+
+def model_record(model, arrays, step, class_names):
+    """What the live probe needs besides the weights: the step, class names, and per input its
+    shape and the probe's value range (a drawn picture is mapped into it)."""
+    names = summary.input_names(model, arrays)
+    inputs = [dict(model_file.value_range(array), name=name, shape=list(array.shape[1:]))
+              for name, array in zip(names, tf.nest.flatten(arrays))]
+    return {"step": step, "class_names": class_names, "inputs": inputs,
+            "outputs": extraction.describe_outputs(model)}

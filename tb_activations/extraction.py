@@ -70,6 +70,20 @@ def model_inputs(model):
     return inputs
 
 
+def producing_layer_name(tensor):
+    """The name of the layer that made a model's input or output KerasTensor (an unnamed
+    keras.Input's tensor is called keras_tensor_N; its InputLayer has the name users see in
+    model.summary())."""
+    return getattr(getattr(tensor, "_keras_history", None), "operation", tensor).name
+
+
+def describe_outputs(model):
+    """[{"name", "shape" (no batch axis)}] of a model's outputs; [] when it does not say
+    (a subclassed model)."""
+    return [{"name": producing_layer_name(tensor), "shape": list(tensor.shape[1:])}
+            for tensor in getattr(model, "outputs", None) or []]
+
+
 def first_batch_inputs(dataset):
     """The inputs of a dataset's first element, read the way `fit` reads its elements: an
     (x, y) or (x, y, sample_weight) tuple gives x."""
@@ -227,7 +241,7 @@ class ActivationProbe:
 
         def run(inputs):
             outputs.clear()
-            model(inputs, training=False)
+            model_outputs = model(inputs, training=False)
             result = {}
             for path, value in outputs.items():
                 called.add(path)
@@ -247,7 +261,8 @@ class ActivationProbe:
                         result[name] = tensor
                     self.records.append(
                         LayerRecord(name, classes[path], len(self.records), plan))
-            return result
+            return {"layers": result,
+                    "outputs": [t for t in tf.nest.flatten(model_outputs) if tf.is_tensor(t)]}
 
         with recording_outputs(candidates, outputs):
             try:
@@ -271,11 +286,16 @@ class ActivationProbe:
                           % "; ".join(self.skipped), stacklevel=3)
 
     def __call__(self, arrays):
-        """The outputs for this probe batch, as numpy arrays (one copy out of TensorFlow)."""
+        """The layer outputs for this probe batch, as numpy arrays (one copy out of TensorFlow)."""
+        return self.call_with_outputs(arrays, model_outputs=False)[0]
+
+    def call_with_outputs(self, arrays, model_outputs=True):
+        """(layer outputs as in __call__, [the model's own outputs as numpy, flattened])."""
         result = self._function(arrays)
-        return collections.OrderedDict(
-            (record.path, tf.nest.map_structure(lambda t: t.numpy(), result[record.path]))
+        layers = collections.OrderedDict(
+            (record.path, tf.nest.map_structure(lambda t: t.numpy(), result["layers"][record.path]))
             for record in self.records)
+        return layers, [t.numpy() for t in result["outputs"]] if model_outputs else []
 
 
 def _cache_key(signature, layers, options, reduce, finite_only):

@@ -4,13 +4,19 @@ Reads only through `context.data_provider`, so it works with the Python multiple
 Rust data server alike, and under `--path_prefix`. Nothing here imports TensorFlow.
 """
 
+import base64
 import collections
 import concurrent.futures
+import importlib
 import importlib.resources
+import json
 import logging
 import math
+import os
 import re
 import threading
+import time
+import zipfile
 
 import numpy as np
 from tensorboard import errors
@@ -20,7 +26,9 @@ from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
+from tb_activations import layout
 from tb_activations import metadata
+from tb_activations import model_file
 from tb_activations import rendering
 
 logger = logging.getLogger(__name__)
@@ -39,9 +47,17 @@ _STEP_MAPS = 512
 # Rust data server).
 _BLOB_READERS = 16
 
+# The live probe: a POST must carry this header (a cross-site form cannot set it) and a JSON
+# body of at most this size.
+LIVE_HEADER = "X-Activations-Live"
+LIVE_MAX_BODY = 8 << 20
+LIVE_FLAG = "activations_live"
+
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
                  ".png": "image/png"}
 _STATIC_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)$")
+# Frontend folders served besides the top level (one level deep, names as above).
+_STATIC_FOLDERS = ("views",)
 
 
 class QueryError(Exception):
@@ -59,10 +75,14 @@ def _static_files():
     names a path on disk.
     """
     files = {}
-    for entry in importlib.resources.files("tb_activations.static").iterdir():
-        match = _STATIC_NAME.match(entry.name)
-        if entry.is_file() and match and match.group(1) in _STATIC_TYPES:
-            files[entry.name] = (_STATIC_TYPES[match.group(1)], entry.read_bytes())
+    root = importlib.resources.files("tb_activations.static")
+    for prefix, folder in [("", root)] + [(name + "/", root / name) for name in _STATIC_FOLDERS]:
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            match = _STATIC_NAME.match(entry.name)
+            if entry.is_file() and match and match.group(1) in _STATIC_TYPES:
+                files[prefix + entry.name] = (_STATIC_TYPES[match.group(1)], entry.read_bytes())
     return files
 
 
@@ -86,6 +106,43 @@ def _int_arg(request, name, default=None):
     except ValueError:
         raise QueryError(400, "query parameter %r must be an integer, got %r"
                          % (name, value)) from None
+
+
+def statistics_answer(arrays):
+    """The JSON shape of a step's statistics (the stats route, and each layer of a live
+    answer): per sample, per channel statistics and per tile ranges; NaN as null."""
+    return {"fields": list(metadata.STAT_FIELDS),
+            "channels": np.asarray(arrays["channels"]).tolist(),
+            "samples": [{"stats": [[_json_number(v) for v in channel] for channel in stats],
+                         "ranges": [[_json_number(v) for v in pair] for pair in ranges]}
+                        for stats, ranges in zip(np.asarray(arrays["stats"]).tolist(),
+                                                 np.asarray(arrays["ranges"]).tolist())]}
+
+
+def _refuse_json_constant(name):
+    raise ValueError("%s is not a number JSON allows" % name)
+
+
+def live_body(request):
+    """The parsed JSON body of a live request, after the checks that need no model."""
+    if request.method != "POST":
+        raise QueryError(405, "the live probe answers POST requests only")
+    if request.headers.get(LIVE_HEADER) != "1":
+        raise QueryError(400, "a live request needs the header %s: 1" % LIVE_HEADER)
+    if request.mimetype != "application/json":
+        raise QueryError(400, "a live request's body must be application/json, got %r"
+                         % (request.mimetype or "nothing"))
+    if request.content_length is not None and request.content_length > LIVE_MAX_BODY:
+        raise QueryError(400, "the body has %d bytes; a live request may send at most %d"
+                         % (request.content_length, LIVE_MAX_BODY))
+    data = request.stream.read(LIVE_MAX_BODY + 1)
+    if len(data) > LIVE_MAX_BODY:
+        raise QueryError(400, "the body is over %d bytes, the most a live request may send"
+                         % LIVE_MAX_BODY)
+    try:
+        return json.loads(data.decode("utf-8"), parse_constant=_refuse_json_constant)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise QueryError(400, "the body is not valid JSON: %s" % error) from None
 
 
 def _handler(method):
@@ -123,6 +180,11 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         self._index = {}
         self._step_maps = collections.OrderedDict()
         self._index_lock = threading.Lock()
+        self._logdir = context.logdir
+        flags = context.flags
+        self._live_enabled = getattr(flags, LIVE_FLAG, "true") != "false"
+        self._live_models = None  # live.LiveModels, made on the first live request
+        self._live_lock = threading.Lock()
 
     def get_plugin_apps(self):
         return {
@@ -134,6 +196,8 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             "/stats": self._serve_stats,
             "/stats_series": self._serve_stats_series,
             "/probe": self._serve_probe,
+            "/live_info": self._serve_live_info,
+            "/live": self._serve_live,
         }
 
     def is_active(self):
@@ -289,13 +353,8 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     def _serve_stats(self, request):
         run, tag, _ = self._layer(request)
         datum = self._datum(request, run, tag, _int_arg(request, "step"))
-        arrays = self._statistics(request, run, tag, datum)
-        samples = [{"stats": [[_json_number(v) for v in channel] for channel in stats],
-                    "ranges": [[_json_number(v) for v in pair] for pair in ranges]}
-                   for stats, ranges in zip(arrays["stats"].tolist(), arrays["ranges"].tolist())]
-        body = {"step": datum.step, "wall_time": datum.wall_time,
-                "fields": list(metadata.STAT_FIELDS),
-                "channels": arrays["channels"].tolist(), "samples": samples}
+        body = dict(statistics_answer(self._statistics(request, run, tag, datum)),
+                    step=datum.step, wall_time=datum.wall_time)
         return http_util.Respond(request, body, "application/json")
 
     @_handler
@@ -333,6 +392,125 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         return http_util.Respond(request, self._blob(request, values[sample]), "image/png")
 
 
+    # The live probe (live.py): the run's saved model answers one input.
+
+    def _listed_run(self, request):
+        """(run name as the data provider lists it, its layer series) of the request's run."""
+        run = _arg(request, "run")
+        with self._index_lock:
+            index = self._index.get(_experiment(request))
+        if index is None or run not in index:
+            index = self._series(request)
+        for listed, tags in index.items():
+            if listed == run:
+                return listed, tags
+        raise QueryError(404, "no activation data for run %r" % run)
+
+    def _model_path(self, run):
+        """run_dir/model.keras of a listed run, confined to the logdir; QueryError if the
+        logdir is not a local folder or the path (or a symlink on it) leaves it."""
+        if not self._logdir or "://" in self._logdir:
+            raise QueryError(404, "the live probe needs a local --logdir (this TensorBoard has "
+                                  "%r)" % (self._logdir or "none"))
+        root = os.path.realpath(self._logdir)
+        path = os.path.realpath(model_file.model_path(os.path.join(root, run)))
+        if not path.startswith(root + os.sep):
+            raise QueryError(403, "the model file of run %r is outside the logdir" % run)
+        return path
+
+    def _live(self):
+        with self._live_lock:
+            if self._live_models is None:
+                self._live_models = importlib.import_module("tb_activations.live").LiveModels()
+            return self._live_models
+
+    def _live_info_impl(self, run, tags):
+        latest = max((series.max_step for content, series in tags.values()
+                      if content["kind"] == metadata.KIND_LAYER), default=None)
+        if not self._live_enabled:
+            return _unavailable("the live probe is switched off on this TensorBoard "
+                                "(--%s=false)" % LIVE_FLAG)
+        try:
+            path = self._model_path(run)
+        except QueryError as error:
+            return _unavailable(str(error))
+        if not os.path.isfile(path):
+            return _unavailable("run %r has no %s: train with ActivationsCallback(..., "
+                                "save_model=True), or save the model there" % (run,
+                                                                              model_file.MODEL_FILE))
+        try:
+            with zipfile.ZipFile(path) as archive:
+                described = model_file.describe_record(model_file.read_record(archive))
+        except (OSError, zipfile.BadZipFile, ValueError) as error:
+            return _unavailable("%s of run %r cannot be read: %s"
+                                % (model_file.MODEL_FILE, run, error))
+        if described is None:  # a model saved there by hand: only loading it tells its inputs
+            live = importlib.import_module("tb_activations.live")
+            try:
+                described = live.describe(self._live().get(path))
+            except live.LiveError as error:
+                return _unavailable(str(error))
+        model = {"step": described.pop("step"), "saved_at": described.pop("saved_at"),
+                 "latest_step": latest}
+        return dict(described, available=True, reason=None, model=model)
+
+    @_handler
+    def _serve_live_info(self, request):
+        run, tags = self._listed_run(request)
+        return http_util.Respond(request, self._live_info_impl(run, tags), "application/json")
+
+    @_handler
+    def _serve_live(self, request):
+        if not self._live_enabled:
+            raise QueryError(403, "the live probe is switched off on this TensorBoard "
+                                  "(--%s=false)" % LIVE_FLAG)
+        run, tags = self._listed_run(request)
+        body = live_body(request)
+        path = self._model_path(run)
+        started = time.perf_counter()
+        live = importlib.import_module("tb_activations.live")
+        try:
+            loaded, layers, outputs = self._live().answer(path, body, _run_options(tags))
+        except live.LiveError as error:
+            raise QueryError(error.code, str(error)) from None
+        described = live.describe(loaded)
+        names = [output["name"] for output in described["outputs"]]
+        if len(names) != len(outputs):
+            names = ["output_%d" % i for i in range(len(outputs))]
+        answer = {
+            "layers": [dict({k: v for k, v in content.items() if k != "version"},
+                            grid=base64.b64encode(png).decode("ascii"),
+                            stats=statistics_answer(reduced))
+                       for content, png, reduced in layers],
+            "outputs": [{"name": name, "shape": list(value.shape),
+                         "values": [_json_number(v) for v in np.ravel(value).astype(float)]}
+                        for name, value in zip(names, outputs)],
+            "model": {key: described[key] for key in ("step", "saved_at")},
+            "elapsed_ms": 1000 * (time.perf_counter() - started),
+        }
+        return http_util.Respond(request, answer, "application/json")
+
+
+def _unavailable(reason):
+    return {"available": False, "reason": reason, "model": None, "inputs": [], "outputs": [],
+            "class_names": None}
+
+
+def _run_options(tags):
+    """The caps a run was logged with (so a live grid is drawn as a logged one); the
+    defaults when its contents do not hold valid ones."""
+    for content, _ in tags.values():
+        caps = content.get("caps")
+        if content["kind"] == metadata.KIND_LAYER and isinstance(caps, dict):
+            known = {key: caps[key] for key in layout.RenderOptions.__dataclass_fields__
+                     if key in caps}
+            try:
+                return layout.RenderOptions(**known)
+            except (TypeError, ValueError):
+                break
+    return layout.RenderOptions()
+
+
 def _context(request):
     return plugin_util.context(request.environ)
 
@@ -347,6 +525,14 @@ class ActivationsLoader(base_plugin.TBLoader):
     TensorBoard keeps 10 steps per blob-sequence tag by default; a training run's
     activations are only useful with all of them.
     """
+
+    def define_flags(self, parser):
+        group = parser.add_argument_group(metadata.PLUGIN_NAME)
+        group.add_argument(
+            "--" + LIVE_FLAG, choices=("true", "false"), default="true",
+            help="Let the Activations tab run a run's saved model.keras on an input a user "
+                 "draws or uploads (default: true). Set false on servers that must not run "
+                 "models.")
 
     def fix_flags(self, flags):
         samples = getattr(flags, "samples_per_plugin", None)

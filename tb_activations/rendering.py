@@ -168,7 +168,9 @@ def decode_statistics(blob):
     return arrays
 
 
-def render_layer(reduced, plan):
-    """[PNG per probe sample] + [statistics blob]: one step's value for a layer tag."""
+def render_layer(reduced, plan, statistics=True):
+    """[PNG per probe sample] + [statistics blob]: one step's value for a layer tag
+    (without the blob if `statistics` is false)."""
     grids = tile_feature_maps(quantize(reduced["tiles"], reduced["ranges"]), plan)
-    return [encode_png(grid) for grid in grids] + [encode_statistics(reduced)]
+    pictures = [encode_png(grid) for grid in grids]
+    return pictures + [encode_statistics(reduced)] if statistics else pictures

@@ -34,25 +34,26 @@ def render_options(**options):
 
 
 class Capture:
-    """One probe pass, reduced and copied to numpy, ready to be written at `step`."""
+    """One probe pass, reduced and copied to numpy; `model_outputs` when they were asked for."""
 
-    def __init__(self, probe, reduced, step):
+    def __init__(self, probe, reduced, model_outputs):
         self.records = probe.records
         self.options = probe.options
         self.reduced = reduced
-        self.step = int(step)
+        self.model_outputs = model_outputs
 
 
-def capture(model, arrays, step, layers=None, options=layout_lib.RenderOptions()):
+def capture(model, arrays, layers=None, options=layout_lib.RenderOptions(),
+            model_outputs=False):
     """The probe pass with plain statistics; run again with the NaN/Inf-safe ones (traced the
     first time they are needed) only if some layer's come out non-finite."""
     probe = extraction.probe_for(model, arrays, layers, options)
-    reduced = probe(arrays)
+    reduced, outputs = probe.call_with_outputs(arrays, model_outputs)
     mean = metadata.STAT_FIELDS.index("mean")
     if not all(np.isfinite(output["stats"][..., mean]).all() for output in reduced.values()):
         probe = extraction.probe_for(model, arrays, layers, options, finite_only=True)
-        reduced = probe(arrays)
-    return Capture(probe, reduced, step)
+        reduced, outputs = probe.call_with_outputs(arrays, model_outputs)
+    return Capture(probe, reduced, outputs)
 
 
 def layer_content(record, samples, options):
@@ -63,18 +64,24 @@ def layer_content(record, samples, options):
     return content
 
 
-def render_capture(captured):
-    """[(tag, SummaryMetadata, [bytes])] for every layer of a capture; raises before any
-    write if anything fails, so a failed log writes nothing for that step."""
+def render_layers(captured, statistics=True):
+    """[(plugin content, [PNG per sample] + [statistics blob])] for every layer of a capture:
+    what a logged step stores, and what the live probe answers (which sends the statistics
+    as JSON, so asks for no blob)."""
     rendered = []
     for record in captured.records:
         reduced = captured.reduced[record.path]
         samples = reduced["tiles"].shape[0]
-        rendered.append((metadata.layer_tag(record.path),
-                         metadata.create_summary_metadata(
-                             layer_content(record, samples, captured.options)),
-                         rendering.render_layer(reduced, record.layout)))
+        rendered.append((layer_content(record, samples, captured.options),
+                         rendering.render_layer(reduced, record.layout, statistics)))
     return rendered
+
+
+def render_capture(captured):
+    """[(tag, SummaryMetadata, [bytes])] for every layer of a capture; raises before any
+    write if anything fails, so a failed log writes nothing for that step."""
+    return [(metadata.layer_tag(content["layer"]), metadata.create_summary_metadata(content),
+             values) for content, values in render_layers(captured)]
 
 
 def render_probe(arrays, input_names):
@@ -94,11 +101,7 @@ def render_probe(arrays, input_names):
 def input_names(model, arrays):
     if isinstance(arrays, dict):
         return sorted(arrays)
-    inputs = getattr(model, "inputs", None) or []
-    # An unnamed keras.Input's tensor is called keras_tensor_N; its InputLayer has the name
-    # users see in model.summary().
-    names = [getattr(getattr(tensor, "_keras_history", None), "operation", tensor).name
-             for tensor in inputs]
+    names = [extraction.producing_layer_name(t) for t in getattr(model, "inputs", None) or []]
     count = len(tf.nest.flatten(arrays))
     if len(names) != count or not all(names):
         names = ["input"] if count == 1 else ["input_%d" % i for i in range(count)]
@@ -136,7 +139,7 @@ def log_activations(model, inputs, step=None, layers=None, **options):
                              "(pass step= or call tf.summary.experimental.set_step)")
     step = int(np.asarray(step))
     arrays = extraction.prepare_probe(model, inputs)
-    captured = capture(model, arrays, step, layers, settings)
+    captured = capture(model, arrays, layers, settings)
     rendered = render_capture(captured)
     writer = _default_writer()
     first_for_writer = writer is None or model not in _writers_with_probe.get(writer, ())

@@ -10,6 +10,8 @@ import glob
 import json
 import os
 import threading
+import zipfile
+from unittest import mock
 
 import keras
 import numpy as np
@@ -28,6 +30,7 @@ from tb_activations import extraction
 from tb_activations import layout
 from tb_activations import log_activations
 from tb_activations import metadata
+from tb_activations import model_file
 from tb_activations import read_activations
 from tb_activations import rendering
 from tb_activations import summary
@@ -290,8 +293,8 @@ def test_a_layer_with_text_output_is_skipped(tmp_path):
 def test_a_render_failure_in_the_background_writes_nothing_for_that_step(tmp_path, cnn):
     model, x = cnn
     arrays = extraction.prepare_probe(model, x)
-    good = summary.capture(model, arrays, 0)
-    broken = summary.capture(model, arrays, 1)
+    good = summary.capture(model, arrays)
+    broken = summary.capture(model, arrays)
     last = broken.records[-1].path
     broken.reduced[last] = dict(broken.reduced[last],
                                 tiles=broken.reduced[last]["tiles"][..., :-1])  # misfit tiles
@@ -405,3 +408,43 @@ def test_callback_rejects_a_probe_that_does_not_fit_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"\(None, 16, 16, 1\)"):
         model.fit(images, labels, epochs=1, verbose=0, callbacks=[callback])
     assert model.optimizer.iterations.numpy() == 0
+
+
+@pytest.mark.slow
+def test_callback_saves_the_model_at_train_begin_every_epoch_and_train_end(tmp_path):
+    saves = []
+    real_save = model_file.save_model
+
+    def recording_save(model, run_dir, record):
+        saves.append(record["step"])
+        real_save(model, run_dir, record)
+
+    with mock.patch.object(model_file, "save_model", recording_save):
+        run = models.train_and_log(tmp_path, epochs=2, batch_size=64, samples=128,
+                                   save_model=True, tensorboard=False,
+                                   class_names=list("abcdefghij"))
+    assert saves == [0, 2, 4, 4]  # train begin, two epoch ends, train end
+    others = [name for name in os.listdir(tmp_path) if not name.startswith("events.out")]
+    assert others == ["model.keras"]  # no partial file left beside it
+    with zipfile.ZipFile(tmp_path / "model.keras") as archive:
+        record = model_file.read_record(archive)
+    assert record["step"] == 4 and record["class_names"] == list("abcdefghij")
+    (image,) = record["inputs"]
+    assert image["name"] == "image" and image["shape"] == [16, 16, 1]
+    assert (image["low"], image["high"]) == (float(run.probe.min()), float(run.probe.max()))
+    assert record["outputs"] == [{"name": "logits", "shape": [10]}]
+
+
+def test_a_failed_model_save_warns_once_and_training_goes_on(tmp_path):
+    os.mkdir(tmp_path / "model.keras")  # a folder where the file should go: every save fails
+    with pytest.warns(UserWarning, match="could not save .*model.keras.*stops saving"):
+        run = models.train_and_log(tmp_path, epochs=2, batch_size=64, samples=128,
+                                   save_model=True, tensorboard=False)
+    assert len(run.history["loss"]) == 2
+    assert os.path.isdir(tmp_path / "model.keras")
+    assert [name for name in os.listdir(tmp_path) if "partial" in name] == []
+
+
+def test_class_names_must_be_strings():
+    with pytest.raises(TypeError, match="class_names must be strings"):
+        callback_lib.ActivationsCallback("runs", np.zeros((1, 4)), class_names=[0, 1])
