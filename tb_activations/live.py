@@ -147,20 +147,26 @@ def parse_sample(body, specs):
     return arrays
 
 
-def answer_sample(loaded, sample, options):
-    """(rendered layers [(content, grid PNG, reduced arrays)], model outputs as numpy) for
-    `sample`, the arrays of parse_sample."""
+def answer_sample(loaded, sample, options, drawn=None):
+    """(layers [(content, grid PNG or None, reduced arrays)], model outputs as numpy) for
+    `sample`, the arrays of parse_sample. Only the layers whose paths are in `drawn` (every
+    layer if None) are rendered; the others carry their statistics only."""
     inputs = extraction.model_inputs(loaded.model)
     if isinstance(inputs, dict):
         sample = dict(zip(summary.input_names(loaded.model, inputs), sample))
     elif len(sample) == 1:
         sample = sample[0]
     arrays = extraction.prepare_probe(loaded.model, sample)
-
-
     captured = summary.capture(loaded.model, arrays, None, options, model_outputs=True)
-    layers = [(content, values[0], captured.reduced[content["layer"]])
-              for content, values in summary.render_layers(captured, statistics=False)]
+    known = {record.path for record in captured.records}
+    unknown = sorted(set(drawn or ()) - known)
+    if unknown:
+        raise LiveError(400, "the model has no layer %s; its layers are %s"
+                        % (", ".join(map(repr, unknown)), ", ".join(sorted(known))))
+    rendered = {content["layer"]: pictures[0] for content, pictures
+                in summary.render_layers(captured, statistics=False, only=drawn)}
+    layers = [(summary.layer_content(record, 1, captured.options), rendered.get(record.path),
+               captured.reduced[record.path]) for record in captured.records]
     return layers, [output[0] for output in captured.model_outputs]
 
 
@@ -194,8 +200,9 @@ class LiveModels:
                 self._models.popitem(last=False)
         return loaded
 
-    def answer(self, path, body, options):
-        """(loaded model, layers, outputs) for one sample; LiveError 503 past the time limit."""
+    def answer(self, path, body, options, drawn=None):
+        """(loaded model, layers, outputs) of answer_sample for one request's body;
+        LiveError 503 past the time limit."""
         deadline = time.monotonic() + self._time_limit
         loaded = self.get(path)
         sample = parse_sample(body, input_specs(loaded.model))
@@ -204,7 +211,7 @@ class LiveModels:
             if not loaded.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 raise LiveError(503, "the model is busy answering another input; try again")
             try:
-                return answer_sample(loaded, sample, options)
+                return answer_sample(loaded, sample, options, drawn)
             finally:
                 loaded.lock.release()
 

@@ -108,15 +108,34 @@ def _int_arg(request, name, default=None):
                          % (name, value)) from None
 
 
+def _json_array(values):
+    """Nested lists of `values` with NaN and ±Inf as None (JSON has no such numbers)."""
+    values = np.asarray(values, dtype=np.float64)
+    result = values.astype(object)
+    result[~np.isfinite(values)] = None
+    return result.tolist()
+
+
 def statistics_answer(arrays):
     """The JSON shape of a step's statistics (the stats route, and each layer of a live
     answer): per sample, per channel statistics and per tile ranges; NaN as null."""
     return {"fields": list(metadata.STAT_FIELDS),
             "channels": np.asarray(arrays["channels"]).tolist(),
-            "samples": [{"stats": [[_json_number(v) for v in channel] for channel in stats],
-                         "ranges": [[_json_number(v) for v in pair] for pair in ranges]}
-                        for stats, ranges in zip(np.asarray(arrays["stats"]).tolist(),
-                                                 np.asarray(arrays["ranges"]).tolist())]}
+            "samples": [{"stats": stats, "ranges": ranges}
+                        for stats, ranges in zip(_json_array(arrays["stats"]),
+                                                 _json_array(arrays["ranges"]))]}
+
+
+def layer_summary(stats):
+    """A layer's step in three numbers, from its (samples, channels, fields) statistics: the
+    mean fraction of exact zeros, the channels all zero in every probe sample, NaN+Inf."""
+    fields = metadata.STAT_FIELDS
+    zero, nan, inf = (fields.index(name) for name in ("zero_fraction", "nan_count",
+                                                        "inf_count"))
+    stats = np.asarray(stats)
+    return {"zero_fraction": _json_number(float(np.mean(stats[..., zero]))),
+            "dead_channels": int(np.sum(np.all(stats[..., zero] >= 1.0, axis=0))),
+            "nonfinite": int(np.sum(stats[..., nan]) + np.sum(stats[..., inf]))}
 
 
 def _refuse_json_constant(name):
@@ -360,22 +379,12 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     @_handler
     def _serve_stats_series(self, request):
         run, tag, _ = self._layer(request)
-        fields = metadata.STAT_FIELDS
-        zero, nan, inf = (fields.index(name) for name in ("zero_fraction", "nan_count",
-                                                            "inf_count"))
         data = self._data(request, run, tag)
         with concurrent.futures.ThreadPoolExecutor(_BLOB_READERS) as pool:
             statistics = list(pool.map(
                 lambda datum: self._statistics(request, run, tag, datum), data))
-        steps = []
-        for datum, arrays in zip(data, statistics):
-            stats = arrays["stats"]
-            steps.append({
-                "step": datum.step,
-                "zero_fraction": _json_number(float(np.mean(stats[..., zero]))),
-                "dead_channels": int(np.sum(np.all(stats[..., zero] >= 1.0, axis=0))),
-                "nonfinite": int(np.sum(stats[..., nan]) + np.sum(stats[..., inf])),
-            })
+        steps = [dict(layer_summary(arrays["stats"]), step=datum.step)
+                 for datum, arrays in zip(data, statistics)]
         return http_util.Respond(request, {"steps": steps}, "application/json")
 
     @_handler
@@ -467,10 +476,12 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         run, tags = self._listed_run(request)
         body = live_body(request)
         path = self._model_path(run)
+        drawn = request.args.getlist("layer") or None
         started = time.perf_counter()
         live = importlib.import_module("tb_activations.live")
         try:
-            loaded, layers, outputs = self._live().answer(path, body, _run_options(tags))
+            loaded, layers, outputs = self._live().answer(path, body, _run_options(tags),
+                                                          drawn)
         except live.LiveError as error:
             raise QueryError(error.code, str(error)) from None
         described = live.describe(loaded)
@@ -478,17 +489,25 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         if len(names) != len(outputs):
             names = ["output_%d" % i for i in range(len(outputs))]
         answer = {
-            "layers": [dict({k: v for k, v in content.items() if k != "version"},
-                            grid=base64.b64encode(png).decode("ascii"),
-                            stats=statistics_answer(reduced))
-                       for content, png, reduced in layers],
+            "layers": [_live_layer(content, png, reduced) for content, png, reduced in layers],
             "outputs": [{"name": name, "shape": list(value.shape),
-                         "values": [_json_number(v) for v in np.ravel(value).astype(float)]}
+                         "values": _json_array(np.ravel(value))}
                         for name, value in zip(names, outputs)],
             "model": {key: described[key] for key in ("step", "saved_at")},
             "elapsed_ms": 1000 * (time.perf_counter() - started),
         }
         return http_util.Respond(request, answer, "application/json")
+
+
+def _live_layer(content, png, reduced):
+    """A layer of a live answer: its `layers` entry and summary, plus its grid and statistics
+    when it was drawn (`png` is None for the others)."""
+    entry = {key: value for key, value in content.items() if key != "version"}
+    entry["summary"] = layer_summary(reduced["stats"])
+    if png is not None:
+        entry.update(grid=base64.b64encode(png).decode("ascii"),
+                     stats=statistics_answer(reduced))
+    return entry
 
 
 def _unavailable(reason):

@@ -64,12 +64,14 @@ def layer_content(record, samples, options):
     return content
 
 
-def render_layers(captured, statistics=True):
-    """[(plugin content, [PNG per sample] + [statistics blob])] for every layer of a capture:
-    what a logged step stores, and what the live probe answers (which sends the statistics
-    as JSON, so asks for no blob)."""
+def render_layers(captured, statistics=True, only=None):
+    """[(plugin content, [PNG per sample] + [statistics blob])] for every layer of a capture
+    (or those whose paths are in `only`): what a logged step stores, and what the live probe
+    answers (which sends the statistics as JSON, so asks for no blob)."""
     rendered = []
     for record in captured.records:
+        if only is not None and record.path not in only:
+            continue
         reduced = captured.reduced[record.path]
         samples = reduced["tiles"].shape[0]
         rendered.append((layer_content(record, samples, captured.options),

@@ -10,6 +10,7 @@ import json
 import os
 import threading
 import time
+import urllib.parse
 
 import hypothesis
 import keras
@@ -143,6 +144,33 @@ def test_a_drawn_input_changes_the_answer(client):
     drawn = answer(client, stroke)
     assert blank["layers"][0]["grid"] != drawn["layers"][0]["grid"]
     assert blank["outputs"][0]["values"] != drawn["outputs"][0]["values"]
+
+
+def test_only_the_layers_asked_for_are_drawn_and_every_layer_is_summarised(client):
+    client, trained = client
+    body = json.dumps({"inputs": {"image": trained.probe[1].tolist()}})
+    route = PREFIX + "/live?" + urllib.parse.urlencode(
+        [("run", "cnn"), ("layer", "conv2"), ("layer", "dense")])
+    response = client.post(route, headers=LIVE_HEADERS, data=body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    layers = json.loads(response.get_data())["layers"]
+    full = {layer["layer"]: layer for layer in answer(client, trained.probe[1])["layers"]}
+    assert [layer["layer"] for layer in layers] == trained.layers
+    assert [layer["layer"] for layer in layers if "grid" in layer] == ["conv2", "dense"]
+    for layer in layers:
+        assert layer["summary"] == full[layer["layer"]]["summary"]
+        if "grid" in layer:
+            assert (layer["grid"], layer["stats"]) == (full[layer["layer"]]["grid"],
+                                                      full[layer["layer"]]["stats"])
+    conv1 = full["conv1"]
+    zero = conv1["stats"]["fields"].index("zero_fraction")
+    fractions = [channel[zero] for channel in conv1["stats"]["samples"][0]["stats"]]
+    assert conv1["summary"]["zero_fraction"] == pytest.approx(np.mean(fractions))
+    assert conv1["summary"]["dead_channels"] == sum(f == 1.0 for f in fractions)
+    response = client.post(PREFIX + "/live?" + query(run="cnn", layer="nope"),
+                           headers=LIVE_HEADERS, data=body)
+    assert response.status_code == 400
+    assert "no layer 'nope'; its layers are" in json.loads(response.get_data())["error"]
 
 
 def _refusals(trained):
