@@ -31,10 +31,10 @@ async function errorMessage(response) {
   return text.trim() ? `${status}: ${text.trim().slice(0, 400)}` : status;
 }
 
-async function get(route, params) {
+async function request(route, params, init = undefined) {
   let response;
   try {
-    response = await fetch(url(route, params));
+    response = await fetch(url(route, params), init);
   } catch (error) {
     throw new ApiError(`TensorBoard did not answer (${error.message}); is it still running?`, 0);
   }
@@ -45,7 +45,18 @@ async function get(route, params) {
 }
 
 async function getJson(route, params) {
-  return (await get(route, params)).json();
+  return (await request(route, params)).json();
+}
+
+// The live route runs the run's saved model: a POST with a header a plain form or <img>
+// cannot send, so another page cannot make this TensorBoard run it.
+async function postJson(route, params, body) {
+  const init = {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Activations-Live": "1" },
+    body: JSON.stringify(body),
+  };
+  return (await request(route, params, init)).json();
 }
 
 // A logged (run, layer, step, sample) never changes, so its grid and stats are cached;
@@ -92,6 +103,12 @@ async function decodeGray(blob) {
   return { width, height, codes };
 }
 
+// A grid sent inline (the live answer) as base64 PNG: the same codes as ./grid.
+export function decodeGridBase64(text) {
+  const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+  return decodeGray(new Blob([bytes], { type: "image/png" }));
+}
+
 export const api = {
   layers: () => getJson("layers"),
   steps: (run, layer) => getJson("steps", { run, layer }),
@@ -100,6 +117,9 @@ export const api = {
     stats.get(JSON.stringify([run, layer, step]), () => getJson("stats", { run, layer, step })),
   grid: (run, layer, step, sample) =>
     grids.get(JSON.stringify([run, layer, step, sample]), async () =>
-      decodeGray(await (await get("grid", { run, layer, step, sample })).blob())),
+      decodeGray(await (await request("grid", { run, layer, step, sample })).blob())),
   probeUrl: (run, input, sample) => url("probe", { run, input, sample }),
+  liveInfo: (run) => getJson("live_info", { run }),
+  // inputs: {input name: nested list of one sample}.
+  live: (run, inputs) => postJson("live", { run }, { inputs }),
 };

@@ -1,22 +1,23 @@
-// The difference of two steps' grids in real values (current − compare).
+// The difference of two frames' grids in real values (current − compare).
 
 import { GUTTER_CODE } from "./geometry.js";
 
-// {values, codes, ranges, largest, mismatched}: per-pixel differences (NaN where either is
-// NaN/Inf), codes marking gutters and blanked tiles, each tile's symmetric [-m, m] with m its
-// largest |difference|, the largest over the grid, and how many tiles were blanked because
-// they show different channels at the two steps ("top" channel selection picks per step).
-export function difference(a, b, layout) {
+// {values, codes, ranges, largest, mismatched} of frames a and b (frames.js): per-pixel
+// differences (NaN where either is NaN/Inf), codes marking gutters and blanked tiles, each
+// tile's symmetric [-m, m] with m its largest |difference|, the largest over the grid, and how
+// many tiles were blanked because they show different channels in the two frames ("top"
+// channel selection picks per step, and per drawn input).
+export function difference(a, b) {
   const geometry = a.geometry;
   const codes = Uint8Array.from(a.grid.codes);
   const values = new Float32Array(a.values.length);
   const sameShape = b.grid.width === a.grid.width && b.grid.height === a.grid.height;
   for (let i = 0; i < values.length; i++) values[i] = sameShape ? a.values[i] - b.values[i] : NaN;
   let mismatched = 0;
-  if (layout === "channels" || layout === "volume") {
+  if (geometry.layout.tiled) {
     for (let tile = 0; tile < geometry.tiles; tile++) {
-      const row = layout === "volume" ? Math.floor(tile / geometry.columns) : tile;
-      if (a.stats.channels[row] === b.stats.channels[row]) continue;
+      const index = geometry.layout.channelIndexOfTile(tile, geometry.columns);
+      if (a.stats.channels[index] === b.stats.channels[index]) continue;
       mismatched++;
       const rect = geometry.tileRect(tile);
       for (let y = rect.y; y < rect.y + rect.height; y++) {

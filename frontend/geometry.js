@@ -1,19 +1,15 @@
 // Where each tile of a layer's grid sits, what a pixel means, and its real value
 // (docs/format.md: codes 0..253 are low + code/253*(high-low), 254 NaN/Inf, 255 gutter).
 
+import { layoutOf } from "./layouts.js";
+
 export const FINITE_MAX_CODE = 253; // 254 (NaN/Inf) decodes to NaN like any code above this
 export const GUTTER_CODE = 255;
-
-export function tileCount(layer) {
-  if (layer.layout === "channels") return layer.channels_shown;
-  if (layer.layout === "volume") return layer.channels_shown * layer.depth_slices.length;
-  return 1;
-}
 
 export class Geometry {
   constructor(layer, width, height) {
     this.layer = layer;
-    this.layout = layer.layout;
+    this.layout = layoutOf(layer);
     this.width = width;
     this.height = height;
     this.rows = layer.rows;
@@ -21,7 +17,7 @@ export class Geometry {
     this.tileWidth = layer.tile_width;
     this.tileHeight = layer.tile_height;
     this.gutter = layer.gutter;
-    this.tiles = tileCount(layer);
+    this.tiles = this.layout.tiles(layer);
     // Per pixel column/row: the tile column/row it belongs to, or -1 on a gutter.
     this.columnOf = this.#axis(width, this.tileWidth, this.columns);
     this.rowOf = this.#axis(height, this.tileHeight, this.rows);
@@ -62,7 +58,7 @@ export class Geometry {
   tileOfChannel(channels, channel) {
     const index = channels.indexOf(channel);
     if (index < 0) return -1;
-    return this.layout === "volume" ? index * this.columns : this.layout === "channels" ? index : 0;
+    return this.layout.firstTileOfChannel(index, this.columns);
   }
 
   // The region a selected channel occupies: a tile, a volume's row, or the whole image.
@@ -70,21 +66,18 @@ export class Geometry {
     const tile = this.tileOfChannel(channels, channel);
     if (tile < 0) return null;
     const rect = this.tileRect(tile);
-    if (this.layout === "volume") rect.width = this.width;
+    if (this.layout.channelSpansRow) rect.width = this.width;
     return rect;
   }
 
   // The cell of a vector's unit or the column of a sequence's feature; null for tiled layouts.
   unitRect(channel) {
-    const layer = this.layer;
-    if (this.layout === "vector") {
-      const cell = Math.floor(channel / layer.downscale[0]);
-      return { x: cell % this.tileWidth, y: Math.floor(cell / this.tileWidth), width: 1, height: 1 };
-    }
-    if (this.layout === "sequence") {
-      return { x: Math.floor(channel / layer.downscale[1]), y: 0, width: 1, height: this.tileHeight };
-    }
-    return null;
+    return this.layout.unitRect(this.layer, channel, this.tileWidth, this.tileHeight);
+  }
+
+  // Where `channel` is on the grid: its tile (or volume row), unit cell or feature column.
+  outline(channels, channel) {
+    return this.layout.tiled ? this.channelRect(channels, channel) : this.unitRect(channel);
   }
 
   // What the pixel (x, y) shows: tile, channel index (unit / feature for vectors and
@@ -93,26 +86,8 @@ export class Geometry {
     const tile = this.tileAt(x, y);
     if (tile < 0) return null;
     const rect = this.tileRect(tile);
-    const u = x - rect.x;
-    const v = y - rect.y;
-    const info = { tile, x: u, y: v, channel: null };
-    const layer = this.layer;
-    if (this.layout === "channels") {
-      info.channel = channels[tile];
-    } else if (this.layout === "volume") {
-      info.channel = channels[Math.floor(tile / this.columns)];
-      info.depth = layer.depth_slices[tile % this.columns];
-    } else if (this.layout === "sequence") {
-      info.time = v * layer.downscale[0];
-      info.channel = u * layer.downscale[1];
-      info.group = [layer.downscale[0], layer.downscale[1]];
-    } else {
-      const group = layer.downscale[0];
-      info.channel = (v * this.tileWidth + u) * group;
-      if (info.channel >= layer.channels_total) return null;
-      info.group = [group];
-    }
-    return info;
+    const info = { tile, x: x - rect.x, y: y - rect.y, channel: null };
+    return this.layout.locate(this.layer, info, channels, this.tileWidth);
   }
 }
 

@@ -21,6 +21,7 @@ const FIELDS = {
   scale: "string",
   lo: "number",
   hi: "number",
+  live: "flag",
 };
 
 // TensorBoard parses its hash with decodeURIComponent per `key=value` part, so values are
@@ -43,6 +44,7 @@ function parseHash(hash) {
 
 function convert(kind, text) {
   if (kind === "string") return text;
+  if (kind === "flag") return text === "1" ? true : undefined;
   const value = Number(text);
   if (text === "" || !Number.isFinite(value)) return undefined;
   return kind === "int" ? Math.trunc(value) : value;
@@ -64,8 +66,9 @@ function toParts(state, prefix) {
   const parts = [];
   for (const name of Object.keys(FIELDS)) {
     const value = state[name];
-    if (value === null || value === undefined || value === "") continue;
-    parts.push(`${encodeURIComponent(prefix + name)}=${encodeURIComponent(String(value))}`);
+    if (value === null || value === undefined || value === "" || value === false) continue;
+    const text = value === true ? "1" : String(value);
+    parts.push(`${encodeURIComponent(prefix + name)}=${encodeURIComponent(text)}`);
   }
   return parts;
 }

@@ -15,9 +15,12 @@ PROTOCOL_VERSION = 1
 
 LAYER_TAG_PREFIX = "activations/"
 PROBE_TAG_PREFIX = "activations_probe/"
+OVERVIEW_TAG = "activations_overview"
 
 KIND_LAYER = "layer"
 KIND_PROBE = "probe"
+KIND_OVERVIEW = "overview"
+KINDS = (KIND_LAYER, KIND_PROBE, KIND_OVERVIEW)
 
 # Pixel codes in a grid PNG: finite values are scaled linearly onto 0..FINITE_MAX_CODE,
 # NaN/Inf get their own code, gutters and padding another, so the viewer can recover
@@ -28,8 +31,6 @@ GUTTER_CODE = 255
 
 # Order of the per-channel statistics stored beside each grid.
 STAT_FIELDS = ("min", "max", "mean", "std", "zero_fraction", "nan_count", "inf_count")
-
-LAYOUTS = ("channels", "volume", "sequence", "vector")
 
 
 def layer_tag(path):
@@ -46,9 +47,9 @@ def create_summary_metadata(content):
     The data class must be set here: TensorBoard fills it in only for its own plugins, and the
     Rust data server drops series without it.
     """
-    if content.get("kind") not in (KIND_LAYER, KIND_PROBE):
-        raise ValueError("plugin content kind must be %r or %r, got %r"
-                         % (KIND_LAYER, KIND_PROBE, content.get("kind")))
+    if content.get("kind") not in KINDS:
+        raise ValueError("plugin content kind must be one of %s, got %r"
+                         % (", ".join(KINDS), content.get("kind")))
     payload = dict(content, version=PROTOCOL_VERSION)
     return summary_pb2.SummaryMetadata(
         summary_description="",
@@ -75,6 +76,6 @@ def parse_plugin_content(content):
     if version > PROTOCOL_VERSION:
         raise ValueError("activations data of format version %d needs a newer tb-activations "
                          "(this one reads up to %d)" % (version, PROTOCOL_VERSION))
-    if payload.get("kind") not in (KIND_LAYER, KIND_PROBE):
+    if payload.get("kind") not in KINDS:
         raise ValueError("activations plugin content has unknown kind %r" % (payload.get("kind"),))
     return payload

@@ -5,7 +5,6 @@ Rust data server alike, and under `--path_prefix`. Nothing here imports TensorFl
 """
 
 import base64
-import collections
 import concurrent.futures
 import importlib
 import importlib.resources
@@ -26,9 +25,11 @@ from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
+from tb_activations import caches
 from tb_activations import layout
 from tb_activations import metadata
 from tb_activations import model_file
+from tb_activations import overview
 from tb_activations import rendering
 
 logger = logging.getLogger(__name__)
@@ -37,12 +38,13 @@ logger = logging.getLogger(__name__)
 # (tensorboard#5550), so "keep everything" is passed as a count no run will reach.
 _ALL_STEPS = 2**31 - 1
 
-# Decoded statistics blobs kept in memory; a logged step never changes, and the sparsity
-# chart reads every step of a layer.
-_STATISTICS_CACHE_SIZE = 4096
-
-# Step -> datum maps kept per (run, tag), so a grid request needs one data-provider call.
-_STEP_MAPS = 512
+# What the plugin keeps in memory (caches.BoundedCache): decoded statistics blobs (a logged
+# step never changes, and a series reads every step of a layer), step -> datum maps per
+# (run, tag) so a grid request needs one data-provider call, and whole-run answers (series,
+# overview) per (run, tag, last step).
+_STATISTICS_CACHE_BYTES = 256 << 20
+_STEP_MAP_CACHE_BYTES = 64 << 20
+_ANSWER_CACHE_BYTES = 64 << 20
 # Statistics blobs the sparsity chart reads at once (each read is a round trip to the
 # Rust data server).
 _BLOB_READERS = 16
@@ -86,10 +88,6 @@ def _static_files():
     return files
 
 
-def _json_number(value):
-    return float(value) if math.isfinite(value) else None
-
-
 def _arg(request, name):
     value = request.args.get(name)
     if value is None or value == "":
@@ -124,18 +122,6 @@ def statistics_answer(arrays):
             "samples": [{"stats": stats, "ranges": ranges}
                         for stats, ranges in zip(_json_array(arrays["stats"]),
                                                  _json_array(arrays["ranges"]))]}
-
-
-def layer_summary(stats):
-    """A layer's step in three numbers, from its (samples, channels, fields) statistics: the
-    mean fraction of exact zeros, the channels all zero in every probe sample, NaN+Inf."""
-    fields = metadata.STAT_FIELDS
-    zero, nan, inf = (fields.index(name) for name in ("zero_fraction", "nan_count",
-                                                        "inf_count"))
-    stats = np.asarray(stats)
-    return {"zero_fraction": _json_number(float(np.mean(stats[..., zero]))),
-            "dead_channels": int(np.sum(np.all(stats[..., zero] >= 1.0, axis=0))),
-            "nonfinite": int(np.sum(stats[..., nan]) + np.sum(stats[..., inf]))}
 
 
 def _refuse_json_constant(name):
@@ -192,12 +178,12 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         self._downsample = hint if hint > 0 else _ALL_STEPS
         self._static = _static_files()
         self._warned = set()
-        self._statistics_cache = collections.OrderedDict()
-        self._statistics_lock = threading.Lock()  # werkzeug serves requests on threads
+        self._statistics_cache = caches.BoundedCache(_STATISTICS_CACHE_BYTES)
+        self._answer_cache = caches.BoundedCache(_ANSWER_CACHE_BYTES)
         # Listing every tag costs ~100 ms on the Python loader with many steps, so lookups
         # use the last listing and list again only on a miss (a new run or layer).
         self._index = {}
-        self._step_maps = collections.OrderedDict()
+        self._step_maps = caches.BoundedCache(_STEP_MAP_CACHE_BYTES)
         self._index_lock = threading.Lock()
         self._logdir = context.logdir
         flags = context.flags
@@ -214,6 +200,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             "/grid": self._serve_grid,
             "/stats": self._serve_stats,
             "/stats_series": self._serve_stats_series,
+            "/overview": self._serve_overview,
             "/probe": self._serve_probe,
             "/live_info": self._serve_live_info,
             "/live": self._serve_live,
@@ -271,19 +258,14 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             plugin_name=self.plugin_name, downsample=self._downsample,
             run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]))
         data = sorted(data.get(run, {}).get(tag, []), key=lambda datum: datum.step)
-        key = (_experiment(request), run, tag)
-        with self._index_lock:
-            self._step_maps[key] = {datum.step: datum for datum in data}
-            self._step_maps.move_to_end(key)
-            while len(self._step_maps) > _STEP_MAPS:
-                self._step_maps.popitem(last=False)
+        self._step_maps.put((_experiment(request), run, tag),
+                            {datum.step: datum for datum in data}, size=400 * len(data) + 200)
         return data
 
     def _datum(self, request, run, tag, step):
         # Steps are looked up in the tag's last read (which /steps, /stats_series and any
         # unseen step refresh), so a grid or stats request needs no listing call.
-        with self._index_lock:
-            steps = self._step_maps.get((_experiment(request), run, tag), {})
+        steps = self._step_maps.get((_experiment(request), run, tag), {})
         if step not in steps:
             steps = {datum.step: datum for datum in self._data(request, run, tag)}
         if step not in steps:
@@ -298,21 +280,15 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             raise QueryError(404, "step %d of %r in run %r holds no values"
                              % (datum.step, tag, run))
         key = (datum.values[-1].blob_key, datum.wall_time)
-        with self._statistics_lock:
-            cached = self._statistics_cache.get(key)
-            if cached is not None:
-                self._statistics_cache.move_to_end(key)
-                return cached
+        cached = self._statistics_cache.get(key)
+        if cached is not None:
+            return cached
         try:
             arrays = rendering.decode_statistics(self._blob(request, datum.values[-1]))
         except ValueError as error:
             raise QueryError(404, "step %d of %r in run %r has no readable statistics: %s"
                              % (datum.step, tag, run, error)) from None
-        with self._statistics_lock:
-            self._statistics_cache[key] = arrays
-            if len(self._statistics_cache) > _STATISTICS_CACHE_SIZE:
-                self._statistics_cache.popitem(last=False)
-        return arrays
+        return self._statistics_cache.put(key, arrays)
 
     def _layer(self, request):
         return self._find(request, metadata.KIND_LAYER, "layer", _arg(request, "layer"))
@@ -342,7 +318,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             for content, series in tags.values():
                 if content["kind"] == metadata.KIND_PROBE:
                     probes.append({key: content.get(key) for key in ("input", "shape", "samples")})
-                else:
+                elif content["kind"] == metadata.KIND_LAYER:
                     entry = {key: value for key, value in content.items() if key != "version"}
                     entry.update(max_step=series.max_step, last_wall_time=series.max_wall_time)
                     layers.append(entry)
@@ -376,16 +352,73 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                     step=datum.step, wall_time=datum.wall_time)
         return http_util.Respond(request, body, "application/json")
 
+    def _whole_run(self, request, run, tag, build):
+        """build(data) over every step of a tag, cached until the tag gains a step."""
+        data = self._data(request, run, tag)
+        key = (_experiment(request), run, tag, data[-1].step if data else None, len(data))
+        answer = self._answer_cache.get(key)
+        if answer is None:
+            answer = self._answer_cache.put(key, build(data))
+        return answer
+
+    def _read_all(self, function, data):
+        """function(datum) for every datum, read in parallel (each read can be a round trip
+        to the Rust data server)."""
+        with concurrent.futures.ThreadPoolExecutor(_BLOB_READERS) as pool:
+            return list(pool.map(function, data))
+
+    def _stats_series_impl(self, request, run, tag):
+        def build(data):
+            statistics = self._read_all(
+                lambda datum: self._statistics(request, run, tag, datum), data)
+            return {"fields": list(overview.SUMMARY_FIELDS),
+                    "steps": [dict(overview.layer_summary(arrays["stats"], arrays["ranges"]),
+                                   step=datum.step)
+                              for datum, arrays in zip(data, statistics)]}
+        return self._whole_run(request, run, tag, build)
+
     @_handler
     def _serve_stats_series(self, request):
         run, tag, _ = self._layer(request)
-        data = self._data(request, run, tag)
-        with concurrent.futures.ThreadPoolExecutor(_BLOB_READERS) as pool:
-            statistics = list(pool.map(
-                lambda datum: self._statistics(request, run, tag, datum), data))
-        steps = [dict(layer_summary(arrays["stats"]), step=datum.step)
-                 for datum, arrays in zip(data, statistics)]
-        return http_util.Respond(request, {"steps": steps}, "application/json")
+        return http_util.Respond(request, self._stats_series_impl(request, run, tag),
+                                 "application/json")
+
+    def _overview_impl(self, request, run, tag, layers):
+        """Every layer (in model order) summarised at every step, from one blob per step."""
+        def read(datum):
+            try:
+                return overview.decode_overview(self._blob(request, datum.values[0]))
+            except (ValueError, IndexError) as error:
+                logger.warning("step %d of run %r has no readable overview: %s",
+                               datum.step, run, error)
+                return {}
+
+        def build(data):
+            steps = self._read_all(read, data)
+            answer_layers = []
+            for content in layers:
+                path = content["layer"]
+                series = {field: [step.get(path, {}).get(field) for step in steps]
+                          for field in overview.SUMMARY_FIELDS}
+                answer_layers.append(dict(series, **{key: content.get(key) for key in (
+                    "layer", "layer_class", "order", "channels_total", "output_shape")}))
+            return {"steps": [datum.step for datum in data],
+                    "fields": list(overview.SUMMARY_FIELDS), "layers": answer_layers}
+        return self._whole_run(request, run, tag, build)
+
+    @_handler
+    def _serve_overview(self, request):
+        run, tags = self._listed_run(request)
+        found = [tag for tag, (content, _) in tags.items()
+                 if content["kind"] == metadata.KIND_OVERVIEW]
+        if not found:
+            raise QueryError(404, "run %r has no overview: it was logged before tb-activations "
+                                  "wrote one per step" % run)
+        layers = sorted((content for content, _ in tags.values()
+                         if content["kind"] == metadata.KIND_LAYER),
+                        key=lambda content: (content.get("order", 0), content.get("layer", "")))
+        return http_util.Respond(request, self._overview_impl(request, run, found[0], layers),
+                                 "application/json")
 
     @_handler
     def _serve_probe(self, request):
@@ -503,7 +536,7 @@ def _live_layer(content, png, reduced):
     """A layer of a live answer: its `layers` entry and summary, plus its grid and statistics
     when it was drawn (`png` is None for the others)."""
     entry = {key: value for key, value in content.items() if key != "version"}
-    entry["summary"] = layer_summary(reduced["stats"])
+    entry["summary"] = overview.layer_summary(reduced["stats"], reduced["ranges"])
     if png is not None:
         entry.update(grid=base64.b64encode(png).decode("ascii"),
                      stats=statistics_answer(reduced))

@@ -15,6 +15,7 @@ from tb_activations import distribute
 from tb_activations import extraction
 from tb_activations import layout as layout_lib
 from tb_activations import metadata
+from tb_activations import overview
 from tb_activations import rendering
 
 from tensorflow.python.ops import summary_ops_v2
@@ -80,10 +81,16 @@ def render_layers(captured, statistics=True, only=None):
 
 
 def render_capture(captured):
-    """[(tag, SummaryMetadata, [bytes])] for every layer of a capture; raises before any
-    write if anything fails, so a failed log writes nothing for that step."""
-    return [(metadata.layer_tag(content["layer"]), metadata.create_summary_metadata(content),
-             values) for content, values in render_layers(captured)]
+    """[(tag, SummaryMetadata, [bytes])] for every layer of a capture, then the step's
+    overview (every layer summarised in one blob); raises before any write if anything
+    fails, so a failed log writes nothing for that step."""
+    rendered = [(metadata.layer_tag(content["layer"]), metadata.create_summary_metadata(content),
+                 values) for content, values in render_layers(captured)]
+    summaries = {path: overview.layer_summary(reduced["stats"], reduced["ranges"])
+                 for path, reduced in captured.reduced.items()}
+    rendered.append((metadata.OVERVIEW_TAG, metadata.create_summary_metadata(
+        {"kind": metadata.KIND_OVERVIEW}), [overview.encode_overview(summaries)]))
+    return rendered
 
 
 def render_probe(arrays, input_names):

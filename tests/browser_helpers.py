@@ -17,6 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 HOSTILE_RUN = "<img src=x onerror=alert(1)>\"'é"
 HOSTILE_LAYER = "conv>1.a-b"
+# exp1's classes: which corner its blob is in (see _data); exp1 saves its model for the live view.
+CLASS_NAMES = ["top left", "top right", "bottom"]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
@@ -77,7 +79,8 @@ def _vector_run(logdir, keras, np, tba):
 
 
 def train_runs(logdir, epochs=3):
-    """Runs `exp1`, one with a hostile name and a hostile layer name, and `vectors`."""
+    """Runs `exp1` (with its saved model and class names), one with a hostile name and a
+    hostile layer name, and `vectors`."""
     import keras
     import numpy as np
     import tb_activations as tba
@@ -88,8 +91,9 @@ def train_runs(logdir, epochs=3):
         model = _cnn(keras, hostile)
         model.compile(optimizer=keras.optimizers.Adam(0.02),
                       loss="sparse_categorical_crossentropy")
+        live = {} if hostile else {"save_model": True, "class_names": CLASS_NAMES}
         callback = tba.ActivationsCallback(os.path.join(logdir, run), probe=x[:4],
-                                           update_freq=2)
+                                           update_freq=2, **live)
         model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[callback])
     _vector_run(logdir, keras, np, tba)
 

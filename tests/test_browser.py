@@ -6,6 +6,7 @@ Screenshots land in test-output/browser/.
 
 import os
 import pathlib
+import re
 
 import pytest
 
@@ -347,3 +348,171 @@ def test_vectors_without_probe_and_nonfinite_values(page, tensorboard):
     wait_text(frame, ".channel-title", "Unit 3")
     assert frame.inner_text(".channel-stats") == "value\nNaN"
     page.screenshot("vectors", tensorboard)
+
+
+# --- Try an input: the live view of exp1's saved model ---
+
+LIVE_TIMEOUT = 90000  # the first live request imports TensorFlow inside TensorBoard
+
+
+def open_live(page, tensorboard, **state):
+    """exp1 in the live view, once the saved model has answered the blank pad."""
+    page.open(exp1(tensorboard, **state))
+    page.wait_grid()
+    button = page.frame.locator(".live-toggle")
+    page.frame.wait_for_function("() => !document.querySelector('.live-toggle').disabled")
+    assert button.inner_text() == "Try an input"
+    button.click()
+    page.frame.wait_for_selector(".grid-panel.current[data-source='live']", timeout=LIVE_TIMEOUT)
+    page.frame.wait_for_selector(".output-row")
+    return page.frame
+
+
+def grid_changes(page, before, timeout=LIVE_TIMEOUT):
+    """Waits until the first grid panel's pixels differ from `before`; returns them."""
+    page.frame.wait_for_function("""([script, hash]) => {
+        const canvas = document.querySelector(".grid-panel.current[data-source='live'] .grid-canvas");
+        return canvas && new Function("return " + script)()(canvas).hash !== hash;
+    }""", arg=[helpers.CANVAS_PIXELS, before["hash"]], timeout=timeout)
+    return page.grid_pixels()
+
+
+def pad_pixels(frame):
+    """The drawing pad's gray levels, row by row."""
+    return frame.eval_on_selector(".drawing-canvas", """canvas => {
+        const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+        const rows = [];
+        for (let y = 0; y < canvas.height; y++) {
+            const row = [];
+            for (let x = 0; x < canvas.width; x++) row.push(data[(y * canvas.width + x) * 4]);
+            rows.push(row);
+        }
+        return rows;
+    }""")
+
+
+def scores(frame):
+    return texts(frame, ".output-value")
+
+
+def test_live_view_answers_a_drawn_stroke(page, tensorboard):
+    frame = open_live(page, tensorboard, layer="stem")
+    assert texts(frame, ".output-label") == helpers.CLASS_NAMES
+    assert len(frame.query_selector_all(".output-row.top")) == 1
+    assert frame.inner_text(".live-model").startswith("model saved at step 12 (")
+    assert frame.query_selector(".live-warning").is_hidden()  # saved at the end: the latest step
+    assert (frame.eval_on_selector(".drawing-canvas", "c => [c.width, c.height]")) == [16, 16]
+    assert frame.eval_on_selector(".step-slider", "s => s.disabled")
+    blank_grid, blank_scores = page.grid_pixels(), scores(frame)
+    assert sum(map(sum, pad_pixels(frame))) == 0
+
+    box = frame.locator(".drawing-canvas").bounding_box()
+    page.page.mouse.move(box["x"] + box["width"] * 0.15, box["y"] + box["height"] * 0.15)
+    page.page.mouse.down()
+    for i in range(1, 12):
+        page.page.mouse.move(box["x"] + box["width"] * (0.15 + 0.05 * i),
+                             box["y"] + box["height"] * (0.15 + 0.02 * i))
+    page.page.mouse.up()
+    drawn = pad_pixels(frame)
+    assert drawn[2][2] > 200 and drawn[15][0] == 0  # the stroke, and untouched background
+    drawn_grid = grid_changes(page, blank_grid)
+    assert drawn_grid["colours"] > 4
+    frame.wait_for_function("(before) => [...document.querySelectorAll('.output-value')]"
+                            ".map(e => e.textContent).join() !== before", arg=",".join(blank_scores))
+    assert "live=1" in page.page.url
+    page.screenshot("live", tensorboard)
+
+    # The answer holds every layer: the list still navigates, the channel panel still zooms.
+    frame.locator(".layer-row", has_text="block_2_conv").click()
+    frame.wait_for_function("() => document.querySelector(\".grid-panel.current[data-source='live'] "
+                            ".grid-canvas\")?.width === 26")  # 3 x 8-pixel tiles, 2 gutters
+    click_tile(page, 4, layer_tile=(8, 8), columns=3)
+    wait_text(frame, ".channel-title", "Channel 4")
+    assert frame.query_selector(".overlay-canvas").evaluate(helpers.CANVAS_PIXELS)["colours"] > 2
+    assert frame.query_selector(".filmstrip-box").is_hidden()  # a drawn input has no steps
+
+    # Back to the logged steps.
+    frame.locator(".live-toggle").click()
+    frame.wait_for_selector(".grid-panel.current[data-step='12']")
+    assert frame.query_selector(".live-panel").is_hidden()
+    assert "live=1" not in page.page.url
+
+
+def test_live_view_reads_an_uploaded_png_in_the_browser(page, tensorboard, tmp_path):
+    import numpy as np
+    from tb_activations.rendering import encode_png
+
+    picture = np.zeros((16, 16), np.uint8)
+    picture[2:7, 10:15] = 255  # a blob top right, as exp1 was trained on
+    picture[12, 1] = 100
+    path = tmp_path / "blob.png"
+    path.write_bytes(encode_png(picture))
+    frame = open_live(page, tensorboard, layer="stem")
+    before_grid, before_scores = page.grid_pixels(), scores(frame)
+    frame.set_input_files("input.picture-file", str(path))
+    frame.wait_for_function("() => document.querySelector('.drawing-canvas')"
+                            ".getContext('2d').getImageData(12, 4, 1, 1).data[0] === 255")
+    assert pad_pixels(frame) == picture.tolist()
+    grid_changes(page, before_grid)
+    frame.wait_for_function("(before) => [...document.querySelectorAll('.output-value')]"
+                            ".map(e => e.textContent).join() !== before", arg=",".join(before_scores))
+
+
+def test_live_view_starts_from_a_probe_and_compares_with_a_logged_step(page, tensorboard):
+    frame = open_live(page, tensorboard, layer="stem", sample=2)
+    before = page.grid_pixels()
+    start = frame.locator("button.from-probe")
+    assert start.inner_text() == "Start from probe sample 2"
+    start.click()
+    probe = frame.eval_on_selector(".sample.selected img", """img => {
+        const canvas = document.createElement("canvas");
+        canvas.width = img.naturalWidth;
+        canvas.height = img.naturalHeight;
+        const context = canvas.getContext("2d");
+        context.drawImage(img, 0, 0);
+        const data = context.getImageData(0, 0, canvas.width, canvas.height).data;
+        return Array.from({length: canvas.height}, (_, y) =>
+            Array.from({length: canvas.width}, (_, x) => data[(y * canvas.width + x) * 4]));
+    }""")
+    assert pad_pixels(frame) == probe
+    grid_changes(page, before)
+
+    frame.locator("input[aria-label='Compare with another step']").check()
+    frame.select_option("select[aria-label='Step to compare with']", "0")
+    frame.wait_for_function("() => document.querySelectorAll('.grid-canvas').length === 3")
+    assert frame.query_selector(".grid-panel.compare").get_attribute("data-step") == "0"
+    captions = texts(frame, ".grid-panel figcaption")
+    assert captions[:2] == ["drawn input", "step 0"]
+    assert captions[2].startswith("drawn input − step 0")
+    live, logged, difference = (page.grid_pixels(i) for i in range(3))
+    assert live["hash"] != logged["hash"] and difference["colours"] > 4
+    page.screenshot("live_compare", tensorboard)
+
+
+def test_live_errors_show_in_the_page(page, browser, tensorboard):
+    # A run without a saved model: the button says why it is off.
+    other = Page(browser)
+    try:
+        other.open(tensorboard["url"] + "/#activations&p.activations.run=vectors")
+        other.wait_grid()
+        other.frame.wait_for_function(
+            "() => document.querySelector('.live-toggle').title.includes('model.keras')")
+        assert other.frame.eval_on_selector(".live-toggle", "b => b.disabled")
+    finally:
+        other.close()
+
+    # A failing live request: its message in the banner, the tab still answering.
+    live_route = re.compile(r"/data/plugin/activations/live\?")
+    page.page.route(live_route, lambda route: route.fulfill(
+        status=503, content_type="application/json",
+        body='{"error": "the model is busy <b>elsewhere</b>"}'))
+    page.open(exp1(tensorboard))
+    page.wait_grid()
+    page.frame.wait_for_function("() => !document.querySelector('.live-toggle').disabled")
+    page.frame.locator(".live-toggle").click()
+    wait_text(page.frame, ".banner", "The saved model could not answer: the model is busy <b>elsewhere</b>")
+    assert page.frame.query_selector_all(".banner b") == []
+    page.page.unroute(live_route)
+    page.frame.locator(".drawing-canvas").click(position={"x": 40, "y": 40})
+    page.frame.wait_for_selector(".grid-panel.current[data-source='live']", timeout=LIVE_TIMEOUT)
+    assert page.frame.query_selector(".banner").is_hidden()

@@ -222,12 +222,45 @@ def test_stats_match_what_was_written(client):
     np.testing.assert_allclose(body["samples"][2]["ranges"], record.ranges, rtol=1e-6)
 
 
-def test_stats_series_follows_every_step(client):
+@pytest.mark.parametrize("layer", ["conv1", "bn1", "dense"])
+def test_stats_series_equals_brute_force_over_every_step(client, layer):
+    """One request gives what the tab would otherwise crawl /stats for, step by step."""
     client, trained = client
-    steps = get_json(client, "/stats_series?" + query(run="cnn", layer="conv1"))["steps"]
-    assert [entry["step"] for entry in steps] == trained.steps
-    assert all(0.0 <= entry["zero_fraction"] <= 1.0 for entry in steps)
-    assert all(entry["dead_channels"] >= 0 and entry["nonfinite"] == 0 for entry in steps)
+    series = get_json(client, "/stats_series?" + query(run="cnn", layer=layer))
+    assert [entry["step"] for entry in series["steps"]] == trained.steps
+    zero, nan, inf = (metadata.STAT_FIELDS.index(f)
+                      for f in ("zero_fraction", "nan_count", "inf_count"))
+    for entry in series["steps"]:
+        stats = get_json(client, "/stats?" + query(run="cnn", layer=layer, step=entry["step"]))
+        per_sample = [np.array(sample["stats"], dtype=float) for sample in stats["samples"]]
+        all_zero = np.array([s[:, zero] >= 1.0 for s in per_sample])
+        assert entry["zero_fraction"] == pytest.approx(np.mean([s[:, zero] for s in per_sample]))
+        assert entry["dead_channels"] == int(np.all(all_zero, axis=0).sum())
+        assert entry["silent_channels"] == [int(row.sum()) for row in all_zero]
+        assert entry["nan_count"] == sum(int(s[:, nan].sum()) for s in per_sample)
+        assert entry["inf_count"] == sum(int(s[:, inf].sum()) for s in per_sample)
+        ranges = [pair for sample in stats["samples"] for pair in sample["ranges"]]
+        assert entry["low"] == pytest.approx(min(low for low, _ in ranges))
+        assert entry["high"] == pytest.approx(max(high for _, high in ranges))
+    assert get_json(client, "/stats_series?" + query(run="cnn", layer=layer)) == series
+
+
+def test_overview_summarises_every_layer_at_every_step_as_the_series_do(client):
+    client, trained = client
+    answer = get_json(client, "/overview?" + query(run="cnn"))
+    assert answer["steps"] == trained.steps
+    assert [layer["layer"] for layer in answer["layers"]] == trained.layers
+    for layer in answer["layers"]:
+        series = get_json(client, "/stats_series?" + query(run="cnn", layer=layer["layer"]))
+        for field in answer["fields"]:
+            expected = [entry[field] for entry in series["steps"]]
+            if field in ("zero_fraction", "low", "high"):
+                assert layer[field] == pytest.approx(expected, rel=1e-6), field
+            else:
+                assert layer[field] == expected, field
+    runs = get_json(client, "/layers")["runs"]
+    assert all(layer["layer"] != "activations_overview" for run in runs for layer in run["layers"])
+    assert get_json(client, "/overview?" + query(run="nope"), code=404)
 
 
 def test_probe_serves_the_probe_pictures(client):

@@ -31,6 +31,7 @@ from tb_activations import layout
 from tb_activations import log_activations
 from tb_activations import metadata
 from tb_activations import model_file
+from tb_activations import overview
 from tb_activations import read_activations
 from tb_activations import rendering
 from tb_activations import summary
@@ -51,9 +52,11 @@ def written(log_dir):
 
 
 def steps_by_tag(values):
+    """{tag: [steps]} of the layer and probe tags (the overview tag has a test of its own)."""
     steps = collections.defaultdict(list)
     for value in values:
-        steps[value.tag].append(value.step)
+        if value.tag != metadata.OVERVIEW_TAG:
+            steps[value.tag].append(value.step)
     return dict(steps)
 
 
@@ -336,7 +339,7 @@ def test_callback_logs_step_zero_then_every_epoch(trained_run):
 def test_callback_is_flushed_and_its_thread_gone_at_train_end(trained_run):
     assert not [thread for thread in threading.enumerate()
                 if thread.name == "tb-activations-writer"]
-    assert len(written(trained_run.log_dir)) == 1 + 3 * len(trained_run.layers)
+    assert len(written(trained_run.log_dir)) == 1 + 3 * (len(trained_run.layers) + 1)  # + overview
 
 
 @pytest.mark.slow
@@ -357,7 +360,7 @@ def test_callback_shares_log_dir_with_keras_tensorboard(trained_run):
                                rtol=1e-5)
     blobs = provider.list_blob_sequences(ctx, experiment_id="", plugin_name="activations")
     assert list(blobs) == ["."]  # activations live in the root run only, scalars in train/
-    assert len(blobs["."]) == len(trained_run.layers) + 1
+    assert len(blobs["."]) == len(trained_run.layers) + 2  # + the probe and the overview
 
 
 @pytest.mark.slow
@@ -448,3 +451,30 @@ def test_a_failed_model_save_warns_once_and_training_goes_on(tmp_path):
 def test_class_names_must_be_strings():
     with pytest.raises(TypeError, match="class_names must be strings"):
         callback_lib.ActivationsCallback("runs", np.zeros((1, 4)), class_names=[0, 1])
+
+
+def test_every_logged_step_has_an_overview_of_its_layers(tmp_path, cnn):
+    model, x = cnn
+    with tf.summary.create_file_writer(str(tmp_path)).as_default():
+        for step in (0, 3):
+            assert log_activations(model, x, step=step)
+    values = written(tmp_path)
+    overviews = [value for value in values if value.tag == metadata.OVERVIEW_TAG]
+    assert [value.step for value in overviews] == [0, 3]
+    content = json.loads(overviews[0].metadata.plugin_data.content)
+    assert content == {"kind": "overview", "version": metadata.PROTOCOL_VERSION}
+    records = list(read_activations(str(tmp_path)))
+    for value in overviews:
+        (blob,) = value.blobs
+        layers = overview.decode_overview(blob)
+        assert list(layers) == list(models.SMALL_CNN_DRAWN)
+        for path, summary_ in layers.items():
+            mine = [r for r in records if r.layer == path and r.step == value.step]
+            stats = np.stack([np.stack([r.statistics[f] for f in metadata.STAT_FIELDS], -1)
+                              for r in mine])
+            expected = overview.layer_summary(stats, np.stack([r.ranges for r in mine]))
+            assert summary_["silent_channels"] == expected["silent_channels"]
+            assert summary_["dead_channels"] == expected["dead_channels"]
+            assert summary_["zero_fraction"] == pytest.approx(expected["zero_fraction"])
+            assert (summary_["low"], summary_["high"]) == pytest.approx(
+                (expected["low"], expected["high"]))

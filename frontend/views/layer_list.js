@@ -1,7 +1,8 @@
 // The model's layers as a collapsible tree of nested paths (`backbone/block_1/conv`), with a
 // name filter and a layer-type filter.
 
-import { clear, el, option } from "./dom.js";
+import { clear, el, option } from "../dom.js";
+import { layoutOf } from "../layouts.js";
 
 export function shapeText(shape) {
   return (shape || []).slice(1).map((d) => (d === null ? "?" : d)).join("×") || "scalar";
@@ -143,7 +144,7 @@ export class LayerList {
   }
 
   #layerRow(layer, name, depth) {
-    const drawn = layer.channels_shown < layer.channels_total && layer.layout !== "vector"
+    const drawn = layoutOf(layer).tiled && layer.channels_shown < layer.channels_total
       ? `, ${layer.channels_shown} of ${layer.channels_total} channels drawn` : "";
     const row = el("div", {
       class: "layer-row",

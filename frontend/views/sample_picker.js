@@ -1,7 +1,6 @@
 // Choosing the probe sample, shown as the probe input picture itself when the run stored one.
 
-import { api } from "./api.js";
-import { clear, el, option } from "./dom.js";
+import { clear, el, option } from "../dom.js";
 
 export class SamplePicker {
   constructor({ onSample, onInput }) {
@@ -17,8 +16,9 @@ export class SamplePicker {
       el("div", { class: "section-title" }, "Probe sample"), this.inputSelect, this.list, this.note);
   }
 
-  // probes: the run's image-like probe inputs (may be empty: then samples are numbered only).
-  set(run, count, probes, input, sample) {
+  // probes: the run's image-like probe inputs (may be empty: then samples are numbered only);
+  // urls: the picture of each sample of `input` (empty without probes).
+  set({ count, probes, input, sample, urls }) {
     this.inputSelect.hidden = probes.length < 2;
     clear(this.inputSelect).append(...probes.map((p) => option(p.input, p.input, p.input === input)));
     clear(this.list);
@@ -30,8 +30,8 @@ export class SamplePicker {
         class: "sample", role: "option", title: `probe sample ${i}`,
         on: { click: () => this.onSample(i) },
       });
-      if (probes.length) {
-        const picture = el("img", { alt: `probe sample ${i}`, src: api.probeUrl(run, input, i) });
+      if (urls.length) {
+        const picture = el("img", { alt: `probe sample ${i}`, src: urls[i] });
         picture.addEventListener("error", () => {
           picture.remove();
           button.classList.add("no-picture");

@@ -1,7 +1,7 @@
 // The layer's sparsity over training: mean fraction of exact zeros, dead channels and
 // NaN/Inf counts per logged step (from ./stats_series), as an SVG built node by node.
 
-import { clear, el, svg } from "./dom.js";
+import { clear, el, svg } from "../dom.js";
 
 const WIDTH = 300;
 const HEIGHT = 96;
@@ -70,7 +70,8 @@ export class SparsityChart {
       const y = yDead(p.dead_channels).toFixed(1);
       return i ? `H${x(p.step).toFixed(1)}V${y}` : `M${x(p.step).toFixed(1)},${y}`;
     }).join("");
-    const nonfinite = points.filter((p) => p.nonfinite > 0).map((p) => svg("circle", {
+    const nonfiniteCount = (p) => p.nan_count + p.inf_count;
+    const nonfinite = points.filter((p) => nonfiniteCount(p) > 0).map((p) => svg("circle", {
       class: "nonfinite-mark", cx: x(p.step), cy: MARGIN.top + 2, r: 2.5,
     }));
     // One invisible hit area per step: its tooltip and a click to jump there.
@@ -80,7 +81,7 @@ export class SparsityChart {
       const zeros = p.zero_fraction === null ? "–" : `${(p.zero_fraction * 100).toFixed(1)}%`;
       return svg("rect", {
         class: "hit", x: left, y: MARGIN.top, width: Math.max(1, right - left), height: innerHeight,
-      }, svg("title", {}, `step ${p.step}: ${zeros} zeros, ${p.dead_channels} dead channels, ${p.nonfinite} NaN/Inf values`));
+      }, svg("title", {}, `step ${p.step}: ${zeros} zeros, ${p.dead_channels} dead channels, ${nonfiniteCount(p)} NaN/Inf values`));
     });
     for (const [i, hit] of hits.entries()) hit.addEventListener("click", () => this.onStep(points[i].step));
 
@@ -94,6 +95,6 @@ export class SparsityChart {
     const current = points.find((p) => p.step === this.step) || points[points.length - 1];
     const zeros = current.zero_fraction === null ? "–" : `${(current.zero_fraction * 100).toFixed(1)}%`;
     this.summary.textContent = `step ${current.step}: ${zeros} zeros · ${current.dead_channels} dead` +
-      (current.nonfinite ? ` · ${current.nonfinite} NaN/Inf` : "");
+      (nonfiniteCount(current) ? ` · ${nonfiniteCount(current)} NaN/Inf` : "");
   }
 }

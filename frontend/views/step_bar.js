@@ -1,10 +1,11 @@
 // The step slider over every logged step, with previous/next and play/pause.
 
-import { el } from "./dom.js";
+import { el } from "../dom.js";
 
 export class StepBar {
   constructor({ onStep, onPlayToggle }) {
     this.steps = [];
+    this.enabled = true;
     this.onStep = onStep;
     this.slider = el("input", {
       type: "range",
@@ -27,7 +28,23 @@ export class StepBar {
   setSteps(steps) {
     this.steps = steps;
     this.slider.max = String(Math.max(0, steps.length - 1));
-    this.slider.disabled = steps.length < 2;
+    this.#updateControls();
+  }
+
+  // Off while the grid shows something that is not a logged step (the live view).
+  setEnabled(enabled, reason = "") {
+    this.enabled = enabled;
+    this.element.title = reason;
+    this.element.classList.toggle("disabled", !enabled);
+    this.#updateControls();
+  }
+
+  #updateControls() {
+    const index = Math.max(0, this.indexOf(Number(this.label.dataset.step)));
+    this.slider.disabled = !this.enabled || this.steps.length < 2;
+    this.previous.disabled = !this.enabled || index <= 0;
+    this.next.disabled = !this.enabled || index >= this.steps.length - 1;
+    this.play.disabled = !this.enabled;
   }
 
   indexOf(step) {
@@ -37,11 +54,10 @@ export class StepBar {
   setStep(step) {
     const index = Math.max(0, this.indexOf(step));
     this.slider.value = String(index);
-    this.previous.disabled = index <= 0;
-    this.next.disabled = index >= this.steps.length - 1;
     const entry = this.steps[index];
     if (!entry) {
       this.label.textContent = "no steps";
+      this.#updateControls();
       return;
     }
     const elapsed = entry.wall_time - this.steps[0].wall_time;
@@ -50,9 +66,11 @@ export class StepBar {
       `${elapsed.toFixed(1)} s after the first, written ${new Date(entry.wall_time * 1000).toLocaleString()}`;
     this.label.dataset.step = String(entry.step);
     this.label.append(el("span", { class: "step-count", text: ` · ${index + 1} of ${this.steps.length}` }));
+    this.#updateControls();
   }
 
   nudge(delta) {
+    if (!this.enabled) return;
     const index = this.indexOf(Number(this.label.dataset.step));
     const next = Math.min(this.steps.length - 1, Math.max(0, index + delta));
     if (next !== index && this.steps[next]) this.onStep(this.steps[next].step);

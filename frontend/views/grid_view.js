@@ -1,9 +1,15 @@
-// The grid canvases (one, or three when comparing steps) with outlines for flagged,
-// hovered and selected tiles. Canvases stay at the grid's own resolution; CSS enlarges them
-// by an integer zoom (the --zoom variable) so pixels stay square and crisp.
+// The grid canvases (one, or three when comparing: current, compared, difference) with
+// outlines for flagged, hovered and selected tiles, and a tooltip saying what the pointer is
+// over. Canvases stay at the grid's own resolution; CSS enlarges them by an integer zoom (the
+// --zoom variable) so pixels stay square and crisp.
 
-import { clear, el } from "./dom.js";
-import { putImage } from "./paint.js";
+import { channelStats, flags, flagText } from "../channel_flags.js";
+import { isDiverging } from "../colormaps.js";
+import { describePixel } from "../describe.js";
+import { difference } from "../difference.js";
+import { clear, el, fmt } from "../dom.js";
+import { paint, putImage } from "../paint.js";
+import { tileRanges } from "../scaling.js";
 
 const MAX_ZOOM = 64;
 const GAP = 16; // between panels, as in style.css
@@ -15,10 +21,43 @@ function placed(className, rect, title) {
   return node;
 }
 
+// Outlines of the dead, saturated and NaN/Inf channels of a frame (frames.js).
+function flagMarks(frame) {
+  if (!frame.geometry.layout.tiled) return [];
+  const marks = [];
+  frame.stats.channels.forEach((channel) => {
+    const f = flags(channelStats(frame.stats, frame.sample, channel));
+    const kind = f.nonfinite ? "nonfinite" : f.dead ? "dead" : f.saturated ? "saturated" : null;
+    if (!kind) return;
+    const rect = frame.geometry.channelRect(frame.stats.channels, channel);
+    if (rect) marks.push({ kind, rect, title: `channel ${channel}: ${flagText(f)}` });
+  });
+  return marks;
+}
+
+// current − compared, on the diverging map centred on zero.
+function differencePanel(a, b, scale) {
+  const diff = difference(a, b);
+  const perTile = scale === "channel";
+  const ranges = perTile ? diff.ranges : diff.ranges.map(() => [-diff.largest, diff.largest]);
+  const note = perTile ? "each tile ±its max |Δ|" : `±${fmt(diff.largest)}`;
+  const blanked = diff.mismatched ? `; ${diff.mismatched} tiles show other channels: blank` : "";
+  return {
+    kind: "difference",
+    title: `${a.label} − ${b.label} (${note})${blanked}`,
+    image: paint(diff.values, diff.codes, a.geometry, ranges, "diverging"),
+    marks: [],
+  };
+}
+
 export class GridView {
-  constructor({ onHover, onLeave, onClick }) {
-    this.onHover = onHover;
-    this.onClick = onClick;
+  // onPoint({lines, info, frame}): the pointer is over a pixel of `frame`; onChannel(channel):
+  // a click chose a channel.
+  constructor({ onPoint, onLeave, onChannel }) {
+    this.onPoint = onPoint;
+    this.onChannel = onChannel;
+    this.view = null;
+    this.showMarks = true;
     this.zoomMode = "fit";
     this.zoom = 1;
     this.panels = [];
@@ -40,16 +79,53 @@ export class GridView {
     this.layout();
   }
 
-  showMessage(text, kind = "info") {
+  setMarks(on) {
+    this.showMarks = on;
+    if (this.view) this.#render();
+  }
+
+  showMessage(content, kind = "info") {
+    this.view = null;
     this.message.hidden = false;
     this.message.className = `grid-message ${kind}`;
-    clear(this.message).append(...(Array.isArray(text) ? text : [text]));
+    clear(this.message).append(...(Array.isArray(content) ? content : [content]));
     this.panelsElement.hidden = true;
     this.tooltip.hidden = true;
   }
 
-  // panels: [{kind, step, title, image: ImageData, marks: [{rect, kind, title}]}]
-  render(panels, selected) {
+  // view: {a, b, shared} (model.js); display: {cmap, scale, channel}.
+  show(view, display) {
+    this.view = view;
+    this.display = display;
+    this.#render();
+  }
+
+  #render() {
+    const { a, b, shared } = this.view;
+    const { cmap, scale } = this.display;
+    const diverging = isDiverging(cmap);
+    const panels = [a, b].filter(Boolean).map((frame) => ({
+      kind: frame === a ? "current" : "compare",
+      frame,
+      title: frame.label,
+      image: paint(frame.values, frame.grid.codes, frame.geometry,
+        tileRanges(scale, frame.ranges, frame.geometry.tiles, shared, diverging), cmap),
+      marks: this.showMarks ? flagMarks(frame) : [],
+    }));
+    if (b) panels.push(differencePanel(a, b, scale));
+    if (panels.length === 1) panels[0].title = a.caption;
+    this.#panels(panels);
+  }
+
+  #selectedRect() {
+    const { channel } = this.display;
+    if (channel === null) return null;
+    const { a } = this.view;
+    return a.geometry.outline(a.stats.channels, channel);
+  }
+
+  // panels: [{kind, frame, title, image: ImageData, marks: [{rect, kind, title}]}]
+  #panels(panels) {
     this.message.hidden = true;
     this.panelsElement.hidden = false;
     this.size = { width: panels[0].image.width, height: panels[0].image.height };
@@ -65,11 +141,13 @@ export class GridView {
       const stage = el("div", { class: "stage" }, canvas, marks, selection, hover);
       stage.addEventListener("mousemove", (event) => this.#pointer(event, index, canvas, false));
       stage.addEventListener("click", (event) => this.#pointer(event, index, canvas, true));
-      this.panelsElement.append(el("figure", { class: `grid-panel ${panel.kind}`, "data-step": panel.step },
-        el("figcaption", { text: panel.title, title: panel.title }), stage));
+      const source = panel.frame?.source;
+      this.panelsElement.append(el("figure", {
+        class: `grid-panel ${panel.kind}`, "data-source": source, "data-step": source === "logged" ? panel.frame.step : null,
+      }, el("figcaption", { text: panel.title, title: panel.title }), stage));
       return { canvas, hover, selection };
     });
-    this.setSelected(selected);
+    this.setSelected(this.#selectedRect());
     this.layout();
   }
 
@@ -77,9 +155,24 @@ export class GridView {
     const box = canvas.getBoundingClientRect();
     const x = Math.floor(((event.clientX - box.left) / box.width) * canvas.width);
     const y = Math.floor(((event.clientY - box.top) / box.height) * canvas.height);
-    if (x < 0 || y < 0 || x >= canvas.width || y >= canvas.height) return;
-    if (click) this.onClick(index, x, y);
-    else this.onHover(index, x, y, event);
+    if (x < 0 || y < 0 || x >= canvas.width || y >= canvas.height || !this.view) return;
+    const { a, b } = this.view;
+    if (click) {
+      const info = a.geometry.describe(x, y, a.stats.channels);
+      if (info) this.onChannel(info.channel);
+      return;
+    }
+    const shown = index === 1 && b ? b : a;
+    const info = shown.geometry.describe(x, y, shown.stats.channels);
+    if (!info) {
+      this.#hideTooltip();
+      this.setHover(null);
+      return;
+    }
+    const lines = describePixel(info, y * a.geometry.width + x, a, b, shown);
+    this.setHover(a.geometry.outline(a.stats.channels, info.channel));
+    this.#showTooltip(lines, event);
+    this.onPoint({ lines, info, frame: shown });
   }
 
   #placeOutline(node, rect) {
@@ -95,7 +188,7 @@ export class GridView {
     for (const panel of this.panels) this.#placeOutline(panel.selection, rect);
   }
 
-  showTooltip(lines, event) {
+  #showTooltip(lines, event) {
     clear(this.tooltip).append(...lines.map((line) => el("div", { class: line.class || "", text: line.text ?? line })));
     this.tooltip.hidden = false;
     const area = this.element.getBoundingClientRect();
@@ -106,7 +199,7 @@ export class GridView {
     this.tooltip.style.top = `${top}px`;
   }
 
-  hideTooltip() {
+  #hideTooltip() {
     this.tooltip.hidden = true;
   }
 

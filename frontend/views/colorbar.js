@@ -1,7 +1,12 @@
 // The colour bar: the current map with the real values its ends and middle stand for.
 
-import { colormap, isDiverging } from "./colormaps.js";
-import { el, fmt } from "./dom.js";
+import { colormap, isDiverging } from "../colormaps.js";
+import { el, fmt } from "../dom.js";
+import { SCALINGS, centred } from "../scaling.js";
+
+function usable(range) {
+  return range && range[0] !== null ? range : null;
+}
 
 export class ColorBar {
   constructor() {
@@ -18,6 +23,34 @@ export class ColorBar {
         el("span", { class: "legend-item" }, el("span", { class: "swatch outline dead" }), "dead"),
         el("span", { class: "legend-item" }, el("span", { class: "swatch outline saturated" }), "saturated"),
         this.note));
+  }
+
+  setVisible(visible) {
+    this.element.hidden = !visible;
+  }
+
+  // What the view's tiles share; per channel, a single-tile layer's own range or the selected
+  // channel's, else a note (view: model.js; display: {cmap, scale, channel}).
+  showView(view, { cmap, scale, channel }) {
+    const { a, shared } = view;
+    let own = null;
+    let note = "per channel: each tile spans its own min…max";
+    let hint = "hover a tile for its values";
+    if (!shared && a.geometry.tiles === 1) {
+      [own, note, hint] = [a.ranges[0], `this ${a.source === "live" ? "input" : "sample"}'s range`, ""];
+    } else if (!shared && channel !== null && a.geometry.layout.tiled && a.stats.channels.includes(channel)) {
+      [own, note, hint] = [a.ranges[a.geometry.tileOfChannel(a.stats.channels, channel)], `channel ${channel}'s own range`, ""];
+    }
+    const range = shared || usable(own);
+    if (shared) [note, hint] = [SCALINGS.find((s) => s.name === scale).label, ""];
+    this.update(cmap, range && (isDiverging(cmap) ? centred(range) : range), note, hint);
+  }
+
+  // Per channel scaling: the range of the tile under the pointer (info: Geometry.describe).
+  showTile(frame, info, { cmap, scale }) {
+    if (scale !== "channel" || !frame.geometry.layout.tiled) return;
+    const range = usable(frame.ranges[info.tile]);
+    if (range) this.update(cmap, isDiverging(cmap) ? centred(range) : range, `channel ${info.channel}'s own range`);
   }
 
   // range: the [low, high] the map spans, or null when each tile has its own (labels say so);

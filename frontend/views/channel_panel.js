@@ -1,8 +1,12 @@
 // One channel up close: enlarged, the value under the cursor, its statistics, laid over the
-// probe picture, and across all steps as a filmstrip (frames drawn as they scroll into view).
+// input picture, and across all steps as a filmstrip (frames drawn as they scroll into view).
 
-import { clear, el } from "./dom.js";
-import { putImage } from "./paint.js";
+import { channelStats, deadSamples, flags, flagText } from "../channel_flags.js";
+import { isDiverging } from "../colormaps.js";
+import { clear, el, fmt, percent } from "../dom.js";
+import { unitTitle } from "../layouts.js";
+import { paint, putImage } from "../paint.js";
+import { spanOf, tileRanges } from "../scaling.js";
 
 // Enlarged channel and overlay sit side by side; alone, the channel takes the full width.
 const HALF_BOX = 132;
@@ -20,10 +24,27 @@ function integerZoom(width, height, box, boxHeight = box) {
   return Math.max(1, Math.floor(Math.min(box / width, boxHeight / height)));
 }
 
+// The size of a loaded picture (an <img> or a canvas), or null while an <img> loads.
+function pictureSize(picture) {
+  if (picture instanceof HTMLImageElement) {
+    return picture.complete && picture.naturalWidth ? { width: picture.naturalWidth, height: picture.naturalHeight } : null;
+  }
+  return { width: picture.width, height: picture.height };
+}
+
+function statsRows(s, frame, channel) {
+  if (!s) return [];
+  if (frame.geometry.layout.valueOnly) return [["value", fmt(s.mean)]];
+  return [
+    ["min", fmt(s.min)], ["max", fmt(s.max)], ["mean", fmt(s.mean)], ["std", fmt(s.std)],
+    ["zeros", percent(s.zero_fraction)], ["NaN / Inf", `${s.nan_count} / ${s.inf_count}`],
+    ["dead in", `${deadSamples(frame.stats, channel)} of ${frame.stats.samples.length} samples`],
+  ];
+}
+
 export class ChannelPanel {
-  constructor({ onStep, onClose, onOpacity }) {
+  constructor({ onStep, onClose }) {
     this.onStep = onStep;
-    this.onOpacity = onOpacity;
     this.title = el("span", { class: "channel-title" });
     this.flags = el("span", { class: "channel-flags" });
     this.stats = el("dl", { class: "channel-stats" });
@@ -37,7 +58,7 @@ export class ChannelPanel {
     });
     this.opacity = el("input", {
       type: "range", min: "0", max: "1", step: "0.05", value: "0.6", "aria-label": "Overlay opacity",
-      on: { input: () => { this.#drawOverlay(); this.onOpacity(Number(this.opacity.value)); } },
+      on: { input: () => this.#drawOverlay() },
     });
     this.overlayCanvas = el("canvas", { class: "overlay-canvas" });
     this.overlay = el("figure", { class: "overlay" },
@@ -61,20 +82,80 @@ export class ChannelPanel {
     this.observer = new IntersectionObserver((entries) => this.#reveal(entries), { root: this.strip, rootMargin: "0px 200px" });
   }
 
+  // The channel `channel` of the current frame of `view` (model.js), coloured as the grid;
+  // picture: the input it is laid over (an <img> or a canvas) or null; film: the channel
+  // across steps, {key, steps, frameAt(step) -> Promise<Frame>}, or null.
+  showChannel(request) {
+    this.request = request;
+    const { view, channel, cmap, scale, picture, film } = request;
+    const { a, shared } = view;
+    const geometry = a.geometry;
+    const layout = geometry.layout;
+    const rect = layout.tiled ? geometry.channelRect(a.stats.channels, channel)
+      : { x: 0, y: 0, width: geometry.width, height: geometry.height };
+    const s = channelStats(a.stats, a.sample, channel);
+    const diverging = isDiverging(cmap);
+    const rangesOf = (frame, sharedRange) => tileRanges(scale, frame.ranges, frame.geometry.tiles, sharedRange, diverging);
+    const blank = new ImageData(rect ? rect.width : layout.channelSpansRow ? geometry.width : geometry.tileWidth,
+      rect ? rect.height : geometry.tileHeight);
+    const overlay = layout.overlaysInput && picture ? picture : null;
+    if (overlay && !pictureSize(overlay)) {
+      overlay.addEventListener("load", () => {
+        if (this.request === request) this.showChannel(request);
+      }, { once: true });
+    }
+    const where = a.source === "live" ? "for the drawn input" : `at step ${a.step}`;
+    this.#render({
+      title: unitTitle(a.layer, channel),
+      flags: flagText(layout.tiled ? flags(s) : flags(null)),
+      note: !s ? `No statistics for this channel ${where}.`
+        : layout.tiled && !rect ? `Not drawn ${where}: this layer draws the ${a.layer.channels_shown} channels ` +
+          `with the largest mean |activation|, chosen per ${a.source === "live" ? "input" : "step"}. Its statistics are below.` : "",
+      stats: statsRows(s, a, channel),
+      image: rect ? paint(a.values, a.grid.codes, geometry, rangesOf(a, shared), cmap, rect) : blank,
+      valueAt: (x, y) => {
+        if (!rect) return "";
+        const info = geometry.describe(rect.x + x, rect.y + y, a.stats.channels);
+        const value = a.values[(rect.y + y) * geometry.width + rect.x + x];
+        return info ? `${layout.label(info)}${layout.tiled ? ` (${info.y}, ${info.x})` : ""}: ${fmt(value)}` : "";
+      },
+      overlay: overlay && pictureSize(overlay) ? { picture: overlay } : null,
+      film: film && {
+        key: film.key,
+        steps: film.steps,
+        current: a.step,
+        width: blank.width,
+        height: blank.height,
+        frame: async (step) => {
+          const frame = await film.frameAt(step);
+          const frameRect = layout.tiled ? frame.geometry.channelRect(frame.stats.channels, channel) : rect;
+          if (!frameRect) return blank;
+          const frameShared = scale === "layer" ? spanOf([frame.ranges]) : shared;
+          return paint(frame.values, frame.grid.codes, frame.geometry, rangesOf(frame, frameShared), cmap, frameRect);
+        },
+      },
+    });
+  }
+
   hide() {
+    this.request = null;
     this.body.hidden = true;
     this.empty.hidden = false;
     this.title.textContent = "Channel";
     this.flags.textContent = "";
+    this.#clearFilm();
+  }
+
+  #clearFilm() {
     this.filmKey = null;
     this.observer.disconnect();
     clear(this.strip);
   }
 
   // view: {title, flags, note, stats: [[name, text]], image: ImageData, valueAt(x, y) -> text,
-  //        overlay: {picture: HTMLImageElement} | null, opacity,
-  //        film: {key, steps: [step], current, width, height, frame(step) -> Promise<ImageData>}}
-  show(view) {
+  //        overlay: {picture: <img> or canvas} | null,
+  //        film: {key, steps: [step], current, width, height, frame(step) -> Promise<ImageData>} | null}
+  #render(view) {
     this.view = view;
     this.body.hidden = false;
     this.empty.hidden = true;
@@ -89,10 +170,8 @@ export class ChannelPanel {
     this.zoomCanvas.style.width = `${view.image.width * zoom}px`;
     this.zoomCanvas.style.height = `${view.image.height * zoom}px`;
     this.overlay.hidden = !view.overlay;
-    if (view.overlay) {
-      this.opacity.value = String(view.opacity);
-      this.#drawOverlay();
-    }
+    if (view.overlay) this.#drawOverlay();
+    this.filmstrip.hidden = !view.film;
     this.#film(view.film);
   }
 
@@ -108,9 +187,9 @@ export class ChannelPanel {
   // The channel stretched over the probe picture (both span the input's field of view).
   #drawOverlay() {
     const picture = this.view?.overlay?.picture;
-    if (!picture || !picture.naturalWidth) return;
-    const width = picture.naturalWidth;
-    const height = picture.naturalHeight;
+    const size = picture && pictureSize(picture);
+    if (!size) return;
+    const { width, height } = size;
     // Small probes are enlarged by a whole factor (crisp); large ones shrunk to fit.
     const fit = Math.min(HALF_BOX / width, BOX_HEIGHT / height);
     const scale = fit >= 1 ? Math.floor(fit) : fit;
@@ -126,6 +205,10 @@ export class ChannelPanel {
   }
 
   #film(film) {
+    if (!film) {
+      this.#clearFilm();
+      return;
+    }
     if (film.key !== this.filmKey) {
       this.filmKey = film.key;
       this.observer.disconnect();

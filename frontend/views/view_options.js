@@ -1,11 +1,12 @@
 // The toolbar of view choices: colour map, scaling (and fixed range), comparison step, zoom,
 // flag outlines, export.
 
-import { COLORMAPS } from "./colormaps.js";
-import { clear, el, option } from "./dom.js";
-import { SCALINGS } from "./scaling.js";
+import { COLORMAPS } from "../colormaps.js";
+import { clear, el, option } from "../dom.js";
+import { SCALINGS } from "../scaling.js";
 
 const ZOOMS = ["fit", 1, 2, 3, 4, 6, 8, 12, 16];
+const VIDEO_TITLE = "Download the grid at every step, as a WebM video";
 
 function labelled(text, control, className = "") {
   return el("label", { class: `option ${className}` }, el("span", { class: "control-label", text }), control);
@@ -37,8 +38,14 @@ export class ViewOptions {
       el("span", { class: "spacer" }),
       el("span", { class: "exports" },
         el("button", { class: "export", title: "Download the grid as shown, as PNG", text: "PNG", on: { click: onExportPng } }),
-        this.video = el("button", { class: "export", title: "Download the grid at every step, as a WebM video", text: "Video", on: { click: onExportVideo } }),
+        this.video = el("button", { class: "export", title: VIDEO_TITLE, text: "Video", on: { click: onExportVideo } }),
         el("button", { class: "export", title: "Download this step's statistics as JSON", text: "JSON", on: { click: onExportJson } })));
+  }
+
+  // The video plays logged steps: not while one records, nor in the live view.
+  setVideoAvailable(available, reason = VIDEO_TITLE) {
+    this.video.disabled = !available;
+    this.video.title = reason;
   }
 
   #number(input) {

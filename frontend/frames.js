@@ -1,0 +1,63 @@
+// Frames: one layer's grid for one input, decoded into real values, whatever it came from.
+// Two sources: a logged step of a probe sample (./grid and ./stats) and a live answer of the
+// run's saved model (./live, one drawn input). Every view draws a frame the same way.
+
+import { api, decodeGridBase64 } from "./api.js";
+import { Geometry, decodeValues } from "./geometry.js";
+
+/**
+ * The statistics of one layer at one step, as ./stats answers them (docs/http_api.md).
+ * @typedef {object} LayerStats
+ * @property {string[]} fields  names of the columns of each statistics row
+ * @property {number[]} channels  the drawn channels, in grid order
+ * @property {{stats: (number|null)[][], ranges: (number|null)[][]}[]} samples  per sample:
+ *   a row per channel and a [low, high] per tile
+ */
+
+/**
+ * @typedef {object} Frame
+ * @property {"logged"|"live"} source
+ * @property {number|null} step  the logged step (live: the saved model's step)
+ * @property {number} sample  the row of stats.samples this frame shows
+ * @property {string} label  short, for a panel beside another: "step 4", "drawn input"
+ * @property {string} caption  for a panel alone: "step 4 · sample 1"
+ * @property {import("./layouts.js").LayerEntry} layer
+ * @property {{width: number, height: number, codes: Uint8Array}} grid
+ * @property {LayerStats} stats
+ * @property {(number|null)[][]} ranges  this sample's [low, high] per tile
+ * @property {Geometry} geometry
+ * @property {Float32Array} values  real value per grid pixel (NaN: NaN/Inf or gutter)
+ */
+
+function frame({ source, step, sample, label, caption, layer, grid, stats }) {
+  const own = stats.samples[sample];
+  if (!own) throw new Error(`${label} has no statistics for sample ${sample}`);
+  const geometry = new Geometry(layer, grid.width, grid.height);
+  return {
+    source, step, sample, label, caption, layer, grid, stats, ranges: own.ranges, geometry,
+    values: decodeValues(grid, geometry, own.ranges),
+  };
+}
+
+/** @returns {Promise<Frame>} step `step` of probe sample `sample`. */
+export async function loggedFrame(run, layer, step, sample) {
+  const [grid, stats] = await Promise.all([api.grid(run, layer.layer, step, sample), api.stats(run, layer.layer, step)]);
+  const label = `step ${step}`;
+  return frame({ source: "logged", step, sample, label, caption: `${label} · sample ${sample}`, layer, grid, stats });
+}
+
+/**
+ * @param {object} answer  a ./live answer: {layers: [LayerEntry & {grid: base64, stats}], model}
+ * @returns {Promise<Frame>} layer `path` of it
+ */
+export async function liveFrame(answer, path) {
+  const entry = answer.layers.find((layer) => layer.layer === path);
+  if (!entry) throw new Error(`the saved model has no layer ${path}`);
+  const { grid, stats, ...layer } = entry;
+  const step = answer.model?.step ?? null;
+  const caption = step === null ? "drawn input" : `drawn input · model of step ${step}`;
+  return frame({
+    source: "live", step, sample: 0, label: "drawn input", caption, layer,
+    grid: await decodeGridBase64(grid), stats,
+  });
+}

@@ -1,0 +1,478 @@
+// The tab's state and data: which run, layer, probe sample, step, channel and view options are
+// chosen, what is loaded for them through api.js (cached there), and what follows from it:
+// the frames on screen, the range their colours share, the saved model's live answer.
+// Views learn of every change through events (on(type, listener)); the model never touches
+// the DOM.
+//
+// Events and their detail:
+//   "state"       ViewState, whenever it changed (before the view is redrawn)
+//   "runs"        {runs: RunEntry[], selected: run name}
+//   "layers"      LayerEntry[] of the selected run
+//   "samples"     {count, probes: ProbeEntry[], input, sample, urls: picture URL per sample}
+//   "layer"       LayerEntry selected
+//   "steps"       {steps: StepEntry[], step}
+//   "sparsity"    {series, channels} or {error}
+//   "view"        View: the frames to draw
+//   "message"     {kind: "info"|"error"|"empty-state"|"load-failed"|"no-runs", text}: no view
+//   "banner"      a warning above the view, or null
+//   "progress"    a line of text while something slow loads
+//   "playing"     boolean
+//   "live-info"   LiveInfo of the selected run, or null while it is asked for
+//   "live-answer" LiveAnswer, the newest one
+//   "live-busy"   boolean: a live request is on its way
+
+import { api } from "./api.js";
+import { COLORMAPS } from "./colormaps.js";
+import { liveFrame, loggedFrame } from "./frames.js";
+import { SCALINGS, spanOf } from "./scaling.js";
+
+const PLAY_DELAY_MS = 350;
+const RANGE_BATCH = 8;
+
+/**
+ * @typedef {object} ViewState  everything a link restores (url_state.js)
+ * @property {string|null} run
+ * @property {string|null} layer
+ * @property {string|null} input  the probe input whose pictures pick the sample
+ * @property {number} sample
+ * @property {number|null} step
+ * @property {number|null} channel
+ * @property {number|null} compare  a logged step shown beside the current frame
+ * @property {string} cmap
+ * @property {"channel"|"layer"|"steps"|"fixed"} scale
+ * @property {number|null} lo  the fixed range
+ * @property {number|null} hi
+ * @property {boolean} live  the current frame is the saved model's answer to a drawn input
+ */
+
+/** @typedef {{step: number, wall_time: number}} StepEntry */
+/** @typedef {{input: string, shape: (number|null)[], samples: number}} ProbeEntry */
+/** @typedef {{run: string, layers: import("./layouts.js").LayerEntry[], probes: ProbeEntry[]}} RunEntry */
+
+/**
+ * @typedef {object} View
+ * @property {import("./frames.js").Frame} a  the current frame
+ * @property {import("./frames.js").Frame|null} b  the logged step compared with it
+ * @property {number[]|null} shared  the [low, high] every tile is coloured by (null: each its own)
+ */
+
+/**
+ * ./live_info of a run.
+ * @typedef {object} LiveInfo
+ * @property {boolean} available
+ * @property {string|null} reason  why not, when not available
+ * @property {{step: number, saved_at: number, latest_step: number}|null} model
+ * @property {{name: string, shape: number[], dtype: string, low: number|null, high: number|null, image: boolean}[]} inputs
+ * @property {{name: string, shape: number[]}[]} outputs
+ * @property {string[]|null} class_names
+ */
+
+/**
+ * ./live's answer to one drawn input.
+ * @typedef {object} LiveAnswer
+ * @property {object[]} layers  LayerEntry plus its grid (base64 PNG) and stats
+ * @property {{name: string, shape: number[], values: (number|null)[]}[]} outputs
+ * @property {{step: number, saved_at: number}} model
+ * @property {number} elapsed_ms
+ */
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export class Model extends EventTarget {
+  constructor() {
+    super();
+    /** @type {ViewState} */
+    this.state = {
+      run: null, layer: null, input: null, sample: 0, step: null, channel: null, compare: null,
+      cmap: "viridis", scale: "channel", lo: null, hi: null, live: false,
+    };
+    /** @type {RunEntry[]} */
+    this.runs = [];
+    /** @type {RunEntry|null} */
+    this.run = null;
+    this.layer = null;
+    /** @type {StepEntry[]} */
+    this.steps = [];
+    /** @type {View|null} */
+    this.view = null;
+    this.playing = false;
+    /** @type {LiveInfo|null} */
+    this.liveInfo = null;
+    /** @type {LiveAnswer|null} */
+    this.liveAnswer = null;
+    this.wanted = {};
+    this.drawToken = 0;
+    this.layerToken = 0;
+    this.stepsRanges = new Map();
+    this.liveFrames = new Map();
+    this.liveInputs = () => ({});
+    this.livePending = false;
+    this.liveInFlight = false;
+  }
+
+  on(type, listener) {
+    this.addEventListener(type, (event) => listener(event.detail));
+  }
+
+  #emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  // `wanted`: the state to restore (from the URL) where it exists.
+  async start(wanted) {
+    this.wanted = wanted;
+    this.#message("info", "Loading activation runs…");
+    for (const key of ["cmap", "scale", "lo", "hi"]) if (wanted[key] !== undefined) this.state[key] = wanted[key];
+    if (!SCALINGS.some((s) => s.name === this.state.scale)) this.state.scale = "channel";
+    if (!COLORMAPS.some((c) => c.name === this.state.cmap)) this.state.cmap = "viridis";
+    this.#emit("state", this.state);
+    await this.loadRuns();
+  }
+
+  // Runs and their layers.
+  async loadRuns(wanted = this.wanted) {
+    let data;
+    try {
+      data = await api.layers();
+    } catch (error) {
+      this.#message("load-failed", error.message);
+      return;
+    }
+    this.runs = data.runs;
+    if (!this.runs.length) {
+      this.#message("no-runs", "");
+      return;
+    }
+    const run = this.runs.find((r) => r.run === wanted.run) || this.runs[0];
+    this.#emit("runs", { runs: this.runs, selected: run.run });
+    await this.selectRun(run.run, wanted);
+  }
+
+  async selectRun(name, wanted = {}) {
+    this.stopPlaying();
+    this.run = this.runs.find((r) => r.run === name);
+    this.state.run = name;
+    this.#setLiveAnswer(null);
+    this.#emit("layers", this.run.layers);
+    const probes = this.run.probes || [];
+    this.state.input = probes.some((p) => p.input === wanted.input) ? wanted.input : probes[0]?.input ?? null;
+    const count = this.sampleCount();
+    this.state.sample = Number.isInteger(wanted.sample) && wanted.sample >= 0 && wanted.sample < count ? wanted.sample : 0;
+    this.#emitSamples();
+    this.#loadLiveInfo({ open: wanted.live ?? this.state.live });
+    const layer = this.run.layers.find((l) => l.layer === wanted.layer) || this.run.layers[0];
+    if (!layer) {
+      this.#message("empty-state", "This run has no layers logged yet.");
+      return;
+    }
+    await this.selectLayer(layer.layer, wanted);
+  }
+
+  sampleCount() {
+    const probe = this.run.probes?.find((p) => p.input === this.state.input);
+    return Math.max(1, this.run.layers[0]?.samples ?? probe?.samples ?? 1);
+  }
+
+  #emitSamples() {
+    const { run, input, sample } = this.state;
+    const probes = this.run.probes || [];
+    const count = this.sampleCount();
+    const urls = probes.length ? Array.from({ length: count }, (_, i) => api.probeUrl(run, input, i)) : [];
+    this.#emit("samples", { count, probes, input, sample, urls });
+  }
+
+  async selectLayer(path, wanted = {}) {
+    const token = ++this.layerToken;
+    const previous = this.layer;
+    this.layer = this.run.layers.find((l) => l.layer === path);
+    this.state.layer = path;
+    this.#emit("layer", this.layer);
+    const keepChannel = previous && previous.layer !== path ? null : this.state.channel;
+    this.state.channel = Number.isInteger(wanted.channel) ? wanted.channel : keepChannel;
+    let steps;
+    try {
+      steps = (await api.steps(this.state.run, path)).steps;
+    } catch (error) {
+      if (token === this.layerToken) this.#message("error", `Could not load the steps of ${path}: ${error.message}`);
+      return;
+    }
+    if (token !== this.layerToken) return;
+    this.#setSteps(steps, wanted.step ?? this.state.step);
+    const compare = wanted.compare ?? this.state.compare;
+    this.state.compare = steps.some((s) => s.step === compare) ? compare : null;
+    this.#loadSparsity();
+    await this.draw();
+  }
+
+  // Keeps `step` if logged, else the nearest earlier one, else the first.
+  #setSteps(steps, step) {
+    this.steps = steps;
+    let chosen = null;
+    for (const entry of steps) if (step === null || step === undefined || entry.step <= step) chosen = entry.step;
+    this.state.step = steps.some((s) => s.step === step) ? step : chosen ?? steps[0]?.step ?? null;
+    this.#emit("steps", { steps, step: this.state.step });
+  }
+
+  async #loadSparsity() {
+    const { run, layer } = this.state;
+    try {
+      const series = await api.statsSeries(run, layer);
+      if (run === this.state.run && layer === this.state.layer) {
+        this.#emit("sparsity", { series: series.steps, channels: this.layer.channels_total });
+      }
+    } catch (error) {
+      this.#emit("sparsity", { error: `Sparsity unavailable: ${error.message}` });
+    }
+  }
+
+  // Applies a change of view state, then redraws.
+  async set(change) {
+    Object.assign(this.state, change);
+    if ("input" in change) this.#emitSamples();
+    if ("scale" in change && this.state.scale === "fixed" && (this.state.lo === null || this.state.hi === null) && this.view) {
+      // Start the fixed range from what is on screen, so switching to it changes nothing yet.
+      const [low, high] = this.view.shared || spanOf([this.view.a.ranges]);
+      [this.state.lo, this.state.hi] = [low, high].map((value) => Number(value.toPrecision(4)));
+    }
+    await this.draw();
+  }
+
+  stopPlaying() {
+    this.playing = false;
+    this.#emit("playing", false);
+  }
+
+  async togglePlay() {
+    if (this.playing) {
+      this.stopPlaying();
+      return;
+    }
+    if (this.steps.length < 2 || this.state.live) return;
+    this.playing = true;
+    this.#emit("playing", true);
+    while (this.playing) {
+      const index = this.steps.findIndex((s) => s.step === this.state.step);
+      const next = this.steps[(index + 1) % this.steps.length].step;
+      await this.set({ step: next });
+      await sleep(PLAY_DELAY_MS);
+    }
+  }
+
+  // The previous or next drawn channel, in grid order (tiled layouts only).
+  stepChannel(offset) {
+    if (!this.view || !this.view.a.geometry.layout.tiled) return;
+    const channels = Array.from(this.view.a.stats.channels);
+    if (!channels.length) return;
+    const at = channels.indexOf(this.state.channel);
+    const next = at < 0 ? (offset > 0 ? 0 : channels.length - 1)
+      : Math.min(channels.length - 1, Math.max(0, at + offset));
+    this.set({ channel: channels[next] });
+  }
+
+  // New runs and steps written since the page loaded. At the last step, follows new ones.
+  async refresh({ quiet = false } = {}) {
+    let data;
+    try {
+      data = await api.layers();
+    } catch (error) {
+      if (!quiet) this.#banner(`Could not reload: ${error.message}`);
+      return;
+    }
+    this.#banner(null);
+    if (!this.run) {
+      if (data.runs.length) await this.loadRuns(this.state);
+      return;
+    }
+    this.runs = data.runs;
+    const run = this.runs.find((r) => r.run === this.state.run);
+    this.#emit("runs", { runs: this.runs, selected: run?.run ?? null });
+    if (!run) return;
+    const names = (r) => JSON.stringify(r.layers.map((l) => [l.layer, l.layer_class]));
+    if (names(run) !== names(this.run)) this.#emit("layers", run.layers);
+    this.run = run;
+    this.#loadLiveInfo({ reloading: true });
+    const layer = run.layers.find((l) => l.layer === this.state.layer);
+    if (!layer) return;
+    this.layer = layer;
+    const atEnd = this.steps.length && this.state.step === this.steps[this.steps.length - 1].step;
+    const steps = (await api.steps(run.run, layer.layer).catch(() => ({ steps: this.steps }))).steps;
+    if (steps.length === this.steps.length) return;
+    this.#setSteps(steps, atEnd ? steps[steps.length - 1].step : this.state.step);
+    this.stepsRanges.delete(JSON.stringify([run.run, layer.layer]));
+    this.#loadSparsity();
+    await this.draw();
+  }
+
+  // A message in place of the view.
+  #message(kind, text) {
+    this.view = null;
+    this.#emit("message", { kind, text });
+  }
+
+  #banner(text) {
+    this.#emit("banner", text);
+  }
+
+  /** @returns {Promise<import("./frames.js").Frame>} `step` of the current layer and sample. */
+  loggedFrame(step) {
+    return loggedFrame(this.state.run, this.layer, step, this.state.sample);
+  }
+
+  #currentFrame() {
+    if (!this.state.live) return this.loggedFrame(this.state.step);
+    const path = this.state.layer;
+    if (!this.liveFrames.has(path)) this.liveFrames.set(path, liveFrame(this.liveAnswer, path));
+    return this.liveFrames.get(path);
+  }
+
+  // [low, high] over every step and probe sample of the layer ("all steps" scaling).
+  async #stepsRange() {
+    const { run, layer } = this.state;
+    const key = JSON.stringify([run, layer]);
+    if (!this.stepsRanges.has(key)) {
+      const steps = this.steps.map((s) => s.step);
+      const promise = (async () => {
+        const lists = [];
+        for (let i = 0; i < steps.length; i += RANGE_BATCH) {
+          const batch = await Promise.all(steps.slice(i, i + RANGE_BATCH).map((step) => api.stats(run, layer, step)));
+          for (const stats of batch) for (const sample of stats.samples) lists.push(sample.ranges);
+          if (steps.length > 2 * RANGE_BATCH) {
+            this.#emit("progress", `Reading value ranges: ${Math.min(i + RANGE_BATCH, steps.length)} of ${steps.length} steps…`);
+          }
+        }
+        return spanOf(lists);
+      })();
+      promise.catch(() => this.stepsRanges.delete(key));
+      this.stepsRanges.set(key, promise);
+    }
+    return this.stepsRanges.get(key);
+  }
+
+  // The range every tile shares under the current scaling (null: per channel).
+  async #sharedRange(frames) {
+    const { scale, lo, hi } = this.state;
+    const framesSpan = () => spanOf(frames.map((f) => f.ranges));
+    if (scale === "layer") return framesSpan();
+    // A live input may reach past every logged value: the span includes it.
+    if (scale === "steps") return spanOf([[await this.#stepsRange()], ...frames.map((f) => f.ranges)]);
+    if (scale === "fixed") {
+      if (Number.isFinite(lo) && Number.isFinite(hi) && hi > lo) return [lo, hi];
+      this.#banner("Fixed range: enter a low value below the high value; showing the layer's range meanwhile.");
+      return framesSpan();
+    }
+    return null;
+  }
+
+  async draw() {
+    const token = ++this.drawToken;
+    const state = this.state;
+    this.#emit("state", state);
+    if (!this.layer) return;
+    if (state.live ? !this.liveAnswer : state.step === null) {
+      this.#message("empty-state", state.live ? "Waiting for the saved model's answer…" : "No steps logged for this layer yet.");
+      return;
+    }
+    let a;
+    let b = null;
+    let shared;
+    try {
+      [a, b] = await Promise.all([this.#currentFrame(), state.compare !== null ? this.loggedFrame(state.compare) : null]);
+      this.#banner(null);
+      shared = await this.#sharedRange(b ? [a, b] : [a]);
+    } catch (error) {
+      if (token === this.drawToken) {
+        const what = state.live ? "the drawn input" : `step ${state.step}`;
+        this.#message("error", `Could not draw ${what} of ${state.layer}: ${error.message}`);
+      }
+      return;
+    }
+    if (token !== this.drawToken) return;
+    this.view = { a, b, shared };
+    this.#emit("view", this.view);
+  }
+
+  // --- The live view: the run's saved model answers a drawn or uploaded input. ---
+
+  // open: open the live view once the run's model is known to answer; reloading: keep what
+  // is shown meanwhile.
+  async #loadLiveInfo({ open = false, reloading = false } = {}) {
+    const run = this.state.run;
+    if (!reloading) {
+      this.liveInfo = null;
+      this.#emit("live-info", null);
+    }
+    let info;
+    try {
+      info = await api.liveInfo(run);
+    } catch (error) {
+      if (reloading) return; // a passing failure: what is known stays
+      info = { available: false, reason: `Could not ask for the run's saved model: ${error.message}`, inputs: [], outputs: [] };
+      if (open) this.#banner(info.reason);
+    }
+    if (run !== this.state.run) return;
+    this.liveInfo = info;
+    this.#emit("live-info", info);
+    if (open && info.available) await this.openLive();
+    else if (this.state.live && !info.available) await this.closeLive();
+  }
+
+  // The run's latest logged step, as far as this page knows.
+  latestStep() {
+    const known = [this.steps.at(-1)?.step, this.liveInfo?.model?.latest_step].filter(Number.isFinite);
+    return known.length ? Math.max(...known) : null;
+  }
+
+  // `read()` returns the inputs to send: {input name: nested list of one sample}.
+  setLiveSource(read) {
+    this.liveInputs = read;
+  }
+
+  async openLive() {
+    if (!this.liveInfo?.available) return;
+    this.state.live = true;
+    this.stopPlaying();
+    this.requestLive();
+    await this.draw();
+  }
+
+  async closeLive() {
+    this.state.live = false;
+    this.#setLiveAnswer(null);
+    await this.draw();
+  }
+
+  #setLiveAnswer(answer) {
+    this.liveAnswer = answer;
+    this.liveFrames = new Map();
+  }
+
+  // Asks the saved model about the current inputs: at most one request at a time; while one
+  // is on its way, later calls leave one more to send with the inputs as they are then.
+  requestLive() {
+    if (!this.state.live) return;
+    this.livePending = true;
+    if (!this.liveInFlight) this.#sendLive();
+  }
+
+  async #sendLive() {
+    this.liveInFlight = true;
+    this.#emit("live-busy", true);
+    while (this.livePending && this.state.live) {
+      this.livePending = false;
+      const run = this.state.run;
+      try {
+        const answer = await api.live(run, this.liveInputs());
+        if (run !== this.state.run || !this.state.live) continue;
+        this.#setLiveAnswer(answer);
+        this.#emit("live-answer", answer);
+        await this.draw();
+      } catch (error) {
+        if (run === this.state.run) this.#banner(`The saved model could not answer: ${error.message}`);
+      }
+    }
+    this.liveInFlight = false;
+    this.#emit("live-busy", false);
+  }
+}

@@ -1,0 +1,87 @@
+"""A layer's step in a few numbers, defined once: sparsity, dead and silent channels, NaN/Inf,
+value range. Pure numpy, no TensorFlow.
+
+- sparsity (`zero_fraction`): the fraction of exact zeros, over every channel and sample;
+- dead: a channel whose map is all zeros in every probe sample;
+- silent: a channel whose map is all zeros in one probe sample (counted per sample);
+- `low`/`high`: the finite range of the drawn tiles over every sample (what "all steps"
+  scaling spans).
+
+The writer stores these for every layer of a step in one overview blob (tag
+`activations_overview`), so the tab's overview of a whole run reads one blob per step instead of
+one per layer and step; the series route computes the same numbers from a layer's statistics.
+"""
+
+import json
+import math
+
+import numpy as np
+
+from tb_activations import metadata
+
+SUMMARY_FIELDS = ("zero_fraction", "dead_channels", "silent_channels", "nan_count",
+                  "inf_count", "low", "high")
+# An overview blob larger than this was not written by us (150 layers x 64 samples fit).
+MAX_OVERVIEW_BYTES = 8 << 20
+
+
+def _finite_or_none(value):
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def layer_summary(stats, ranges):
+    """The summary of a layer's step from its statistics (samples, channels, fields) and tile
+    ranges (samples, tiles, 2)."""
+    stats = np.asarray(stats, dtype=np.float64)
+    ranges = np.asarray(ranges, dtype=np.float64)
+    zero, nan, inf = (metadata.STAT_FIELDS.index(name)
+                      for name in ("zero_fraction", "nan_count", "inf_count"))
+    all_zero = stats[..., zero] >= 1.0
+    finite = np.isfinite(ranges)
+    lows, highs = ranges[..., 0][finite[..., 0]], ranges[..., 1][finite[..., 1]]
+    return {
+        "zero_fraction": _finite_or_none(np.mean(stats[..., zero])) if stats.size else None,
+        "dead_channels": int(np.sum(np.all(all_zero, axis=0))) if stats.size else 0,
+        "silent_channels": [int(count) for count in np.sum(all_zero, axis=1)],
+        "nan_count": int(np.nansum(stats[..., nan])),
+        "inf_count": int(np.nansum(stats[..., inf])),
+        "low": _finite_or_none(lows.min()) if lows.size else None,
+        "high": _finite_or_none(highs.max()) if highs.size else None,
+    }
+
+
+def encode_overview(summaries):
+    """The overview blob of one step: {layer path: layer_summary} as JSON bytes."""
+    return json.dumps({"layers": summaries}, allow_nan=False).encode("utf-8")
+
+
+def _valid_summary(summary):
+    if not isinstance(summary, dict) or set(summary) != set(SUMMARY_FIELDS):
+        return False
+    numbers = [summary[field] for field in ("zero_fraction", "low", "high")]
+    counts = [summary[field] for field in ("dead_channels", "nan_count", "inf_count")]
+    silent = summary["silent_channels"]
+    return (all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                for v in numbers)
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts)
+            and isinstance(silent, list)
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in silent))
+
+
+def decode_overview(blob):
+    """{layer path: summary} of an overview blob; ValueError on anything else (the blob is
+    read from an event file, so it is untrusted)."""
+    if len(blob) > MAX_OVERVIEW_BYTES:
+        raise ValueError("overview blob of %d bytes, more than the %d one may hold"
+                         % (len(blob), MAX_OVERVIEW_BYTES))
+    try:
+        payload = json.loads(blob.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ValueError("overview blob is not JSON: %s" % error) from None
+    layers = payload.get("layers") if isinstance(payload, dict) else None
+    if not isinstance(layers, dict) or not all(
+            isinstance(path, str) and _valid_summary(summary) for path, summary in layers.items()):
+        raise ValueError("overview blob is not {\"layers\": {path: summary}} with the fields %s"
+                         % ", ".join(SUMMARY_FIELDS))
+    return layers

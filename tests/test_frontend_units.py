@@ -1,0 +1,338 @@
+"""The frontend's pure modules (layouts, geometry, scaling, URL state, channel flags,
+difference, input values) run in Debian's Chromium, loaded from frontend/ by a small local
+HTTP server: no TensorBoard. The grid geometry is also held against the Python tiler.
+"""
+
+import functools
+import http.server
+import os
+import pathlib
+import threading
+
+import numpy as np
+import pytest
+
+from tb_activations import layout as layout_module
+from tb_activations import rendering
+from tests import browser_helpers as helpers
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(helpers.CHROMIUM), reason="needs Debian's chromium"),
+]
+
+FRONTEND = pathlib.Path(__file__).resolve().parent.parent / "frontend"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    extensions_map = {".js": "text/javascript", ".html": "text/html", "": "application/octet-stream"}
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def frontend_url():
+    handler = functools.partial(_QuietHandler, directory=str(FRONTEND))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield "http://127.0.0.1:%d" % server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def page(frontend_url):
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=helpers.CHROMIUM,
+                                             args=helpers.CHROMIUM_ARGS, headless=True)
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(frontend_url + "/style.css")  # any page of that origin: modules import from it
+        yield page
+        assert errors == []
+        browser.close()
+
+
+def run(page, body, arg=None):
+    """Evaluates `body` (an async function body; `m` holds the frontend modules) in the page."""
+    return page.evaluate("""async ([body, arg]) => {
+        const names = ["layouts", "geometry", "scaling", "url_state", "channel_flags", "difference",
+                       "input_values"];
+        const m = {};
+        for (const name of names) m[name] = await import(`./${name}.js`);
+        return await new Function("m", "arg", `return (async () => { ${body} })();`)(m, arg);
+    }""", [body, arg])
+
+
+def layer(content, name="layer"):
+    return dict(content, layer=name, layer_class="Test", samples=1)
+
+
+def two_tiles(tile_width, channels_total):
+    """A channels layer drawn as two 1-pixel-high tiles side by side."""
+    return layer({"layout": "channels", "rows": 1, "columns": 2, "tile_height": 1,
+                  "tile_width": tile_width, "gutter": 1, "depth_slices": [],
+                  "channels_total": channels_total, "channels_shown": 2,
+                  "channel_selection": "top", "downscale": [1, 1]})
+
+
+# --- layouts.js: the one table of layout kinds ---
+
+def test_layouts_table_answers_what_views_ask(page):
+    answers = run(page, """
+        const layer = {layout: "", channels_shown: 5, channels_total: 9, depth_slices: [0, 3, 6],
+                       channel_selection: "top", downscale: [2, 3], columns: 3};
+        const out = {};
+        for (const [name, kind] of Object.entries(m.layouts.LAYOUTS)) {
+            const entry = m.layouts.layoutOf({...layer, layout: name});
+            out[name] = [entry.tiled, entry.unit, entry.tiles({...layer, layout: name}),
+                         entry.firstTileOfChannel(2, 3), entry.channelIndexOfTile(7, 3),
+                         entry.channelSpansRow, entry.overlaysInput, entry.valueOnly,
+                         entry.facts({...layer, layout: name}).join(" | ")];
+        }
+        out.title = m.layouts.unitTitle({...layer, layout: "vector"}, 4);
+        try { m.layouts.layoutOf({...layer, layout: "cube", layer: "x"}); out.unknown = null; }
+        catch (error) { out.unknown = error.message; }
+        return out;
+    """)
+    assert answers["channels"] == [True, "channel", 5, 2, 7, False, True, False,
+                                   "5 of 9 channels drawn (largest mean |activation|)"]
+    assert answers["volume"] == [True, "channel", 15, 6, 2, True, False, False,
+                                 "5 of 9 channels drawn (largest mean |activation|) | "
+                                 "depth slices 0, 3, 6"]
+    assert answers["sequence"] == [False, "feature", 1, 0, None, False, False, False,
+                                   "time × features"]
+    assert answers["vector"] == [False, "unit", 1, 0, None, False, False, True,
+                                 "9 units as a block"]
+    assert answers["title"] == "Unit 4"
+    assert answers["unknown"] == 'unknown grid layout "cube" of layer x'
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 3), (9, 9, 10), (4, 6, 6, 3), (12, 5), (30,), (7,)],
+                         ids=lambda shape: "x".join(map(str, shape)))
+def test_geometry_finds_every_tile_where_the_python_tiler_put_it(page, shape):
+    """The Python↔JavaScript contract: tile t's pixels carry code t in a grid tiled by
+    tb_activations.rendering; the browser must name tile t for exactly those pixels."""
+    plan = layout_module.plan_layout(shape)
+    codes = np.broadcast_to(np.arange(plan.tiles, dtype=np.uint8)[None, :, None, None],
+                            (1, plan.tiles, plan.tile_height, plan.tile_width))
+    grid = rendering.tile_feature_maps(codes, plan)[0]
+    expected = np.where(grid == 255, -1, grid.astype(int))
+    found = run(page, """
+        const [layer, width, height] = arg;
+        const geometry = new m.geometry.Geometry(layer, width, height);
+        const channels = Array.from({length: layer.channels_shown}, (_, i) => i);
+        const tiles = [];
+        for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) {
+            tiles.push(geometry.describe(x, y, channels)?.tile ?? -1);
+        }
+        return {tiles, count: geometry.tiles};
+    """, [layer(plan.to_content()), plan.grid_width, plan.grid_height])
+    assert found["count"] == plan.tiles
+    assert found["tiles"] == expected.ravel().tolist()
+
+
+def test_geometry_describes_pixels_of_each_layout(page):
+    content = {"rows": 2, "columns": 2, "tile_height": 3, "tile_width": 3, "gutter": 1,
+               "depth_slices": [], "channels_total": 4, "channels_shown": 4,
+               "channel_selection": "top", "downscale": [1, 1]}
+    out = run(page, """
+        const [channels, volume, sequence, vector] = arg;
+        const g = (l, w, h) => new m.geometry.Geometry(l, w, h);
+        const grid = g(channels, 7, 7);
+        const cube = g(volume, 7, 7);
+        const seq = g(sequence, 4, 6);
+        const vec = g(vector, 4, 3);
+        return {
+            tile1: grid.describe(4, 2, [8, 5, 3, 1]),
+            gutter: grid.describe(3, 0, [8, 5, 3, 1]),
+            outline: grid.outline([8, 5, 3, 1], 3),
+            missing: grid.channelRect([8, 5, 3, 1], 2),
+            volume: cube.describe(5, 5, [6, 2]),
+            volumeRow: cube.channelRect([6, 2], 2),
+            sequence: seq.describe(3, 5, [0]),
+            sequenceLabel: seq.layout.label(seq.describe(3, 5, [0])),
+            feature: seq.outline([0], 7),
+            unit: vec.describe(1, 2, []),
+            unitLabel: vec.layout.label(vec.describe(1, 2, [])),
+            padding: vec.describe(3, 2, []),
+            cell: vec.unitRect(21),
+        };
+    """, [layer(dict(content, layout="channels")),
+          layer(dict(content, layout="volume", rows=2, depth_slices=[0, 4], channels_shown=2)),
+          layer(dict(content, layout="sequence", rows=1, columns=1, tile_height=6, tile_width=4,
+                     channels_total=8, channels_shown=8, downscale=[3, 2])),
+          layer(dict(content, layout="vector", rows=1, columns=1, tile_height=3, tile_width=4,
+                     channels_total=22, channels_shown=22, downscale=[2]))])
+    assert out["tile1"] == {"tile": 1, "x": 0, "y": 2, "channel": 5}
+    assert out["gutter"] is None
+    assert out["outline"] == {"x": 0, "y": 4, "width": 3, "height": 3}
+    assert out["missing"] is None
+    assert out["volume"] == {"tile": 3, "x": 1, "y": 1, "channel": 2, "depth": 4}
+    assert out["volumeRow"] == {"x": 0, "y": 4, "width": 7, "height": 3}
+    assert out["sequence"] == {"tile": 0, "x": 3, "y": 5, "channel": 6, "time": 15,
+                               "group": [3, 2]}
+    assert out["sequenceLabel"] == "t 15–17, feature 6–7"
+    assert out["feature"] == {"x": 3, "y": 0, "width": 1, "height": 6}
+    assert out["unit"] == {"tile": 0, "x": 1, "y": 2, "channel": 18, "group": [2]}
+    assert out["unitLabel"] == "unit 18–19"
+    assert out["padding"] is None  # cell 11 would hold units 22-23 of 22
+    assert out["cell"] == {"x": 2, "y": 2, "width": 1, "height": 1}
+
+
+def test_decode_values_reads_codes_as_docs_format_says(page):
+    values = run(page, """
+        const geometry = new m.geometry.Geometry(arg, 7, 1);
+        const grid = {width: 7, height: 1, codes: Uint8Array.from([0, 253, 254, 255, 0, 100, 253])};
+        return Array.from(m.geometry.decodeValues(grid, geometry, [[-1, 1], [null, null]]))
+            .map((v) => Number.isNaN(v) ? "NaN" : v);
+    """, two_tiles(3, 2))
+    assert values == [-1, 1, "NaN", "NaN", "NaN", "NaN", "NaN"]
+
+
+# --- scaling.js ---
+
+def test_scaling_ranges_per_mode(page):
+    out = run(page, """
+        const s = m.scaling;
+        const ranges = [[0, 2], [null, null], [-3, 1]];
+        return {
+            span: s.spanOf([ranges, [[5, 6]]]),
+            empty: s.spanOf([[[null, null]]]),
+            centred: s.centred([-1, 4]),
+            channel: s.tileRanges("channel", ranges, 3, null, false),
+            channelDiverging: s.tileRanges("channel", ranges, 3, null, true),
+            layer: s.tileRanges("layer", ranges, 2, [-3, 2], false),
+            positions: [s.position(1, 0, 2, false), s.position(5, 0, 2, false),
+                        s.position(-1, 0, 2, false), s.position(0, 0, 0, true),
+                        s.position(0, 0, 0, false)],
+        };
+    """)
+    assert out["span"] == [-3, 6]
+    assert out["empty"] == [0, 0]
+    assert out["centred"] == [-4, 4]
+    assert out["channel"] == [[0, 2], [0, 0], [-3, 1]]
+    assert out["channelDiverging"] == [[-2, 2], [0, 0], [-3, 3]]
+    assert out["layer"] == [[-3, 2], [-3, 2]]
+    assert out["positions"] == [0.5, 1, 0, 0.5, 0]
+
+
+# --- url_state.js ---
+
+def test_url_state_round_trips_names_numbers_and_the_live_flag(page):
+    out = run(page, """
+        const u = m.url_state;
+        const state = {run: "a b&c/d=é", layer: "x/y", input: null, sample: 2, step: 40,
+                       channel: null, compare: 0, cmap: "magma", scale: "fixed", lo: -0.5,
+                       hi: 2.25, live: true};
+        u.writeState(state);
+        const written = window.location.hash;
+        const back = u.readState();
+        u.writeState({...state, live: false, compare: null});
+        const off = u.readState();
+        history.replaceState(null, "", "#run=r&step=abc&sample=3.7&live=yes&other=1&%E0%A4%A=2");
+        const hand = u.readState();
+        return {written, back, off, hand};
+    """)
+    assert "run=a%20b%26c%2Fd%3D%C3%A9" in out["written"] and "live=1" in out["written"]
+    assert out["back"] == {"run": "a b&c/d=é", "layer": "x/y", "sample": 2, "step": 40,
+                           "compare": 0, "cmap": "magma", "scale": "fixed", "lo": -0.5,
+                           "hi": 2.25, "live": True}
+    assert "live" not in out["off"] and "compare" not in out["off"]
+    assert out["hand"] == {"run": "r", "sample": 3}
+
+
+# --- channel_flags.js ---
+
+def test_channel_flags(page):
+    out = run(page, """
+        const f = m.channel_flags;
+        const stats = {fields: ["min", "max", "mean", "std", "zero_fraction", "nan_count", "inf_count"],
+                       channels: [0, 1, 2, 3],
+                       samples: [{stats: [[0, 0, 0, 0, 1, 0, 0], [0.98, 1, 0.99, 0.01, 0, 0, 0],
+                                          [-1, 1, 0, 0.5, 0.2, 0, 0], [-1, 1, 0, 0.5, 0, 2, 1]]},
+                                 {stats: [[0, 0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0, 0],
+                                          [-1, 1, 0, 0.5, 0, 0, 0], [0, 1, 0.5, 0.5, 0, 0, 0]]}]};
+        const flagsOf = (c) => f.flags(f.channelStats(stats, 0, c));
+        return {
+            flags: [0, 1, 2, 3].map(flagsOf),
+            text: [0, 1, 2, 3].map((c) => f.flagText(flagsOf(c))),
+            dead: [0, 1, 2].map((c) => f.deadSamples(stats, c)),
+            row: f.channelStats(stats, 1, 3),
+            none: f.channelStats(stats, 5, 0),
+        };
+    """)
+    assert out["flags"] == [
+        {"dead": True, "saturated": False, "nonfinite": False},
+        {"dead": False, "saturated": True, "nonfinite": False},
+        {"dead": False, "saturated": False, "nonfinite": False},
+        {"dead": False, "saturated": False, "nonfinite": True},
+    ]
+    assert out["text"] == ["dead", "saturated", "", "NaN/Inf"]
+    assert out["dead"] == [2, 1, 0]
+    assert out["row"] == {"min": 0, "max": 1, "mean": 0.5, "std": 0.5, "zero_fraction": 0,
+                          "nan_count": 0, "inf_count": 0}
+    assert out["none"] is None
+
+
+# --- difference.js ---
+
+def test_difference_blanks_tiles_showing_other_channels(page):
+    out = run(page, """
+        const geometry = new m.geometry.Geometry(arg, 5, 1);
+        const frame = (values, channels) => ({
+            geometry, values: Float32Array.from(values),
+            grid: {width: 5, height: 1, codes: Uint8Array.from([0, 0, 255, 0, 0])},
+            stats: {channels},
+        });
+        const same = m.difference.difference(frame([1, 2, NaN, 4, -1], [3, 1]), frame([0.5, 5, NaN, 1, 1], [3, 1]));
+        const other = m.difference.difference(frame([1, 2, NaN, 4, -1], [3, 1]), frame([0.5, 5, NaN, 1, 1], [3, 4]));
+        const shape = (d) => ({values: Array.from(d.values).map((v) => Number.isNaN(v) ? "NaN" : v),
+                               codes: Array.from(d.codes), ranges: d.ranges, largest: d.largest,
+                               mismatched: d.mismatched});
+        return {same: shape(same), other: shape(other)};
+    """, two_tiles(2, 5))
+    assert out["same"] == {"values": [0.5, -3, "NaN", 3, -2], "codes": [0, 0, 255, 0, 0],
+                           "ranges": [[-3, 3], [-3, 3]], "largest": 3, "mismatched": 0}
+    assert out["other"]["codes"] == [0, 0, 255, 255, 255]
+    assert out["other"]["ranges"] == [[-3, 3], [0, 0]]
+    assert out["other"]["mismatched"] == 1
+
+
+# --- input_values.js: a drawn picture as a model input ---
+
+def test_input_values_map_pixels_into_the_trained_range(page):
+    out = run(page, """
+        const iv = m.input_values;
+        // 2 x 2 pixels: black, white, mid gray, pure red.
+        const rgba = Uint8ClampedArray.from([0, 0, 0, 255, 255, 255, 255, 255,
+                                             51, 51, 51, 255, 255, 0, 0, 255]);
+        const input = (shape, dtype, low, high) => ({name: "x", shape, dtype, low, high, image: true});
+        let wrongSize = null;
+        try { iv.inputValues(rgba, input([3, 2, 1], "float32", 0, 1)); }
+        catch (error) { wrongSize = error.message; }
+        return {
+            gray: iv.inputValues(rgba, input([2, 2, 1], "float32", -1, 1)),
+            plain: iv.inputValues(rgba, input([2, 2], "float32", 0, 1)),
+            colour: iv.inputValues(rgba, input([2, 2, 3], "uint8", 0, 255)),
+            integers: iv.inputValues(rgba, input([2, 2, 1], "int32", 0, 10)),
+            assumed: iv.inputValues(rgba, input([2, 2, 1], "uint8", null, null)),
+            wrongSize,
+            drawable: [[28, 28, 1], [28, 28], [32, 32, 3], [8, 8, 4], [8, 8, 2], [20], [null, 8, 1]]
+                .map((shape) => iv.drawable({shape, image: true})),
+            notImage: iv.drawable({shape: [8, 8, 1], image: false}),
+        };
+    """)
+    assert out["gray"] == [[[-1], [1]], [[-0.6], [-0.4039216]]]
+    assert out["plain"] == [[0, 1], [0.2, 0.2980392]]
+    assert out["colour"] == [[[0, 0, 0], [255, 255, 255]], [[51, 51, 51], [255, 0, 0]]]
+    assert out["integers"] == [[[0], [10]], [[2], [3]]]
+    assert out["assumed"] == [[[0], [255]], [[51], [76]]]
+    assert out["wrongSize"] == "a 2×3 picture is needed for input x, got 4 pixels"
+    assert out["drawable"] == [True, True, True, True, False, False, False]
+    assert out["notImage"] is False
