@@ -59,16 +59,20 @@ class BackgroundWriter:
             raise RuntimeError("tb-activations failed to write activations: %s" % error) from error
 
     def put(self, rendered, step):
-        """Queue work; `rendered` is a list or a function that returns it (run off-thread)."""
+        """Queue work; `rendered` is a list or a function that returns it (run off-thread).
+        Raises the failure of earlier work, if any."""
         self.raise_failure()
         self._queue.put((rendered, step))
 
     def close(self):
-        """Waits for everything queued to be written."""
+        """Waits for everything queued to be written; raises the first failure, if any."""
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join()
-        self._writer.close()
+        try:
+            self._writer.close()
+        except Exception as error:  # e.g. a full disk refusing the last flush
+            self._failure = self._failure or error
         self.raise_failure()
 
 
@@ -83,7 +87,8 @@ class ActivationsCallback(keras.callbacks.Callback):
         dict for several inputs.
       layers: which layers (see `get_activations`); default every layer that computes a
         new value.
-      update_freq: "epoch", or an int N to log every N training batches. Step 0 (the
+      update_freq: "epoch", "batch" (every batch), or an int N to log every N training
+        batches, as keras.callbacks.TensorBoard spells it. Step 0 (the
         untrained model) is logged at train begin; steps are the optimizer's iterations,
         as the TensorBoard callback uses for batch-level logging.
       save_model: also save the model to `log_dir/model.keras` at train begin, at every
@@ -91,20 +96,31 @@ class ActivationsCallback(keras.callbacks.Callback):
         replaces the file atomically and records its step, the class names and the probe's
         value range per input. A failed save warns and training goes on.
       class_names: optional names of the model's output classes, shown by the live probe.
-      max_queue: captures waiting to be written before training waits for the writer.
+      max_queue: captures waiting to be written before training waits for the writer. With
+        the default 1, a crash (even SIGKILL) loses at most the 2 latest logged steps: the
+        one being written and the one waiting.
+      on_error: "warn" (default): a failure to capture or write activations during training
+        (a full disk, say) warns once and stops logging them for the rest of the run, and
+        training goes on; "raise" ends `fit` with the error instead. Errors in the
+        arguments (a probe the model cannot take, a selection that matches nothing) raise at
+        train begin either way.
       **options: RenderOptions fields: max_channels, channel_selection, max_tile,
         max_depth_slices, max_image, columns.
     """
 
     def __init__(self, log_dir, probe, layers=None, update_freq="epoch", save_model=False,
-                 class_names=None, max_queue=8, **options):
+                 class_names=None, max_queue=1, on_error="warn", **options):
         super().__init__()
+        if update_freq == "batch":
+            update_freq = 1
         if update_freq != "epoch" and (isinstance(update_freq, bool)
                                        or not isinstance(update_freq, int) or update_freq < 1):
-            raise ValueError('update_freq must be "epoch" or a positive number of batches, got %r'
-                             % (update_freq,))
+            raise ValueError('update_freq must be "epoch", "batch" or a positive number of '
+                             'batches, got %r' % (update_freq,))
         if not isinstance(max_queue, int) or max_queue < 1:
             raise ValueError("max_queue must be a positive int, got %r" % (max_queue,))
+        if on_error not in ("warn", "raise"):
+            raise ValueError('on_error must be "warn" or "raise", got %r' % (on_error,))
         if probe is None:
             raise ValueError("the probe is None: pass a batch of inputs, e.g. x_val[:4]")
         if class_names is not None:
@@ -118,6 +134,7 @@ class ActivationsCallback(keras.callbacks.Callback):
         self.save_model = save_model
         self.class_names = class_names
         self.max_queue = max_queue
+        self.on_error = on_error
         self.options = summary.render_options(**options)
         self._arrays = None
         self._background = None
@@ -128,11 +145,28 @@ class ActivationsCallback(keras.callbacks.Callback):
         return int(self.model.optimizer.iterations.numpy())
 
     def _log(self, step):
-        if step == self._last_step:
+        """Captures and queues `step`; a failure stops logging ("warn") or ends fit ("raise")."""
+        if self._background is None or step == self._last_step:
             return
-        captured = summary.capture(self.model, self._arrays, self.layers, self.options)
-        self._background.put(lambda: summary.render_capture(captured), step)
+        try:
+            captured = summary.capture(self.model, self._arrays, self.layers, self.options)
+            self._background.put(lambda: summary.render_capture(captured), step)
+        except Exception as error:
+            self._fail(error)
         self._last_step = step
+
+    def _fail(self, error):
+        background, self._background = self._background, None
+        if self.on_error == "raise":
+            raise error
+        warnings.warn("tb-activations stops logging activations to %s for the rest of this "
+                      "training run, which goes on: %s" % (self.log_dir, error), stacklevel=3)
+        if background is None:
+            return
+        try:
+            background.close()
+        except Exception:  # the failure just reported, or its consequences
+            logger.debug("writer closed after a failure", exc_info=True)
 
     def _save_model(self):
         if not self.save_model or self._save_failed:
@@ -149,14 +183,19 @@ class ActivationsCallback(keras.callbacks.Callback):
         if not distribute.is_chief():
             return
         self._arrays = extraction.prepare_probe(self.model, self.probe)
-        writer = tf.summary.create_file_writer(self.log_dir)
-        self._background = BackgroundWriter(writer, self.max_queue)
-        step = self._global_step()
-        self._background.put(
-            summary.render_probe(self._arrays, summary.input_names(self.model, self._arrays)),
-            step)
+        # Traced here, outside _log's guard, so a selection or probe the model cannot take
+        # raises at train begin whatever on_error says.
+        extraction.probe_for(self.model, self._arrays, self.layers, self.options)
         self._last_step = None
         self._save_failed = False
+        step = self._global_step()
+        try:
+            self._background = BackgroundWriter(tf.summary.create_file_writer(self.log_dir),
+                                                self.max_queue)
+            self._background.put(summary.render_probe(
+                self._arrays, summary.input_names(self.model, self._arrays)), step)
+        except Exception as error:
+            self._fail(error)
         self._log(step)
         self._save_model()
 
@@ -168,20 +207,22 @@ class ActivationsCallback(keras.callbacks.Callback):
             self._log(step)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._background is None:
+        if self._arrays is None:
             return
         if self.update_freq == "epoch":
             self._log(self._global_step())
         self._save_model()
 
     def on_train_end(self, logs=None):
-        if self._background is None:
+        if self._arrays is None:
             return
-        try:
-            self._save_model()
-            self._background.close()
-        finally:
-            self._background = None
+        self._save_model()
+        if self._background is not None:
+            try:
+                self._background.close()
+                self._background = None
+            except Exception as error:
+                self._fail(error)
 
 
 def model_record(model, arrays, step, class_names):

@@ -201,6 +201,7 @@ def train_and_log(log_dir, epochs=2, batch_size=64, samples=256, update_freq="ep
     if update_freq == "epoch":
         steps = [0] + [batches * (epoch + 1) for epoch in range(epochs)]
     else:
-        steps = [0] + list(range(update_freq, batches * epochs + 1, update_freq))
+        every = 1 if update_freq == "batch" else update_freq
+        steps = [0] + list(range(every, batches * epochs + 1, every))
     return TrainedRun(os.fspath(log_dir), model, probe, steps, list(SMALL_CNN_DRAWN),
                       history.history, initial, extraction.get_activations(model, probe))

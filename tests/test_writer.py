@@ -5,11 +5,16 @@ data-class migration) so these tests check what is on disk, not what the reader 
 """
 
 import collections
+import contextlib
 import dataclasses
 import glob
 import json
 import os
+import signal
+import subprocess
+import sys
 import threading
+import warnings
 import zipfile
 from unittest import mock
 
@@ -373,6 +378,13 @@ def test_callback_saves_a_loadable_model(trained_run):
 
 
 @pytest.mark.slow
+def test_update_freq_batch_logs_every_batch_as_keras_spells_it(tmp_path):
+    run = models.train_and_log(tmp_path, epochs=1, batch_size=64, samples=256,
+                               update_freq="batch", tensorboard=False, max_channels=2)
+    assert steps_by_tag(written(tmp_path))["activations/conv1"] == [0, 1, 2, 3, 4] == run.steps
+
+
+@pytest.mark.slow
 def test_callback_with_an_integer_update_freq(tmp_path):
     run = models.train_and_log(tmp_path, epochs=2, batch_size=64, samples=256, update_freq=3,
                                tensorboard=False, max_channels=4)
@@ -389,7 +401,8 @@ def test_callback_with_an_integer_update_freq(tmp_path):
 
 @pytest.mark.parametrize("kwargs, error, word", [
     ({"update_freq": 0}, ValueError, "update_freq"),
-    ({"update_freq": "batch"}, ValueError, "update_freq"),
+    ({"update_freq": "every"}, ValueError, "update_freq"),
+    ({"on_error": "ignore"}, ValueError, "on_error"),
     ({"update_freq": True}, ValueError, "update_freq"),
     ({"max_queue": 0}, ValueError, "max_queue"),
     ({"probe": None}, ValueError, "probe"),
@@ -478,3 +491,85 @@ def test_every_logged_step_has_an_overview_of_its_layers(tmp_path, cnn):
             assert summary_["zero_fraction"] == pytest.approx(expected["zero_fraction"])
             assert (summary_["low"], summary_["high"]) == pytest.approx(
                 (expected["low"], expected["high"]))
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 2 MiB file system that a few dozen logged steps fill up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def _fill(folder):
+    with open(folder / "filler", "wb") as filler:
+        with contextlib.suppress(OSError):
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+
+
+@pytest.mark.slow
+def test_a_full_disk_warns_once_and_training_finishes(tiny_disk):
+    _fill(tiny_disk)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = models.train_and_log(tiny_disk / "run", epochs=2, batch_size=32, samples=128,
+                                   update_freq="batch", tensorboard=False)
+    assert len(run.history["loss"]) == 2  # every epoch trained
+    stops = [w for w in caught if "stops logging activations" in str(w.message)]
+    assert len(stops) == 1, [str(w.message) for w in caught]
+    assert "No space left on device" in str(stops[0].message)
+
+
+@pytest.mark.slow
+def test_a_full_disk_ends_fit_when_asked_to(tiny_disk):
+    _fill(tiny_disk)
+    with pytest.raises(tf.errors.ResourceExhaustedError, match="No space left"):
+        models.train_and_log(tiny_disk / "run", epochs=2, batch_size=32, samples=128,
+                             update_freq="batch", tensorboard=False, on_error="raise")
+
+
+@pytest.mark.slow
+def test_a_disk_filling_up_during_training_does_not_end_it(tiny_disk):
+    run = models.train_and_log(tiny_disk / "run", epochs=3, batch_size=8, samples=256,
+                               update_freq="batch", tensorboard=False)
+    assert len(run.history["loss"]) == 3
+    assert steps_by_tag(written(tiny_disk / "run"))["activations/conv1"][:3] == [0, 1, 2]
+
+
+_KILLED_AT_STEP = r"""
+import os, signal, sys
+sys.path.insert(0, %(root)r)
+import keras
+from tests import models
+import tb_activations as tba
+
+class KillAt(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) == %(step)d:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+images, labels = models.digits(512)
+model = models.small_cnn(images.shape[1:])
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+model.fit(images, labels, batch_size=8, epochs=1, verbose=0, callbacks=[
+    tba.ActivationsCallback(%(log_dir)r, images[:4], update_freq="batch"), KillAt()])
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_loses_at_most_two_logged_steps(tmp_path):
+    script = _KILLED_AT_STEP % {"root": os.path.dirname(os.path.dirname(__file__)),
+                                "log_dir": str(tmp_path), "step": 40}
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert process.returncode == -signal.SIGKILL, process.stderr.decode()[-2000:]
+    logged = steps_by_tag(written(tmp_path))["activations/conv1"]
+    assert logged == list(range(len(logged))) and logged[-1] >= 38, logged
