@@ -32,6 +32,9 @@ GUTTER_CODE = 255
 # Order of the per-channel statistics stored beside each grid.
 STAT_FIELDS = ("min", "max", "mean", "std", "zero_fraction", "nan_count", "inf_count")
 
+# How a layer's output is laid out as a grid (layout.py; docs/format.md).
+LAYOUTS = ("channels", "volume", "sequence", "vector")
+
 
 def layer_tag(path):
     return LAYER_TAG_PREFIX + path
@@ -78,4 +81,67 @@ def parse_plugin_content(content):
                          "(this one reads up to %d)" % (version, PROTOCOL_VERSION))
     if payload.get("kind") not in KINDS:
         raise ValueError("activations plugin content has unknown kind %r" % (payload.get("kind"),))
+    for field, (check, expected) in _SCHEMAS[payload["kind"]].items():
+        if field not in payload or not check(payload[field]):
+            raise ValueError("activations plugin content field %r is %s, expected %s"
+                             % (field, "missing" if field not in payload
+                                else _shown(payload[field]), expected))
     return payload
+
+
+# The plugin content schema (docs/format.md), checked wherever content is parsed: event files
+# are untrusted, and a field of the wrong type must become a reason, not a crash downstream.
+# Sizes are bounded so no reader allocates more than a real grid would need.
+_MAX_SIDE = 1 << 16
+_MAX_COUNT = 1 << 24
+
+
+def _shown(value):
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value, low=0, high=_MAX_COUNT):
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _is_text(value):
+    return isinstance(value, str) and 0 < len(value) <= 4096
+
+
+def _is_shape(value):
+    return (isinstance(value, list) and 1 <= len(value) <= 16
+            and all(v is None or _is_int(v, 1, 1 << 31) for v in value))
+
+
+def _is_int_list(length_low, length_high, low, high):
+    return lambda value: (isinstance(value, list) and length_low <= len(value) <= length_high
+                          and all(_is_int(v, low, high) for v in value))
+
+
+_LAYER_SCHEMA = {
+    "layer": (_is_text, "a non-empty layer path"),
+    "layer_class": (_is_text, "a class name"),
+    "order": (_is_int, "an integer position >= 0"),
+    "samples": (lambda v: _is_int(v, 1, 1 << 16), "a probe sample count >= 1"),
+    "output_shape": (_is_shape, "a list of sizes (null for unknown)"),
+    "layout": (lambda v: v in LAYOUTS, "one of %s" % ", ".join(LAYOUTS)),
+    "rows": (lambda v: _is_int(v, 1, _MAX_SIDE), "a row count >= 1"),
+    "columns": (lambda v: _is_int(v, 1, _MAX_SIDE), "a column count >= 1"),
+    "tile_height": (lambda v: _is_int(v, 1, _MAX_SIDE), "a tile height >= 1"),
+    "tile_width": (lambda v: _is_int(v, 1, _MAX_SIDE), "a tile width >= 1"),
+    "gutter": (lambda v: _is_int(v, 0, 64), "a gutter width 0..64"),
+    "downscale": (_is_int_list(1, 2, 1, _MAX_COUNT), "one or two factors >= 1"),
+    "channels_total": (lambda v: _is_int(v, 1), "a channel count >= 1"),
+    "channels_shown": (lambda v: _is_int(v, 1), "a channel count >= 1"),
+    "depth_slices": (_is_int_list(0, 4096, 0, _MAX_COUNT), "a list of depth indices"),
+}
+_SCHEMAS = {
+    KIND_LAYER: _LAYER_SCHEMA,
+    KIND_PROBE: {
+        "input": (_is_text, "an input name"),
+        "shape": (_is_shape, "a list of sizes (null for unknown)"),
+        "samples": (lambda v: _is_int(v, 1, 1 << 16), "a probe sample count >= 1"),
+    },
+    KIND_OVERVIEW: {},
+}

@@ -95,15 +95,19 @@ def _arg(request, name):
     return value
 
 
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
 def _int_arg(request, name, default=None):
+    """A non-negative integer query value: ASCII digits only (int() would also take " 1 ",
+    "+1", "1_0" and other scripts' digits)."""
     value = request.args.get(name)
     if value is None and default is not None:
         return default
-    try:
-        return int(_arg(request, name))
-    except ValueError:
-        raise QueryError(400, "query parameter %r must be an integer, got %r"
-                         % (name, value)) from None
+    if not _DIGITS.fullmatch(_arg(request, name)):
+        raise QueryError(400, "query parameter %r must be a non-negative integer in ASCII "
+                              "digits, got %r" % (name, value))
+    return int(value)
 
 
 def _json_array(values):
@@ -183,6 +187,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         # Listing every tag costs ~100 ms on the Python loader with many steps, so lookups
         # use the last listing and list again only on a miss (a new run or layer).
         self._index = {}
+        self._problems = {}  # experiment -> {run: ["tag: why it could not be read"]}
         self._step_maps = caches.BoundedCache(_STEP_MAP_CACHE_BYTES)
         self._index_lock = threading.Lock()
         self._logdir = context.logdir
@@ -220,20 +225,23 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         listing = self._data_provider.list_blob_sequences(
             _context(request), experiment_id=_experiment(request),
             plugin_name=self.plugin_name)
-        result = {}
+        result, problems = {}, {}
         for run, tags in listing.items():
+            result.setdefault(run, {})
             for tag, series in tags.items():
                 try:
                     content = metadata.parse_plugin_content(series.plugin_content)
                 except ValueError as error:
+                    problems.setdefault(run, []).append("%s: %s" % (tag, error))
                     if (run, tag) not in self._warned:
                         self._warned.add((run, tag))
                         logger.warning("skipping activations tag %r of run %r: %s",
                                        tag, run, error)
                     continue
-                result.setdefault(run, {})[tag] = (content, series)
+                result[run][tag] = (content, series)
         with self._index_lock:
             self._index[_experiment(request)] = result
+            self._problems[_experiment(request)] = problems
         return result
 
     def _find(self, request, kind, key, value):
@@ -273,7 +281,19 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         return steps[step]
 
     def _blob(self, request, reference):
-        return self._data_provider.read_blob(_context(request), blob_key=reference.blob_key)
+        """The bytes of one blob; QueryError if the event file holds something else there (a
+        float tensor, a rank-2 one: the loaders fail on those in their own ways)."""
+        try:
+            blob = self._data_provider.read_blob(_context(request), blob_key=reference.blob_key)
+        except errors.PublicError:
+            raise
+        except Exception as error:
+            raise QueryError(404, "a value under the activations plugin could not be read as "
+                                  "a blob: %s: %s" % (type(error).__name__, error)) from None
+        if not isinstance(blob, bytes):
+            raise QueryError(404, "a value under the activations plugin is a %s, not a blob "
+                                  "of bytes" % type(blob).__name__)
+        return blob
 
     def _statistics(self, request, run, tag, datum):
         if not datum.values:
@@ -313,7 +333,10 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     @_handler
     def _serve_layers(self, request):
         runs = []
-        for run, tags in sorted(self._series(request).items()):
+        listing = self._series(request)
+        with self._index_lock:
+            problems = self._problems.get(_experiment(request), {})
+        for run, tags in sorted(listing.items()):
             layers, probes = [], []
             for content, series in tags.values():
                 if content["kind"] == metadata.KIND_PROBE:
@@ -324,7 +347,8 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                     layers.append(entry)
             layers.sort(key=lambda entry: (entry.get("order", 0), entry.get("layer", "")))
             probes.sort(key=lambda entry: str(entry["input"]))
-            runs.append({"run": run, "layers": layers, "probes": probes})
+            runs.append({"run": run, "layers": layers, "probes": probes,
+                         "problems": problems.get(run, [])})
         return http_util.Respond(request, {"runs": runs}, "application/json")
 
     @_handler
@@ -368,13 +392,19 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             return list(pool.map(function, data))
 
     def _stats_series_impl(self, request, run, tag):
+        def read(datum):
+            try:
+                return self._statistics(request, run, tag, datum)
+            except QueryError as error:  # one unreadable step does not hide the others
+                logger.warning("%s", error)
+                return None
+
         def build(data):
-            statistics = self._read_all(
-                lambda datum: self._statistics(request, run, tag, datum), data)
+            statistics = self._read_all(read, data)
             return {"fields": list(overview.SUMMARY_FIELDS),
                     "steps": [dict(overview.layer_summary(arrays["stats"], arrays["ranges"]),
                                    step=datum.step)
-                              for datum, arrays in zip(data, statistics)]}
+                              for datum, arrays in zip(data, statistics) if arrays is not None]}
         return self._whole_run(request, run, tag, build)
 
     @_handler

@@ -6,6 +6,7 @@ range, NaN/Inf become NONFINITE_CODE, gutters and padding GUTTER_CODE.
 
 import io
 import struct
+import zipfile
 import zlib
 
 import numpy as np
@@ -154,17 +155,42 @@ def encode_statistics(reduced):
     return buffer.getvalue()
 
 
+# A statistics blob decompresses to at most this: a real one holds 7 floats per channel and
+# 2 per tile for each sample, far below it; a crafted one could be a decompression bomb.
+MAX_STATISTICS_BYTES = 64 << 20
+_STATISTICS_ARRAYS = ("stats", "ranges", "channels")
+
+
 def decode_statistics(blob):
-    """The arrays of encode_statistics; ValueError on anything else (the blob is untrusted)."""
+    """The arrays of encode_statistics; ValueError on anything else (the blob is untrusted:
+    sizes are checked before anything is decompressed, shapes and dtypes after)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            sizes = {info.filename: info.file_size for info in archive.infolist()}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise ValueError("unreadable activations statistics blob: %s" % error) from None
+    if sum(sizes.values()) > MAX_STATISTICS_BYTES:
+        raise ValueError("statistics blob would decompress to %d bytes, more than the %d one "
+                         "may hold" % (sum(sizes.values()), MAX_STATISTICS_BYTES))
     try:
         with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in ("stats", "ranges", "channels")}
-    except (OSError, KeyError, ValueError, EOFError) as error:
+            arrays = {key: archive[key] for key in _STATISTICS_ARRAYS}
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError("unreadable activations statistics blob: %s" % error) from None
-    stats = arrays["stats"]
-    if stats.ndim != 3 or stats.shape[2] != len(metadata.STAT_FIELDS):
-        raise ValueError("statistics of shape %s, expected (samples, channels, %d)"
-                         % (stats.shape, len(metadata.STAT_FIELDS)))
+    stats, ranges, channels = (arrays[key] for key in _STATISTICS_ARRAYS)
+    if (stats.ndim != 3 or stats.shape[2] != len(metadata.STAT_FIELDS)
+            or stats.dtype.kind != "f"):
+        raise ValueError("statistics of shape %s and dtype %s, expected floats of shape "
+                         "(samples, channels, %d)"
+                         % (stats.shape, stats.dtype, len(metadata.STAT_FIELDS)))
+    if (ranges.ndim != 3 or ranges.shape[0] != stats.shape[0] or ranges.shape[2] != 2
+            or ranges.dtype.kind != "f"):
+        raise ValueError("tile ranges of shape %s and dtype %s, expected floats of shape "
+                         "(%d samples, tiles, 2)" % (ranges.shape, ranges.dtype, stats.shape[0]))
+    if channels.ndim != 1 or channels.dtype.kind not in "iu" or (
+            channels.size and (channels.min() < 0 or channels.max() >= stats.shape[1])):
+        raise ValueError("drawn channels of shape %s and dtype %s, expected indices below %d"
+                         % (channels.shape, channels.dtype, stats.shape[1]))
     return arrays
 
 

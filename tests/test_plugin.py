@@ -90,9 +90,12 @@ def client(request, logdir):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # both loaders load in the background
         response = get(test_client, "/steps?" + query(run="cnn", layer="conv1"))
+        overview = get(test_client, "/overview?" + query(run="cnn"))
         runs = get_json(test_client, "/layers")["runs"]
-        if (len(runs) == 2 and response.status_code == 200
-                and len(json.loads(response.get_data())["steps"]) == len(trained.steps)):
+        # The overview of a step is written after its layers: wait for both to be loaded.
+        if (len(runs) == 2 and response.status_code == overview.status_code == 200
+                and len(json.loads(response.get_data())["steps"]) == len(trained.steps)
+                and json.loads(overview.get_data())["steps"] == trained.steps):
             break
         time.sleep(0.5)
     return test_client, trained
@@ -281,7 +284,9 @@ def test_probe_serves_the_probe_pictures(client):
     ("/grid?" + query(run="cnn", layer="nope", step=0), 404, "nope"),
     ("/grid?" + query(run="cnn", layer="conv1", step=1), 404, "step 1"),
     ("/grid?" + query(run="cnn", layer="conv1", step=0, sample=4), 404, "sample 4"),
-    ("/grid?" + query(run="cnn", layer="conv1", step=0, sample=-1), 404, "sample -1"),
+    ("/grid?" + query(run="cnn", layer="conv1", step=0, sample=-1), 400, "'-1'"),
+    *[("/grid?" + query(run="cnn", layer="conv1", step=text), 400, "ASCII digits")
+      for text in (" 0 ", "+0", "0_0", "\u0660", "0.0", "1" * 19)],
     ("/stats?" + query(run="cnn", layer="conv1", step=3), 404, "step 3"),
     ("/stats_series?" + query(run="cnn", layer="flatten"), 404, "flatten"),
     ("/probe?" + query(run="vectors"), 404, "probe"),

@@ -1,0 +1,158 @@
+"""Event files are untrusted: foreign or crafted activation tags never take the tab down.
+
+One crafted logdir (written by `write_crafted_runs`, next to one good run) is served through
+both loaders; every bad tag becomes a reason in `/layers` or a JSON error, and the good run is
+served as usual.
+"""
+
+import io
+import json
+import time
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend import application
+from tensorboard.compat.proto import summary_pb2
+from tensorboard.plugins import base_plugin
+from werkzeug import test as werkzeug_test
+
+import tb_activations as tba
+from tb_activations import metadata
+from tb_activations import plugin
+from tb_activations import rendering
+from tests import models
+from tests.test_plugin import get, get_json, python_provider, query, rust_provider
+from tests.test_plugin import tensorboard_flags
+
+
+def _good_content(**changes):
+    content = {"kind": "layer", "layer": "dense", "layer_class": "Dense", "order": 0,
+               "samples": 1, "output_shape": [None, 4], "channels_first": False,
+               "layout": "vector", "rows": 1, "columns": 1, "tile_height": 2, "tile_width": 2,
+               "gutter": 1, "downscale": [1], "channels_total": 4, "channels_shown": 4,
+               "channel_selection": "first", "depth_slices": []}
+    content.update(changes)
+    return content
+
+
+def _statistics_blob(**arrays):
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _bomb():
+    """A valid-looking .npz whose `stats` member inflates to 200 MB of zeros."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("stats.npy", "w", force_zip64=True) as member:
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(
+                header, {"descr": "<f4", "fortran_order": False, "shape": (1, 50_000_000, 1)})
+            member.write(header.getvalue())
+            for _ in range(200):
+                member.write(bytes(1_000_000))
+    return buffer.getvalue()
+
+
+def _write(tag, content, values, dtype=tf.string):
+    summary_metadata = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=metadata.PLUGIN_NAME,
+            content=json.dumps(dict(content, version=1)).encode()),
+        data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+    tf.summary.write(tag, tf.constant(values, dtype=dtype), step=0, metadata=summary_metadata)
+
+
+GOOD_PNG = rendering.encode_png(np.zeros((2, 2), np.uint8))
+GOOD_STATS = dict(stats=np.zeros((1, 4, 7), np.float32), ranges=np.zeros((1, 1, 2), np.float32),
+                  channels=np.arange(4, dtype=np.int32))
+CRAFTED = {
+    # tag: (content changes, the step's values, what /stats must say)
+    "order_text": ({"order": "zzz"}, None, None),
+    "rows_float": ({"rows": 1.5}, None, None),
+    "huge_tiles": ({"tile_width": 10**9}, None, None),
+    "no_layer": ({"layer": ""}, None, None),
+    "ranges_rank": ({}, [GOOD_PNG, _statistics_blob(**dict(
+        GOOD_STATS, ranges=np.zeros((1, 2), np.float32)))], "tile ranges"),
+    "channels_out_of_range": ({}, [GOOD_PNG, _statistics_blob(**dict(
+        GOOD_STATS, channels=np.array([0, 99], np.int32)))], "drawn channels"),
+    "pickled": ({}, [GOOD_PNG, _statistics_blob(**dict(
+        GOOD_STATS, stats=np.array([None], dtype=object)))], "unreadable"),
+    "bomb": ({}, [GOOD_PNG, _bomb()], "decompress"),
+    "not_npz": ({}, [GOOD_PNG, b"PK\x03\x04 not really"], "unreadable"),
+}
+
+
+def write_crafted_runs(root):
+    """Run `good` (a real model), run `crafted` (every case of CRAFTED, each as its own layer
+    tag), run `numbers` (a float tensor under our plugin name) and `matrix` (a rank-2 string
+    tensor)."""
+    model, x = models.small_cnn((8, 8, 1)), np.ones((1, 8, 8, 1), np.float32)
+    with tf.summary.create_file_writer(str(root / "good")).as_default():
+        assert tba.log_activations(model, x, step=0)
+    with tf.summary.create_file_writer(str(root / "crafted")).as_default():
+        for name, (changes, values, _) in CRAFTED.items():
+            _write("activations/" + name, _good_content(**dict({"layer": name}, **changes)),
+                   values or [GOOD_PNG, _statistics_blob(**GOOD_STATS)])
+    with tf.summary.create_file_writer(str(root / "numbers")).as_default():
+        _write("activations/numbers", _good_content(layer="numbers"), [1.0, 2.0], tf.float32)
+    with tf.summary.create_file_writer(str(root / "matrix")).as_default():
+        _write("activations/matrix", _good_content(layer="matrix"),
+               [[GOOD_PNG, GOOD_PNG]], tf.string)
+
+
+@pytest.fixture(scope="module", params=["python", "rust"])
+def client(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp("crafted")
+    write_crafted_runs(root)
+    flags = tensorboard_flags(root)
+    provider = (python_provider if request.param == "python" else rust_provider)(flags)
+    context = base_plugin.TBContext(data_provider=provider, logdir=str(root), flags=flags,
+                                    sampling_hints=flags.samples_per_plugin)
+    test_client = werkzeug_test.Client(application.TensorBoardWSGI(
+        [plugin.ActivationsLoader().load(context)]))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = {run["run"] for run in get_json(test_client, "/layers")["runs"]}
+        if {"good", "crafted"} <= runs:
+            return test_client
+        time.sleep(0.5)
+    raise AssertionError("the crafted runs were never listed")
+
+
+def test_layers_lists_every_run_and_says_which_tags_could_not_be_read(client):
+    runs = {run["run"]: run for run in get_json(client, "/layers")["runs"]}
+    assert [layer["layer"] for layer in runs["good"]["layers"]] == list(models.SMALL_CNN_DRAWN)
+    assert runs["good"]["problems"] == []
+    crafted = runs["crafted"]
+    problems = "\n".join(crafted["problems"])
+    for name, expected in (("order_text", "'order' is \"zzz\""), ("rows_float", "'rows' is 1.5"),
+                           ("huge_tiles", "'tile_width'"), ("no_layer", "'layer'")):
+        assert "activations/%s: " % name in problems and expected in problems, name
+    assert sorted(layer["layer"] for layer in crafted["layers"]) == sorted(
+        name for name, (_, values, _) in CRAFTED.items() if values is not None)
+
+
+@pytest.mark.parametrize("name", [name for name, (_, v, _) in CRAFTED.items() if v is not None])
+def test_a_bad_statistics_blob_is_a_json_error_naming_it(client, name):
+    reason = CRAFTED[name][2]
+    body = get_json(client, "/stats?" + query(run="crafted", layer=name, step=0), code=404)
+    assert "no readable statistics" in body["error"] and reason in body["error"]
+    series = get_json(client, "/stats_series?" + query(run="crafted", layer=name))
+    assert series["steps"] == []  # the unreadable step is left out, the chart still answers
+    assert get(client, "/grid?" + query(run="crafted", layer=name, step=0)).status_code == 200
+
+
+@pytest.mark.parametrize("run", ["numbers", "matrix"])
+def test_a_tensor_of_another_shape_or_type_never_breaks_a_route(client, run):
+    for route in ("/layers", "/steps?" + query(run=run, layer=run),
+                  "/grid?" + query(run=run, layer=run, step=0),
+                  "/stats?" + query(run=run, layer=run, step=0)):
+        response = get(client, route)
+        assert response.status_code in (200, 404), (route, response.get_data(as_text=True))
+        if response.status_code == 404:
+            assert json.loads(response.get_data())["error"]
+    assert get(client, "/grid?" + query(run="good", layer="conv1", step=0)).status_code == 200
