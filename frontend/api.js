@@ -8,10 +8,13 @@ export class ApiError extends Error {
   }
 }
 
+// An array value repeats its parameter (`layer=a&layer=b`).
 function url(route, params = {}) {
   const query = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {
-    if (value !== undefined && value !== null) query.set(key, String(value));
+    for (const item of [value].flat()) {
+      if (item !== undefined && item !== null) query.append(key, String(item));
+    }
   }
   const text = query.toString();
   return text ? `./${route}?${text}` : `./${route}`;
@@ -113,6 +116,7 @@ export const api = {
   layers: () => getJson("layers"),
   steps: (run, layer) => getJson("steps", { run, layer }),
   statsSeries: (run, layer) => getJson("stats_series", { run, layer }),
+  overview: (run) => getJson("overview", { run }),
   stats: (run, layer, step) =>
     stats.get(JSON.stringify([run, layer, step]), () => getJson("stats", { run, layer, step })),
   grid: (run, layer, step, sample) =>
@@ -120,6 +124,7 @@ export const api = {
       decodeGray(await (await request("grid", { run, layer, step, sample })).blob())),
   probeUrl: (run, input, sample) => url("probe", { run, input, sample }),
   liveInfo: (run) => getJson("live_info", { run }),
-  // inputs: {input name: nested list of one sample}.
-  live: (run, inputs) => postJson("live", { run }, { inputs }),
+  // inputs: {input name: nested list of one sample}; layers: the paths whose grids and
+  // statistics to draw (every layer is summarised).
+  live: (run, inputs, layers) => postJson("live", { run, layer: layers }, { inputs }),
 };

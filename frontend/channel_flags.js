@@ -1,4 +1,13 @@
-// What a channel's statistics say about it: dead, saturated, non-finite.
+// What a channel's statistics say about it. The words, as tb_activations/overview.py defines
+// them for the server (one vocabulary for the tab, the routes and the docs):
+//
+//   sparsity   the fraction of exact zeros (the `zero_fraction` statistic)
+//   silent     a channel whose map is all zeros in ONE sample (a probe sample, or the drawn
+//              input); counted per sample
+//   dead       a channel whose map is all zeros in EVERY probe sample
+//   saturated  (nearly) every value of the map at its extreme, as when a sigmoid, tanh or
+//              clipped unit is stuck: the map carries no spatial information
+//   NaN/Inf    non-finite values, counted per channel (`nan_count`, `inf_count`)
 
 // Rows of `stats.samples[n].stats` are channels; fields are named by `stats.fields`.
 export function fieldIndex(stats) {
@@ -12,29 +21,45 @@ export function channelStats(stats, sample, channel) {
   return Object.fromEntries(Object.entries(index).map(([name, i]) => [name, row[i]]));
 }
 
-// Dead: the map is all zeros. Saturated: (nearly) every value sits at the map's extreme, as
-// when a sigmoid, tanh or clipped unit is stuck, so the map carries no spatial information.
+// The flags of one channel in one sample (s: a channelStats row, or null).
 export function flags(s) {
-  if (!s) return { dead: false, saturated: false, nonfinite: false };
-  const dead = s.zero_fraction === 1 || (s.min === 0 && s.max === 0);
+  if (!s) return { silent: false, saturated: false, nonfinite: false };
+  const silent = s.zero_fraction >= 1;
   const nonfinite = (s.nan_count || 0) + (s.inf_count || 0) > 0;
   let saturated = false;
-  if (!dead && s.min !== null && s.max !== null && s.mean !== null) {
+  if (!silent && s.min !== null && s.max !== null && s.mean !== null) {
     const extreme = Math.max(Math.abs(s.min), Math.abs(s.max));
     saturated = extreme > 0 && Math.abs(s.mean) >= 0.97 * extreme;
   }
-  return { dead, saturated, nonfinite };
+  return { silent, saturated, nonfinite };
 }
 
-// In how many probe samples the channel is dead.
-export function deadSamples(stats, channel) {
+// In how many samples of `stats` the channel is silent.
+export function silentSamples(stats, channel) {
   let count = 0;
   for (let sample = 0; sample < stats.samples.length; sample++) {
-    if (flags(channelStats(stats, sample, channel)).dead) count++;
+    if (flags(channelStats(stats, sample, channel)).silent) count++;
   }
   return count;
 }
 
+// A frame's channel (frames.js): its flags in the frame's sample, and `dead` when it is silent
+// in every probe sample of the step. A drawn input is one sample, not the probe: never dead.
+export function channelFlags(frame, channel) {
+  const own = flags(channelStats(frame.stats, frame.sample, channel));
+  const dead = own.silent && frame.source === "logged" && silentSamples(frame.stats, channel) === frame.stats.samples.length;
+  return { ...own, dead };
+}
+
 export function flagText(f) {
-  return [f.dead && "dead", f.saturated && "saturated", f.nonfinite && "NaN/Inf"].filter(Boolean).join(", ");
+  return [f.dead ? "dead" : f.silent && "silent", f.saturated && "saturated", f.nonfinite && "NaN/Inf"]
+    .filter(Boolean).join(", ");
+}
+
+// The outline a flagged channel gets in the grid (the worst flag wins), or null.
+export function markKind(f) {
+  if (f.nonfinite) return "nonfinite";
+  if (f.dead) return "dead";
+  if (f.silent) return "silent";
+  return f.saturated ? "saturated" : null;
 }

@@ -13,6 +13,8 @@ const STOPS = {
   diverging: ("053061 0e4179 175290 1f63a8 2a71b2 3480b9 3f8ec0 529dc8 6bacd1 84bcd9 9bc9e0 " +
     "aed3e6 c2ddec d4e6f1 e0ecf3 ecf2f5 f7f6f6 f9eee7 fbe5d8 fddcc9 fbccb4 f8bb9e f5aa89 " +
     "ee9677 e48066 db6b55 d05548 c53e3d ba2832 ab162a 930e26 7c0722 67001f").split(" "),
+  // OrRd: the overview's heat map (cream for none, dark red for all); not offered for grids.
+  heat: "fff7ec fee8c8 fdd49e fdbb84 fc8d59 ef6548 d7301f b30000 7f0000".split(" "),
 };
 
 export const COLORMAPS = [
@@ -23,7 +25,7 @@ export const COLORMAPS = [
 ];
 
 // NaN/Inf get a colour that no map uses: magenta, or lime where magenta would blend in.
-const NONFINITE = { gray: "ff00ff", viridis: "ff00ff", magma: "00ff00", diverging: "00ff00" };
+const NONFINITE = { gray: "ff00ff", viridis: "ff00ff", magma: "00ff00", diverging: "00ff00", heat: "00ff00" };
 
 function rgb(hex) {
   return [0, 2, 4].map((i) => parseInt(hex.slice(i, i + 2), 16));

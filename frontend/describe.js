@@ -1,6 +1,6 @@
 // What a grid pixel shows, in words: for the tooltip and the status line.
 
-import { channelStats, deadSamples, flags } from "./channel_flags.js";
+import { channelFlags, channelStats, silentSamples } from "./channel_flags.js";
 import { fmt, percent } from "./dom.js";
 
 // Tooltip lines (strings or {text, class}) for pixel `index` of the current frame `a`,
@@ -17,11 +17,13 @@ export function describePixel(info, index, a, b, shown) {
   const s = channelStats(shown.stats, shown.sample, info.channel);
   if (!s || !layout.tiled) return lines;
   lines.push(`min ${fmt(s.min)} · max ${fmt(s.max)} · mean ${fmt(s.mean)}`,
-    `std ${fmt(s.std)} · zeros ${percent(s.zero_fraction)}`);
-  const f = flags(s);
-  if (f.dead) {
-    const everywhere = deadSamples(shown.stats, info.channel);
-    lines.push({ text: `dead channel (all zero in ${everywhere} of ${shown.stats.samples.length} samples)`, class: "flag" });
+    `std ${fmt(s.std)} · sparsity ${percent(s.zero_fraction)}`);
+  const f = channelFlags(shown, info.channel);
+  const samples = shown.stats.samples.length;
+  if (f.dead) lines.push({ text: `dead: all zero in every one of the ${samples} probe samples`, class: "flag" });
+  else if (f.silent && shown.source === "live") lines.push({ text: "silent: all zero for this input", class: "flag" });
+  else if (f.silent) {
+    lines.push({ text: `silent: all zero in this sample (${silentSamples(shown.stats, info.channel)} of ${samples} samples)`, class: "flag" });
   }
   if (f.saturated) lines.push({ text: "saturated: nearly every value at its extreme", class: "flag" });
   if (f.nonfinite) lines.push({ text: `${s.nan_count} NaN, ${s.inf_count} Inf`, class: "flag" });

@@ -6,6 +6,7 @@
 import { el, clear } from "./static/dom.js";
 import { Downloads } from "./static/downloads.js";
 import { Model } from "./static/model.js";
+import { layerNote } from "./static/overview_values.js";
 import { followTheme } from "./static/theme.js";
 import { readState, writeState } from "./static/url_state.js";
 import { Banner } from "./static/views/banner.js";
@@ -16,6 +17,7 @@ import { GridView } from "./static/views/grid_view.js";
 import { LayerHeader } from "./static/views/layer_header.js";
 import { LayerList } from "./static/views/layer_list.js";
 import { LivePanel } from "./static/views/live_panel.js";
+import { OverviewView } from "./static/views/overview.js";
 import { RunPicker } from "./static/views/run_picker.js";
 import { SamplePicker } from "./static/views/sample_picker.js";
 import { SparsityChart } from "./static/views/sparsity_chart.js";
@@ -67,10 +69,15 @@ function buildViews(model) {
   v.runs = new RunPicker({
     onRun: (name) => model.selectRun(name),
     onReload: () => model.refresh(),
+    onOverviewToggle: () => (model.state.overview ? model.closeOverview() : model.openOverview()),
     onLiveToggle: () => (model.state.live ? model.closeLive() : model.openLive()),
   });
   v.samples = new SamplePicker({ onSample: (sample) => model.set({ sample }), onInput: (input) => model.set({ input }) });
-  v.layers = new LayerList({ onSelect: (path) => model.selectLayer(path) });
+  v.layers = new LayerList({ onSelect: (path) => model.openLayerAt(path, model.state.step) });
+  v.overview = new OverviewView({
+    onOpen: (path, step) => model.openLayerAt(path, step),
+    onMetric: (heat) => model.set({ heat }),
+  });
   v.stepBar = new StepBar({ onStep: (step) => model.set({ step }), onPlayToggle: () => model.togglePlay() });
   v.downloads = new Downloads(model, v);
   v.options = new ViewOptions({
@@ -111,7 +118,7 @@ function buildViews(model) {
   const sidebar = el("aside", { class: "sidebar" }, v.runs.element, v.samples.element, v.layers.element);
   const main = el("main", { class: "main" },
     el("div", { class: "toolbar" }, v.stepBar.element, v.options.element),
-    v.live.element, v.header.element, v.banner.element, v.grid.element,
+    v.live.element, v.header.element, v.banner.element, v.overview.element, v.grid.element,
     el("footer", { class: "grid-footer" }, v.colorBar.element, v.status.element));
   const details = el("aside", { class: "details" }, v.sparsity.element, v.channel.element);
   v.app = el("div", { class: "app" }, sidebar, main, details);
@@ -127,6 +134,16 @@ function showModel(model, v) {
     v.stepBar.setEnabled(!state.live, state.live ? "The grid shows the drawn input; compare it with a logged step below" : "");
     v.downloads.updateVideo(state);
   };
+  // The layer list's notes: the drawn input's summaries while live, else the step's.
+  const showLayerNotes = () => {
+    const known = model.layerSummaries();
+    const notes = new Map();
+    for (const layer of known ? model.run.layers : []) {
+      const summary = known.summaries.get(layer.layer);
+      if (summary) notes.set(layer.layer, layerNote(summary, layer.channels_total, known.drawn));
+    }
+    v.layers.setNotes(notes);
+  };
   model.on("state", (state) => {
     // Until a layer is chosen the URL still holds the view to restore.
     if (state.layer !== null) writeUrl(state);
@@ -134,13 +151,25 @@ function showModel(model, v) {
     v.stepBar.setStep(state.step);
     v.sparsity.setStep(state.step);
     v.samples.select(state.sample);
+    v.app.classList.toggle("overview-open", state.overview);
+    v.runs.setOverview(state.overview);
+    v.overview.setState(state);
+    v.overview.setVisible(state.overview);
     showLiveState(state);
+    showLayerNotes();
+  });
+  model.on("overview", (overview) => {
+    v.overview.setData(overview);
+    showLayerNotes();
   });
   model.on("runs", ({ runs, selected }) => {
     v.app.classList.remove("empty");
     v.runs.setRuns(runs, selected);
   });
-  model.on("layers", (layers) => v.layers.setLayers(layers));
+  model.on("layers", (layers) => {
+    v.layers.setLayers(layers);
+    showLayerNotes();
+  });
   model.on("samples", (samples) => v.samples.set(samples));
   model.on("layer", (layer) => {
     v.layers.select(layer.layer);
@@ -171,7 +200,6 @@ function showModel(model, v) {
     v.status.setText("");
   });
   model.on("banner", (text) => v.banner.show(text));
-  model.on("progress", (text) => v.status.setText(text));
   model.on("playing", (playing) => v.stepBar.setPlaying(playing));
   model.on("live-info", (info) => {
     v.live.setInfo(info);
@@ -181,6 +209,7 @@ function showModel(model, v) {
   model.on("live-answer", (answer) => {
     v.live.showOutputs(answer.outputs);
     v.live.showModel(answer.model, model.latestStep());
+    showLayerNotes();
   });
   model.on("live-busy", (busy) => v.live.setBusy(busy));
 }

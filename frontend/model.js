@@ -12,10 +12,10 @@
 //   "layer"       LayerEntry selected
 //   "steps"       {steps: StepEntry[], step}
 //   "sparsity"    {series, channels} or {error}
+//   "overview"    {data: ./overview of the run, or null while it loads; error: why there is none}
 //   "view"        View: the frames to draw
 //   "message"     {kind: "info"|"error"|"empty-state"|"load-failed"|"no-runs", text}: no view
 //   "banner"      a warning above the view, or null
-//   "progress"    a line of text while something slow loads
 //   "playing"     boolean
 //   "live-info"   LiveInfo of the selected run, or null while it is asked for
 //   "live-answer" LiveAnswer, the newest one
@@ -23,11 +23,12 @@
 
 import { api } from "./api.js";
 import { COLORMAPS } from "./colormaps.js";
-import { liveFrame, loggedFrame } from "./frames.js";
+import { loggedFrame } from "./frames.js";
+import { LiveSession } from "./live_session.js";
+import { HEAT_METRICS, stepIndex, summaryAt } from "./overview_values.js";
 import { SCALINGS, spanOf } from "./scaling.js";
 
 const PLAY_DELAY_MS = 350;
-const RANGE_BATCH = 8;
 
 /**
  * @typedef {object} ViewState  everything a link restores (url_state.js)
@@ -43,6 +44,8 @@ const RANGE_BATCH = 8;
  * @property {number|null} lo  the fixed range
  * @property {number|null} hi
  * @property {boolean} live  the current frame is the saved model's answer to a drawn input
+ * @property {boolean} overview  the run's overview is shown instead of the grid
+ * @property {string} heat  what the overview's heat map shows (overview_values.js HEAT_METRICS)
  */
 
 /** @typedef {{step: number, wall_time: number}} StepEntry */
@@ -70,7 +73,8 @@ const RANGE_BATCH = 8;
 /**
  * ./live's answer to one drawn input.
  * @typedef {object} LiveAnswer
- * @property {object[]} layers  LayerEntry plus its grid (base64 PNG) and stats
+ * @property {object[]} layers  LayerEntry plus its summary (every layer) and, for the layers
+ *   asked for, its grid (base64 PNG) and stats
  * @property {{name: string, shape: number[], values: (number|null)[]}[]} outputs
  * @property {{step: number, saved_at: number}} model
  * @property {number} elapsed_ms
@@ -86,7 +90,7 @@ export class Model extends EventTarget {
     /** @type {ViewState} */
     this.state = {
       run: null, layer: null, input: null, sample: 0, step: null, channel: null, compare: null,
-      cmap: "viridis", scale: "channel", lo: null, hi: null, live: false,
+      cmap: "viridis", scale: "channel", lo: null, hi: null, live: false, overview: false, heat: "dead",
     };
     /** @type {RunEntry[]} */
     this.runs = [];
@@ -100,16 +104,23 @@ export class Model extends EventTarget {
     this.playing = false;
     /** @type {LiveInfo|null} */
     this.liveInfo = null;
-    /** @type {LiveAnswer|null} */
-    this.liveAnswer = null;
     this.wanted = {};
     this.drawToken = 0;
     this.layerToken = 0;
-    this.stepsRanges = new Map();
-    this.liveFrames = new Map();
+    // ./stats_series per layer and last step: the sparsity chart and "all steps" scaling.
+    this.series = new Map();
+    /** @type {{key: string, data: object|null, error: string|null}|null} the run's ./overview */
+    this.overview = null;
     this.liveInputs = () => ({});
-    this.livePending = false;
-    this.liveInFlight = false;
+    this.live = new LiveSession({
+      readInputs: () => this.liveInputs(),
+      onAnswer: (answer) => {
+        this.#emit("live-answer", answer);
+        return this.draw();
+      },
+      onError: (message) => this.#banner(`The saved model could not answer: ${message}`),
+      onBusy: (busy) => this.#emit("live-busy", busy),
+    });
   }
 
   on(type, listener) {
@@ -124,9 +135,11 @@ export class Model extends EventTarget {
   async start(wanted) {
     this.wanted = wanted;
     this.#message("info", "Loading activation runs…");
-    for (const key of ["cmap", "scale", "lo", "hi"]) if (wanted[key] !== undefined) this.state[key] = wanted[key];
+    for (const key of ["cmap", "scale", "lo", "hi", "heat"]) if (wanted[key] !== undefined) this.state[key] = wanted[key];
     if (!SCALINGS.some((s) => s.name === this.state.scale)) this.state.scale = "channel";
     if (!COLORMAPS.some((c) => c.name === this.state.cmap)) this.state.cmap = "viridis";
+    if (!HEAT_METRICS.some((m) => m.name === this.state.heat)) this.state.heat = "dead";
+    this.state.overview = Boolean(wanted.overview) && !wanted.live;
     this.#emit("state", this.state);
     await this.loadRuns();
   }
@@ -154,8 +167,10 @@ export class Model extends EventTarget {
     this.stopPlaying();
     this.run = this.runs.find((r) => r.run === name);
     this.state.run = name;
-    this.#setLiveAnswer(null);
+    this.live.reset(null);
+    this.overview = null;
     this.#emit("layers", this.run.layers);
+    this.#loadOverview();
     const probes = this.run.probes || [];
     this.state.input = probes.some((p) => p.input === wanted.input) ? wanted.input : probes[0]?.input ?? null;
     const count = this.sampleCount();
@@ -215,16 +230,67 @@ export class Model extends EventTarget {
     this.#emit("steps", { steps, step: this.state.step });
   }
 
+  // The current layer's ./stats_series, asked for once per layer and last logged step.
+  #series() {
+    const { run, layer } = this.state;
+    const key = JSON.stringify([run, layer, this.steps.at(-1)?.step ?? null]);
+    if (!this.series.has(key)) {
+      const promise = api.statsSeries(run, layer);
+      promise.catch(() => this.series.delete(key));
+      this.series.set(key, promise);
+    }
+    return this.series.get(key);
+  }
+
   async #loadSparsity() {
     const { run, layer } = this.state;
     try {
-      const series = await api.statsSeries(run, layer);
+      const series = await this.#series();
       if (run === this.state.run && layer === this.state.layer) {
         this.#emit("sparsity", { series: series.steps, channels: this.layer.channels_total });
       }
     } catch (error) {
       this.#emit("sparsity", { error: `Sparsity unavailable: ${error.message}` });
     }
+  }
+
+  // The run's ./overview, asked for again when the run has logged a new step.
+  async #loadOverview() {
+    const run = this.run;
+    const key = JSON.stringify([run.run, Math.max(-1, ...run.layers.map((l) => l.max_step ?? -1))]);
+    if (this.overview?.key === key) return;
+    const shown = this.overview?.data ?? null;
+    if (!shown) this.#emit("overview", { data: null, error: null });
+    this.overview = { key, data: shown, error: null };
+    let data = null;
+    let error = null;
+    try {
+      data = await api.overview(run.run);
+    } catch (failure) {
+      error = failure.message;
+    }
+    if (this.overview?.key !== key) return;
+    if (error && shown) {
+      // A passing failure keeps what is shown; the next refresh asks again.
+      this.overview.key = null;
+      return;
+    }
+    this.overview = { key, data, error };
+    this.#emit("overview", { data, error });
+  }
+
+  // Every layer's summary (overview.py's fields) for what the grid shows: the drawn input's
+  // in the live view, else the selected step's from the overview; {drawn, summaries: Map
+  // path -> summary} or null when there is none.
+  layerSummaries() {
+    if (this.state.live) {
+      const answer = this.live.answer;
+      return answer && { drawn: true, summaries: new Map(answer.layers.map((entry) => [entry.layer, entry.summary])) };
+    }
+    const data = this.overview?.data;
+    if (!data || this.state.step === null) return null;
+    const index = stepIndex(data.steps, this.state.step);
+    return { drawn: false, summaries: new Map(data.layers.map((layer) => [layer.layer, summaryAt(layer, index)])) };
   }
 
   // Applies a change of view state, then redraws.
@@ -293,6 +359,7 @@ export class Model extends EventTarget {
     if (names(run) !== names(this.run)) this.#emit("layers", run.layers);
     this.run = run;
     this.#loadLiveInfo({ reloading: true });
+    this.#loadOverview();
     const layer = run.layers.find((l) => l.layer === this.state.layer);
     if (!layer) return;
     this.layer = layer;
@@ -300,7 +367,6 @@ export class Model extends EventTarget {
     const steps = (await api.steps(run.run, layer.layer).catch(() => ({ steps: this.steps }))).steps;
     if (steps.length === this.steps.length) return;
     this.#setSteps(steps, atEnd ? steps[steps.length - 1].step : this.state.step);
-    this.stepsRanges.delete(JSON.stringify([run.run, layer.layer]));
     this.#loadSparsity();
     await this.draw();
   }
@@ -320,34 +386,11 @@ export class Model extends EventTarget {
     return loggedFrame(this.state.run, this.layer, step, this.state.sample);
   }
 
-  #currentFrame() {
-    if (!this.state.live) return this.loggedFrame(this.state.step);
-    const path = this.state.layer;
-    if (!this.liveFrames.has(path)) this.liveFrames.set(path, liveFrame(this.liveAnswer, path));
-    return this.liveFrames.get(path);
-  }
-
-  // [low, high] over every step and probe sample of the layer ("all steps" scaling).
+  // [low, high] over every step and probe sample of the layer ("all steps" scaling): the
+  // series' per-step range of the drawn tiles, computed on the server.
   async #stepsRange() {
-    const { run, layer } = this.state;
-    const key = JSON.stringify([run, layer]);
-    if (!this.stepsRanges.has(key)) {
-      const steps = this.steps.map((s) => s.step);
-      const promise = (async () => {
-        const lists = [];
-        for (let i = 0; i < steps.length; i += RANGE_BATCH) {
-          const batch = await Promise.all(steps.slice(i, i + RANGE_BATCH).map((step) => api.stats(run, layer, step)));
-          for (const stats of batch) for (const sample of stats.samples) lists.push(sample.ranges);
-          if (steps.length > 2 * RANGE_BATCH) {
-            this.#emit("progress", `Reading value ranges: ${Math.min(i + RANGE_BATCH, steps.length)} of ${steps.length} steps…`);
-          }
-        }
-        return spanOf(lists);
-      })();
-      promise.catch(() => this.stepsRanges.delete(key));
-      this.stepsRanges.set(key, promise);
-    }
-    return this.stepsRanges.get(key);
+    const series = await this.#series();
+    return spanOf([series.steps.map((entry) => [entry.low, entry.high])]);
   }
 
   // The range every tile shares under the current scaling (null: per channel).
@@ -369,16 +412,18 @@ export class Model extends EventTarget {
     const token = ++this.drawToken;
     const state = this.state;
     this.#emit("state", state);
-    if (!this.layer) return;
-    if (state.live ? !this.liveAnswer : state.step === null) {
-      this.#message("empty-state", state.live ? "Waiting for the saved model's answer…" : "No steps logged for this layer yet.");
+    // The overview is drawn from its own data ("overview" events).
+    if (!this.layer || state.overview) return;
+    const current = state.live ? this.live.frame(state.layer) : state.step !== null && this.loggedFrame(state.step);
+    if (!current) {
+      this.#message("empty-state", state.live ? `Waiting for the saved model's answer for ${state.layer}…` : "No steps logged for this layer yet.");
       return;
     }
     let a;
     let b = null;
     let shared;
     try {
-      [a, b] = await Promise.all([this.#currentFrame(), state.compare !== null ? this.loggedFrame(state.compare) : null]);
+      [a, b] = await Promise.all([current, state.compare !== null ? this.loggedFrame(state.compare) : null]);
       this.#banner(null);
       shared = await this.#sharedRange(b ? [a, b] : [a]);
     } catch (error) {
@@ -432,47 +477,37 @@ export class Model extends EventTarget {
   async openLive() {
     if (!this.liveInfo?.available) return;
     this.state.live = true;
+    this.state.overview = false;
     this.stopPlaying();
-    this.requestLive();
+    this.live.reset(this.state.run);
     await this.draw();
   }
 
   async closeLive() {
     this.state.live = false;
-    this.#setLiveAnswer(null);
+    this.live.reset(null);
     await this.draw();
   }
 
-  #setLiveAnswer(answer) {
-    this.liveAnswer = answer;
-    this.liveFrames = new Map();
-  }
-
-  // Asks the saved model about the current inputs: at most one request at a time; while one
-  // is on its way, later calls leave one more to send with the inputs as they are then.
+  // The drawing changed: asks the saved model about it, for the layer shown.
   requestLive() {
-    if (!this.state.live) return;
-    this.livePending = true;
-    if (!this.liveInFlight) this.#sendLive();
+    if (this.state.live) this.live.inputChanged([this.state.layer]);
   }
 
-  async #sendLive() {
-    this.liveInFlight = true;
-    this.#emit("live-busy", true);
-    while (this.livePending && this.state.live) {
-      this.livePending = false;
-      const run = this.state.run;
-      try {
-        const answer = await api.live(run, this.liveInputs());
-        if (run !== this.state.run || !this.state.live) continue;
-        this.#setLiveAnswer(answer);
-        this.#emit("live-answer", answer);
-        await this.draw();
-      } catch (error) {
-        if (run === this.state.run) this.#banner(`The saved model could not answer: ${error.message}`);
-      }
-    }
-    this.liveInFlight = false;
-    this.#emit("live-busy", false);
+  // --- The overview: every layer of the run over every step, instead of the grid. ---
+
+  async openOverview() {
+    this.live.reset(null);
+    await this.set({ overview: true, live: false });
+  }
+
+  async closeOverview() {
+    await this.set({ overview: false });
+  }
+
+  // Layer `path` at `step` (its nearest logged step) in the grid.
+  async openLayerAt(path, step) {
+    this.state.overview = false;
+    await this.selectLayer(path, { step });
   }
 }

@@ -36,6 +36,13 @@ export function paint(values, codes, geometry, ranges, cmapName, rect = null) {
   return image;
 }
 
+// The colour map's 256 colours, left to right, into a 256×1 canvas (a colour bar).
+export function paintScale(canvas, cmapName) {
+  const image = new ImageData(256, 1);
+  new Uint32Array(image.data.buffer).set(colormap(cmapName).table);
+  putImage(canvas, image);
+}
+
 export function putImage(canvas, image) {
   canvas.width = image.width;
   canvas.height = image.height;

@@ -22,6 +22,8 @@ const FIELDS = {
   lo: "number",
   hi: "number",
   live: "flag",
+  overview: "flag",
+  heat: "string",
 };
 
 // TensorBoard parses its hash with decodeURIComponent per `key=value` part, so values are

@@ -19,6 +19,11 @@ HOSTILE_RUN = "<img src=x onerror=alert(1)>\"'é"
 HOSTILE_LAYER = "conv>1.a-b"
 # exp1's classes: which corner its blob is in (see _data); exp1 saves its model for the live view.
 CLASS_NAMES = ["top left", "top right", "bottom"]
+# Run `dying`: its layer DYING_LAYER dies (every channel all zero in every probe sample) from
+# step DYING_FROM on; its other layers live.
+DYING_RUN = "dying"
+DYING_LAYER = "doomed"
+DYING_FROM = 6
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
@@ -78,9 +83,33 @@ def _vector_run(logdir, keras, np, tba):
     writer.close()
 
 
+def _dying_run(logdir, keras, x, y, tba, epochs):
+    """Run `dying`: a ReLU conv whose bias a callback sets far below zero at the end of the
+    first epoch (after step 4 is logged, 4 batches of 16 per epoch, logged every 2): from
+    step 6 on its output is zero everywhere, and no gradient reaches it to bring it back."""
+
+    class KillAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 0:
+                bias = self.model.get_layer(DYING_LAYER).bias
+                bias.assign(keras.ops.full(bias.shape, -100.0))
+
+    model = keras.Sequential([
+        keras.Input((16, 16, 1)),
+        keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="stem"),
+        keras.layers.Conv2D(6, 3, padding="same", activation="relu", name=DYING_LAYER),
+        keras.layers.GlobalAveragePooling2D(name="pool"),
+        keras.layers.Dense(3, activation="softmax", name="classes"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(0.02), loss="sparse_categorical_crossentropy")
+    callback = tba.ActivationsCallback(os.path.join(logdir, DYING_RUN), probe=x[:4], update_freq=2)
+    model.fit(x, y, batch_size=16, epochs=epochs, verbose=0,
+              callbacks=[callback, KillAfterFirstEpoch()])
+
+
 def train_runs(logdir, epochs=3):
     """Runs `exp1` (with its saved model and class names), one with a hostile name and a
-    hostile layer name, and `vectors`."""
+    hostile layer name, `dying` (a layer dies during training) and `vectors`."""
     import keras
     import numpy as np
     import tb_activations as tba
@@ -95,6 +124,7 @@ def train_runs(logdir, epochs=3):
         callback = tba.ActivationsCallback(os.path.join(logdir, run), probe=x[:4],
                                            update_freq=2, **live)
         model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[callback])
+    _dying_run(logdir, keras, x, y, tba, epochs)
     _vector_run(logdir, keras, np, tba)
 
 

@@ -4,9 +4,12 @@ data loaders), Debian's Chromium driven by Playwright, looking at the Activation
 Screenshots land in test-output/browser/.
 """
 
+import json
 import os
 import pathlib
 import re
+import urllib.parse
+import urllib.request
 
 import pytest
 
@@ -516,3 +519,158 @@ def test_live_errors_show_in_the_page(page, browser, tensorboard):
     page.frame.locator(".drawing-canvas").click(position={"x": 40, "y": 40})
     page.frame.wait_for_selector(".grid-panel.current[data-source='live']", timeout=LIVE_TIMEOUT)
     assert page.frame.query_selector(".banner").is_hidden()
+
+
+def live_layers(urls):
+    """The `layer` parameters of each live request URL."""
+    return [urllib.parse.parse_qs(urllib.parse.urlparse(url).query).get("layer") for url in urls]
+
+
+def test_live_asks_for_the_layer_shown_and_notes_every_layer(page, tensorboard):
+    live_urls = []
+    page.page.on("request", lambda r: live_urls.append(r.url) if "/activations/live?" in r.url else None)
+    frame = open_live(page, tensorboard, layer="stem")
+    assert live_urls and live_layers(live_urls) == [["stem"]] * len(live_urls)
+    # Every layer's statistics for the drawn input, from the answer's summaries: one sample,
+    # so channels all zero are "silent", never "dead".
+    frame.wait_for_function("() => [...document.querySelectorAll('.layer-row .layer-note')]"
+                            ".every(n => n.title.startsWith('for the drawn input'))")
+    notes = texts(frame, ".layer-row .layer-note")
+    assert len(notes) == 8 and all(note.startswith("sparsity ") for note in notes), notes
+    assert not any("dead" in note for note in notes)
+    page.screenshot("live_notes", tensorboard)
+
+    # Another layer: one request, for it; back to the first: none (kept for this input).
+    asked = len(live_urls)
+    frame.locator(".layer-row", has_text="block_2_conv").click()
+    frame.wait_for_function("() => document.querySelector(\".grid-panel.current[data-source='live'] "
+                            ".grid-canvas\")?.width === 26")
+    assert live_layers(live_urls[asked:]) == [["backbone/block_2_conv"]]
+    frame.locator(".layer-row", has_text="stem").click()
+    frame.wait_for_function("() => document.querySelector(\".grid-panel.current[data-source='live'] "
+                            ".grid-canvas\")?.width === 33")
+    page.page.wait_for_timeout(300)
+    assert len(live_urls) == asked + 1
+
+    # Logged steps again: the notes are the step's, from the run's overview.
+    frame.locator(".live-toggle").click()
+    frame.wait_for_function("() => [...document.querySelectorAll('.layer-row .layer-note')]"
+                            ".every(n => n.title.startsWith('at this step'))")
+
+
+# --- "All steps" scaling from the server's series, and the overview of a run ---
+
+def get_json(tensorboard, route, **query):
+    url = "%s/data/plugin/activations/%s?%s" % (tensorboard["url"], route,
+                                                urllib.parse.urlencode(query))
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return json.load(response)
+
+
+def test_all_steps_scaling_spans_the_series_without_reading_every_step(page, tensorboard):
+    stats_steps, series_layers = [], []
+
+    def record(request):
+        query = urllib.parse.parse_qs(urllib.parse.urlparse(request.url).query)
+        if "/activations/stats?" in request.url:
+            stats_steps.append(int(query["step"][0]))
+        elif "/activations/stats_series?" in request.url:
+            series_layers.append(query["layer"][0])
+
+    page.page.on("request", record)
+    page.open(exp1(tensorboard, layer="backbone%2Fblock_1_conv", step=4, scale="steps"))
+    page.wait_grid()
+    wait_text(page.frame, ".colorbar-note", "all steps")
+    series = get_json(tensorboard, "stats_series", run="exp1", layer="backbone/block_1_conv")
+    low = min(entry["low"] for entry in series["steps"] if entry["low"] is not None)
+    high = max(entry["high"] for entry in series["steps"] if entry["high"] is not None)
+    ticks = texts(page.frame, ".colorbar .tick")
+    assert float(ticks[0]) == pytest.approx(low, rel=1e-3, abs=1e-9)
+    assert float(ticks[2]) == pytest.approx(high, rel=1e-3, abs=1e-9)
+    assert low < high and len(series["steps"]) == 7
+    # One series request (the sparsity chart shares it), and the stats of the step shown only.
+    assert series_layers == ["backbone/block_1_conv"]
+    assert set(stats_steps) == {4}
+
+
+HEAT_ROW = 18  # pixels per layer in the overview's heat map (views/overview.js)
+
+
+def heat_cell(frame, row, column):
+    """The page position of the middle of the overview heat map's cell (row, column)."""
+    box = frame.locator(".overview-heat").bounding_box()
+    columns = int(frame.eval_on_selector(".overview-heat", "c => c.dataset.columns"))
+    return box["x"] + (column + 0.5) * box["width"] / columns, box["y"] + (row + 0.5) * HEAT_ROW
+
+
+def heat_colour(frame, row, column):
+    """The colour drawn in the middle of the heat map's cell (row, column), as #rrggbb."""
+    return frame.eval_on_selector(".overview-heat", """(canvas, [row, column, rowHeight]) => {
+        const x = Math.floor((column + 0.5) * canvas.width / Number(canvas.dataset.columns));
+        const data = canvas.getContext("2d").getImageData(x, Math.floor((row + 0.5) * rowHeight), 1, 1).data;
+        return "#" + [0, 1, 2].map((i) => data[i].toString(16).padStart(2, "0")).join("");
+    }""", [row, column, HEAT_ROW])
+
+
+def test_overview_shows_when_a_layer_dies_and_opens_it_there(page, tensorboard):
+    steps = get_json(tensorboard, "overview", run=helpers.DYING_RUN)["steps"]
+    assert steps == [0, 2, 4, 6, 8, 10, 12]
+    page.open(tensorboard["url"] + "/#activations&p.activations.run=" + helpers.DYING_RUN)
+    page.wait_grid()
+    frame = page.frame
+    frame.locator(".overview-toggle").click()
+    frame.wait_for_selector(".overview-heat[data-columns='7']")
+    assert frame.query_selector(".grid-area").is_hidden()
+    assert "p.activations.overview=1" in page.page.url
+    # Every layer in model order; the bars at the selected (last) step.
+    assert texts(frame, ".overview-row .overview-name") == ["stem", "doomed", "pool", "classes"]
+    assert texts(frame, ".overview-row .overview-bar.dead .value") == ["0/4", "6/6", "6/6", "0/3"]
+    assert frame.eval_on_selector(".overview-heat", "c => c.dataset.rows") == "4"
+
+    # The doomed row, step by step: what the hover says and the colour drawn.
+    colours = frame.evaluate("""async () => {
+        const o = await import("./static/overview_values.js");
+        return [o.heatColour(0), o.heatColour(1)];
+    }""")
+    for column, step in enumerate(steps):
+        page.page.mouse.move(*heat_cell(frame, 1, column))
+        frame.wait_for_function(
+            "(step) => document.querySelector('.overview .tooltip:not([hidden])')"
+            "?.textContent.includes(`step ${step}`)", arg=step)
+        tip = frame.inner_text(".overview .tooltip")
+        assert tip.startswith("doomed\nstep %d\n" % step), tip
+        dead = step >= helpers.DYING_FROM
+        assert ("dead 6 of 6 channels (100%)" in tip) == dead, tip
+        assert heat_colour(frame, 1, column) == (colours[1] if dead else colours[0])
+    page.screenshot("overview", tensorboard)
+
+    # A click on a cell opens that layer at that step in the grid.
+    page.page.mouse.click(*heat_cell(frame, 1, steps.index(8)))
+    frame.wait_for_selector(".grid-panel.current[data-step='8']")
+    assert frame.inner_text(".layer-path") == helpers.DYING_LAYER
+    assert page.state()["layer"] == helpers.DYING_LAYER
+    assert frame.query_selector(".overview").is_hidden()
+    assert "p.activations.overview" not in page.page.url
+    # Its six channels, all zero in every probe sample: dead, in the grid and under it.
+    assert len(frame.query_selector_all(".grid-panel.current .mark.dead")) == 6
+    assert frame.inner_text(".status").startswith(
+        "6 of 6 channels silent in this sample · 6 dead in every sample.")
+    note = frame.locator(".layer-row", has_text=helpers.DYING_LAYER).locator(".layer-note")
+    assert note.inner_text() == "sparsity 100% · 6 dead"
+
+    # A row opens its layer at the selected step.
+    frame.locator(".overview-toggle").click()
+    frame.locator(".overview-row[data-layer='stem']").click()
+    frame.wait_for_selector(".grid-panel.current[data-step='8']")
+    assert frame.inner_text(".layer-path") == "stem"
+
+
+def test_overview_of_a_run_without_one_says_why(page, tensorboard):
+    page.page.route(re.compile(r"/data/plugin/activations/overview\?"), lambda route: route.fulfill(
+        status=404, content_type="application/json",
+        body='{"error": "run \\"old\\" has no overview: <b>logged before</b>"}'))
+    page.open(exp1(tensorboard, overview=1))
+    wait_text(page.frame, ".overview-message",
+              'No overview for this run: run "old" has no overview: <b>logged before</b>')
+    assert page.frame.query_selector_all(".overview b") == []
+    assert page.frame.query_selector(".overview-body").is_hidden()

@@ -1,5 +1,5 @@
 """The frontend's pure modules (layouts, geometry, scaling, URL state, channel flags,
-difference, input values) run in Debian's Chromium, loaded from frontend/ by a small local
+difference, input values, overview values) run in Debian's Chromium, loaded from frontend/ by a small local
 HTTP server: no TensorBoard. The grid geometry is also held against the Python tiler.
 """
 
@@ -62,7 +62,7 @@ def run(page, body, arg=None):
     """Evaluates `body` (an async function body; `m` holds the frontend modules) in the page."""
     return page.evaluate("""async ([body, arg]) => {
         const names = ["layouts", "geometry", "scaling", "url_state", "channel_flags", "difference",
-                       "input_values"];
+                       "input_values", "overview_values"];
         const m = {};
         for (const name of names) m[name] = await import(`./${name}.js`);
         return await new Function("m", "arg", `return (async () => { ${body} })();`)(m, arg);
@@ -247,9 +247,9 @@ def test_url_state_round_trips_names_numbers_and_the_live_flag(page):
     assert out["hand"] == {"run": "r", "sample": 3}
 
 
-# --- channel_flags.js ---
+# --- channel_flags.js: one vocabulary (tb_activations/overview.py) ---
 
-def test_channel_flags(page):
+def test_channel_flags_say_silent_per_sample_and_dead_in_every_sample(page):
     out = run(page, """
         const f = m.channel_flags;
         const stats = {fields: ["min", "max", "mean", "std", "zero_fraction", "nan_count", "inf_count"],
@@ -259,22 +259,36 @@ def test_channel_flags(page):
                                  {stats: [[0, 0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0, 0],
                                           [-1, 1, 0, 0.5, 0, 0, 0], [0, 1, 0.5, 0.5, 0, 0, 0]]}]};
         const flagsOf = (c) => f.flags(f.channelStats(stats, 0, c));
+        const logged = (sample) => ({source: "logged", sample, stats});
+        const live = {source: "live", sample: 0, stats: {...stats, samples: [stats.samples[1]]}};
         return {
             flags: [0, 1, 2, 3].map(flagsOf),
-            text: [0, 1, 2, 3].map((c) => f.flagText(flagsOf(c))),
-            dead: [0, 1, 2].map((c) => f.deadSamples(stats, c)),
+            silent: [0, 1, 2].map((c) => f.silentSamples(stats, c)),
+            // channel 0: silent in both samples (dead); 1: silent in sample 1 only.
+            logged0: [0, 1].map((c) => f.channelFlags(logged(0), c)),
+            logged1: [0, 1].map((c) => f.channelFlags(logged(1), c)),
+            live: [0, 1].map((c) => f.channelFlags(live, c)),
+            text: [f.channelFlags(logged(1), 0), f.channelFlags(logged(1), 1), f.channelFlags(live, 0),
+                   f.channelFlags(logged(0), 3), f.channelFlags(logged(0), 2)].map(f.flagText),
+            marks: [f.channelFlags(logged(1), 0), f.channelFlags(logged(1), 1), f.channelFlags(logged(0), 1),
+                    f.channelFlags(logged(0), 3), f.channelFlags(logged(0), 2)].map(f.markKind),
             row: f.channelStats(stats, 1, 3),
             none: f.channelStats(stats, 5, 0),
         };
     """)
     assert out["flags"] == [
-        {"dead": True, "saturated": False, "nonfinite": False},
-        {"dead": False, "saturated": True, "nonfinite": False},
-        {"dead": False, "saturated": False, "nonfinite": False},
-        {"dead": False, "saturated": False, "nonfinite": True},
+        {"silent": True, "saturated": False, "nonfinite": False},
+        {"silent": False, "saturated": True, "nonfinite": False},
+        {"silent": False, "saturated": False, "nonfinite": False},
+        {"silent": False, "saturated": False, "nonfinite": True},
     ]
-    assert out["text"] == ["dead", "saturated", "", "NaN/Inf"]
-    assert out["dead"] == [2, 1, 0]
+    assert out["silent"] == [2, 1, 0]
+    assert [f["dead"] for f in out["logged0"]] == [True, False]
+    assert [(f["silent"], f["dead"]) for f in out["logged1"]] == [(True, True), (True, False)]
+    # A drawn input is one sample, not the probe: silent, never dead.
+    assert [(f["silent"], f["dead"]) for f in out["live"]] == [(True, False), (True, False)]
+    assert out["text"] == ["dead", "silent", "silent", "NaN/Inf", ""]
+    assert out["marks"] == ["dead", "silent", "saturated", "nonfinite", None]
     assert out["row"] == {"min": 0, "max": 1, "mean": 0.5, "std": 0.5, "zero_fraction": 0,
                           "nan_count": 0, "inf_count": 0}
     assert out["none"] is None
@@ -336,3 +350,78 @@ def test_input_values_map_pixels_into_the_trained_range(page):
     assert out["wrongSize"] == "a 2×3 picture is needed for input x, got 4 pixels"
     assert out["drawable"] == [True, True, True, True, False, False, False]
     assert out["notImage"] is False
+
+
+# --- overview_values.js: the overview's numbers and heat-map colours ---
+
+OVERVIEW_LAYER = {"layer": "conv", "layer_class": "Conv2D", "channels_total": 4,
+                  "zero_fraction": [0.1, None, 0.5, 1.0, 0.3],
+                  "dead_channels": [0, None, 2, 4, 1],
+                  "silent_channels": [[0, 1], None, [2, 3], [4, 4], [1, 2]],
+                  "nan_count": [0, None, 3, 0, 0], "inf_count": [0, None, 0, 12, 0],
+                  "low": [0, None, 0, 0, 0], "high": [1, None, 2, 0, 3]}
+
+
+def test_heat_map_columns_values_and_colours(page):
+    out = run(page, """
+        const o = m.overview_values;
+        const [dead, sparsity, nonfinite] = ["dead", "sparsity", "nonfinite"].map((name) => o.heatMetric(name));
+        const values = (metric) => [0, 1, 2, 3, 4].map((i) => metric.value(arg, i));
+        return {
+            fallback: o.heatMetric("nonsense").name,
+            dead: values(dead), sparsity: values(sparsity), nonfinite: values(nonfinite),
+            columns: [o.heatColumns(3, 100), o.heatColumns(10, 3), o.heatColumns(0, 5), o.heatColumns(5, 0.5)],
+            // a grouped column shows its largest value and the first step holding it
+            cells: [o.columnValue(dead, arg, [0, 3]), o.columnValue(dead, arg, [1, 2]),
+                    o.columnValue(sparsity, arg, [2, 5]), o.columnValue(dead, arg, [3, 5])],
+            max: [o.metricMax(nonfinite, [arg], 5), o.metricMax(dead, [arg], 5)],
+            positions: [o.heatPosition(dead, 0.25, 1), o.heatPosition(dead, 1.5, 1),
+                        o.heatPosition(nonfinite, 0, 15), o.heatPosition(nonfinite, 3, 15),
+                        o.heatPosition(nonfinite, 15, 15), o.heatPosition(nonfinite, 4, 0)],
+            colours: [o.heatColour(0), o.heatColour(1), o.heatColour(2), o.heatColour(0.5)],
+            labels: [o.scaleLabels(dead, 0), o.scaleLabels(nonfinite, 15)],
+        };
+    """, OVERVIEW_LAYER)
+    assert out["fallback"] == "dead"
+    assert out["dead"] == [0, None, 0.5, 1, 0.25]
+    assert out["sparsity"] == [0.1, None, 0.5, 1, 0.3]
+    assert out["nonfinite"] == [0, None, 3, 12, 0]
+    assert out["columns"] == [[[0, 1], [1, 2], [2, 3]], [[0, 3], [3, 6], [6, 10]], [], [[0, 5]]]
+    assert out["cells"] == [{"value": 0.5, "index": 2}, None, {"value": 1, "index": 3},
+                            {"value": 1, "index": 3}]
+    assert out["max"] == [12, 1]
+    assert out["positions"] == [0.25, 1, 0, 0.5, 1, 0]
+    assert out["colours"][:3] == ["#fff7ec", "#7f0000", "#7f0000"]  # OrRd's ends, clamped
+    assert out["colours"][3] not in out["colours"][:2]
+    assert out["labels"] == [["0%", "100%"], ["0", "15"]]
+
+
+def test_overview_summaries_and_layer_notes(page):
+    out = run(page, """
+        const o = m.overview_values;
+        const at = (i) => o.summaryAt(arg, i);
+        const live = {zero_fraction: 0.5, dead_channels: 3, silent_channels: [3], nan_count: 0,
+                      inf_count: 0, low: 0, high: 1};
+        return {
+            steps: [o.stepIndex([0, 2, 4], 4), o.stepIndex([0, 2, 4], 3), o.stepIndex([0, 2, 4], -1),
+                    o.stepIndex([], 3)],
+            summary: at(2), missing: [at(1), at(-1)],
+            text: [o.summaryText(at(2), 4), o.summaryText(at(0), 4)],
+            logged: [o.layerNote(at(2), 4, false), o.layerNote(at(0), 4, false)],
+            drawn: o.layerNote(live, 8, true),
+        };
+    """, OVERVIEW_LAYER)
+    assert out["steps"] == [2, 1, 0, -1]
+    assert out["summary"] == {"zero_fraction": 0.5, "dead_channels": 2, "dead_fraction": 0.5,
+                              "silent_channels": [2, 3], "nan_count": 3, "inf_count": 0}
+    assert out["missing"] == [None, None]
+    assert out["text"] == ["dead 2 of 4 channels (50%) · sparsity 50% · 3 NaN, 0 Inf",
+                           "dead 0 of 4 channels (0%) · sparsity 10%"]
+    assert [note["text"] for note in out["logged"]] == ["sparsity 50% · 2 dead · 3 NaN/Inf",
+                                                        "sparsity 10%"]
+    assert [note["alert"] for note in out["logged"]] == [True, False]
+    assert "2 of 4 channels dead (all zero in every probe sample)" in out["logged"][0]["title"]
+    # The drawn input is one sample: its all-zero channels are silent, not dead.
+    assert out["drawn"]["text"] == "sparsity 50% · 3 silent"
+    assert out["drawn"]["alert"] is False
+    assert "3 of 8 channels silent (all zero for this input)" in out["drawn"]["title"]

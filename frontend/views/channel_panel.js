@@ -1,7 +1,7 @@
 // One channel up close: enlarged, the value under the cursor, its statistics, laid over the
 // input picture, and across all steps as a filmstrip (frames drawn as they scroll into view).
 
-import { channelStats, deadSamples, flags, flagText } from "../channel_flags.js";
+import { channelFlags, channelStats, flagText, silentSamples } from "../channel_flags.js";
 import { isDiverging } from "../colormaps.js";
 import { clear, el, fmt, percent } from "../dom.js";
 import { unitTitle } from "../layouts.js";
@@ -37,8 +37,9 @@ function statsRows(s, frame, channel) {
   if (frame.geometry.layout.valueOnly) return [["value", fmt(s.mean)]];
   return [
     ["min", fmt(s.min)], ["max", fmt(s.max)], ["mean", fmt(s.mean)], ["std", fmt(s.std)],
-    ["zeros", percent(s.zero_fraction)], ["NaN / Inf", `${s.nan_count} / ${s.inf_count}`],
-    ["dead in", `${deadSamples(frame.stats, channel)} of ${frame.stats.samples.length} samples`],
+    ["sparsity", percent(s.zero_fraction)], ["NaN / Inf", `${s.nan_count} / ${s.inf_count}`],
+    ...(frame.source === "live" ? []
+      : [["silent in", `${silentSamples(frame.stats, channel)} of ${frame.stats.samples.length} samples`]]),
   ];
 }
 
@@ -107,7 +108,7 @@ export class ChannelPanel {
     const where = a.source === "live" ? "for the drawn input" : `at step ${a.step}`;
     this.#render({
       title: unitTitle(a.layer, channel),
-      flags: flagText(layout.tiled ? flags(s) : flags(null)),
+      flags: layout.tiled ? flagText(channelFlags(a, channel)) : "",
       note: !s ? `No statistics for this channel ${where}.`
         : layout.tiled && !rect ? `Not drawn ${where}: this layer draws the ${a.layer.channels_shown} channels ` +
           `with the largest mean |activation|, chosen per ${a.source === "live" ? "input" : "step"}. Its statistics are below.` : "",

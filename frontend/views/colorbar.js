@@ -2,6 +2,7 @@
 
 import { colormap, isDiverging } from "../colormaps.js";
 import { el, fmt } from "../dom.js";
+import { paintScale } from "../paint.js";
 import { SCALINGS, centred } from "../scaling.js";
 
 function usable(range) {
@@ -20,7 +21,8 @@ export class ColorBar {
       el("div", { class: "colorbar-scale" }, this.canvas, el("div", { class: "ticks" }, this.low, this.middle, this.high)),
       el("div", { class: "colorbar-legend" },
         el("span", { class: "legend-item" }, this.nonfinite, "NaN/Inf"),
-        el("span", { class: "legend-item" }, el("span", { class: "swatch outline dead" }), "dead"),
+        el("span", { class: "legend-item", title: "all zero in this sample" }, el("span", { class: "swatch outline silent" }), "silent"),
+        el("span", { class: "legend-item", title: "all zero in every probe sample" }, el("span", { class: "swatch outline dead" }), "dead"),
         el("span", { class: "legend-item" }, el("span", { class: "swatch outline saturated" }), "saturated"),
         this.note));
   }
@@ -56,11 +58,8 @@ export class ColorBar {
   // range: the [low, high] the map spans, or null when each tile has its own (labels say so);
   // hint: a tip for the page only, left out of exported images.
   update(cmapName, range, note, hint = "") {
-    const cmap = colormap(cmapName);
-    const image = new ImageData(256, 1);
-    new Uint32Array(image.data.buffer).set(cmap.table);
-    this.canvas.getContext("2d").putImageData(image, 0, 0);
-    this.nonfinite.style.background = cmap.nonfiniteCss;
+    paintScale(this.canvas, cmapName);
+    this.nonfinite.style.background = colormap(cmapName).nonfiniteCss;
     const diverging = isDiverging(cmapName);
     if (range) {
       this.low.textContent = fmt(range[0]);

@@ -3,7 +3,7 @@
 // over. Canvases stay at the grid's own resolution; CSS enlarges them by an integer zoom (the
 // --zoom variable) so pixels stay square and crisp.
 
-import { channelStats, flags, flagText } from "../channel_flags.js";
+import { channelFlags, flagText, markKind } from "../channel_flags.js";
 import { isDiverging } from "../colormaps.js";
 import { describePixel } from "../describe.js";
 import { difference } from "../difference.js";
@@ -21,13 +21,13 @@ function placed(className, rect, title) {
   return node;
 }
 
-// Outlines of the dead, saturated and NaN/Inf channels of a frame (frames.js).
+// Outlines of the silent, dead, saturated and NaN/Inf channels of a frame (frames.js).
 function flagMarks(frame) {
   if (!frame.geometry.layout.tiled) return [];
   const marks = [];
   frame.stats.channels.forEach((channel) => {
-    const f = flags(channelStats(frame.stats, frame.sample, channel));
-    const kind = f.nonfinite ? "nonfinite" : f.dead ? "dead" : f.saturated ? "saturated" : null;
+    const f = channelFlags(frame, channel);
+    const kind = markKind(f);
     if (!kind) return;
     const rect = frame.geometry.channelRect(frame.stats.channels, channel);
     if (rect) marks.push({ kind, rect, title: `channel ${channel}: ${flagText(f)}` });

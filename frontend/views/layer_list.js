@@ -1,5 +1,6 @@
 // The model's layers as a collapsible tree of nested paths (`backbone/block_1/conv`), with a
-// name filter and a layer-type filter.
+// name filter, a layer-type filter, and a note per layer on what the grid shows (its sparsity
+// and dead or silent channels; overview_values.js layerNote).
 
 import { clear, el, option } from "../dom.js";
 import { layoutOf } from "../layouts.js";
@@ -33,6 +34,7 @@ export class LayerList {
   constructor({ onSelect }) {
     this.onSelect = onSelect;
     this.layers = [];
+    this.notes = new Map();
     this.selected = null;
     this.collapsed = new Set();
     this.filterInput = el("input", {
@@ -62,6 +64,19 @@ export class LayerList {
     clear(this.classSelect).append(option("", "All types"),
       ...classes.map((name) => option(name, name, name === current)));
     this.render();
+  }
+
+  // notes: Map path -> {text, title, alert} (layers without one get none).
+  setNotes(notes) {
+    this.notes = notes;
+    for (const row of this.tree.querySelectorAll(".layer-row")) this.#showNote(row);
+  }
+
+  #showNote(row) {
+    const note = this.notes.get(row.layerEntry.layer);
+    row.note.textContent = note?.text ?? "";
+    row.note.title = note?.title ?? "";
+    row.note.classList.toggle("alert", Boolean(note?.alert));
   }
 
   matches(layer) {
@@ -154,8 +169,11 @@ export class LayerList {
     }, el("span", { class: "layer-name", text: name }),
     el("span", { class: "layer-class", text: layer.layer_class }),
     el("span", { class: "layer-shape", text: shapeText(layer.output_shape) }));
+    row.note = el("span", { class: "layer-note" });
+    row.append(row.note);
     row.layerEntry = layer;
     row.style.setProperty("--depth", depth);
+    this.#showNote(row);
     return row;
   }
 }

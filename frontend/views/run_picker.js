@@ -1,15 +1,23 @@
-// The run chooser, the reload button, and "Try an input": the live view of the run's saved
-// model, offered only when that model can answer.
+// The run chooser, the reload button, and the two views of a whole run besides the grid: the
+// Overview of every layer over every step, and "Try an input": the live view of the run's
+// saved model, offered only when that model can answer.
 
 import { clear, el, option } from "../dom.js";
 
 export class RunPicker {
-  constructor({ onRun, onReload, onLiveToggle }) {
+  constructor({ onRun, onReload, onOverviewToggle, onLiveToggle }) {
     this.select = el("select", { class: "run-select", "aria-label": "Run", on: { change: () => onRun(this.select.value) } });
     this.reload = el("button", { class: "icon", title: "Reload runs and steps", text: "↻", on: { click: onReload } });
+    this.overview = el("button", { class: "overview-toggle", text: "Overview", "aria-pressed": "false",
+      title: "Every layer's dead channels, sparsity and NaN/Inf over every step", on: { click: onOverviewToggle } });
     this.live = el("button", { class: "live-toggle", text: "Try an input", disabled: true, on: { click: onLiveToggle } });
     this.element = el("section", { class: "runs" }, el("div", { class: "section-title" }, "Run"),
-      el("div", { class: "run-row" }, this.select, this.reload), this.live);
+      el("div", { class: "run-row" }, this.select, this.reload), el("div", { class: "mode-row" }, this.overview, this.live));
+  }
+
+  setOverview(open) {
+    this.overview.classList.toggle("active", open);
+    this.overview.setAttribute("aria-pressed", String(open));
   }
 
   setRuns(runs, selected) {

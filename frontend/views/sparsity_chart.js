@@ -1,11 +1,16 @@
-// The layer's sparsity over training: mean fraction of exact zeros, dead channels and
-// NaN/Inf counts per logged step (from ./stats_series), as an SVG built node by node.
+// The layer's sparsity over training: sparsity (mean fraction of exact zeros), dead channels
+// (all zero in every probe sample) and NaN/Inf counts per logged step (from ./stats_series),
+// as an SVG built node by node.
 
 import { clear, el, svg } from "../dom.js";
 
 const WIDTH = 300;
 const HEIGHT = 96;
 const MARGIN = { left: 30, right: 26, top: 8, bottom: 16 };
+
+function sparsityText(point) {
+  return point.zero_fraction === null ? "–" : `${(point.zero_fraction * 100).toFixed(1)}%`;
+}
 
 export class SparsityChart {
   constructor({ onStep }) {
@@ -17,7 +22,7 @@ export class SparsityChart {
     this.element = el("section", { class: "panel-section sparsity" },
       el("div", { class: "section-title" }, "Sparsity over steps",
         el("span", { class: "chart-legend" },
-          el("span", { class: "key zeros" }), "zeros",
+          el("span", { class: "key zeros" }), "sparsity",
           el("span", { class: "key dead" }), "dead")),
       this.svg, this.summary);
   }
@@ -78,10 +83,10 @@ export class SparsityChart {
     const hits = points.map((p, i) => {
       const left = i ? (x(points[i - 1].step) + x(p.step)) / 2 : MARGIN.left;
       const right = i < points.length - 1 ? (x(p.step) + x(points[i + 1].step)) / 2 : WIDTH - MARGIN.right;
-      const zeros = p.zero_fraction === null ? "–" : `${(p.zero_fraction * 100).toFixed(1)}%`;
       return svg("rect", {
         class: "hit", x: left, y: MARGIN.top, width: Math.max(1, right - left), height: innerHeight,
-      }, svg("title", {}, `step ${p.step}: ${zeros} zeros, ${p.dead_channels} dead channels, ${nonfiniteCount(p)} NaN/Inf values`));
+      }, svg("title", {}, `step ${p.step}: sparsity ${sparsityText(p)}, ${p.dead_channels} dead channels ` +
+        `(all zero in every sample), ${nonfiniteCount(p)} NaN/Inf values`));
     });
     for (const [i, hit] of hits.entries()) hit.addEventListener("click", () => this.onStep(points[i].step));
 
@@ -93,8 +98,7 @@ export class SparsityChart {
     this.svg.append(...children, ...hits);
 
     const current = points.find((p) => p.step === this.step) || points[points.length - 1];
-    const zeros = current.zero_fraction === null ? "–" : `${(current.zero_fraction * 100).toFixed(1)}%`;
-    this.summary.textContent = `step ${current.step}: ${zeros} zeros · ${current.dead_channels} dead` +
+    this.summary.textContent = `step ${current.step}: sparsity ${sparsityText(current)} · ${current.dead_channels} dead` +
       (nonfiniteCount(current) ? ` · ${nonfiniteCount(current)} NaN/Inf` : "");
   }
 }

@@ -1,6 +1,7 @@
-// The line under the grid: how many channels are dead, what the pointer is over, progress.
+// The line under the grid: how many channels are silent or dead, and what the pointer is
+// over.
 
-import { channelStats, flags } from "../channel_flags.js";
+import { channelFlags } from "../channel_flags.js";
 import { el } from "../dom.js";
 
 export class StatusLine {
@@ -12,13 +13,20 @@ export class StatusLine {
     this.element.textContent = text;
   }
 
-  // The dead channels of the current frame (frames: frames.js).
+  // The silent and dead channels of the current frame (frames: frames.js).
   showSummary(frame) {
     const layer = frame.layer;
     const channels = frame.geometry.layout.tiled ? layer.channels_total : 0;
+    let silent = 0;
     let dead = 0;
-    for (let c = 0; c < channels; c++) if (flags(channelStats(frame.stats, frame.sample, c)).dead) dead++;
-    const text = channels ? `${dead} of ${channels} channels dead in this ${frame.source === "live" ? "input" : "sample"}. ` : "";
+    for (let c = 0; c < channels; c++) {
+      const f = channelFlags(frame, c);
+      if (f.silent) silent++;
+      if (f.dead) dead++;
+    }
+    let text = "";
+    if (channels && frame.source === "live") text = `${silent} of ${channels} channels silent for this input. `;
+    else if (channels) text = `${silent} of ${channels} channels silent in this sample · ${dead} dead in every sample. `;
     this.setText(`${text}Hover the grid for values, click to look closer.`);
   }
 }

@@ -34,7 +34,7 @@ export class ViewOptions {
       this.fixed,
       el("label", { class: "option compare" }, this.compareToggle, el("span", { class: "control-label", text: "Compare with" }), this.compareStep),
       labelled("Zoom", this.zoom),
-      el("label", { class: "option", title: "Outline dead, saturated and NaN/Inf channels" }, this.marks, el("span", { class: "control-label", text: "Flags" })),
+      el("label", { class: "option", title: "Outline silent (all zero in this sample), dead (all zero in every sample), saturated and NaN/Inf channels" }, this.marks, el("span", { class: "control-label", text: "Flags" })),
       el("span", { class: "spacer" }),
       el("span", { class: "exports" },
         el("button", { class: "export", title: "Download the grid as shown, as PNG", text: "PNG", on: { click: onExportPng } }),
