@@ -1,8 +1,9 @@
 """tb-activations: every layer's feature maps of a Keras model, in a TensorBoard tab.
 
 Writer side: `ActivationsCallback` (during fit), `log_activations` (custom loops),
-`get_activations` (arrays in a notebook), `read_activations` (what was written), `is_chief`
-(whether this process writes in a multi-worker job).
+`get_activations` (arrays in a notebook), `read_activations` (what was written), `export`
+(what was written, as figures, animations, arrays and a page), `is_chief` (whether this
+process writes in a multi-worker job).
 The TensorBoard plugin lives in `tb_activations.plugin` and is found by TensorBoard itself;
 names here load lazily so that TensorBoard importing the plugin does not import TensorFlow.
 """
@@ -15,6 +16,7 @@ _EXPORTS = {
     "ActivationsCallback": "tb_activations.callback",
     "ActivationRecord": "tb_activations.reader",
     "RenderOptions": "tb_activations.layout",
+    "export": "tb_activations.exporting",
     "get_activations": "tb_activations.extraction",
     "is_chief": "tb_activations.distribute",
     "log_activations": "tb_activations.summary",

@@ -193,7 +193,8 @@ class ActivationsCallback(keras.callbacks.Callback):
             self._background = BackgroundWriter(tf.summary.create_file_writer(self.log_dir),
                                                 self.max_queue)
             self._background.put(summary.render_probe(
-                self._arrays, summary.input_names(self.model, self._arrays)), step)
+                self._arrays, summary.input_names(self.model, self._arrays),
+                self.options.max_image), step)
         except Exception as error:
             self._fail(error)
         self._log(step)

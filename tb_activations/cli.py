@@ -1,4 +1,4 @@
-"""`tb-activations` command line: the demo, and TensorBoard with the tab for a logdir."""
+"""`tb-activations` command line: the demo, TensorBoard with the tab for a logdir, and export."""
 
 import argparse
 import os
@@ -49,6 +49,45 @@ def run_demo(args, console):
     serve_until_interrupted(console, args.logdir, args.host, args.port)
 
 
+def run_export(args, console):
+    from tb_activations import exporting
+
+    try:
+        result = exporting.export(args.logdir, args.out, run=args.run, layers=args.layers,
+                               steps=args.steps, sample=args.sample, cmap=args.cmap,
+                               scale=args.scale, formats=args.format, values=args.values,
+                               progress=sys.stdout.isatty())
+    except (exporting.ExportError, ImportError) as error:
+        console.print("[red]error:[/red] %s" % error, markup=True, highlight=False)
+        return 2
+    console.print("Wrote %d files into [bold]%s[/bold] (index: %s%s)"
+                  % (result.files, result.folder, result.index,
+                     ", page: %s" % result.html if result.html else ""), highlight=False)
+    return 0
+
+
+def add_export_command(commands):
+    export = commands.add_parser(
+        "export", help="write logged activations as PNG figures, GIF animations, npz arrays "
+                       "and one HTML page")
+    export.add_argument("--logdir", required=True, help="the logdir given to tensorboard")
+    export.add_argument("--out", required=True, help="folder to write into")
+    export.add_argument("--run", help="a run name or glob (default: every run)")
+    export.add_argument("--layers", metavar="GLOB", help="a glob over layer paths "
+                                                         "(default: every layer)")
+    export.add_argument("--steps", default="all", help='"all", "last" or a list such as '
+                                                       '"0,100,last" (default: all)')
+    export.add_argument("--sample", default="all", help="a probe sample index, or all")
+    export.add_argument("--cmap", default="viridis",
+                        help="viridis, magma, gray or diverging (default: viridis)")
+    export.add_argument("--scale", default="channel",
+                        help="channel, layer or global (default: channel)")
+    export.add_argument("--format", default="png,gif,npz,html",
+                        help="some of png,gif,npz,html (default: all four)")
+    export.add_argument("--values", action="store_true",
+                        help="also store the decoded grid values in the npz files")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="tb-activations", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -66,8 +105,11 @@ def main(argv=None):
     for command in (demo, serve):
         command.add_argument("--host", default="127.0.0.1")
         command.add_argument("--port", type=int, default=6006)
+    add_export_command(commands)
     args = parser.parse_args(argv)
     console = Console()
+    if args.command == "export":
+        return run_export(args, console)
     if args.command == "demo":
         run_demo(args, console)
     else:

@@ -1,13 +1,28 @@
-"""`read_activations`: what was written, read back through TensorBoard's own event loading."""
+"""What was written, read back through TensorBoard's own event loading.
+
+`read_activations` gathers a logdir through the EventMultiplexer (layer by layer, in memory);
+`read_run` streams one run's event files once, in the order they were written, checking every
+value against its tag's plugin content (the data is untrusted), for readers that must not hold
+a whole run (export).
+"""
 
 import dataclasses
+import os
+import warnings
 
 import numpy as np
+from tensorboard.backend.event_processing import directory_watcher
+from tensorboard.backend.event_processing import event_file_loader
+from tensorboard.backend.event_processing import io_wrapper
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.util import tensor_util
 
+from tb_activations import layout as layout_lib
 from tb_activations import metadata
 from tb_activations import rendering
+
+# The longest side of a grid read (the writer's are at most a few thousand pixels).
+_MAX_GRID_SIDE = 1 << 14
 
 
 @dataclasses.dataclass
@@ -33,19 +48,7 @@ class ActivationRecord:
 
     def values(self):
         """The grid as float32 real values (NaN at gutters and at NaN/Inf pixels)."""
-        tiling = self.tiling
-        height, width = tiling["tile_height"], tiling["tile_width"]
-        gutter = tiling["gutter"]
-        values = np.full(self.image.shape, np.nan, np.float32)
-        for tile, (low, high) in enumerate(self.ranges):
-            row, column = divmod(tile, tiling["columns"])
-            top, left = row * (height + gutter), column * (width + gutter)
-            codes = self.image[top:top + height, left:left + width].astype(np.float32)
-            span = high - low if high > low else 0.0
-            real = low + codes / metadata.FINITE_MAX_CODE * span
-            real[codes > metadata.FINITE_MAX_CODE] = np.nan
-            values[top:top + height, left:left + width] = real
-        return values
+        return grid_values(self.image, self.ranges, self.tiling)
 
 
 def load_multiplexer(logdir):
@@ -87,3 +90,165 @@ def read_activations(logdir, run=None, layer=None):
                                     for i, field in enumerate(metadata.STAT_FIELDS)},
                         ranges=arrays["ranges"][sample], channels=arrays["channels"],
                         tiling=content)
+
+
+def grid_values(image, ranges, tiling):
+    """Real values of a grid (float32; NaN at gutters and NaN/Inf pixels).
+
+    Decoded as the tab decodes them (frontend/geometry.js): low + code / 253 * (high - low)
+    in float64, rounded to float32 once, so a colour drawn here and there is the same.
+    """
+    height, width = tiling["tile_height"], tiling["tile_width"]
+    pitch_y, pitch_x = height + tiling["gutter"], width + tiling["gutter"]
+    values = np.full(image.shape, np.nan, np.float32)
+    for tile, (low, high) in enumerate(np.asarray(ranges, np.float64)):
+        row, column = divmod(tile, tiling["columns"])
+        window = (slice(row * pitch_y, row * pitch_y + height),
+                  slice(column * pitch_x, column * pitch_x + width))
+        codes = image[window]
+        span = high - low if high > low else 0.0
+        real = low + codes / metadata.FINITE_MAX_CODE * span
+        values[window] = np.where(codes <= metadata.FINITE_MAX_CODE, real, np.nan)
+    return values
+
+
+def layer_layout(content):
+    """The LayerLayout of a layer tag's content, whose fields metadata.parse_plugin_content
+    has checked one by one; ValueError if they do not fit together or describe a grid larger
+    than any the writer makes."""
+    layout = layout_lib.LayerLayout(
+        layout=content["layout"], source_shape=tuple(content["output_shape"][1:]),
+        canonical_shape=(), channels_first=bool(content.get("channels_first")),
+        channels_total=content["channels_total"], channels_shown=content["channels_shown"],
+        channel_selection=str(content.get("channel_selection")), rows=content["rows"],
+        columns=content["columns"], tile_height=content["tile_height"],
+        tile_width=content["tile_width"], downscale=tuple(content["downscale"]),
+        depth_slices=tuple(content["depth_slices"]), gutter=content["gutter"])
+    if layout.channels_shown > layout.channels_total:
+        raise ValueError("%d channels shown of %d" % (layout.channels_shown,
+                                                      layout.channels_total))
+    if layout.tiles > layout.rows * layout.columns:
+        raise ValueError("%d tiles do not fit a grid of %d x %d"
+                         % (layout.tiles, layout.rows, layout.columns))
+    if max(layout.grid_height, layout.grid_width) > _MAX_GRID_SIDE:
+        raise ValueError("a grid of %d x %d pixels is larger than any the writer makes"
+                         % (layout.grid_height, layout.grid_width))
+    return layout
+
+
+@dataclasses.dataclass
+class LayerStep:
+    """One layer tag's value at one step, decoded and checked against its plugin content.
+
+    grids: uint8 (grid_height, grid_width) per probe sample; stats: float32 (samples,
+    channels_total, len(STAT_FIELDS)); ranges: float32 (samples, tiles, 2); channels: the
+    channel drawn in each tile (volumes: each grid row).
+    """
+
+    tag: str
+    content: dict
+    layout: layout_lib.LayerLayout
+    step: int
+    wall_time: float
+    grids: list
+    stats: np.ndarray
+    ranges: np.ndarray
+    channels: np.ndarray
+
+
+@dataclasses.dataclass
+class ProbeStep:
+    """A probe input's pictures (PNG bytes, one per sample), checked to decode."""
+
+    tag: str
+    content: dict
+    step: int
+    pictures: list
+
+
+def run_directories(logdir):
+    """[(run name, directory)] of every run under `logdir`, sorted, named as TensorBoard's
+    multiplexer names them: the path relative to `logdir` ("." for `logdir` itself)."""
+    logdir = os.fspath(logdir)
+    return sorted((os.path.relpath(directory, logdir), directory)
+                  for directory in io_wrapper.GetLogdirSubdirectories(logdir))
+
+
+def _parsed_content(tag, summary_metadata, where):
+    """(content, layout or None) of an activations tag; None, with a warning naming it, if
+    its content is malformed."""
+    try:
+        content = metadata.parse_plugin_content(summary_metadata.plugin_data.content)
+        if content["kind"] == metadata.KIND_LAYER:
+            return content, layer_layout(content)
+        return content, None
+    except ValueError as error:
+        warnings.warn("skipping activations tag %r of %s: %s" % (tag, where, error),
+                      stacklevel=4)
+        return None
+
+
+def _blobs(tensor_proto):
+    array = tensor_util.make_ndarray(tensor_proto)
+    if array.ndim != 1 or array.dtype != object or not all(isinstance(b, bytes) for b in array):
+        raise ValueError("the value is not a list of blobs")
+    return list(array)
+
+
+def _layer_step(tag, parsed, event, blobs):
+    content, layout = parsed
+    samples = content["samples"]
+    if len(blobs) != samples + 1:
+        raise ValueError("%d blobs, expected %d PNGs and the statistics" % (len(blobs), samples))
+    arrays = rendering.decode_statistics(blobs[-1])
+    expected = {"stats": (samples, layout.channels_total, len(metadata.STAT_FIELDS)),
+                "ranges": (samples, layout.tiles, 2), "channels": (layout.channels_shown,)}
+    for key, shape in expected.items():
+        if arrays[key].shape != shape:
+            raise ValueError("%s of shape %s, expected %s" % (key, arrays[key].shape, shape))
+    grids = [rendering.decode_png(png) for png in blobs[:-1]]
+    if any(grid.shape != (layout.grid_height, layout.grid_width) for grid in grids):
+        raise ValueError("a grid is not %dx%d" % (layout.grid_height, layout.grid_width))
+    return LayerStep(tag, content, layout, event.step, event.wall_time, grids,
+                     arrays["stats"].astype(np.float32), arrays["ranges"].astype(np.float32),
+                     arrays["channels"].astype(np.int32))
+
+
+def _probe_step(tag, parsed, event, blobs):
+    for png in blobs:
+        rendering.decode_png(png)
+    return ProbeStep(tag, parsed[0], event.step, blobs)
+
+
+def read_run(directory, name=None):
+    """Yields a LayerStep or ProbeStep for every activations value in one run's event files.
+
+    One pass, in the order the values were written (step by step, every layer of a step
+    together), through TensorBoard's event file loader; nothing is kept but each tag's plugin
+    content. A tag whose content is malformed, or a value that does not match it, is skipped
+    with a warning naming it. `name` (the run's name) is used in warnings.
+    """
+    where = "run %r" % (name if name is not None else directory)
+    watcher = directory_watcher.DirectoryWatcher(
+        directory, event_file_loader.EventFileLoader, io_wrapper.IsSummaryEventsFile)
+    tags = {}  # tag -> (content, layout) or None when it is not ours or is malformed
+    for event in watcher.Load():
+        for value in event.summary.value:
+            if value.tag not in tags and value.HasField("metadata"):
+                ours = value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME
+                tags[value.tag] = ours and _parsed_content(value.tag, value.metadata, where)
+            parsed = tags.get(value.tag)
+            if not parsed or not value.HasField("tensor"):
+                continue
+            kind = parsed[0]["kind"]
+            if kind not in (metadata.KIND_LAYER, metadata.KIND_PROBE):
+                continue
+            try:
+                blobs = _blobs(value.tensor)
+                if kind == metadata.KIND_LAYER:
+                    yield _layer_step(value.tag, parsed, event, blobs)
+                else:
+                    yield _probe_step(value.tag, parsed, event, blobs)
+            except ValueError as error:
+                warnings.warn("skipping step %d of activations tag %r of %s: %s"
+                              % (event.step, value.tag, where, error), stacklevel=2)

@@ -125,8 +125,10 @@ def is_image_like(sample_shape):
     return len(shape) == 2 or (len(shape) == 3 and shape[2] in (1, 3, 4))
 
 
-def probe_picture(sample):
-    """An image-like probe sample as a uint8 picture, min-max scaled over the whole sample.
+def probe_picture(sample, max_side=256):
+    """An image-like probe sample as a uint8 picture, min-max scaled over the whole sample,
+    area-averaged by a whole factor until its longest side is at most `max_side` (the
+    `max_image` cap: a 512x512 photo is stored at 256x256).
 
     uint8 input is kept as it is; non-finite pixels are drawn black.
     """
@@ -134,15 +136,31 @@ def probe_picture(sample):
     if sample.ndim == 3 and sample.shape[2] == 1:
         sample = sample[:, :, 0]
     if sample.dtype == np.uint8:
-        return sample
-    values = sample.astype(np.float64)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return np.zeros(values.shape, np.uint8)
-    low, high = values[finite].min(), values[finite].max()
-    span = high - low if high > low else 1.0
-    scaled = np.where(finite, (values - low) / span, 0.0)
-    return np.rint(np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
+        picture = sample
+    else:
+        values = sample.astype(np.float64)
+        finite = np.isfinite(values)
+        picture = np.zeros(values.shape, np.uint8)
+        if finite.any():
+            low, high = values[finite].min(), values[finite].max()
+            span = high - low if high > low else 1.0
+            scaled = np.where(finite, (values - low) / span, 0.0)
+            picture = np.rint(np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
+    return area_average(picture, -(-max(picture.shape[:2]) // max_side))
+
+
+def area_average(picture, factor):
+    """A uint8 (h, w[, c]) picture averaged over factor x factor blocks (edge blocks mirrored
+    to full size, as reduction.area_downscale does for feature maps)."""
+    if factor <= 1:
+        return picture
+    height, width = picture.shape[:2]
+    rows, columns = -(-height // factor), -(-width // factor)
+    pad = [(0, rows * factor - height), (0, columns * factor - width)] + [(0, 0)] * (
+        picture.ndim - 2)
+    padded = np.pad(picture.astype(np.float64), pad, mode="symmetric")
+    blocks = padded.reshape((rows, factor, columns, factor) + picture.shape[2:])
+    return np.rint(blocks.mean(axis=(1, 3))).astype(np.uint8)
 
 
 def encode_statistics(reduced):

@@ -93,15 +93,17 @@ def render_capture(captured):
     return rendered
 
 
-def render_probe(arrays, input_names):
-    """[(tag, SummaryMetadata, [PNG per sample])] for each image-like probe input."""
+def render_probe(arrays, input_names, max_image=layout_lib.RenderOptions().max_image):
+    """[(tag, SummaryMetadata, [PNG per sample])] for each image-like probe input, its
+    pictures no larger than `max_image` a side."""
     rendered = []
     for name, array in zip(input_names, tf.nest.flatten(arrays)):
         if not rendering.is_image_like(array.shape[1:]):
             continue
         content = {"kind": metadata.KIND_PROBE, "input": name,
                    "shape": [None] + list(array.shape[1:]), "samples": int(array.shape[0])}
-        pictures = [rendering.encode_png(rendering.probe_picture(sample)) for sample in array]
+        pictures = [rendering.encode_png(rendering.probe_picture(sample, max_image))
+                    for sample in array]
         rendered.append((metadata.probe_tag(name), metadata.create_summary_metadata(content),
                          pictures))
     return rendered
@@ -153,7 +155,8 @@ def log_activations(model, inputs, step=None, layers=None, **options):
     writer = _default_writer()
     first_for_writer = writer is None or model not in _writers_with_probe.get(writer, ())
     if first_for_writer:
-        rendered = render_probe(arrays, input_names(model, arrays)) + rendered
+        rendered = render_probe(arrays, input_names(model, arrays),
+                                settings.max_image) + rendered
     written = write_rendered(rendered, step)
     if written and writer is not None:
         _writers_with_probe.setdefault(writer, weakref.WeakSet()).add(model)

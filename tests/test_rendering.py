@@ -438,3 +438,33 @@ def test_probe_picture(sample):
     ((28, 28, 2), False), ((28,), False), ((4, 28, 28, 1), False), ((), False)])
 def test_is_image_like(shape, image_like):
     assert rendering.is_image_like(shape) == image_like
+
+
+@hypothesis.given(height=st.integers(1, 70), width=st.integers(1, 70), colour=st.booleans(),
+                  max_side=st.integers(1, 40))
+def test_probe_pictures_are_bounded_by_max_image(height, width, colour, max_side):
+    sample = np.random.default_rng(height * 71 + width).uniform(
+        -1, 1, (height, width, 3) if colour else (height, width))
+    picture = rendering.probe_picture(sample, max_side)
+    factor = -(-max(height, width) // max_side)
+    assert picture.shape[:2] == (-(-height // factor), -(-width // factor))
+    assert max(picture.shape[:2]) <= max_side
+    assert picture.shape[2:] == sample.shape[2:]
+    full = rendering.probe_picture(sample, max(height, width)).astype(np.float64)
+    if height >= factor and width >= factor:  # a whole block: its plain mean
+        assert abs(float(picture[0, 0].mean()) - full[:factor, :factor].mean()) <= 0.5 + 1e-9
+
+
+def test_a_large_probe_is_stored_at_max_image(tmp_path):
+    import tensorflow as tf
+    import keras
+    from tb_activations import summary
+
+    model = keras.Sequential([keras.Input((512, 512, 3)), keras.layers.Conv2D(2, 3, name="c")])
+    photos = np.random.default_rng(0).uniform(0, 1, (4, 512, 512, 3)).astype(np.float32)
+    with tf.summary.create_file_writer(str(tmp_path)).as_default():
+        summary.log_activations(model, photos, step=0, max_image=128)
+    from tests.test_writer import written
+    (probe,) = [value for value in written(tmp_path) if value.tag.startswith("activations_probe")]
+    assert [rendering.decode_png(png).shape for png in probe.blobs] == [(128, 128, 3)] * 4
+    assert sum(map(len, probe.blobs)) < 4 * 128 * 128 * 3 * 1.1
