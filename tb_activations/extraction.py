@@ -266,7 +266,13 @@ class ActivationProbe:
 
         with recording_outputs(candidates, outputs):
             try:
-                self._function = tf.function(run).get_concrete_function(signature)
+                # Without AutoGraph: ~10x faster to trace (the MNIST CNN's probe function
+                # 1.2 s -> 0.1 s, most of a fresh model's callback overhead), and it would not
+                # help anyway: Keras 3 calls layers through Layer.__call__, which AutoGraph
+                # does not convert, so a `call` branching on a tensor fails either way (as it
+                # does in Keras's own fit).
+                self._function = tf.function(run, autograph=False).get_concrete_function(
+                    signature)
             except (ValueError, TypeError) as error:
                 raise ValueError("the probe %s could not pass through model %r: %s"
                                  % (tf.nest.map_structure(lambda s: tuple(s.shape), signature),
