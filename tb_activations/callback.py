@@ -155,6 +155,15 @@ class ActivationsCallback(keras.callbacks.Callback):
             self._fail(error)
         self._last_step = step
 
+    def _log_epoch_end(self, epoch):
+        """Which step `epoch` ended at, so the tab can say "epoch E · step S"."""
+        if self._background is None:
+            return
+        try:
+            self._background.put(summary.render_epoch_end(epoch), self._global_step())
+        except Exception as error:
+            self._fail(error)
+
     def _fail(self, error):
         background, self._background = self._background, None
         if self.on_error == "raise":
@@ -212,6 +221,7 @@ class ActivationsCallback(keras.callbacks.Callback):
             return
         if self.update_freq == "epoch":
             self._log(self._global_step())
+        self._log_epoch_end(epoch)
         self._save_model()
 
     def on_train_end(self, logs=None):

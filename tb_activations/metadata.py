@@ -16,11 +16,13 @@ PROTOCOL_VERSION = 1
 LAYER_TAG_PREFIX = "activations/"
 PROBE_TAG_PREFIX = "activations_probe/"
 OVERVIEW_TAG = "activations_overview"
+EPOCH_TAG = "activations_epochs"
 
 KIND_LAYER = "layer"
 KIND_PROBE = "probe"
 KIND_OVERVIEW = "overview"
-KINDS = (KIND_LAYER, KIND_PROBE, KIND_OVERVIEW)
+KIND_EPOCH = "epoch"
+KINDS = (KIND_LAYER, KIND_PROBE, KIND_OVERVIEW, KIND_EPOCH)
 
 # Pixel codes in a grid PNG: finite values are scaled linearly onto 0..FINITE_MAX_CODE,
 # NaN/Inf get their own code, gutters and padding another, so the viewer can recover
@@ -144,4 +146,5 @@ _SCHEMAS = {
         "samples": (lambda v: _is_int(v, 1, 1 << 16), "a probe sample count >= 1"),
     },
     KIND_OVERVIEW: {},
+    KIND_EPOCH: {},
 }

@@ -6,6 +6,7 @@ training thread must wait for); `write_step` tiles, encodes and writes them.
 """
 
 import dataclasses
+import json
 import weakref
 
 import numpy as np
@@ -107,6 +108,13 @@ def render_probe(arrays, input_names, max_image=layout_lib.RenderOptions().max_i
         rendered.append((metadata.probe_tag(name), metadata.create_summary_metadata(content),
                          pictures))
     return rendered
+
+
+def render_epoch_end(epoch):
+    """[(tag, SummaryMetadata, [JSON])]: Keras epoch `epoch` (0-based, the step Keras's
+    TensorBoard callback logs its epoch scalars at) ended at the step this is written at."""
+    return [(metadata.EPOCH_TAG, metadata.create_summary_metadata({"kind": metadata.KIND_EPOCH}),
+             [json.dumps({"epoch": int(epoch)}).encode("utf-8")])]
 
 
 def input_names(model, arrays):

@@ -26,7 +26,7 @@ EXPERIMENT = ""
 
 def expected_tags(trained_run):
     return {metadata.layer_tag(path) for path in trained_run.layers} | {
-        metadata.probe_tag("image"), metadata.OVERVIEW_TAG}
+        metadata.probe_tag("image"), metadata.OVERVIEW_TAG, metadata.EPOCH_TAG}
 
 
 def python_provider(log_dir):
@@ -89,9 +89,8 @@ def test_every_layer_is_listed_as_a_blob_sequence(provider, trained_run):
         if content["kind"] == metadata.KIND_PROBE:
             assert (tag, one.max_step, one.max_length) == ("activations_probe/image", 0, samples)
             continue
-        if content["kind"] == metadata.KIND_OVERVIEW:
-            assert (tag, one.max_step, one.max_length) == (metadata.OVERVIEW_TAG,
-                                                           trained_run.steps[-1], 1)
+        if content["kind"] in (metadata.KIND_OVERVIEW, metadata.KIND_EPOCH):
+            assert (one.max_step, one.max_length) == (trained_run.steps[-1], 1)
             continue
         assert tag == metadata.layer_tag(content["layer"])
         assert content["order"] == trained_run.layers.index(content["layer"])
