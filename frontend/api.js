@@ -62,31 +62,71 @@ async function postJson(route, params, body) {
   return (await request(route, params, init)).json();
 }
 
-// A logged (run, layer, step, sample) never changes, so its grid and stats are cached;
-// promises are cached so concurrent callers share one request.
-class Cache {
-  constructor(limit) {
-    this.limit = limit;
+// What the page keeps of logged steps: grids and statistics, up to CACHE_BYTES, least recently
+// used first out. A logged step never changes, but a run directory written again from scratch
+// can hold another value at the same step, so keys hold the step's wall time too. Promises are
+// kept so concurrent callers share one request; an entry weighs what its value holds once it
+// has arrived.
+export const CACHE_BYTES = 128 << 20;
+
+export class ByteCache {
+  constructor(maxBytes) {
+    this.maxBytes = maxBytes;
+    this.bytes = 0;
     this.entries = new Map();
   }
 
-  get(key, load) {
-    if (this.entries.has(key)) {
-      const value = this.entries.get(key);
+  has(key) {
+    return this.entries.has(key);
+  }
+
+  // The value of `key`, loading it with load() (a promise) if it is not kept; weigh(value)
+  // gives its bytes.
+  get(key, load, weigh) {
+    const found = this.entries.get(key);
+    if (found) {
       this.entries.delete(key);
-      this.entries.set(key, value);
-      return value;
+      this.entries.set(key, found);
+      return found.promise;
     }
-    const value = load();
-    value.catch(() => this.entries.delete(key));
-    this.entries.set(key, value);
-    if (this.entries.size > this.limit) this.entries.delete(this.entries.keys().next().value);
-    return value;
+    const entry = { promise: load(), bytes: 0 };
+    this.entries.set(key, entry);
+    entry.promise.then((value) => {
+      if (this.entries.get(key) !== entry) return;
+      const bytes = weigh(value);
+      if (bytes > this.maxBytes) {
+        this.entries.delete(key); // heavier than everything kept: not kept, evicts nothing
+        return;
+      }
+      entry.bytes = bytes;
+      this.bytes += bytes;
+      this.#evict();
+    }, () => {
+      if (this.entries.get(key) === entry) this.entries.delete(key);
+    });
+    return entry.promise;
+  }
+
+  #evict() {
+    for (const [key, entry] of this.entries) {
+      if (this.bytes <= this.maxBytes) return;
+      this.entries.delete(key);
+      this.bytes -= entry.bytes;
+    }
   }
 }
 
-const grids = new Cache(400);
-const stats = new Cache(4000);
+const cache = new ByteCache(CACHE_BYTES);
+const gridKey = (run, layer, entry, sample) => JSON.stringify(["grid", run, layer, entry.step, entry.wall_time, sample]);
+const statsKey = (run, layer, entry) => JSON.stringify(["stats", run, layer, entry.step, entry.wall_time]);
+const gridWeight = (grid) => grid.codes.length + 100;
+
+// Bytes held by a ./stats answer: about 16 per number.
+export function statsWeight(stats) {
+  let numbers = stats.channels.length;
+  for (const sample of stats.samples) numbers += sample.stats.length * (sample.stats[0]?.length ?? 0) + sample.ranges.length * 2;
+  return 16 * numbers + 200;
+}
 
 // The grid PNG as its raw codes. createImageBitmap with colour conversion and premultiplying
 // off keeps every gray value exact, which the codes need.
@@ -113,15 +153,38 @@ export function decodeGridBase64(text) {
 }
 
 export const api = {
-  layers: () => getJson("layers"),
+  // One page of the run summaries, and one page of a run's layers (docs/http_api.md).
+  runs: (offset) => getJson("runs", { offset }),
+  layers: (run, offset) => getJson("layers", { run, offset }),
   steps: (run, layer) => getJson("steps", { run, layer }),
   statsSeries: (run, layer) => getJson("stats_series", { run, layer }),
   overview: (run) => getJson("overview", { run }),
-  stats: (run, layer, step) =>
-    stats.get(JSON.stringify([run, layer, step]), () => getJson("stats", { run, layer, step })),
-  grid: (run, layer, step, sample) =>
-    grids.get(JSON.stringify([run, layer, step, sample]), async () =>
-      decodeGray(await (await request("grid", { run, layer, step, sample })).blob())),
+  // entry: the step's StepEntry ({step, wall_time}).
+  stats: (run, layer, entry) =>
+    cache.get(statsKey(run, layer, entry), () => getJson("stats", { run, layer, step: entry.step }), statsWeight),
+  grid: (run, layer, entry, sample) =>
+    cache.get(gridKey(run, layer, entry, sample), async () =>
+      decodeGray(await (await request("grid", { run, layer, step: entry.step, sample })).blob()), gridWeight),
+  // Whether the step's statistics and the grids of `samples` probe samples are in memory.
+  cached: (run, layer, entry, samples) =>
+    cache.has(statsKey(run, layer, entry)) &&
+    Array.from({ length: samples }, (_, sample) => gridKey(run, layer, entry, sample)).every((key) => cache.has(key)),
+  // Loads the steps `entries` of a layer (every probe sample) into memory with one ./frames
+  // request; resolves to the steps that did not come (too big for one answer, or unreadable).
+  async prefetch(run, layer, entries) {
+    const answer = await getJson("frames", { run, layer, steps: entries.map((entry) => entry.step).join(",") });
+    const failed = [...answer.left];
+    await Promise.all(answer.frames.map((frame) => {
+      if (frame.error) {
+        failed.push(frame.step);
+        return null;
+      }
+      cache.get(statsKey(run, layer, frame), async () => frame.stats, statsWeight);
+      return Promise.all(frame.grids.map((grid, i) =>
+        cache.get(gridKey(run, layer, frame, frame.samples[i]), () => decodeGridBase64(grid), gridWeight)));
+    }));
+    return failed;
+  },
   probeUrl: (run, input, sample) => url("probe", { run, input, sample }),
   liveInfo: (run) => getJson("live_info", { run }),
   // inputs: {input name: nested list of one sample}; layers: the paths whose grids and

@@ -39,9 +39,10 @@ function frame({ source, step, sample, label, caption, layer, grid, stats }) {
   };
 }
 
-/** @returns {Promise<Frame>} step `step` of probe sample `sample`. */
-export async function loggedFrame(run, layer, step, sample) {
-  const [grid, stats] = await Promise.all([api.grid(run, layer.layer, step, sample), api.stats(run, layer.layer, step)]);
+/** @returns {Promise<Frame>} the logged step `entry` ({step, wall_time}) of probe sample `sample`. */
+export async function loggedFrame(run, layer, entry, sample) {
+  const [grid, stats] = await Promise.all([api.grid(run, layer.layer, entry, sample), api.stats(run, layer.layer, entry)]);
+  const { step } = entry;
   const label = `step ${step}`;
   return frame({ source: "logged", step, sample, label, caption: `${label} · sample ${sample}`, layer, grid, stats });
 }

@@ -18,6 +18,7 @@ import { LayerHeader } from "./static/views/layer_header.js";
 import { LayerList } from "./static/views/layer_list.js";
 import { LivePanel } from "./static/views/live_panel.js";
 import { OverviewView } from "./static/views/overview.js";
+import { ProblemsNotice } from "./static/views/problems_notice.js";
 import { RunPicker } from "./static/views/run_picker.js";
 import { SamplePicker } from "./static/views/sample_picker.js";
 import { SparsityChart } from "./static/views/sparsity_chart.js";
@@ -72,6 +73,7 @@ function buildViews(model) {
     onOverviewToggle: () => (model.state.overview ? model.closeOverview() : model.openOverview()),
     onLiveToggle: () => (model.state.live ? model.closeLive() : model.openLive()),
   });
+  v.problems = new ProblemsNotice();
   v.samples = new SamplePicker({ onSample: (sample) => model.set({ sample }), onInput: (input) => model.set({ input }) });
   v.layers = new LayerList({ onSelect: (path) => model.openLayerAt(path, model.state.step) });
   v.overview = new OverviewView({
@@ -115,7 +117,7 @@ function buildViews(model) {
   });
   model.setLiveSource(() => v.live.values());
 
-  const sidebar = el("aside", { class: "sidebar" }, v.runs.element, v.samples.element, v.layers.element);
+  const sidebar = el("aside", { class: "sidebar" }, v.runs.element, v.problems.element, v.samples.element, v.layers.element);
   const main = el("main", { class: "main" },
     el("div", { class: "toolbar" }, v.stepBar.element, v.options.element),
     v.live.element, v.header.element, v.banner.element, v.overview.element, v.grid.element,
@@ -166,6 +168,7 @@ function showModel(model, v) {
     v.app.classList.remove("empty");
     v.runs.setRuns(runs, selected);
   });
+  model.on("problems", ({ run, problems }) => v.problems.show(run, problems));
   model.on("layers", (layers) => {
     v.layers.setLayers(layers);
     showLayerNotes();

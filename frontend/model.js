@@ -6,7 +6,8 @@
 //
 // Events and their detail:
 //   "state"       ViewState, whenever it changed (before the view is redrawn)
-//   "runs"        {runs: RunEntry[], selected: run name}
+//   "runs"        {runs: RunSummary[], selected: run name, or null when it is not listed}
+//   "problems"    {run, problems: ["<tag>: <why>"]}: the selected run's unreadable tags
 //   "layers"      LayerEntry[] of the selected run
 //   "samples"     {count, probes: ProbeEntry[], input, sample, urls: picture URL per sample}
 //   "layer"       LayerEntry selected
@@ -21,14 +22,17 @@
 //   "live-answer" LiveAnswer, the newest one
 //   "live-busy"   boolean: a live request is on its way
 
-import { api } from "./api.js";
+import { api, statsWeight } from "./api.js";
 import { COLORMAPS } from "./colormaps.js";
 import { loggedFrame } from "./frames.js";
 import { LiveSession } from "./live_session.js";
+import { Prefetcher } from "./prefetch.js";
 import { HEAT_METRICS, stepIndex, summaryAt } from "./overview_values.js";
 import { SCALINGS, spanOf } from "./scaling.js";
 
 const PLAY_DELAY_MS = 350;
+// A partial run listing (the plugin's first on a big logdir) is asked for again this soon.
+const PARTIAL_RETRY_MS = 1500;
 
 /**
  * @typedef {object} ViewState  everything a link restores (url_state.js)
@@ -50,7 +54,11 @@ const PLAY_DELAY_MS = 350;
 
 /** @typedef {{step: number, wall_time: number}} StepEntry */
 /** @typedef {{input: string, shape: (number|null)[], samples: number}} ProbeEntry */
-/** @typedef {{run: string, layers: import("./layouts.js").LayerEntry[], probes: ProbeEntry[]}} RunEntry */
+/** @typedef {{run: string, layers: import("./layouts.js").LayerEntry[], probes: ProbeEntry[], problems: string[]}} RunEntry */
+/**
+ * A run as ./runs lists it (layers and problems are counts, null in a partial listing).
+ * @typedef {{run: string, layers: number|null, max_step: number|null, problems: number|null}} RunSummary
+ */
 
 /**
  * @typedef {object} View
@@ -92,7 +100,7 @@ export class Model extends EventTarget {
       run: null, layer: null, input: null, sample: 0, step: null, channel: null, compare: null,
       cmap: "viridis", scale: "channel", lo: null, hi: null, live: false, overview: false, heat: "dead",
     };
-    /** @type {RunEntry[]} */
+    /** @type {RunSummary[]} */
     this.runs = [];
     /** @type {RunEntry|null} */
     this.run = null;
@@ -107,6 +115,9 @@ export class Model extends EventTarget {
     this.wanted = {};
     this.drawToken = 0;
     this.layerToken = 0;
+    this.runToken = 0;
+    this.partialTimer = null;
+    this.prefetcher = new Prefetcher();
     // ./stats_series per layer and last step: the sparsity chart and "all steps" scaling.
     this.series = new Map();
     /** @type {{key: string, data: object|null, error: string|null}|null} the run's ./overview */
@@ -144,16 +155,16 @@ export class Model extends EventTarget {
     await this.loadRuns();
   }
 
-  // Runs and their layers.
+  // Runs first (a small listing whatever the logdir's size), then the chosen run's layers.
   async loadRuns(wanted = this.wanted) {
-    let data;
+    let runs;
     try {
-      data = await api.layers();
+      runs = await this.#fetchRuns();
     } catch (error) {
       this.#message("load-failed", error.message);
       return;
     }
-    this.runs = data.runs;
+    this.runs = runs;
     if (!this.runs.length) {
       this.#message("no-runs", "");
       return;
@@ -163,12 +174,49 @@ export class Model extends EventTarget {
     await this.selectRun(run.run, wanted);
   }
 
+  // Every run's summary, page after page of ./runs; a partial listing is asked for again.
+  async #fetchRuns() {
+    const runs = [];
+    let page;
+    do {
+      page = await api.runs(runs.length);
+      runs.push(...page.runs);
+    } while (page.more > 0 && page.runs.length);
+    clearTimeout(this.partialTimer);
+    if (page.partial) this.partialTimer = setTimeout(() => this.refresh({ quiet: true }), PARTIAL_RETRY_MS);
+    return runs;
+  }
+
+  // A run's entry with every layer, page after page of ./layers?run=.
+  async #fetchRun(name) {
+    const layers = [];
+    let entry;
+    do {
+      [entry] = (await api.layers(name, layers.length)).runs;
+      layers.push(...entry.layers);
+    } while (entry.more > 0 && entry.layers.length);
+    return { ...entry, layers };
+  }
+
   async selectRun(name, wanted = {}) {
     this.stopPlaying();
-    this.run = this.runs.find((r) => r.run === name);
+    this.prefetcher.stop();
+    const token = ++this.runToken;
     this.state.run = name;
     this.live.reset(null);
     this.overview = null;
+    // The previous run's layers are not this run's: none are offered until these arrive.
+    this.#emit("layers", []);
+    let run;
+    try {
+      run = await this.#fetchRun(name);
+    } catch (error) {
+      if (token === this.runToken) this.#message("error", `Could not load the layers of run ${name}: ${error.message}`);
+      return;
+    }
+    if (token !== this.runToken) return;
+    this.run = run;
+    this.#emit("problems", { run: name, problems: run.problems || [] });
     this.#emit("layers", this.run.layers);
     this.#loadOverview();
     const probes = this.run.probes || [];
@@ -339,22 +387,24 @@ export class Model extends EventTarget {
 
   // New runs and steps written since the page loaded. At the last step, follows new ones.
   async refresh({ quiet = false } = {}) {
-    let data;
+    let runs;
+    let run = null;
     try {
-      data = await api.layers();
+      runs = await this.#fetchRuns();
+      if (this.run && runs.some((r) => r.run === this.state.run)) run = await this.#fetchRun(this.state.run);
     } catch (error) {
       if (!quiet) this.#banner(`Could not reload: ${error.message}`);
       return;
     }
     this.#banner(null);
     if (!this.run) {
-      if (data.runs.length) await this.loadRuns(this.state);
+      if (runs.length) await this.loadRuns(this.state);
       return;
     }
-    this.runs = data.runs;
-    const run = this.runs.find((r) => r.run === this.state.run);
+    this.runs = runs;
     this.#emit("runs", { runs: this.runs, selected: run?.run ?? null });
-    if (!run) return;
+    if (!run || run.run !== this.state.run) return;
+    this.#emit("problems", { run: run.run, problems: run.problems || [] });
     const names = (r) => JSON.stringify(r.layers.map((l) => [l.layer, l.layer_class]));
     if (names(run) !== names(this.run)) this.#emit("layers", run.layers);
     this.run = run;
@@ -383,7 +433,8 @@ export class Model extends EventTarget {
 
   /** @returns {Promise<import("./frames.js").Frame>} `step` of the current layer and sample. */
   loggedFrame(step) {
-    return loggedFrame(this.state.run, this.layer, step, this.state.sample);
+    const entry = this.steps.find((s) => s.step === step) || { step, wall_time: null };
+    return loggedFrame(this.state.run, this.layer, entry, this.state.sample);
   }
 
   // [low, high] over every step and probe sample of the layer ("all steps" scaling): the
@@ -436,6 +487,10 @@ export class Model extends EventTarget {
     if (token !== this.drawToken) return;
     this.view = { a, b, shared };
     this.#emit("view", this.view);
+    if (a.source === "logged") {
+      const stepBytes = a.grid.codes.length * this.sampleCount() + statsWeight(a.stats);
+      this.prefetcher.aim(state.run, this.layer, this.steps, a.step, stepBytes);
+    }
   }
 
   // --- The live view: the run's saved model answers a drawn or uploaded input. ---

@@ -21,6 +21,9 @@ import numpy as np
 from tensorboard import errors
 from tensorboard import plugin_util
 from tensorboard.backend import http_util
+from tensorboard.backend.event_processing import data_provider as multiplexer_provider
+from tensorboard.backend.event_processing import plugin_event_multiplexer
+from tensorboard.data import grpc_provider
 from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
@@ -45,9 +48,23 @@ _ALL_STEPS = 2**31 - 1
 _STATISTICS_CACHE_BYTES = 256 << 20
 _STEP_MAP_CACHE_BYTES = 64 << 20
 _ANSWER_CACHE_BYTES = 64 << 20
-# Statistics blobs the sparsity chart reads at once (each read is a round trip to the
-# Rust data server).
-_BLOB_READERS = 16
+# Blobs read at once (the sparsity chart's statistics, a window of frames): each read is a
+# round trip to the Rust data server (~44 ms), so they overlap.
+_BLOB_READERS = 32
+# Listing answers (runs, a run's layers) and frame windows stay under this many bytes of JSON;
+# a listing says how many entries it left for the next page.
+ANSWER_MAX_BYTES = 1 << 20
+# Steps one /frames request may ask for.
+FRAMES_MAX_STEPS = 32
+# /runs answers from a listing of every tag at most this old, listing again in the background;
+# it waits this long for a listing before answering a partial one (the overview tags only).
+_RUNS_FRESH_S = 10.0
+_RUNS_WAIT_S = 0.5
+# Runs whose name the Rust data server cannot put in a blob key (it fails to parse its own
+# key), read from their event files instead; this many such runs stay loaded.
+_UNKEYABLE = re.compile(r'["\\]')
+_OWN_READER_BYTES = 512 << 20
+_OWN_READER_RELOAD_S = 2.0
 
 # The live probe: a POST must carry this header (a cross-site form cannot set it) and a JSON
 # body of at most this size.
@@ -98,16 +115,20 @@ def _arg(request, name):
 _DIGITS = re.compile(r"[0-9]{1,18}")
 
 
-def _int_arg(request, name, default=None):
+def _integer(name, value):
     """A non-negative integer query value: ASCII digits only (int() would also take " 1 ",
     "+1", "1_0" and other scripts' digits)."""
-    value = request.args.get(name)
-    if value is None and default is not None:
-        return default
-    if not _DIGITS.fullmatch(_arg(request, name)):
+    if not _DIGITS.fullmatch(value):
         raise QueryError(400, "query parameter %r must be a non-negative integer in ASCII "
                               "digits, got %r" % (name, value))
     return int(value)
+
+
+def _int_arg(request, name, default=None):
+    value = request.args.get(name)
+    if value is None and default is not None:
+        return default
+    return _integer(name, _arg(request, name))
 
 
 def _json_array(values):
@@ -190,6 +211,11 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         self._problems = {}  # experiment -> {run: ["tag: why it could not be read"]}
         self._step_maps = caches.BoundedCache(_STEP_MAP_CACHE_BYTES)
         self._index_lock = threading.Lock()
+        # /runs: experiment -> (monotonic time, [run summary]) of the last listing of every
+        # tag, and the listing under way (a thread) per experiment.
+        self._run_summaries = {}
+        self._listings = {}
+        self._own_readers = caches.BoundedCache(_OWN_READER_BYTES)
         self._logdir = context.logdir
         flags = context.flags
         self._live_enabled = getattr(flags, LIVE_FLAG, "true") != "false"
@@ -200,7 +226,9 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         return {
             "/index.js": self._serve_index,
             "/static/*": self._serve_static,
+            "/runs": self._serve_runs,
             "/layers": self._serve_layers,
+            "/frames": self._serve_frames,
             "/steps": self._serve_steps,
             "/grid": self._serve_grid,
             "/stats": self._serve_stats,
@@ -219,49 +247,86 @@ class ActivationsPlugin(base_plugin.TBPlugin):
 
     # Reading through the data provider.
 
-    def _series(self, request):
-        """{run: {tag: (content, BlobSequenceTimeSeries)}} of parseable activation tags,
-        listed now (and remembered for _find)."""
+    def _series(self, context, experiment, run=None):
+        """{run: {tag: (content, BlobSequenceTimeSeries)}} of parseable activation tags, of
+        every run or of `run` only, listed now (and remembered for _find)."""
         listing = self._data_provider.list_blob_sequences(
-            _context(request), experiment_id=_experiment(request),
-            plugin_name=self.plugin_name)
+            context, experiment_id=experiment, plugin_name=self.plugin_name,
+            run_tag_filter=None if run is None else provider.RunTagFilter(runs=[run]))
         result, problems = {}, {}
-        for run, tags in listing.items():
-            result.setdefault(run, {})
+        for listed, tags in listing.items():
+            result.setdefault(listed, {})
             for tag, series in tags.items():
                 try:
                     content = metadata.parse_plugin_content(series.plugin_content)
                 except ValueError as error:
-                    problems.setdefault(run, []).append("%s: %s" % (tag, error))
-                    if (run, tag) not in self._warned:
-                        self._warned.add((run, tag))
+                    problems.setdefault(listed, []).append("%s: %s" % (tag, error))
+                    if (listed, tag) not in self._warned:
+                        self._warned.add((listed, tag))
                         logger.warning("skipping activations tag %r of run %r: %s",
-                                       tag, run, error)
+                                       tag, listed, error)
                     continue
-                result[run][tag] = (content, series)
+                result[listed][tag] = (content, series)
         with self._index_lock:
-            self._index[_experiment(request)] = result
-            self._problems[_experiment(request)] = problems
+            if run is None:
+                self._index[experiment], self._problems[experiment] = result, problems
+            else:  # copies: other threads may be reading the previous dicts
+                index = dict(self._index.get(experiment, {}))
+                known = dict(self._problems.get(experiment, {}))
+                index.pop(run, None)
+                known.pop(run, None)
+                index.update(result)
+                known.update(problems)
+                self._index[experiment], self._problems[experiment] = index, known
         return result
+
+    def _run_series(self, request, run):
+        """The run's tags from the last listing, listing the run again if it is not there."""
+        with self._index_lock:
+            tags = self._index.get(_experiment(request), {}).get(run)
+        if tags is None:
+            tags = self._series(_context(request), _experiment(request), run).get(run)
+        return tags
 
     def _find(self, request, kind, key, value):
         """(run, tag, content) of the run's series of `kind` whose content[key] == value."""
         run = _arg(request, "run")
-        with self._index_lock:
-            index = self._index.get(_experiment(request))
+        tags = self._run_series(request, run)
         for fresh in (False, True):
-            if index is None or fresh:
-                index = self._series(request)
-            for tag, (content, _) in sorted(index.get(run, {}).items()):
+            if fresh:
+                tags = self._series(_context(request), _experiment(request), run).get(run)
+            for tag, (content, _) in sorted((tags or {}).items()):
                 if content["kind"] == kind and (value is None or content.get(key) == value):
                     return run, tag, content
-        if run not in index:
+        if tags is None:
             raise QueryError(404, "no activation data for run %r" % run)
         raise QueryError(404, "run %r has no %s %r" % (run, kind, value))
 
+    def _reader(self, run):
+        """The data provider that can read `run`'s blobs: TensorBoard's, or for a run the Rust
+        data server cannot key, the run's own event files read by TensorBoard's Python
+        loader (the multiplexer, for that run only)."""
+        if not (isinstance(self._data_provider, grpc_provider.GrpcDataProvider)
+                and _UNKEYABLE.search(run)):
+            return self._data_provider
+        if not self._logdir or "://" in self._logdir:
+            raise QueryError(422, "the Rust data server cannot read run %r: a run name holding "
+                                  "\" or \\ breaks its blob keys. Start TensorBoard with "
+                                  "--load_fast=false to see this run." % run)
+        reader = self._own_readers.get(run)
+        if reader is None:
+            root = os.path.realpath(self._logdir)
+            path = os.path.realpath(os.path.join(root, run))
+            if path != root and not path.startswith(root + os.sep):
+                raise QueryError(404, "run %r is outside the logdir" % run)
+            reader = self._own_readers.put(run, _RunReader(run, path, self._logdir),
+                                           size=_directory_bytes(path))
+        reader.reload()
+        return reader.provider
+
     def _data(self, request, run, tag):
         """Every datum of one tag, by step; also refreshes the tag's step map."""
-        data = self._data_provider.read_blob_sequences(
+        data = self._reader(run).read_blob_sequences(
             _context(request), experiment_id=_experiment(request),
             plugin_name=self.plugin_name, downsample=self._downsample,
             run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]))
@@ -280,12 +345,12 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             raise QueryError(404, "no step %d for %r in run %r" % (step, tag, run))
         return steps[step]
 
-    def _blob(self, request, reference):
-        """The bytes of one blob; QueryError if the event file holds something else there (a
-        float tensor, a rank-2 one: the loaders fail on those in their own ways)."""
+    def _blob(self, request, run, reference):
+        """The bytes of one blob of `run`; QueryError if the event file holds something else
+        there (a float tensor, a rank-2 one: the loaders fail on those in their own ways)."""
         try:
-            blob = self._data_provider.read_blob(_context(request), blob_key=reference.blob_key)
-        except errors.PublicError:
+            blob = self._reader(run).read_blob(_context(request), blob_key=reference.blob_key)
+        except (errors.PublicError, QueryError):
             raise
         except Exception as error:
             raise QueryError(404, "a value under the activations plugin could not be read as "
@@ -304,7 +369,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         if cached is not None:
             return cached
         try:
-            arrays = rendering.decode_statistics(self._blob(request, datum.values[-1]))
+            arrays = rendering.decode_statistics(self._blob(request, run, datum.values[-1]))
         except ValueError as error:
             raise QueryError(404, "step %d of %r in run %r has no readable statistics: %s"
                              % (datum.step, tag, run, error)) from None
@@ -330,26 +395,143 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         content_type, body = self._static[name]
         return http_util.Respond(request, body, content_type)
 
+    # Listing: runs first (small, bounded), then one run's layers.
+
+    def _list_everything(self, context, experiment):
+        """Lists every tag (slow on a big logdir: ~1.7 s at 1,000 runs x 200 layers) and keeps
+        each run's summary for /runs."""
+        try:
+            listing = self._series(context, experiment)
+            with self._index_lock:
+                problems = self._problems.get(experiment, {})
+            summaries = [_run_summary(run, tags, problems.get(run, []))
+                         for run, tags in sorted(listing.items())]
+            with self._index_lock:
+                self._run_summaries[experiment] = (time.monotonic(), summaries)
+        except Exception as error:  # a thread of ours: say why instead of dying silently
+            logger.warning("listing the activation runs failed: %s: %s",
+                           type(error).__name__, error)
+        finally:
+            with self._index_lock:
+                self._listings.pop(experiment, None)
+
+    def _runs_impl(self, context, experiment):
+        """([summary] of every run with activation data, partial): from a listing of every tag
+        at most _RUNS_FRESH_S old (older ones are answered while a new one is made); until the
+        first is made, from the overview tags alone (partial: no layer or problem counts, no
+        run logged before overviews were written)."""
+        with self._index_lock:
+            known = self._run_summaries.get(experiment)
+            listing = self._listings.get(experiment)
+            if listing is None and (known is None
+                                    or time.monotonic() - known[0] > _RUNS_FRESH_S):
+                listing = threading.Thread(target=self._list_everything,
+                                           args=(context, experiment), daemon=True)
+                self._listings[experiment] = listing
+                listing.start()
+        if known is None:
+            listing.join(_RUNS_WAIT_S)
+            with self._index_lock:
+                known = self._run_summaries.get(experiment)
+        if known is not None:
+            return known[1], False
+        overviews = self._data_provider.list_blob_sequences(
+            context, experiment_id=experiment, plugin_name=self.plugin_name,
+            run_tag_filter=provider.RunTagFilter(tags=[metadata.OVERVIEW_TAG]))
+        return [{"run": run, "layers": None, "max_step": series.max_step,
+                 "last_wall_time": series.max_wall_time, "problems": None}
+                for run, tags in sorted(overviews.items())
+                for series in tags.values()], True
+
+    @_handler
+    def _serve_runs(self, request):
+        summaries, partial = self._runs_impl(_context(request), _experiment(request))
+        offset = _int_arg(request, "offset", 0)
+        page, more = _page(summaries, offset)
+        return http_util.Respond(request, {"runs": page, "offset": offset, "more": more,
+                                           "partial": partial}, "application/json")
+
+    def _layers_impl(self, context, experiment, run=None, offset=0):
+        """{"runs": [run entry]} of every run, or of `run` alone with its layers from
+        `offset` on (as many as fit ANSWER_MAX_BYTES; `more` says how many are left)."""
+        listing = self._series(context, experiment, run)
+        with self._index_lock:
+            problems = self._problems.get(experiment, {})
+        if run is not None:
+            if run not in listing:
+                raise QueryError(404, "no activation data for run %r" % run)
+            entry = _run_entry(run, listing[run], problems.get(run, []))
+            entry["layers"], entry["more"] = _page(entry["layers"], offset)
+            return {"runs": [entry]}
+        answer = {"runs": [_run_entry(name, tags, problems.get(name, []))
+                           for name, tags in sorted(listing.items())]}
+        size = len(json.dumps(answer))
+        if size > ANSWER_MAX_BYTES:
+            raise QueryError(400, "every run's layers would be %.1f MiB of JSON, over this "
+                                  "route's %d MiB: list the runs with ./runs, then ask for one "
+                                  "run's layers with ./layers?run=<run>"
+                             % (size / (1 << 20), ANSWER_MAX_BYTES >> 20))
+        return answer
+
     @_handler
     def _serve_layers(self, request):
-        runs = []
-        listing = self._series(request)
-        with self._index_lock:
-            problems = self._problems.get(_experiment(request), {})
-        for run, tags in sorted(listing.items()):
-            layers, probes = [], []
-            for content, series in tags.values():
-                if content["kind"] == metadata.KIND_PROBE:
-                    probes.append({key: content.get(key) for key in ("input", "shape", "samples")})
-                elif content["kind"] == metadata.KIND_LAYER:
-                    entry = {key: value for key, value in content.items() if key != "version"}
-                    entry.update(max_step=series.max_step, last_wall_time=series.max_wall_time)
-                    layers.append(entry)
-            layers.sort(key=lambda entry: (entry.get("order", 0), entry.get("layer", "")))
-            probes.sort(key=lambda entry: str(entry["input"]))
-            runs.append({"run": run, "layers": layers, "probes": probes,
-                         "problems": problems.get(run, [])})
-        return http_util.Respond(request, {"runs": runs}, "application/json")
+        run = request.args.get("run")
+        answer = self._layers_impl(_context(request), _experiment(request), run,
+                                   _int_arg(request, "offset", 0))
+        return http_util.Respond(request, answer, "application/json")
+
+    def _frames_impl(self, request, run, tag, steps, samples):
+        """A window of a layer's steps in one answer: per step its statistics and the grids of
+        `samples` (None: every probe sample), every blob read in parallel; steps that would
+        take the answer past ANSWER_MAX_BYTES are listed in `left`."""
+        data = [self._datum(request, run, tag, step) for step in steps]
+        for datum in data:
+            count = len(datum.values) - 1
+            for sample in samples or ():
+                if not 0 <= sample < count:
+                    raise QueryError(404, "no probe sample %d at step %d (the layer has %d)"
+                                     % (sample, datum.step, count))
+
+        def read(task):
+            datum, sample = task
+            try:
+                if sample is None:
+                    return statistics_answer(self._statistics(request, run, tag, datum))
+                return base64.b64encode(self._blob(request, run, datum.values[sample])).decode(
+                    "ascii")
+            except QueryError as error:  # one unreadable step does not hide the others
+                return error
+
+        wanted = [samples if samples else range(len(datum.values) - 1) for datum in data]
+        tasks = [(datum, sample) for datum, chosen in zip(data, wanted)
+                 for sample in [None, *chosen]]
+        results = iter(self._read_all(read, tasks))
+        frames, left, size = [], [], 0
+        for datum, chosen in zip(data, wanted):
+            stats, grids = next(results), [next(results) for _ in chosen]
+            failed = [value for value in [stats, *grids] if isinstance(value, QueryError)]
+            frame = {"step": datum.step, "wall_time": datum.wall_time}
+            if failed:
+                frame["error"] = str(failed[0])
+            else:
+                frame.update(samples=list(chosen), stats=stats, grids=grids)
+            size += len(json.dumps(frame)) + 2
+            if size > ANSWER_MAX_BYTES - 4096:
+                left.append(datum.step)
+            else:
+                frames.append(frame)
+        return {"frames": frames, "left": left}
+
+    @_handler
+    def _serve_frames(self, request):
+        run, tag, _ = self._layer(request)
+        steps = [_integer("steps", text) for text in _arg(request, "steps").split(",")]
+        if len(steps) > FRAMES_MAX_STEPS:
+            raise QueryError(400, "at most %d steps per request, got %d"
+                             % (FRAMES_MAX_STEPS, len(steps)))
+        samples = [_integer("sample", text) for text in request.args.getlist("sample")]
+        return http_util.Respond(request, self._frames_impl(request, run, tag, steps, samples),
+                                 "application/json")
 
     @_handler
     def _serve_steps(self, request):
@@ -366,7 +548,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         if not 0 <= sample < len(datum.values) - 1:
             raise QueryError(404, "no probe sample %d (the layer has %d)"
                              % (sample, len(datum.values) - 1))
-        return http_util.Respond(request, self._blob(request, datum.values[sample]), "image/png")
+        return http_util.Respond(request, self._blob(request, run, datum.values[sample]), "image/png")
 
     @_handler
     def _serve_stats(self, request):
@@ -417,7 +599,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         """Every layer (in model order) summarised at every step, from one blob per step."""
         def read(datum):
             try:
-                return overview.decode_overview(self._blob(request, datum.values[0]))
+                return overview.decode_overview(self._blob(request, run, datum.values[0]))
             except (ValueError, IndexError) as error:
                 logger.warning("step %d of run %r has no readable overview: %s",
                                datum.step, run, error)
@@ -461,22 +643,17 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         values = data[0].values
         if not 0 <= sample < len(values):
             raise QueryError(404, "no probe sample %d (the probe has %d)" % (sample, len(values)))
-        return http_util.Respond(request, self._blob(request, values[sample]), "image/png")
-
+        return http_util.Respond(request, self._blob(request, run, values[sample]), "image/png")
 
     # The live probe (live.py): the run's saved model answers one input.
 
     def _listed_run(self, request):
         """(run name as the data provider lists it, its layer series) of the request's run."""
         run = _arg(request, "run")
-        with self._index_lock:
-            index = self._index.get(_experiment(request))
-        if index is None or run not in index:
-            index = self._series(request)
-        for listed, tags in index.items():
-            if listed == run:
-                return listed, tags
-        raise QueryError(404, "no activation data for run %r" % run)
+        tags = self._run_series(request, run)
+        if tags is None:
+            raise QueryError(404, "no activation data for run %r" % run)
+        return run, tags
 
     def _model_path(self, run):
         """run_dir/model.keras of a listed run, confined to the logdir; QueryError if the
@@ -562,6 +739,43 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         return http_util.Respond(request, answer, "application/json")
 
 
+def _page(entries, offset):
+    """(entries[offset:] that fit in ANSWER_MAX_BYTES of JSON, at least one; how many are
+    left after them)."""
+    page, size = [], 0
+    for entry in entries[offset:]:
+        size += len(json.dumps(entry)) + 2
+        if page and size > ANSWER_MAX_BYTES - 4096:
+            break
+        page.append(entry)
+    return page, max(0, len(entries) - offset - len(page))
+
+
+def _run_entry(run, tags, problems):
+    """A run as /layers lists it: its layers in model order, probe inputs and problems."""
+    layers, probes = [], []
+    for content, series in tags.values():
+        if content["kind"] == metadata.KIND_PROBE:
+            probes.append({key: content.get(key) for key in ("input", "shape", "samples")})
+        elif content["kind"] == metadata.KIND_LAYER:
+            entry = {key: value for key, value in content.items() if key != "version"}
+            entry.update(max_step=series.max_step, last_wall_time=series.max_wall_time)
+            layers.append(entry)
+    layers.sort(key=lambda entry: (entry.get("order", 0), entry.get("layer", "")))
+    probes.sort(key=lambda entry: str(entry["input"]))
+    return {"run": run, "layers": layers, "probes": probes, "problems": problems}
+
+
+def _run_summary(run, tags, problems):
+    """A run as /runs lists it: how many layers, its latest step, how many unreadable tags."""
+    layers = [series for content, series in tags.values()
+              if content["kind"] == metadata.KIND_LAYER]
+    return {"run": run, "layers": len(layers),
+            "max_step": max((series.max_step for series in layers), default=None),
+            "last_wall_time": max((series.max_wall_time for series in layers), default=None),
+            "problems": len(problems)}
+
+
 def _live_layer(content, png, reduced):
     """A layer of a live answer: its `layers` entry and summary, plus its grid and statistics
     when it was drawn (`png` is None for the others)."""
@@ -591,6 +805,35 @@ def _run_options(tags):
             except (TypeError, ValueError):
                 break
     return layout.RenderOptions()
+
+
+class _RunReader:
+    """One run's event files read by TensorBoard's Python loader (the multiplexer, keeping
+    every activations step), loaded again at most every _OWN_READER_RELOAD_S seconds so new
+    steps appear as they do in TensorBoard."""
+
+    def __init__(self, run, path, logdir):
+        self._multiplexer = plugin_event_multiplexer.EventMultiplexer(
+            tensor_size_guidance={metadata.PLUGIN_NAME: 0})
+        self._multiplexer.AddRun(path, run)
+        self.provider = multiplexer_provider.MultiplexerDataProvider(self._multiplexer, logdir)
+        self._loaded = None
+        self._lock = threading.Lock()
+
+    def reload(self):
+        with self._lock:
+            if self._loaded is None or time.monotonic() - self._loaded > _OWN_READER_RELOAD_S:
+                self._multiplexer.Reload()
+                self._loaded = time.monotonic()
+
+
+def _directory_bytes(path):
+    """Bytes of the files directly in `path` (a run's event files)."""
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return 0
+    return sum(entry.stat().st_size for entry in entries if entry.is_file())
 
 
 def _context(request):

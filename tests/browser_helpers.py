@@ -128,6 +128,74 @@ def train_runs(logdir, epochs=3):
     _vector_run(logdir, keras, np, tba)
 
 
+def sweep_run(index):
+    """The name of the index-th run of a crafted sweep (a learning rate, a batch size and a
+    seed, as a hyperparameter search names its runs)."""
+    return "lr%.0e-bs%d-seed%03d" % (10.0 ** -(1 + index % 4), 16 << (index // 4 % 3), index)
+
+
+def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
+    """A hyperparameter sweep in the real stored format, fast (no model is trained): `runs`
+    runs of `layers` small layers (8x8x4 ReLU-like maps) with their probe and overview, every
+    value written by `summary.write_rendered`. Runs whose index is in `unreadable` also hold
+    two tags of a future format version, which the tab must report without failing."""
+    import json
+    import types
+
+    import numpy as np
+    from tensorboard.compat.proto import summary_pb2
+
+    from tb_activations import layout, metadata, overview, rendering, summary
+
+    rng = np.random.default_rng(7)
+    options = layout.RenderOptions()
+    plan = layout.plan_layout((8, 8, 4), options)
+
+    def rendered():
+        maps = np.maximum(rng.normal(size=(samples, 4, 8, 8)), 0).astype(np.float32)
+        stats = np.zeros((samples, 4, len(metadata.STAT_FIELDS)), np.float32)
+        for field, values in (("min", maps.min((2, 3))), ("max", maps.max((2, 3))),
+                              ("mean", maps.mean((2, 3))), ("std", maps.std((2, 3))),
+                              ("zero_fraction", (maps == 0).mean((2, 3)))):
+            stats[..., metadata.STAT_FIELDS.index(field)] = values
+        reduced = {"stats": stats, "tiles": maps, "ranges": stats[..., :2].copy(),
+                   "channels": np.arange(4, dtype=np.int32)}
+        return rendering.render_layer(reduced, plan)
+
+    variants = [rendered() for _ in range(steps)]
+    per_step = [[] for _ in range(steps)]
+    for index in range(layers):
+        record = types.SimpleNamespace(layout=plan, path="block%02d/conv%03d" % (index // 3, index),
+                                       layer_class="Conv2D", order=index)
+        summary_metadata = metadata.create_summary_metadata(
+            summary.layer_content(record, samples, options))
+        for step in range(steps):
+            per_step[step].append((metadata.layer_tag(record.path), summary_metadata,
+                                   variants[(index + step) % steps]))
+    summaries = {"block%02d/conv%03d" % (index // 3, index): overview.layer_summary(
+        np.zeros((samples, 4, 7)), np.zeros((samples, 4, 2))) for index in range(layers)}
+    overview_entry = (metadata.OVERVIEW_TAG, metadata.create_summary_metadata(
+        {"kind": metadata.KIND_OVERVIEW}), [overview.encode_overview(summaries)])
+    probe = summary.render_probe(rng.uniform(0, 1, (samples, 8, 8, 1)).astype(np.float32),
+                                 ["input_layer"])
+    future = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=metadata.PLUGIN_NAME,
+            content=json.dumps({"version": 99, "kind": "layer", "layer": "x"}).encode()),
+        data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+    import tensorflow as tf
+    for run in range(runs):
+        writer = tf.summary.create_file_writer(os.path.join(str(logdir), sweep_run(run)))
+        with writer.as_default():
+            for step in range(steps):
+                extra = [(metadata.layer_tag(name), future, [b"?"]) for name in
+                         ("from_the_future", "also_new")] if run in unreadable else []
+                first = probe + extra if step == 0 else []
+                assert summary.write_rendered(first + per_step[step] + [overview_entry],
+                                              10 * step)
+        writer.close()
+
+
 def free_port():
     with contextlib.closing(socket.socket()) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -148,14 +216,23 @@ def start_tensorboard(logdir, load_fast, port=None, timeout=60):
         if process.poll() is not None:
             raise RuntimeError("tensorboard exited: %s" % process.stderr.read().decode())
         try:
-            with urllib.request.urlopen(url + "/data/plugin/activations/layers", timeout=2) as r:
-                if b'"layers"' in r.read():
+            with urllib.request.urlopen(url + "/data/plugin/activations/runs", timeout=2) as r:
+                if b'"run":' in r.read():
                     return process, url
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
         time.sleep(0.3)
     stop(process)
     raise RuntimeError("tensorboard did not serve activations within %ds" % timeout)
+
+
+def serve(request, logdir):
+    """For a pytest fixture parametrised by load_fast: a TensorBoard over `logdir`, stopped
+    when the fixture ends; {url, load_fast, name}."""
+    process, url = start_tensorboard(logdir, load_fast=request.param)
+    request.addfinalizer(lambda: stop(process))
+    return {"url": url, "load_fast": request.param,
+            "name": "rust_loader" if request.param else "python_loader"}
 
 
 def stop(process):

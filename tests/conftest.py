@@ -1,6 +1,7 @@
 """Shared fixtures: quiet TensorFlow, bounded hypothesis runs, one real training run per session."""
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -23,3 +24,25 @@ def trained_run(tmp_path_factory):
 
     return models.train_and_log(tmp_path_factory.mktemp("fit_epoch"), epochs=2,
                                 update_freq="epoch", save_model=True)
+
+
+_exit_status = []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Leave without the interpreter's teardown, with pytest's own status.
+
+    After every test has run and the summary is printed, TensorFlow's and gRPC's C++ threads
+    (TensorBoard's data-server client, TensorFlow's pools) sometimes abort the process while
+    Python finalizes ("terminate called after throwing an instance of ' ' / FATAL: exception
+    not rethrown", exit 134), turning a green run red at random. Nothing is left to do then.
+    """
+    if _exit_status:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[0])

@@ -36,10 +36,7 @@ def logdir(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=[False, True], ids=["python_loader", "rust_loader"])
 def tensorboard(request, logdir):
-    process, url = helpers.start_tensorboard(logdir, load_fast=request.param)
-    request.addfinalizer(lambda: helpers.stop(process))
-    return {"url": url, "load_fast": request.param,
-            "name": "rust_loader" if request.param else "python_loader"}
+    return helpers.serve(request, logdir)
 
 
 @pytest.fixture(scope="module")
@@ -291,15 +288,11 @@ def test_hostile_names_stay_text(page, tensorboard):
     options = texts(frame, ".run-select option")
     assert helpers.HOSTILE_RUN in options
     assert frame.inner_text(".layer-path") == helpers.HOSTILE_LAYER
-    frame.wait_for_selector(".grid-canvas, .grid-message.error", state="visible")
-    if tensorboard["load_fast"] and frame.query_selector(".grid-message.error"):
-        # The Rust data server cannot read blobs of runs whose name holds a '"' (its blob keys
-        # are JSON with escapes); the tab must say so, as text.
-        assert "blob key" in frame.inner_text(".grid-message")
-    else:
-        assert page.wait_grid()["colours"] > 4
-        click_tile(page, 1)
-        wait_text(frame, ".channel-title", "Channel 1")
+    # The Rust data server cannot key a run name holding '"': the plugin reads that run's
+    # event files itself, so it is drawn on both loaders.
+    assert page.wait_grid()["colours"] > 4
+    click_tile(page, 1)
+    wait_text(frame, ".channel-title", "Channel 1")
     page.page.wait_for_timeout(500)
     for document in (page.page, frame):
         assert document.query_selector_all("img[src=x]") == []
@@ -318,7 +311,8 @@ def test_grid_codes_decode_exactly(page, tensorboard, logdir):
     page.wait_grid()
     codes = page.frame.evaluate("""async () => {
         const {api} = await import("./static/api.js");
-        const grid = await api.grid("exp1", "backbone/block_1_conv", 4, 1);
+        const entry = (await api.steps("exp1", "backbone/block_1_conv")).steps.find((s) => s.step === 4);
+        const grid = await api.grid("exp1", "backbone/block_1_conv", entry, 1);
         return {width: grid.width, height: grid.height, codes: Array.from(grid.codes)};
     }""")
     assert (codes["height"], codes["width"]) == record.image.shape

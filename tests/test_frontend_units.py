@@ -425,3 +425,53 @@ def test_overview_summaries_and_layer_notes(page):
     assert out["drawn"]["text"] == "sparsity 50% · 3 silent"
     assert out["drawn"]["alert"] is False
     assert "3 of 8 channels silent (all zero for this input)" in out["drawn"]["title"]
+
+
+def test_run_filter_is_tensorboards_case_insensitive_regex(page):
+    result = page.evaluate("""async () => {
+        const {filterRuns} = await import("./views/run_picker.js");
+        const runs = ["lr1e-01-seed000", "LR1e-02-seed001", "baseline", "a\\\\b\\"c"].map((run) => ({run}));
+        const names = (filter) => {
+            const {runs: shown, error} = filterRuns(runs, filter);
+            return {names: shown.map((r) => r.run), error};
+        };
+        return {all: names(""), lr: names("^lr1e-0[12]"), seed1: names("seed00[1]$"),
+                quoted: names('\\\\\\\\b"'), invalid: names("lr(")};
+    }""")
+    assert result["all"]["names"] == ["lr1e-01-seed000", "LR1e-02-seed001", "baseline", 'a\\b"c']
+    assert result["lr"] == {"names": ["lr1e-01-seed000", "LR1e-02-seed001"], "error": None}
+    assert result["seed1"]["names"] == ["LR1e-02-seed001"]
+    assert result["quoted"]["names"] == ['a\\b"c']
+    assert result["invalid"]["names"] == [] and "regular expression" in result["invalid"]["error"]
+
+
+def test_byte_cache_keeps_recent_values_within_its_bytes(page):
+    result = page.evaluate("""async () => {
+        const {ByteCache} = await import("./api.js");
+        const cache = new ByteCache(100);
+        let loads = 0;
+        const load = (value) => () => { loads++; return Promise.resolve(value); };
+        const weigh = (value) => value.length;
+        await cache.get("a", load("x".repeat(40)), weigh);
+        await cache.get("b", load("y".repeat(40)), weigh);
+        await cache.get("a", load("never"), weigh);          // a hit: "a" is now the newest
+        await cache.get("c", load("z".repeat(40)), weigh);   // over 100 bytes: "b" goes
+        await new Promise((resolve) => setTimeout(resolve));
+        const kept = ["a", "b", "c"].filter((key) => cache.has(key));
+        await cache.get("huge", load("w".repeat(500)), weigh);
+        await new Promise((resolve) => setTimeout(resolve));
+        const failed = cache.get("bad", () => Promise.reject(new Error("no")), weigh).catch(() => "failed");
+        return {kept, loads, bytes: cache.bytes, huge: cache.has("huge"), failed: await failed,
+                badKept: cache.has("bad"), keptAfterHuge: ["a", "c"].every((key) => cache.has(key))};
+    }""")
+    assert result["kept"] == ["a", "c"] and result["loads"] == 4
+    assert result["bytes"] == 80 and result["huge"] is False and result["keptAfterHuge"]
+    assert result["failed"] == "failed" and result["badKept"] is False
+
+
+def test_prefetch_order_is_the_shown_step_then_outwards_next_first(page):
+    orders = page.evaluate("""async () => {
+        const {nearestFirst} = await import("./prefetch.js");
+        return [nearestFirst(6, 2), nearestFirst(3, 0), nearestFirst(3, 2), nearestFirst(0, 0)];
+    }""")
+    assert orders == [[2, 3, 1, 4, 0, 5], [0, 1, 2], [2, 1, 0], []]

@@ -5,6 +5,7 @@ through the data provider each loader builds from them, so the 10-steps sampling
 is really in play.
 """
 
+import base64
 import json
 import time
 import urllib.parse
@@ -347,3 +348,146 @@ def test_run_without_activations_is_not_listed(tmp_path):
     client = werkzeug_test.Client(application.TensorBoardWSGI(
         [plugin.ActivationsLoader().load(context)]))
     assert get_json(client, "/layers") == {"runs": []}
+
+
+def wait_complete_runs(client):
+    """/runs once it answers from a listing of every tag (the first answer may be partial)."""
+    deadline = time.monotonic() + 30
+    while True:
+        answer = get_json(client, "/runs")
+        if not answer["partial"] or time.monotonic() > deadline:
+            return answer
+        time.sleep(0.2)
+
+
+def test_runs_lists_names_and_counts_only(client):
+    client, trained = client
+    answer = wait_complete_runs(client)
+    assert answer["partial"] is False and answer["offset"] == 0 and answer["more"] == 0
+    runs = {entry["run"]: entry for entry in answer["runs"]}
+    assert sorted(runs) == ["cnn", "vectors"]
+    assert runs["cnn"] == {"run": "cnn", "layers": len(trained.layers),
+                           "max_step": trained.steps[-1],
+                           "last_wall_time": runs["cnn"]["last_wall_time"], "problems": 0}
+    assert runs["vectors"]["layers"] == 1 and runs["vectors"]["problems"] == 1
+    assert get_json(client, "/runs?offset=1")["runs"] == answer["runs"][1:]
+
+
+def test_layers_of_one_run_with_its_problems(client):
+    client, trained = client
+    whole = {entry["run"]: entry for entry in get_json(client, "/layers")["runs"]}
+    (cnn,) = get_json(client, "/layers?" + query(run="cnn"))["runs"]
+    assert cnn == dict(whole["cnn"], more=0)
+    (vectors,) = get_json(client, "/layers?" + query(run="vectors"))["runs"]
+    (problem,) = vectors["problems"]
+    assert problem.startswith("activations/from_the_future: ") and "99" in problem
+    (rest,) = get_json(client, "/layers?" + query(run="cnn", offset=2))["runs"]
+    assert rest["layers"] == cnn["layers"][2:] and rest["more"] == 0
+    assert "nope" in get_json(client, "/layers?" + query(run="nope"), code=404)["error"]
+
+
+def test_frames_return_a_window_of_grids_and_stats(client):
+    client, trained = client
+    steps = trained.steps[2:5]
+    answer = get_json(client, "/frames?" + query(run="cnn", layer="conv2",
+                                                  steps=",".join(map(str, steps))))
+    assert answer["left"] == [] and [frame["step"] for frame in answer["frames"]] == steps
+    for frame in answer["frames"]:
+        assert frame["samples"] == [0, 1, 2, 3] and len(frame["grids"]) == 4
+        for sample, grid in enumerate(frame["grids"]):
+            response = get(client, "/grid?" + query(run="cnn", layer="conv2",
+                                                    step=frame["step"], sample=sample))
+            assert base64.b64decode(grid) == response.get_data()
+        stats = get_json(client, "/stats?" + query(run="cnn", layer="conv2", step=frame["step"]))
+        assert frame["stats"] == {key: stats[key] for key in ("fields", "channels", "samples")}
+        assert frame["wall_time"] == stats["wall_time"]
+    one = get_json(client, "/frames?" + query(run="cnn", layer="conv2", steps=steps[0],
+                                              sample=2))
+    assert one["frames"][0]["samples"] == [2]
+    assert one["frames"][0]["grids"] == answer["frames"][0]["grids"][2:3]
+
+
+@pytest.mark.parametrize("params, code, fragment", [
+    ({"steps": "0,x"}, 400, "ASCII digits"),
+    ({"steps": ",".join(["0"] * (plugin.FRAMES_MAX_STEPS + 1))}, 400, "at most"),
+    ({"steps": "1"}, 404, "step 1"),
+    ({"steps": "0", "sample": 4}, 404, "sample 4"),
+])
+def test_bad_frames_queries(client, params, code, fragment):
+    client, _ = client
+    route = "/frames?" + query(run="cnn", layer="conv1", **params)
+    assert fragment in get_json(client, route, code=code)["error"]
+
+
+def test_listing_answers_stay_under_the_bound(client, monkeypatch):
+    """Past the bound /layers refuses (naming the routes to use) and /runs, a run's layers
+    and /frames come in pages."""
+    client, trained = client
+    size = len(json.dumps(get_json(client, "/layers")))
+    monkeypatch.setattr(plugin, "ANSWER_MAX_BYTES", size - 1)
+    error = get_json(client, "/layers", code=400)["error"]
+    assert "./runs" in error and "./layers?run=" in error
+    monkeypatch.setattr(plugin, "ANSWER_MAX_BYTES", 4096 + 1500)
+    (page,) = get_json(client, "/layers?" + query(run="cnn"))["runs"]
+    assert 0 < len(page["layers"]) < len(trained.layers)
+    assert page["more"] == len(trained.layers) - len(page["layers"])
+    layers = page["layers"]
+    while page["more"]:
+        (page,) = get_json(client, "/layers?" + query(run="cnn", offset=len(layers)))["runs"]
+        layers += page["layers"]
+    assert [layer["layer"] for layer in layers] == trained.layers
+    monkeypatch.setattr(plugin, "ANSWER_MAX_BYTES", 4096 + 150)
+    runs = get_json(client, "/runs")
+    assert len(runs["runs"]) == 1 and runs["more"] == 1
+    frames = get_json(client, "/frames?" + query(run="cnn", layer="conv1", steps="0,2"))
+    assert len(frames["frames"]) == 0 and frames["left"] == [0, 2]
+
+
+QUOTED_RUN = 'say "hi"\\there'
+
+
+@pytest.mark.parametrize("make_provider", [python_provider, rust_provider],
+                         ids=["python", "rust"])
+def test_a_run_name_the_rust_server_cannot_key_is_served(tmp_path, make_provider):
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="dense")])
+    with tf.summary.create_file_writer(str(tmp_path / QUOTED_RUN)).as_default():
+        for step in range(2):
+            assert tba.log_activations(model, np.ones((2, 6), np.float32), step=step)
+    flags = tensorboard_flags(tmp_path)
+    context = base_plugin.TBContext(data_provider=make_provider(flags), logdir=str(tmp_path),
+                                    sampling_hints=flags.samples_per_plugin)
+    client = werkzeug_test.Client(application.TensorBoardWSGI(
+        [plugin.ActivationsLoader().load(context)]))
+    deadline = time.monotonic() + 60
+    while get(client, "/steps?" + query(run=QUOTED_RUN, layer="dense")).status_code != 200:
+        assert time.monotonic() < deadline, "the run was never listed"
+        time.sleep(0.3)
+    steps = get_json(client, "/steps?" + query(run=QUOTED_RUN, layer="dense"))["steps"]
+    assert [entry["step"] for entry in steps] == [0, 1]
+    grid = get(client, "/grid?" + query(run=QUOTED_RUN, layer="dense", step=1, sample=1))
+    assert grid.status_code == 200, grid.get_data(as_text=True)
+    (record,) = [r for r in tba.read_activations(str(tmp_path), layer="dense")
+                 if r.step == 1 and r.sample == 1]
+    np.testing.assert_array_equal(rendering.decode_png(grid.get_data()), record.image)
+    frames = get_json(client, "/frames?" + query(run=QUOTED_RUN, layer="dense", steps="0,1"))
+    assert [frame["step"] for frame in frames["frames"]] == [0, 1]
+    assert get_json(client, "/stats?" + query(run=QUOTED_RUN, layer="dense", step=0))["step"] == 0
+    assert get(client, "/probe?" + query(run=QUOTED_RUN)).status_code == 404  # vectors: none
+
+
+def test_without_a_local_logdir_the_quoted_run_says_what_to_do(tmp_path):
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="dense")])
+    with tf.summary.create_file_writer(str(tmp_path / QUOTED_RUN)).as_default():
+        assert tba.log_activations(model, np.ones((2, 6), np.float32), step=0)
+    flags = tensorboard_flags(tmp_path)
+    context = base_plugin.TBContext(data_provider=rust_provider(flags),
+                                    logdir="gs://bucket/logs",
+                                    sampling_hints=flags.samples_per_plugin)
+    client = werkzeug_test.Client(application.TensorBoardWSGI(
+        [plugin.ActivationsLoader().load(context)]))
+    route = "/grid?" + query(run=QUOTED_RUN, layer="dense", step=0)
+    deadline = time.monotonic() + 60
+    while get(client, route).status_code == 404:
+        assert time.monotonic() < deadline, "the run was never listed"
+        time.sleep(0.3)
+    assert "--load_fast=false" in get_json(client, route, code=422)["error"]

@@ -1,0 +1,84 @@
+// Loads a shown layer's neighbouring steps in the background, so the slider and Play find them
+// in memory: windows of ./frames (a step's statistics and every probe sample's grid, many
+// steps in one request, read in parallel on the server), nearest steps first, a few requests
+// at a time, up to half of the page's cache. Moving to another step re-aims it; another layer
+// or run starts over (what was loaded stays cached).
+
+import { CACHE_BYTES, api } from "./api.js";
+
+const WINDOW = 16; // steps per request
+const IN_FLIGHT = 2; // requests at once: the browser's other connections stay free for the view
+const SHARE = 0.5; // of the cache, for one layer
+
+/** The order to load steps in: `at` itself (its other samples), then outwards, next first. */
+export function nearestFirst(count, at) {
+  const order = at >= 0 && at < count ? [at] : [];
+  for (let distance = 1; distance < count; distance++) {
+    if (at + distance < count) order.push(at + distance);
+    if (at - distance >= 0) order.push(at - distance);
+  }
+  return order;
+}
+
+export class Prefetcher {
+  constructor() {
+    this.target = null;
+    this.key = null;
+    this.pending = new Set();
+    this.failed = new Set();
+    this.inFlight = 0;
+  }
+
+  // layer: its LayerEntry; steps: its StepEntry list; step: the one shown; stepBytes: what
+  // one step of every sample weighs in memory.
+  aim(run, layer, steps, step, stepBytes) {
+    const key = JSON.stringify([run, layer.layer]);
+    if (key !== this.key) {
+      this.key = key;
+      this.pending = new Set();
+      this.failed = new Set();
+    }
+    this.target = { run, layer, steps, step, stepBytes };
+    this.#pump();
+  }
+
+  stop() {
+    this.target = null;
+    this.key = null;
+  }
+
+  #batch() {
+    const { run, layer, steps, step, stepBytes } = this.target;
+    const at = steps.findIndex((entry) => entry.step === step);
+    const limit = Math.max(1, Math.floor((CACHE_BYTES * SHARE) / Math.max(1, stepBytes)));
+    const batch = [];
+    for (const index of nearestFirst(steps.length, at).slice(0, limit)) {
+      const entry = steps[index];
+      if (this.pending.has(entry.step) || this.failed.has(entry.step)) continue;
+      if (api.cached(run, layer.layer, entry, layer.samples)) continue;
+      batch.push(entry);
+      if (batch.length === WINDOW) break;
+    }
+    return batch;
+  }
+
+  #pump() {
+    while (this.target && this.inFlight < IN_FLIGHT) {
+      const batch = this.#batch();
+      if (!batch.length) return;
+      const { key, target } = this;
+      for (const entry of batch) this.pending.add(entry.step);
+      this.inFlight++;
+      api.prefetch(target.run, target.layer.layer, batch)
+        .then((failed) => failed, () => batch.map((entry) => entry.step))
+        .then((failed) => {
+          this.inFlight--;
+          if (key === this.key) {
+            for (const entry of batch) this.pending.delete(entry.step);
+            for (const step of failed) this.failed.add(step);
+          }
+          this.#pump();
+        });
+    }
+  }
+}
