@@ -679,11 +679,18 @@ PAGE_ACTIONS = """([kind, arg]) => new Promise((resolve) => {
 def open_tab(browser, url, sizes):
     """A page on the tab at `url`, recording the size of every plugin JSON answer in `sizes`;
     (page, frame, ms from navigation to the first grid on screen)."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    def record(response):
+        if ("/data/plugin/activations/" in response.url
+                and response.headers.get("content-type", "").startswith("application/json")):
+            try:
+                sizes.append(len(response.body()))
+            except PlaywrightError:  # the page closed before this answer's body was read
+                pass
+
     page = browser.new_page(viewport={"width": 1366, "height": 768})
-    page.on("response", lambda response: sizes.append(len(response.body()))
-            if "/data/plugin/activations/" in response.url
-            and response.headers.get("content-type", "").startswith("application/json")
-            else None)
+    page.on("response", record)
     started = time.perf_counter()
     page.goto(url)
     frame = helpers.activations_frame(page, timeout=120)
