@@ -71,6 +71,7 @@ _OWN_READER_RELOAD_S = 2.0
 LIVE_HEADER = "X-Activations-Live"
 LIVE_MAX_BODY = 8 << 20
 LIVE_FLAG = "activations_live"
+_LIVE_OFF = "the live probe is switched off on this TensorBoard (--%s=false)" % LIVE_FLAG
 
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
                  ".png": "image/png"}
@@ -600,7 +601,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         def read(datum):
             try:
                 return overview.decode_overview(self._blob(request, run, datum.values[0]))
-            except (ValueError, IndexError) as error:
+            except (QueryError, ValueError, IndexError) as error:
                 logger.warning("step %d of run %r has no readable overview: %s",
                                datum.step, run, error)
                 return {}
@@ -627,8 +628,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             raise QueryError(404, "run %r has no overview: it was logged before tb-activations "
                                   "wrote one per step" % run)
         layers = sorted((content for content, _ in tags.values()
-                         if content["kind"] == metadata.KIND_LAYER),
-                        key=lambda content: (content.get("order", 0), content.get("layer", "")))
+                         if content["kind"] == metadata.KIND_LAYER), key=_model_order)
         return http_util.Respond(request, self._overview_impl(request, run, found[0], layers),
                                  "application/json")
 
@@ -677,8 +677,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         latest = max((series.max_step for content, series in tags.values()
                       if content["kind"] == metadata.KIND_LAYER), default=None)
         if not self._live_enabled:
-            return _unavailable("the live probe is switched off on this TensorBoard "
-                                "(--%s=false)" % LIVE_FLAG)
+            return _unavailable(_LIVE_OFF)
         try:
             path = self._model_path(run)
         except QueryError as error:
@@ -711,8 +710,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     @_handler
     def _serve_live(self, request):
         if not self._live_enabled:
-            raise QueryError(403, "the live probe is switched off on this TensorBoard "
-                                  "(--%s=false)" % LIVE_FLAG)
+            raise QueryError(403, _LIVE_OFF)
         run, tags = self._listed_run(request)
         body = live_body(request)
         path = self._model_path(run)
@@ -751,6 +749,10 @@ def _page(entries, offset):
     return page, max(0, len(entries) - offset - len(page))
 
 
+def _model_order(content):
+    return content["order"], content["layer"]
+
+
 def _run_entry(run, tags, problems):
     """A run as /layers lists it: its layers in model order, probe inputs and problems."""
     layers, probes = [], []
@@ -761,7 +763,7 @@ def _run_entry(run, tags, problems):
             entry = {key: value for key, value in content.items() if key != "version"}
             entry.update(max_step=series.max_step, last_wall_time=series.max_wall_time)
             layers.append(entry)
-    layers.sort(key=lambda entry: (entry.get("order", 0), entry.get("layer", "")))
+    layers.sort(key=_model_order)
     probes.sort(key=lambda entry: str(entry["input"]))
     return {"run": run, "layers": layers, "probes": probes, "problems": problems}
 
