@@ -254,6 +254,7 @@ export class Model extends EventTarget {
     this.#emit("layer", this.layer);
     const keepChannel = previous && previous.layer !== path ? null : this.state.channel;
     this.state.channel = Number.isInteger(wanted.channel) ? wanted.channel : keepChannel;
+    const stepBefore = this.state.step;
     let steps;
     try {
       steps = (await api.steps(this.state.run, path)).steps;
@@ -262,7 +263,8 @@ export class Model extends EventTarget {
       return;
     }
     if (token !== this.layerToken) return;
-    this.#setSteps(steps, wanted.step ?? this.state.step);
+    // A step picked while the steps were loading wins over the one asked for.
+    this.#setSteps(steps, this.state.step !== stepBefore ? this.state.step : wanted.step ?? this.state.step);
     const compare = wanted.compare ?? this.state.compare;
     this.state.compare = steps.some((s) => s.step === compare) ? compare : null;
     this.#loadSparsity();

@@ -6,6 +6,7 @@ range, NaN/Inf become NONFINITE_CODE, gutters and padding GUTTER_CODE.
 
 import io
 import struct
+import threading
 import zipfile
 import zlib
 
@@ -17,6 +18,10 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR_TYPES = {1: 0, 3: 2, 4: 6}
 _PNG_CHANNELS = {value: key for key, value in _PNG_COLOUR_TYPES.items()}
 _UP_FILTER = 2
+# np.load parses .npy headers with ast.literal_eval, and CPython 3.11 (seen on 3.11.7) can raise
+# "SystemError: AST constructor recursion depth mismatch" when two threads parse at once
+# (python/cpython#106905); TensorBoard answers requests on many threads.
+_NPY_HEADER_LOCK = threading.Lock()
 
 
 def quantize(tiles, ranges):
@@ -191,7 +196,7 @@ def decode_statistics(blob):
         raise ValueError("statistics blob would decompress to %d bytes, more than the %d one "
                          "may hold" % (sum(sizes.values()), MAX_STATISTICS_BYTES))
     try:
-        with np.load(io.BytesIO(blob), allow_pickle=False) as archive:
+        with _NPY_HEADER_LOCK, np.load(io.BytesIO(blob), allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in _STATISTICS_ARRAYS}
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError("unreadable activations statistics blob: %s" % error) from None

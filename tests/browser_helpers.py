@@ -5,12 +5,14 @@ Also runnable by hand to get a logdir and a TensorBoard to look at:
 """
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -224,6 +226,46 @@ def start_tensorboard(logdir, load_fast, port=None, timeout=60):
         time.sleep(0.3)
     stop(process)
     raise RuntimeError("tensorboard did not serve activations within %ds" % timeout)
+
+
+def wait_loaded(url, logdir, timeout=60):
+    """Waits until TensorBoard serves every layer of every run of `logdir` up to its last
+    logged step: its loaders read event files in the background, and a page opened before
+    they finish sees the steps grow (and, at the last step, follows them)."""
+    from tb_activations import reader
+
+    logged = {}
+    for name, directory in reader.run_directories(logdir):
+        for value in reader.read_run(directory, name):
+            if isinstance(value, reader.LayerStep):
+                layers = logged.setdefault(name, {})
+                layers[value.content["layer"]] = max(layers.get(value.content["layer"], -1),
+                                                     value.step)
+    deadline = time.monotonic() + timeout
+    while True:
+        served = {name: _served_max_steps(url, name) for name in logged}
+        if served == logged:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError("TensorBoard still serves %s after %ds; the logdir holds %s"
+                               % (served, timeout, logged))
+        time.sleep(0.3)
+
+
+def _served_max_steps(url, run):
+    """{layer path: max step} of `run` as /layers lists it ({} while it is not listed)."""
+    layers = {}
+    while True:
+        query = urllib.parse.urlencode({"run": run, "offset": len(layers)})
+        try:
+            with urllib.request.urlopen("%s/data/plugin/activations/layers?%s" % (url, query),
+                                        timeout=5) as answer:
+                entry = json.load(answer)["runs"][0]
+        except urllib.error.HTTPError:
+            return {}
+        layers.update((layer["layer"], layer["max_step"]) for layer in entry["layers"])
+        if not entry["more"] or not entry["layers"]:
+            return layers
 
 
 def serve(request, logdir):

@@ -36,7 +36,9 @@ def logdir(tmp_path_factory):
 
 @pytest.fixture(scope="module", params=[False, True], ids=["python_loader", "rust_loader"])
 def tensorboard(request, logdir):
-    return helpers.serve(request, logdir)
+    served = helpers.serve(request, logdir)
+    helpers.wait_loaded(served["url"], logdir)
+    return served
 
 
 @pytest.fixture(scope="module")
