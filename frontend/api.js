@@ -123,8 +123,10 @@ const gridWeight = (grid) => grid.codes.length + 100;
 
 // Bytes held by a ./stats answer: about 16 per number.
 export function statsWeight(stats) {
-  let numbers = stats.channels.length;
-  for (const sample of stats.samples) numbers += sample.stats.length * (sample.stats[0]?.length ?? 0) + sample.ranges.length * 2;
+  let numbers = stats.channels.length + stats.units.length;
+  for (const sample of stats.samples) {
+    numbers += sample.stats.length * (sample.stats[0]?.length ?? 0) + sample.ranges.length * 2 + sample.layer.length;
+  }
   return 16 * numbers + 200;
 }
 

@@ -9,13 +9,26 @@
 //              clipped unit is stuck: the map carries no spatial information
 //   NaN/Inf    non-finite values, counted per channel (`nan_count`, `inf_count`)
 
-// Rows of `stats.samples[n].stats` are channels; fields are named by `stats.fields`.
+// Row r of `stats.samples[n].stats` is unit `stats.units[r]` (every channel of a format 1 log,
+// the kept ones, at most max_channels, from format 2); fields are named by `stats.fields`.
 export function fieldIndex(stats) {
   return Object.fromEntries(stats.fields.map((name, i) => [name, i]));
 }
 
+const rowIndexes = new WeakMap();
+
+// The row of `channel` in `stats`, or -1 when it has no statistics of its own.
+function rowOf(stats, channel) {
+  let rows = rowIndexes.get(stats);
+  if (!rows) {
+    rows = new Map(stats.units.map((unit, row) => [unit, row]));
+    rowIndexes.set(stats, rows);
+  }
+  return rows.get(channel) ?? -1;
+}
+
 export function channelStats(stats, sample, channel) {
-  const row = stats.samples[sample]?.stats[channel];
+  const row = stats.samples[sample]?.stats[rowOf(stats, channel)];
   if (!row) return null;
   const index = fieldIndex(stats);
   return Object.fromEntries(Object.entries(index).map(([name, i]) => [name, row[i]]));

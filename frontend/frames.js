@@ -9,9 +9,12 @@ import { Geometry, decodeValues } from "./geometry.js";
  * The statistics of one layer at one step, as ./stats answers them (docs/http_api.md).
  * @typedef {object} LayerStats
  * @property {string[]} fields  names of the columns of each statistics row
- * @property {number[]} channels  the drawn channels, in grid order
- * @property {{stats: (number|null)[][], ranges: (number|null)[][]}[]} samples  per sample:
- *   a row per channel and a [low, high] per tile
+ * @property {number[]} channels  the drawn channels, in grid order (untiled layouts: the kept units)
+ * @property {number[]} units  the unit of each statistics row
+ * @property {number} dead_channels  channels all zero in every probe sample (of every channel)
+ * @property {{stats: (number|null)[][], ranges: (number|null)[][], layer: (number|null)[],
+ *   silent_channels: number}[]} samples  per sample: a row per unit of `units`, a [low, high]
+ *   per tile, the statistics over every unit, and how many channels are all zero
  */
 
 /**

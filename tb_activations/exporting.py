@@ -325,7 +325,9 @@ class _LayerExport:
         if self.npz is not None:
             row = dict(steps=np.int64(item.step), wall_times=np.float64(item.wall_time),
                        statistics=item.stats[self.samples], ranges=item.ranges[self.samples],
-                       channels=item.channels)
+                       channels=item.channels, units=item.units,
+                       layer_statistics=item.layer[self.samples],
+                       silent=item.silent[self.samples])
             if options.values:
                 row["values"] = np.stack([reader.grid_values(item.grids[sample],
                                                              item.ranges[sample], self.content)
@@ -460,7 +462,9 @@ def export(logdir: str | os.PathLike, out: str | os.PathLike, run: str | None = 
     layer path, step and sample, run, class and output shape, its tiles numbered, and a colour
     bar in real values; `gif`: the layer across the chosen steps, one frame per step, per
     sample (steps_sample-0.gif); `npz`: statistics.npz with `statistics` (step x sample x
-    channel x field), `fields`, `steps`, `wall_times`, `samples`, `ranges`, `channels`, and
+    row x field, row r of unit `units[step, r]`), `layer_statistics` (step x sample x field,
+    over every unit), `silent` (step x sample x packed bits of the units all zero),
+    `fields`, `steps`, `wall_times`, `samples`, `ranges`, `channels`, and
     with `values` also the decoded grids (step x sample x height x width; NaN at gutters and
     NaN/Inf); `html`: out/activations.html, one file with every picture inlined.
     Colours and scaling are the tab's.

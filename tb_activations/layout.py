@@ -15,7 +15,8 @@ CHANNEL_SELECTIONS = ("first", "top")
 class RenderOptions:
     """Caps that bound the cost and size of one logged step.
 
-    max_channels: channels (feature maps) drawn per layer; statistics cover all of them.
+    max_channels: channels (feature maps) drawn per layer, and units (of any layout) with
+        their own statistics; layer-level statistics and silent units cover all of them.
     channel_selection: "first" keeps channels 0..max_channels-1 (stable across steps);
         "top" keeps the max_channels with the largest mean |activation| over the probe.
     max_tile: longest side of a tile; larger maps are downscaled by area averaging.
@@ -50,7 +51,8 @@ class LayerLayout:
     """Where every tile of one layer goes, and how its maps are reduced to get there.
 
     canonical_shape is the per-sample shape after moving channels last and folding extra
-    axes (see plan_layout); every other field describes the drawn grid.
+    axes (see plan_layout); channels_kept is how many units (the drawn channels of a tiled
+    layout) have their own statistics; every other field describes the drawn grid.
     """
 
     layout: str
@@ -59,6 +61,7 @@ class LayerLayout:
     channels_first: bool
     channels_total: int
     channels_shown: int
+    channels_kept: int
     channel_selection: str
     rows: int
     columns: int
@@ -90,6 +93,7 @@ class LayerLayout:
             "channels_first": self.channels_first,
             "channels_total": self.channels_total,
             "channels_shown": self.channels_shown,
+            "channels_kept": self.channels_kept,
             "channel_selection": self.channel_selection,
             "rows": self.rows,
             "columns": self.columns,
@@ -149,6 +153,7 @@ def plan_layout(sample_shape, options=RenderOptions(), channels_first=False):
     channels_first = bool(channels_first and 2 <= rank <= 4)
 
     common = dict(source_shape=shape, canonical_shape=canonical, channels_first=channels_first,
+                  channels_kept=min(canonical[-1], options.max_channels),
                   channel_selection=options.channel_selection)
     if len(canonical) == 3:
         height, width, channels = canonical

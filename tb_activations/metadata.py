@@ -10,8 +10,9 @@ from tensorboard.compat.proto import summary_pb2
 
 PLUGIN_NAME = "activations"
 
-# Bumped when the stored format changes in a way an older reader would misread.
-PROTOCOL_VERSION = 1
+# Bumped when the stored format changes in a way an older reader would misread. Version 2
+# bounds the statistics blob by the caps (docs/format.md); version 1 logs are still read.
+PROTOCOL_VERSION = 2
 
 LAYER_TAG_PREFIX = "activations/"
 PROBE_TAG_PREFIX = "activations_probe/"
@@ -31,8 +32,20 @@ FINITE_MAX_CODE = 253
 NONFINITE_CODE = 254
 GUTTER_CODE = 255
 
-# Order of the per-channel statistics stored beside each grid.
+# Order of the per-channel statistics stored beside each grid (and, from version 2, of the
+# layer-level ones over every unit of a sample).
 STAT_FIELDS = ("min", "max", "mean", "std", "zero_fraction", "nan_count", "inf_count")
+
+# The arrays of a statistics blob per format version: name -> (numpy dtype, what it holds).
+# Version 1 took any float or integer dtype kind; version 2 is exact, so its size is known
+# before it is read. Shapes follow from the tag's content (rendering.statistics_shapes).
+STATISTICS_ARRAYS = {
+    1: {"stats": ("f", "statistics"), "ranges": ("f", "tile ranges"),
+        "channels": ("iu", "drawn channels")},
+    2: {"stats": ("float32", "statistics"), "ranges": ("float32", "tile ranges"),
+        "channels": ("int32", "kept units"), "layer": ("float32", "layer statistics"),
+        "silent": ("uint8", "silent unit bits")},
+}
 
 # How a layer's output is laid out as a grid (layout.py; docs/format.md).
 LAYOUTS = ("channels", "volume", "sequence", "vector")
@@ -83,7 +96,10 @@ def parse_plugin_content(content):
                          "(this one reads up to %d)" % (version, PROTOCOL_VERSION))
     if payload.get("kind") not in KINDS:
         raise ValueError("activations plugin content has unknown kind %r" % (payload.get("kind"),))
-    for field, (check, expected) in _SCHEMAS[payload["kind"]].items():
+    schema = _SCHEMAS[payload["kind"]]
+    if payload["kind"] == KIND_LAYER and version >= 2:
+        schema = _LAYER_SCHEMA_V2
+    for field, (check, expected) in schema.items():
         if field not in payload or not check(payload[field]):
             raise ValueError("activations plugin content field %r is %s, expected %s"
                              % (field, "missing" if field not in payload
@@ -138,6 +154,9 @@ _LAYER_SCHEMA = {
     "channels_shown": (lambda v: _is_int(v, 1), "a channel count >= 1"),
     "depth_slices": (_is_int_list(0, 4096, 0, _MAX_COUNT), "a list of depth indices"),
 }
+# Version 2 stores per-unit statistics for at most channels_kept units (the caps' max_channels).
+_LAYER_SCHEMA_V2 = dict(_LAYER_SCHEMA, channels_kept=(lambda v: _is_int(v, 1),
+                                                      "a kept unit count >= 1"))
 _SCHEMAS = {
     KIND_LAYER: _LAYER_SCHEMA,
     KIND_PROBE: {

@@ -9,7 +9,8 @@ value range. Pure numpy, no TensorFlow.
 
 The writer stores these for every layer of a step in one overview blob (tag
 `activations_overview`), so the tab's overview of a whole run reads one blob per step instead of
-one per layer and step; the series route computes the same numbers from a layer's statistics.
+one per layer and step; the series route computes the same numbers from a layer's statistics
+(its layer-level statistics and silent bits, which cover every unit however many are kept).
 """
 
 import json
@@ -30,22 +31,24 @@ def _finite_or_none(value):
     return value if math.isfinite(value) else None
 
 
-def layer_summary(stats, ranges):
-    """The summary of a layer's step from its statistics (samples, channels, fields) and tile
-    ranges (samples, tiles, 2)."""
-    stats = np.asarray(stats, dtype=np.float64)
-    ranges = np.asarray(ranges, dtype=np.float64)
+def layer_summary(arrays):
+    """The summary of a layer's step from its statistics arrays (a reduced layer output, or
+    rendering.decode_statistics of its blob): the layer-level statistics (samples, fields),
+    the silent bits over every unit (samples, bytes) and the tile ranges (samples, tiles, 2)."""
+    layer = np.asarray(arrays["layer"], dtype=np.float64)
+    silent = np.asarray(arrays["silent"], dtype=np.uint8)
+    ranges = np.asarray(arrays["ranges"], dtype=np.float64)
     zero, nan, inf = (metadata.STAT_FIELDS.index(name)
                       for name in ("zero_fraction", "nan_count", "inf_count"))
-    all_zero = stats[..., zero] >= 1.0
+    dead = np.bitwise_and.reduce(silent, axis=0) if silent.size else silent
     finite = np.isfinite(ranges)
     lows, highs = ranges[..., 0][finite[..., 0]], ranges[..., 1][finite[..., 1]]
     return {
-        "zero_fraction": _finite_or_none(np.mean(stats[..., zero])) if stats.size else None,
-        "dead_channels": int(np.sum(np.all(all_zero, axis=0))) if stats.size else 0,
-        "silent_channels": [int(count) for count in np.sum(all_zero, axis=1)],
-        "nan_count": int(np.nansum(stats[..., nan])),
-        "inf_count": int(np.nansum(stats[..., inf])),
+        "zero_fraction": _finite_or_none(np.mean(layer[:, zero])) if layer.size else None,
+        "dead_channels": int(np.unpackbits(dead).sum()),
+        "silent_channels": [int(count) for count in np.unpackbits(silent, axis=-1).sum(axis=-1)],
+        "nan_count": int(np.nansum(layer[:, nan])),
+        "inf_count": int(np.nansum(layer[:, inf])),
         "low": _finite_or_none(lows.min()) if lows.size else None,
         "high": _finite_or_none(highs.max()) if highs.size else None,
     }

@@ -30,9 +30,12 @@ class ActivationRecord:
     """One probe sample of one layer at one step.
 
     image: the uint8 grid (codes as in metadata: 0..253 values, 254 NaN/Inf, 255 gutter);
-    statistics: field name -> (channels,) array for this sample; ranges: (tiles, 2) the
-    value range each tile was scaled by; channels: channel index of each drawn channel;
-    tiling: the tag's plugin content (layer path, class, shape, rows, columns, ...).
+    statistics: field name -> array for this sample, entry r of unit units[r] (every channel
+    in format version 1, the kept ones from version 2); ranges: (tiles, 2) the value range
+    each tile was scaled by; channels: channel index of each drawn channel;
+    layer_statistics: field name -> the value over every unit of this sample; silent: bool
+    (channels_total,), the units all zero in this sample; tiling: the tag's plugin content
+    (layer path, class, shape, rows, columns, ...).
     """
 
     run: str
@@ -44,6 +47,9 @@ class ActivationRecord:
     statistics: dict
     ranges: np.ndarray
     channels: np.ndarray
+    units: np.ndarray
+    layer_statistics: dict
+    silent: np.ndarray
     tiling: dict
 
     def values(self):
@@ -77,9 +83,11 @@ def read_activations(logdir, run=None, layer=None):
             if content["kind"] == metadata.KIND_LAYER and layer in (None, content["layer"]):
                 layers.append((content["order"], tag, content))
         for _, tag, content in sorted(layers, key=lambda item: item[0]):
+            layout = layer_layout(content)
             for event in multiplexer.Tensors(run_name, tag):
                 blobs = tensor_util.make_ndarray(event.tensor_proto).tolist()
-                arrays = rendering.decode_statistics(blobs[-1])
+                arrays = rendering.decode_statistics(blobs[-1], content, layout)
+                silent = np.unpackbits(arrays["silent"], axis=-1, count=layout.channels_total)
                 for sample, png in enumerate(blobs[:-1]):
                     stats = arrays["stats"][sample]
                     yield ActivationRecord(
@@ -89,7 +97,10 @@ def read_activations(logdir, run=None, layer=None):
                         statistics={field: stats[:, i]
                                     for i, field in enumerate(metadata.STAT_FIELDS)},
                         ranges=arrays["ranges"][sample], channels=arrays["channels"],
-                        tiling=content)
+                        units=arrays["units"],
+                        layer_statistics=dict(zip(metadata.STAT_FIELDS,
+                                                  arrays["layer"][sample].tolist())),
+                        silent=silent[sample].astype(bool), tiling=content)
 
 
 def grid_values(image, ranges, tiling):
@@ -120,13 +131,18 @@ def layer_layout(content):
         layout=content["layout"], source_shape=tuple(content["output_shape"][1:]),
         canonical_shape=(), channels_first=bool(content.get("channels_first")),
         channels_total=content["channels_total"], channels_shown=content["channels_shown"],
+        channels_kept=content.get("channels_kept", content["channels_total"]),
         channel_selection=str(content.get("channel_selection")), rows=content["rows"],
         columns=content["columns"], tile_height=content["tile_height"],
         tile_width=content["tile_width"], downscale=tuple(content["downscale"]),
         depth_slices=tuple(content["depth_slices"]), gutter=content["gutter"])
-    if layout.channels_shown > layout.channels_total:
-        raise ValueError("%d channels shown of %d" % (layout.channels_shown,
-                                                      layout.channels_total))
+    if max(layout.channels_shown, layout.channels_kept) > layout.channels_total:
+        raise ValueError("%d channels shown and %d kept of %d" % (
+            layout.channels_shown, layout.channels_kept, layout.channels_total))
+    if (content["version"] >= 2 and layout.layout in ("channels", "volume")
+            and layout.channels_kept != layout.channels_shown):
+        raise ValueError("%d channels kept where %d are drawn" % (layout.channels_kept,
+                                                                 layout.channels_shown))
     if layout.tiles > layout.rows * layout.columns:
         raise ValueError("%d tiles do not fit a grid of %d x %d"
                          % (layout.tiles, layout.rows, layout.columns))
@@ -140,9 +156,11 @@ def layer_layout(content):
 class LayerStep:
     """One layer tag's value at one step, decoded and checked against its plugin content.
 
-    grids: uint8 (grid_height, grid_width) per probe sample; stats: float32 (samples,
-    channels_total, len(STAT_FIELDS)); ranges: float32 (samples, tiles, 2); channels: the
-    channel drawn in each tile (volumes: each grid row).
+    grids: uint8 (grid_height, grid_width) per probe sample; stats: float32 (samples, rows,
+    len(STAT_FIELDS)), row r of unit units[r]; ranges: float32 (samples, tiles, 2); channels:
+    the channel drawn in each tile (volumes: each grid row); layer: float32 (samples,
+    len(STAT_FIELDS)) over every unit; silent: packed bits (samples, ceil(channels_total / 8))
+    of the units all zero in each sample (rendering.decode_statistics).
     """
 
     tag: str
@@ -154,6 +172,9 @@ class LayerStep:
     stats: np.ndarray
     ranges: np.ndarray
     channels: np.ndarray
+    units: np.ndarray
+    layer: np.ndarray
+    silent: np.ndarray
 
 
 @dataclasses.dataclass
@@ -200,18 +221,14 @@ def _layer_step(tag, parsed, event, blobs):
     samples = content["samples"]
     if len(blobs) != samples + 1:
         raise ValueError("%d blobs, expected %d PNGs and the statistics" % (len(blobs), samples))
-    arrays = rendering.decode_statistics(blobs[-1])
-    expected = {"stats": (samples, layout.channels_total, len(metadata.STAT_FIELDS)),
-                "ranges": (samples, layout.tiles, 2), "channels": (layout.channels_shown,)}
-    for key, shape in expected.items():
-        if arrays[key].shape != shape:
-            raise ValueError("%s of shape %s, expected %s" % (key, arrays[key].shape, shape))
+    arrays = rendering.decode_statistics(blobs[-1], content, layout)
     grids = [rendering.decode_png(png) for png in blobs[:-1]]
     if any(grid.shape != (layout.grid_height, layout.grid_width) for grid in grids):
         raise ValueError("a grid is not %dx%d" % (layout.grid_height, layout.grid_width))
     return LayerStep(tag, content, layout, event.step, event.wall_time, grids,
                      arrays["stats"].astype(np.float32), arrays["ranges"].astype(np.float32),
-                     arrays["channels"].astype(np.int32))
+                     arrays["channels"].astype(np.int32), arrays["units"].astype(np.int32),
+                     arrays["layer"].astype(np.float32), arrays["silent"])
 
 
 def _probe_step(tag, parsed, event, blobs):

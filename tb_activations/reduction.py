@@ -1,8 +1,10 @@
 """In-graph reduction of a layer output to what its grid needs, before anything leaves TF.
 
-Statistics cover every channel at full resolution; only the selected channels, downscaled,
-cross into numpy. That keeps the copy out of TensorFlow small (the training thread's cost) and
-the event files bounded. The numpy side (rendering.py) only quantizes and places tiles.
+Per-unit statistics cover the kept units (at most max_channels, at full resolution); the
+layer-level statistics and the silent-unit bits cover every unit. Only those and the selected
+channels, downscaled, cross into numpy. That keeps the copy out of TensorFlow small (the
+training thread's cost) and the event files bounded by the caps. The numpy side
+(rendering.py) only quantizes and places tiles.
 """
 
 import tensorflow as tf
@@ -56,6 +58,18 @@ def channel_statistics(x, finite_only=False):
                      tf.sqrt(variance), zero_fraction, zeros, zeros], axis=-1)
 
 
+def silent_bits(x):
+    """(batch, ceil(channels / 8)) uint8 of x (batch, positions, channels): bit c, in
+    np.packbits order, set where channel c is all zeros in that sample (exact for every
+    channel, however many; 100,000 units are 12.5 KB a sample)."""
+    batch, channels = tf.shape(x)[0], x.shape[-1]
+    silent = tf.cast(tf.reduce_all(tf.equal(x, 0.0), axis=1), tf.int32)
+    padded = tf.pad(silent, [[0, 0], [0, -channels % 8]])
+    weights = tf.constant([128, 64, 32, 16, 8, 4, 2, 1], tf.int32)
+    return tf.cast(tf.reduce_sum(tf.reshape(padded, [batch, -1, 8]) * weights, axis=-1),
+                   tf.uint8)
+
+
 def finite_range(x):
     """(batch, 2) min and max of each sample's finite values (NaN if it has none)."""
     flat = tf.reshape(x, [tf.shape(x)[0], -1])
@@ -95,58 +109,61 @@ def area_downscale(x, factor_rows, factor_columns):
 
 
 def select_channels(x, plan, options):
-    """(indices of the channels to draw, x restricted to them).
+    """(indices of the kept channels, x restricted to them): the drawn ones of a tiled
+    layout, the units with their own statistics of any layout.
 
     "first" slices, which costs far less than a gather over every channel; "top" ranks
     channels by mean |activation| over the probe.
     """
     if options.channel_selection == "first":
-        return tf.range(plan.channels_shown, dtype=tf.int32), x[..., :plan.channels_shown]
+        return tf.range(plan.channels_kept, dtype=tf.int32), x[..., :plan.channels_kept]
     magnitude = tf.abs(tf.reshape(x, [-1, plan.channels_total]))
     score = tf.reduce_mean(tf.where(tf.math.is_finite(magnitude), magnitude, 0.0), axis=0)
-    indices = tf.cast(tf.math.top_k(score, k=plan.channels_shown, sorted=True).indices, tf.int32)
+    indices = tf.cast(tf.math.top_k(score, k=plan.channels_kept, sorted=True).indices, tf.int32)
     return indices, tf.gather(x, indices, axis=-1)
 
 
 def reduce_layer_output(x, plan, options, finite_only=False):
-    """{stats, tiles, ranges, channels} of one layer output, laid out as `plan` says.
+    """{stats, tiles, ranges, channels, units, layer, silent} of one layer output, laid out as
+    `plan` says.
 
     `finite_only` as in channel_statistics.
 
+    stats: (batch, plan.channels_kept, 7) of the kept units, whose indices are `channels`
+    (also the drawn channel of each tile, or grid row, of a tiled layout) and `units`;
     tiles: (batch, plan.tiles, tile_height, tile_width) float32, in grid order;
     ranges: (batch, plan.tiles, 2) the finite min/max each tile is scaled by;
-    channels: the channel index of each drawn channel.
+    layer: (batch, 7) the statistics over every unit of each sample;
+    silent: silent_bits over every unit.
     """
     x = canonical(x, plan)
-    stats = channel_statistics(x, finite_only)
-    if plan.layout in ("channels", "volume"):
-        channels, picked = select_channels(x, plan, options)
-        channel_ranges = tf.gather(stats[..., :2], channels, axis=1)
-        if plan.layout == "channels":
-            small = area_downscale(picked, *plan.downscale)
-            tiles = tf.transpose(small, [0, 3, 1, 2])
-            ranges = channel_ranges
-        else:
-            depth = len(plan.depth_slices)
-            sliced = tf.gather(picked, list(plan.depth_slices), axis=1)
-            _, _, height, width, shown = sliced.shape
-            small = area_downscale(tf.reshape(sliced, [-1, height, width, shown]),
-                                   *plan.downscale)
-            small = tf.reshape(small, [-1, depth, plan.tile_height, plan.tile_width, shown])
-            tiles = tf.reshape(tf.transpose(small, [0, 4, 1, 2, 3]),
-                               [-1, shown * depth, plan.tile_height, plan.tile_width])
-            ranges = tf.repeat(channel_ranges, depth, axis=1)
+    batch = tf.shape(x)[0]
+    layer = channel_statistics(tf.reshape(x, [batch, -1, 1]), finite_only)[:, 0]
+    silent = silent_bits(tf.reshape(x, [batch, -1, plan.channels_total]))
+    channels, picked = select_channels(x, plan, options)
+    stats = channel_statistics(picked, finite_only)
+    if plan.layout == "channels":
+        tiles = tf.transpose(area_downscale(picked, *plan.downscale), [0, 3, 1, 2])
+        ranges = stats[..., :2]
+    elif plan.layout == "volume":
+        depth = len(plan.depth_slices)
+        sliced = tf.gather(picked, list(plan.depth_slices), axis=1)
+        _, _, height, width, shown = sliced.shape
+        small = area_downscale(tf.reshape(sliced, [-1, height, width, shown]), *plan.downscale)
+        small = tf.reshape(small, [-1, depth, plan.tile_height, plan.tile_width, shown])
+        tiles = tf.reshape(tf.transpose(small, [0, 4, 1, 2, 3]),
+                           [-1, shown * depth, plan.tile_height, plan.tile_width])
+        ranges = tf.repeat(stats[..., :2], depth, axis=1)
     elif plan.layout == "sequence":
-        channels = tf.range(plan.channels_total, dtype=tf.int32)
         small = area_downscale(x[..., None], *plan.downscale)
         tiles = small[:, None, :, :, 0]
         ranges = finite_range(x)[:, None, :]
     else:
-        channels = tf.range(plan.channels_total, dtype=tf.int32)
         (group,) = plan.downscale
         cells = plan.tile_height * plan.tile_width
         grouped = area_downscale(x[:, None, :, None], 1, group)[:, 0, :, 0]
         padded = tf.pad(grouped, [[0, 0], [0, cells - grouped.shape[1]]])
         tiles = tf.reshape(padded, [-1, 1, plan.tile_height, plan.tile_width])
         ranges = finite_range(x)[:, None, :]
-    return {"stats": stats, "tiles": tiles, "ranges": ranges, "channels": channels}
+    return {"stats": stats, "tiles": tiles, "ranges": ranges, "channels": channels,
+            "units": channels, "layer": layer, "silent": silent}

@@ -5,6 +5,7 @@ range, NaN/Inf become NONFINITE_CODE, gutters and padding GUTTER_CODE.
 """
 
 import io
+import math
 import struct
 import threading
 import zipfile
@@ -169,52 +170,112 @@ def area_average(picture, factor):
 
 
 def encode_statistics(reduced):
-    """The statistics blob stored after a step's PNGs: an .npz (no pickles) of
-    stats (batch, channels, 7), ranges (batch, tiles, 2) and channels (shown,)."""
+    """The statistics blob stored after a step's PNGs (format version 2): an .npz (no
+    pickles) of stats (batch, kept, 7), ranges (batch, tiles, 2), channels (kept,), layer
+    (batch, 7) and silent (batch, ceil(channels_total / 8)) packed bits."""
     buffer = io.BytesIO()
     np.savez_compressed(buffer, stats=np.asarray(reduced["stats"], np.float32),
                         ranges=np.asarray(reduced["ranges"], np.float32),
-                        channels=np.asarray(reduced["channels"], np.int32))
+                        channels=np.asarray(reduced["channels"], np.int32),
+                        layer=np.asarray(reduced["layer"], np.float32),
+                        silent=np.asarray(reduced["silent"], np.uint8))
     return buffer.getvalue()
 
 
-# A statistics blob decompresses to at most this: a real one holds 7 floats per channel and
-# 2 per tile for each sample, far below it; a crafted one could be a decompression bomb.
+# A version 1 statistics blob decompresses to at most this: a real one holds 7 floats per
+# channel and 2 per tile for each sample, far below it; a crafted one could be a
+# decompression bomb. A version 2 blob must be exactly the size its layer's content implies.
 MAX_STATISTICS_BYTES = 64 << 20
-_STATISTICS_ARRAYS = ("stats", "ranges", "channels")
+# Room for the .npy headers of a version 2 blob's arrays.
+_NPY_HEADER_BYTES = 256
 
 
-def decode_statistics(blob):
-    """The arrays of encode_statistics; ValueError on anything else (the blob is untrusted:
-    sizes are checked before anything is decompressed, shapes and dtypes after)."""
+def statistics_shapes(content, layout):
+    """{array: shape} a statistics blob of a layer tag must hold: `content` its parsed
+    plugin content (samples, format version), `layout` its reader.layer_layout."""
+    samples = content["samples"]
+    if content["version"] < 2:
+        return {"stats": (samples, layout.channels_total, len(metadata.STAT_FIELDS)),
+                "ranges": (samples, layout.tiles, 2), "channels": (layout.channels_shown,)}
+    return {"stats": (samples, layout.channels_kept, len(metadata.STAT_FIELDS)),
+            "ranges": (samples, layout.tiles, 2), "channels": (layout.channels_kept,),
+            "layer": (samples, len(metadata.STAT_FIELDS)),
+            "silent": (samples, -(-layout.channels_total // 8))}
+
+
+def statistics_bytes(content, layout):
+    """Most bytes a version 2 statistics blob of this layer decompresses to."""
+    schema = metadata.STATISTICS_ARRAYS[2]
+    return sum(math.prod(shape) * np.dtype(schema[name][0]).itemsize + _NPY_HEADER_BYTES
+               for name, shape in statistics_shapes(content, layout).items())
+
+
+def decode_statistics(blob, content, layout):
+    """The arrays of a layer step's statistics blob, checked against the tag's `content` and
+    `layout` (as statistics_shapes takes them); ValueError on anything else (the blob is
+    untrusted: sizes are checked before anything is decompressed, shapes, dtypes and bits
+    after).
+
+    Either version gives stats (samples, rows, 7) whose row r is unit units[r], ranges,
+    channels (the drawn channel of each tile or grid row; version 2: the kept units),
+    layer (samples, 7) and silent (samples, ceil(channels_total / 8)) as encode_statistics
+    stores them; for version 1 the last two are derived from the per-channel statistics.
+    """
+    version = min(content["version"], 2)
+    schema = metadata.STATISTICS_ARRAYS[version]
+    shapes = statistics_shapes(content, layout)
+    limit = MAX_STATISTICS_BYTES if version < 2 else statistics_bytes(content, layout)
     try:
         with zipfile.ZipFile(io.BytesIO(blob)) as archive:
             sizes = {info.filename: info.file_size for info in archive.infolist()}
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
         raise ValueError("unreadable activations statistics blob: %s" % error) from None
-    if sum(sizes.values()) > MAX_STATISTICS_BYTES:
+    if sum(sizes.values()) > limit:
         raise ValueError("statistics blob would decompress to %d bytes, more than the %d one "
-                         "may hold" % (sum(sizes.values()), MAX_STATISTICS_BYTES))
+                         "of this layer may hold" % (sum(sizes.values()), limit))
     try:
         with _NPY_HEADER_LOCK, np.load(io.BytesIO(blob), allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in _STATISTICS_ARRAYS}
+            arrays = {key: archive[key] for key in schema}
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError("unreadable activations statistics blob: %s" % error) from None
-    stats, ranges, channels = (arrays[key] for key in _STATISTICS_ARRAYS)
-    if (stats.ndim != 3 or stats.shape[2] != len(metadata.STAT_FIELDS)
-            or stats.dtype.kind != "f"):
-        raise ValueError("statistics of shape %s and dtype %s, expected floats of shape "
-                         "(samples, channels, %d)"
-                         % (stats.shape, stats.dtype, len(metadata.STAT_FIELDS)))
-    if (ranges.ndim != 3 or ranges.shape[0] != stats.shape[0] or ranges.shape[2] != 2
-            or ranges.dtype.kind != "f"):
-        raise ValueError("tile ranges of shape %s and dtype %s, expected floats of shape "
-                         "(%d samples, tiles, 2)" % (ranges.shape, ranges.dtype, stats.shape[0]))
-    if channels.ndim != 1 or channels.dtype.kind not in "iu" or (
-            channels.size and (channels.min() < 0 or channels.max() >= stats.shape[1])):
-        raise ValueError("drawn channels of shape %s and dtype %s, expected indices below %d"
-                         % (channels.shape, channels.dtype, stats.shape[1]))
-    return arrays
+    for key, (dtype, words) in schema.items():
+        array, shape = arrays[key], shapes[key]
+        fits = array.dtype.kind in dtype if version < 2 else array.dtype == np.dtype(dtype)
+        if not fits or array.shape != shape:
+            raise ValueError("%s (%s) of shape %s and dtype %s, expected %s of shape %s"
+                             % (words, key, array.shape, array.dtype,
+                                "float" if dtype == "f" else "integer" if dtype == "iu"
+                                else dtype, shape))
+    channels = arrays["channels"]
+    total = layout.channels_total
+    if channels.size and (channels.min() < 0 or channels.max() >= total):
+        raise ValueError("%s hold indices outside 0..%d" % (schema["channels"][1], total - 1))
+    if version < 2:
+        return _derived_statistics(arrays, total)
+    if np.unique(channels).size != channels.size:
+        raise ValueError("kept units (channels) repeat a unit")
+    if total % 8 and np.any(arrays["silent"][:, -1] & (0xFF >> (total % 8))):
+        raise ValueError("silent unit bits (silent) set past unit %d" % (total - 1))
+    return dict(arrays, units=channels)
+
+
+def _derived_statistics(arrays, total):
+    """A version 1 blob's arrays with those of version 2 derived from its statistics of every
+    channel (layer-level std pooled from the channels')."""
+    stats = arrays["stats"].astype(np.float64)
+    low, high, mean, std, zero, nan, inf = np.moveaxis(stats, -1, 0)
+    usable = np.isfinite(mean)
+    count = np.maximum(usable.sum(axis=1), 1)
+    layer_mean = np.where(usable, mean, 0.0).sum(axis=1) / count
+    square = np.where(usable, std ** 2 + mean ** 2, 0.0).sum(axis=1) / count
+    layer_std = np.sqrt(np.maximum(square - layer_mean ** 2, 0.0))
+    empty = ~usable.any(axis=1)
+    layer = np.stack([np.fmin.reduce(low, axis=1), np.fmax.reduce(high, axis=1),
+                      np.where(empty, np.nan, layer_mean), np.where(empty, np.nan, layer_std),
+                      zero.mean(axis=1), np.nansum(nan, axis=1), np.nansum(inf, axis=1)],
+                     axis=-1)
+    return dict(arrays, units=np.arange(total, dtype=np.int32), layer=layer.astype(np.float32),
+                silent=np.packbits(zero >= 1.0, axis=-1))
 
 
 def render_layer(reduced, plan, statistics=True):

@@ -48,11 +48,12 @@ class Capture:
 def capture(model, arrays, layers=None, options=layout_lib.RenderOptions(),
             model_outputs=False):
     """The probe pass with plain statistics; run again with the NaN/Inf-safe ones (traced the
-    first time they are needed) only if some layer's come out non-finite."""
+    first time they are needed) only if some layer's come out non-finite (its layer-level
+    mean, over every unit, is then non-finite)."""
     probe = extraction.probe_for(model, arrays, layers, options)
     reduced, outputs = probe.call_with_outputs(arrays, model_outputs)
     mean = metadata.STAT_FIELDS.index("mean")
-    if not all(np.isfinite(output["stats"][..., mean]).all() for output in reduced.values()):
+    if not all(np.isfinite(output["layer"][..., mean]).all() for output in reduced.values()):
         probe = extraction.probe_for(model, arrays, layers, options, finite_only=True)
         reduced, outputs = probe.call_with_outputs(arrays, model_outputs)
     return Capture(probe, reduced, outputs)
@@ -87,7 +88,7 @@ def render_capture(captured):
     fails, so a failed log writes nothing for that step."""
     rendered = [(metadata.layer_tag(content["layer"]), metadata.create_summary_metadata(content),
                  values) for content, values in render_layers(captured)]
-    summaries = {path: overview.layer_summary(reduced["stats"], reduced["ranges"])
+    summaries = {path: overview.layer_summary(reduced)
                  for path, reduced in captured.reduced.items()}
     rendered.append((metadata.OVERVIEW_TAG, metadata.create_summary_metadata(
         {"kind": metadata.KIND_OVERVIEW}), [overview.encode_overview(summaries)]))

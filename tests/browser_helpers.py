@@ -63,7 +63,8 @@ def _data(np, count=64):
 
 def _vector_run(logdir, keras, np, tba):
     """Run `vectors`: a model on plain vectors (so no probe picture) whose `broken` layer puts
-    NaN and Inf into two units, written with log_activations as a custom loop would."""
+    NaN and Inf into two units, written with log_activations as a custom loop would, with
+    statistics kept for 8 units a layer."""
     import tensorflow as tf
 
     class Broken(keras.layers.Layer):
@@ -79,7 +80,7 @@ def _vector_run(logdir, keras, np, tba):
     writer = tf.summary.create_file_writer(os.path.join(logdir, "vectors"))
     with writer.as_default():
         for step in range(3):
-            tba.log_activations(model, inputs, step=step)
+            tba.log_activations(model, inputs, step=step, max_channels=8)
             for weight in model.trainable_weights:
                 weight.assign(weight * 1.5)
     writer.close()
@@ -147,22 +148,19 @@ def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
     import numpy as np
     from tensorboard.compat.proto import summary_pb2
 
-    from tb_activations import layout, metadata, overview, rendering, summary
+    import tensorflow as tf
+
+    from tb_activations import layout, metadata, overview, reduction, rendering, summary
 
     rng = np.random.default_rng(7)
     options = layout.RenderOptions()
     plan = layout.plan_layout((8, 8, 4), options)
 
     def rendered():
-        maps = np.maximum(rng.normal(size=(samples, 4, 8, 8)), 0).astype(np.float32)
-        stats = np.zeros((samples, 4, len(metadata.STAT_FIELDS)), np.float32)
-        for field, values in (("min", maps.min((2, 3))), ("max", maps.max((2, 3))),
-                              ("mean", maps.mean((2, 3))), ("std", maps.std((2, 3))),
-                              ("zero_fraction", (maps == 0).mean((2, 3)))):
-            stats[..., metadata.STAT_FIELDS.index(field)] = values
-        reduced = {"stats": stats, "tiles": maps, "ranges": stats[..., :2].copy(),
-                   "channels": np.arange(4, dtype=np.int32)}
-        return rendering.render_layer(reduced, plan)
+        maps = np.maximum(rng.normal(size=(samples, 8, 8, 4)), 0).astype(np.float32)
+        reduced = reduction.reduce_layer_output(tf.constant(maps), plan, options)
+        return rendering.render_layer({key: value.numpy() for key, value in reduced.items()},
+                                      plan)
 
     variants = [rendered() for _ in range(steps)]
     per_step = [[] for _ in range(steps)]
@@ -174,8 +172,10 @@ def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
         for step in range(steps):
             per_step[step].append((metadata.layer_tag(record.path), summary_metadata,
                                    variants[(index + step) % steps]))
-    summaries = {"block%02d/conv%03d" % (index // 3, index): overview.layer_summary(
-        np.zeros((samples, 4, 7)), np.zeros((samples, 4, 2))) for index in range(layers)}
+    quiet = {"layer": np.zeros((samples, 7)), "silent": np.zeros((samples, 1), np.uint8),
+             "ranges": np.zeros((samples, 4, 2))}
+    summaries = {"block%02d/conv%03d" % (index // 3, index): overview.layer_summary(quiet)
+                 for index in range(layers)}
     overview_entry = (metadata.OVERVIEW_TAG, metadata.create_summary_metadata(
         {"kind": metadata.KIND_OVERVIEW}), [overview.encode_overview(summaries)])
     probe = summary.render_probe(rng.uniform(0, 1, (samples, 8, 8, 1)).astype(np.float32),
@@ -185,7 +185,6 @@ def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
             plugin_name=metadata.PLUGIN_NAME,
             content=json.dumps({"version": 99, "kind": "layer", "layer": "x"}).encode()),
         data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
-    import tensorflow as tf
     for run in range(runs):
         writer = tf.summary.create_file_writer(os.path.join(str(logdir), sweep_run(run)))
         with writer.as_default():

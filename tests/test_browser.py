@@ -346,6 +346,12 @@ def test_vectors_without_probe_and_nonfinite_values(page, tensorboard):
     frame.locator(".grid-canvas").first.click(position={"x": 3.5 * zoom, "y": 0.5 * zoom})
     wait_text(frame, ".channel-title", "Unit 3")
     assert frame.inner_text(".channel-stats") == "value\nNaN"
+    # Units past the 8 kept (max_channels=8) have no statistics of their own: the panel says so.
+    frame.locator(".grid-canvas").first.click(position={"x": 2.5 * zoom, "y": 3.5 * zoom})
+    wait_text(frame, ".channel-title", "Unit 20")
+    assert frame.inner_text(".channel-stats") == ""
+    assert frame.inner_text(".channel-note") == ("No statistics for this unit at step 2: they "
+                                                 "are kept for 8 of 30 units (the first).")
     page.screenshot("vectors", tensorboard)
 
 

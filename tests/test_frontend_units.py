@@ -253,7 +253,7 @@ def test_channel_flags_say_silent_per_sample_and_dead_in_every_sample(page):
     out = run(page, """
         const f = m.channel_flags;
         const stats = {fields: ["min", "max", "mean", "std", "zero_fraction", "nan_count", "inf_count"],
-                       channels: [0, 1, 2, 3],
+                       channels: [0, 1, 2, 3], units: [0, 1, 2, 3],
                        samples: [{stats: [[0, 0, 0, 0, 1, 0, 0], [0.98, 1, 0.99, 0.01, 0, 0, 0],
                                           [-1, 1, 0, 0.5, 0.2, 0, 0], [-1, 1, 0, 0.5, 0, 2, 1]]},
                                  {stats: [[0, 0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0, 0],
@@ -274,6 +274,8 @@ def test_channel_flags_say_silent_per_sample_and_dead_in_every_sample(page):
                     f.channelFlags(logged(0), 3), f.channelFlags(logged(0), 2)].map(f.markKind),
             row: f.channelStats(stats, 1, 3),
             none: f.channelStats(stats, 5, 0),
+            // Format 2 keeps rows for some units only: row r is unit units[r].
+            kept: [9, 4, 0].map((c) => f.channelStats({...stats, units: [9, 4]}, 0, c)),
         };
     """)
     assert out["flags"] == [
@@ -292,6 +294,8 @@ def test_channel_flags_say_silent_per_sample_and_dead_in_every_sample(page):
     assert out["row"] == {"min": 0, "max": 1, "mean": 0.5, "std": 0.5, "zero_fraction": 0,
                           "nan_count": 0, "inf_count": 0}
     assert out["none"] is None
+    assert out["kept"][0]["zero_fraction"] == 1 and out["kept"][1]["mean"] == 0.99
+    assert out["kept"][2] is None
 
 
 # --- difference.js ---

@@ -61,7 +61,7 @@ def _write(tag, content, values, dtype=tf.string):
     summary_metadata = summary_pb2.SummaryMetadata(
         plugin_data=summary_pb2.SummaryMetadata.PluginData(
             plugin_name=metadata.PLUGIN_NAME,
-            content=json.dumps(dict(content, version=1)).encode()),
+            content=json.dumps(dict({"version": 1}, **content)).encode()),
         data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
     tf.summary.write(tag, tf.constant(values, dtype=dtype), step=0, metadata=summary_metadata)
 
@@ -69,6 +69,10 @@ def _write(tag, content, values, dtype=tf.string):
 GOOD_PNG = rendering.encode_png(np.zeros((2, 2), np.uint8))
 GOOD_STATS = dict(stats=np.zeros((1, 4, 7), np.float32), ranges=np.zeros((1, 1, 2), np.float32),
                   channels=np.arange(4, dtype=np.int32))
+V2 = {"version": 2, "channels_kept": 2}
+GOOD_V2 = dict(stats=np.zeros((1, 2, 7), np.float32), ranges=np.zeros((1, 1, 2), np.float32),
+               channels=np.array([3, 0], np.int32), layer=np.zeros((1, 7), np.float32),
+               silent=np.array([[0b10010000]], np.uint8))
 CRAFTED = {
     # tag: (content changes, the step's values, what /stats must say)
     "order_text": ({"order": "zzz"}, None, None),
@@ -83,6 +87,15 @@ CRAFTED = {
         GOOD_STATS, stats=np.array([None], dtype=object)))], "unreadable"),
     "bomb": ({}, [GOOD_PNG, _bomb()], "decompress"),
     "not_npz": ({}, [GOOD_PNG, b"PK\x03\x04 not really"], "unreadable"),
+    # Format version 2: 2 of the 4 units kept; sizes, dtypes and bits are exact.
+    "v2_padding_bit": (V2, [GOOD_PNG, _statistics_blob(**dict(
+        GOOD_V2, silent=np.array([[0b00001000]], np.uint8)))], "set past unit 3"),
+    "v2_every_unit": (V2, [GOOD_PNG, _statistics_blob(**dict(
+        GOOD_V2, stats=np.zeros((1, 4, 7), np.float32)))], "statistics (stats) of shape"),
+    "v2_float64": (V2, [GOOD_PNG, _statistics_blob(**dict(
+        GOOD_V2, layer=np.zeros((1, 7))))], "dtype float64"),
+    "v2_inflated": (V2, [GOOD_PNG, _statistics_blob(**dict(
+        GOOD_V2, silent=np.zeros((1, 10_000), np.uint8)))], "decompress to"),
 }
 
 
@@ -97,6 +110,8 @@ def write_crafted_runs(root):
         for name, (changes, values, _) in CRAFTED.items():
             _write("activations/" + name, _good_content(**dict({"layer": name}, **changes)),
                    values or [GOOD_PNG, _statistics_blob(**GOOD_STATS)])
+        _write("activations/v2_good", _good_content(layer="v2_good", **V2),
+               [GOOD_PNG, _statistics_blob(**GOOD_V2)])
         _write(metadata.OVERVIEW_TAG, {"kind": "overview"}, [1.0], tf.float32)  # not a blob
     with tf.summary.create_file_writer(str(root / "numbers")).as_default():
         _write("activations/numbers", _good_content(layer="numbers"), [1.0, 2.0], tf.float32)
@@ -134,7 +149,7 @@ def test_layers_lists_every_run_and_says_which_tags_could_not_be_read(client):
                            ("huge_tiles", "'tile_width'"), ("no_layer", "'layer'")):
         assert "activations/%s: " % name in problems and expected in problems, name
     assert sorted(layer["layer"] for layer in crafted["layers"]) == sorted(
-        name for name, (_, values, _) in CRAFTED.items() if values is not None)
+        [name for name, (_, values, _) in CRAFTED.items() if values is not None] + ["v2_good"])
 
 
 @pytest.mark.parametrize("name", [name for name, (_, v, _) in CRAFTED.items() if v is not None])
@@ -145,6 +160,12 @@ def test_a_bad_statistics_blob_is_a_json_error_naming_it(client, name):
     series = get_json(client, "/stats_series?" + query(run="crafted", layer=name))
     assert series["steps"] == []  # the unreadable step is left out, the chart still answers
     assert get(client, "/grid?" + query(run="crafted", layer=name, step=0)).status_code == 200
+
+
+def test_a_good_version_2_blob_beside_the_crafted_ones_is_served(client):
+    body = get_json(client, "/stats?" + query(run="crafted", layer="v2_good", step=0))
+    assert (body["units"], body["dead_channels"]) == ([3, 0], 2)
+    assert body["samples"][0]["silent_channels"] == 2
 
 
 @pytest.mark.parametrize("run", ["numbers", "matrix"])

@@ -18,9 +18,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from hypothesis import strategies as st
-from tensorboard.backend import application
-from tensorboard.plugins import base_plugin
-from werkzeug import test as werkzeug_test
 
 import tb_activations as tba
 from tb_activations import live
@@ -29,8 +26,7 @@ from tb_activations import plugin
 from tb_activations import rendering
 from tb_activations import summary
 from tests import models
-from tests.test_plugin import PREFIX, get_json, python_provider, query, rust_provider
-from tests.test_plugin import tensorboard_flags
+from tests.test_plugin import PREFIX, get_json, plugin_client, query
 
 CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "<nine>"]
 LIVE_HEADERS = {plugin.LIVE_HEADER: "1", "Content-Type": "application/json"}
@@ -64,12 +60,7 @@ def logdir(tmp_path_factory):
 
 
 def _client(root, *flags, loader="python"):
-    parsed = tensorboard_flags(root, *flags)
-    provider = (python_provider if loader == "python" else rust_provider)(parsed)
-    context = base_plugin.TBContext(data_provider=provider, logdir=str(root), flags=parsed,
-                                    sampling_hints=parsed.samples_per_plugin)
-    client = werkzeug_test.Client(application.TensorBoardWSGI(
-        [plugin.ActivationsLoader().load(context)]))
+    client = plugin_client(root, loader, *flags)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # both loaders load in the background
         if len(get_json(client, "/layers")["runs"]) == 5:

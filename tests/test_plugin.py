@@ -79,6 +79,17 @@ def rust_provider(flags):
     return ingester.data_provider
 
 
+def plugin_client(root, loader, *flags):
+    """A client of a TensorBoard app serving only our plugin over `root` with `loader`'s data
+    provider ("python" or "rust"), which loads in the background."""
+    parsed = tensorboard_flags(root, *flags)
+    provider = (python_provider if loader == "python" else rust_provider)(parsed)
+    context = base_plugin.TBContext(data_provider=provider, logdir=str(root), flags=parsed,
+                                    sampling_hints=parsed.samples_per_plugin)
+    return werkzeug_test.Client(application.TensorBoardWSGI(
+        [plugin.ActivationsLoader().load(context)]))
+
+
 @pytest.fixture(scope="module", params=["python", "rust"])
 def client(request, logdir):
     root, trained = logdir
@@ -399,7 +410,8 @@ def test_frames_return_a_window_of_grids_and_stats(client):
                                                     step=frame["step"], sample=sample))
             assert base64.b64decode(grid) == response.get_data()
         stats = get_json(client, "/stats?" + query(run="cnn", layer="conv2", step=frame["step"]))
-        assert frame["stats"] == {key: stats[key] for key in ("fields", "channels", "samples")}
+        assert frame["stats"] == {key: stats[key] for key in (
+            "fields", "channels", "units", "dead_channels", "samples")}
         assert frame["wall_time"] == stats["wall_time"]
     one = get_json(client, "/frames?" + query(run="cnn", layer="conv2", steps=steps[0],
                                               sample=2))

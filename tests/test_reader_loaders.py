@@ -18,6 +18,7 @@ from tb_activations import ActivationRecord
 from tb_activations import log_activations
 from tb_activations import metadata
 from tb_activations import read_activations
+from tb_activations import reader
 from tb_activations import rendering
 from tests import models
 
@@ -127,8 +128,9 @@ def test_every_step_of_every_layer_reads_back(provider, trained_run):
                     tiling["columns"] * (tiling["tile_width"] + 1) - 1)
                 np.testing.assert_array_equal(grid, records[path, datum.step, sample].image)
             stats = rendering.decode_statistics(
-                provider.read_blob(ctx, blob_key=datum.values[-1].blob_key))
-            assert stats["stats"].shape == (samples, tiling["channels_total"], 7)
+                provider.read_blob(ctx, blob_key=datum.values[-1].blob_key), tiling,
+                reader.layer_layout(tiling))
+            assert stats["stats"].shape == (samples, tiling["channels_kept"], 7)
     probe = read[metadata.probe_tag("image")]
     assert [datum.step for datum in probe] == [0]
     for sample, reference in enumerate(probe[0].values):

@@ -15,6 +15,7 @@ from tb_activations import get_activations
 from tb_activations import layout
 from tb_activations import log_activations
 from tb_activations import metadata
+from tb_activations import overview
 from tb_activations import read_activations
 from tb_activations import reduction
 from tests import models
@@ -156,38 +157,45 @@ def test_reduce_layer_output_matches_numpy_oracle(case):
     canonical = oracle_canonical(x, channels_first)
     assert canonical.shape[1:] == plan.canonical_shape
     index = {field: i for i, field in enumerate(metadata.STAT_FIELDS)}
-    # What summary.capture does: plain statistics, whose non-finite means trigger the masked
-    # ones whenever some value is NaN or Inf.
-    plain = reduction.channel_statistics(tf.constant(canonical, tf.float32)).numpy()
-    plain_mean = plain[..., index["mean"]]
-    finite_only = not np.isfinite(plain_mean).all()
+    batch = x.shape[0]
+    # What summary.capture does: plain statistics, whose non-finite layer-level mean
+    # triggers the masked ones whenever some value is NaN or Inf.
+    plain = reduction.channel_statistics(tf.constant(canonical.reshape(batch, -1, 1),
+                                                     tf.float32)).numpy()
+    finite_only = not np.isfinite(plain[..., index["mean"]]).all()
     if not np.isfinite(x).all():
         assert finite_only
     reduced = {key: value.numpy() for key, value in reduction.reduce_layer_output(
         tf.constant(x), plan, options, finite_only=finite_only).items()}
-    batch = x.shape[0]
 
-    stats = reduced["stats"]
-    assert stats.dtype == np.float32 and stats.shape == (batch, plan.channels_total, 7)
-    expected = oracle_statistics(canonical)
+    channels = reduced["channels"]
+    assert channels.dtype == np.int32 and channels.shape == (plan.channels_kept,)
+    np.testing.assert_array_equal(reduced["units"], channels)
+    assert plan.channels_kept == min(plan.channels_total, options.max_channels)
+    if plan.layout in ("channels", "volume"):
+        assert plan.channels_shown == plan.channels_kept
+    if options.channel_selection == "first":
+        np.testing.assert_array_equal(channels, np.arange(plan.channels_kept))
+    else:
+        assert_valid_top_channels(channels, oracle_top_scores(canonical), plan.channels_kept)
+
+    stats, layer = reduced["stats"], reduced["layer"]
+    assert stats.dtype == np.float32 and stats.shape == (batch, plan.channels_kept, 7)
+    assert layer.dtype == np.float32 and layer.shape == (batch, 7)
+    expected = oracle_statistics(canonical)[:, channels]
+    expected_layer = oracle_statistics(canonical.reshape(batch, -1, 1))[:, 0]
     for field in ("min", "max", "zero_fraction", "nan_count", "inf_count"):
         np.testing.assert_allclose(stats[..., index[field]], expected[..., index[field]],
+                                   rtol=1e-6, err_msg=field)
+        np.testing.assert_allclose(layer[..., index[field]], expected_layer[..., index[field]],
                                    rtol=1e-6, err_msg=field)
     for field in ("mean", "std"):
         np.testing.assert_allclose(stats[..., index[field]], expected[..., index[field]],
                                    rtol=1e-4, atol=1e-4, err_msg=field)
-
-    channels = reduced["channels"]
-    assert channels.dtype == np.int32
-    if plan.layout in ("channels", "volume"):
-        assert plan.channels_shown == min(plan.channels_total, options.max_channels)
-        if options.channel_selection == "first":
-            np.testing.assert_array_equal(channels, np.arange(plan.channels_shown))
-        else:
-            assert_valid_top_channels(channels, oracle_top_scores(canonical),
-                                      plan.channels_shown)
-    else:
-        np.testing.assert_array_equal(channels, np.arange(plan.channels_total))
+        np.testing.assert_allclose(layer[..., index[field]], expected_layer[..., index[field]],
+                                   rtol=1e-4, atol=1e-4, err_msg=field)
+    silent = np.all(canonical.reshape(batch, -1, plan.channels_total) == 0, axis=1)
+    np.testing.assert_array_equal(reduced["silent"], np.packbits(silent, axis=-1))
 
     tiles, ranges = oracle_tiles(canonical, plan, channels)
     assert reduced["tiles"].shape == (batch, plan.tiles, plan.tile_height, plan.tile_width)
@@ -234,6 +242,45 @@ def test_top_selection_picks_the_most_active_channels():
     reduced = reduction.reduce_layer_output(tf.constant(x), plan, options)
     np.testing.assert_array_equal(reduced["channels"].numpy(), [1, 4, 2])
     np.testing.assert_allclose(reduced["tiles"].numpy()[:, :, 0, 0], [[-9, 5, 3]] * 2)
+
+
+@st.composite
+def wide_layers(draw):
+    """(output, options): a vector, sequence or channels output of up to 3,000 units, some
+    units all zero in some samples (dead in all), NaN/Inf sprinkled, fewer kept than there
+    are."""
+    batch = draw(st.integers(1, 4))
+    shape = draw(st.sampled_from([(3000,), (777,), (9,), (5, 1001), (3, 3, 130), (2, 2, 17)]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    x = rng.normal(size=(batch,) + shape).astype(np.float32)
+    units = shape[-1]
+    silent = rng.random((batch, units)) < draw(st.sampled_from([0.0, 0.1, 0.5, 1.0]))
+    silent[:, rng.random(units) < draw(st.sampled_from([0.0, 0.3]))] = True  # dead
+    x = np.where(silent.reshape((batch,) + (1,) * (len(shape) - 1) + (units,)), 0.0, x)
+    flat = x.reshape(-1)
+    specials = rng.integers(0, flat.size, draw(st.integers(0, 20)))
+    flat[specials] = rng.choice([np.nan, np.inf, -np.inf, 0.0], specials.size)
+    options = layout.RenderOptions(max_channels=draw(st.integers(1, 64)),
+                                   channel_selection=draw(st.sampled_from(["first", "top"])))
+    return x, options
+
+
+@hypothesis.given(wide_layers())
+@hypothesis.settings(max_examples=30, deadline=None)
+def test_dead_and_silent_units_are_exact_for_every_unit(case):
+    x, options = case
+    plan = layout.plan_layout(x.shape[1:], options)
+    reduced = {key: value.numpy() for key, value in reduction.reduce_layer_output(
+        tf.constant(x), plan, options, finite_only=True).items()}
+    summary = overview.layer_summary(reduced)
+    by_unit = x.reshape(x.shape[0], -1, x.shape[-1])
+    all_zero = np.all(by_unit == 0, axis=1)
+    assert summary["silent_channels"] == all_zero.sum(axis=1).tolist()
+    assert summary["dead_channels"] == int(np.all(all_zero, axis=0).sum())
+    assert summary["nan_count"] == int(np.isnan(x).sum())
+    assert summary["inf_count"] == int(np.isinf(x).sum())
+    assert summary["zero_fraction"] == pytest.approx(float(np.mean(x == 0)), abs=1e-6)
+    assert reduced["stats"].shape[1] == min(x.shape[-1], options.max_channels)
 
 
 # ---------------------------------------------------------------- whole pipeline

@@ -5,6 +5,7 @@ import io
 import json
 import math
 import pickle
+import zipfile
 
 import hypothesis
 import numpy as np
@@ -15,6 +16,7 @@ from hypothesis.extra import numpy as hnp
 from tb_activations import layout
 from tb_activations import metadata
 from tb_activations import rendering
+from tests import format_v1
 
 DTYPES = ["float16", "float32", "float64", "int8", "int32", "int64", "uint8", "uint16", "bool"]
 
@@ -269,10 +271,24 @@ def reduced_layers(draw):
     else:
         tiles = np.full(shape, draw(st.floats(allow_nan=True, allow_infinity=True)))
     ranges = finite_ranges(tiles)
-    reduced = {"tiles": tiles, "ranges": ranges,
-               "stats": np.zeros((batch, plan.channels_total, 7), np.float32),
-               "channels": np.arange(plan.channels_shown)}
+    reduced = dict(statistics_arrays(plan, batch), tiles=tiles, ranges=ranges)
     return plan, reduced
+
+
+def statistics_arrays(plan, batch, stats=None, silent=None):
+    """The statistics a reduced layer output of `plan` carries besides its tiles (zeros unless
+    given)."""
+    rows = np.zeros((batch, plan.channels_kept, 7), np.float32) if stats is None else stats
+    if silent is None:
+        silent = np.zeros((batch, plan.channels_total), bool)
+    return {"stats": rows, "ranges": np.zeros((batch, plan.tiles, 2), np.float32),
+            "channels": np.arange(plan.channels_kept), "layer": np.zeros((batch, 7), np.float32),
+            "silent": np.packbits(silent, axis=-1)}
+
+
+def content_of(batch, version=2):
+    """The parts of a layer tag's plugin content decode_statistics reads beside its layout."""
+    return {"version": version, "samples": batch}
 
 
 @hypothesis.given(reduced_layers())
@@ -292,8 +308,9 @@ def test_render_layer_pngs_decode_to_the_tiled_codes(case):
         finite = np.isfinite(reduced["tiles"][sample].astype(np.float64))
         if plan.layout != "vector" and not finite.all():
             assert (grid == metadata.NONFINITE_CODE).any()
-    arrays = rendering.decode_statistics(blobs[-1])
+    arrays = rendering.decode_statistics(blobs[-1], content_of(batch), plan)
     np.testing.assert_array_equal(arrays["channels"], reduced["channels"])
+    np.testing.assert_array_equal(arrays["units"], reduced["channels"])
 
 
 # ---------------------------------------------------------------- PNG
@@ -351,25 +368,51 @@ def test_decode_png_rejects_foreign_data():
 
 @st.composite
 def statistics(draw):
-    batch, channels, tiles = draw(st.integers(1, 4)), draw(st.integers(1, 9)), draw(
-        st.integers(1, 9))
+    """(plan, batch, reduced statistics) of any layout, NaN/Inf and any silent bits."""
+    plan = layout.plan_layout(draw(sample_shapes(largest=40)), draw(options_strategy(True)))
+    batch = draw(st.integers(1, 4))
     floats = st.floats(width=32, allow_nan=True, allow_infinity=True)
-    return {"stats": draw(hnp.arrays(np.float32, (batch, channels, 7), elements=floats)),
-            "ranges": draw(hnp.arrays(draw(st.sampled_from(["float32", "float64"])),
-                                      (batch, tiles, 2), elements=floats)),
-            "channels": draw(hnp.arrays(np.int64, (draw(st.integers(0, channels)),),
-                                        elements=st.integers(0, channels - 1)))}
+    stats = draw(hnp.arrays(np.float32, (batch, plan.channels_kept, 7), elements=floats))
+    silent = draw(hnp.arrays(bool, (batch, plan.channels_total)))
+    reduced = statistics_arrays(plan, batch, stats, silent)
+    reduced["ranges"] = draw(hnp.arrays(draw(st.sampled_from(["float32", "float64"])),
+                                        (batch, plan.tiles, 2), elements=floats))
+    reduced["channels"] = draw(st.permutations(range(plan.channels_total)))[:plan.channels_kept]
+    return plan, batch, reduced
 
 
 @hypothesis.given(statistics())
 @hypothesis.settings(max_examples=60, deadline=None)
-def test_statistics_round_trip(reduced):
-    arrays = rendering.decode_statistics(rendering.encode_statistics(reduced))
+def test_statistics_round_trip(case):
+    plan, batch, reduced = case
+    blob = rendering.encode_statistics(reduced)
+    arrays = rendering.decode_statistics(blob, content_of(batch), plan)
     assert arrays["stats"].dtype == np.float32 and arrays["ranges"].dtype == np.float32
     assert arrays["channels"].dtype == np.int32
     np.testing.assert_array_equal(arrays["stats"], reduced["stats"])
     np.testing.assert_array_equal(arrays["ranges"], reduced["ranges"].astype(np.float32))
     np.testing.assert_array_equal(arrays["channels"], reduced["channels"])
+    np.testing.assert_array_equal(arrays["units"], reduced["channels"])
+    np.testing.assert_array_equal(arrays["silent"], reduced["silent"])
+    assert sum(info.file_size for info in zipfile.ZipFile(io.BytesIO(blob)).infolist()) <= (
+        rendering.statistics_bytes(content_of(batch), plan))
+
+
+@hypothesis.given(statistics())
+@hypothesis.settings(max_examples=40, deadline=None)
+def test_version_1_blobs_decode_with_derived_layer_statistics(case):
+    plan, batch, reduced = case
+    zero = metadata.STAT_FIELDS.index("zero_fraction")
+    every = np.random.default_rng(0).random((batch, plan.channels_total, 7)).astype(np.float32)
+    every[..., zero] = np.where(np.unpackbits(reduced["silent"], axis=-1,
+                                              count=plan.channels_total), 1.0, 0.5)
+    blob = format_v1.statistics_blob(every, reduced["ranges"], np.arange(plan.channels_shown))
+    arrays = rendering.decode_statistics(blob, content_of(batch, version=1), plan)
+    np.testing.assert_array_equal(arrays["stats"], every)
+    np.testing.assert_array_equal(arrays["units"], np.arange(plan.channels_total))
+    np.testing.assert_array_equal(arrays["silent"], reduced["silent"])
+    np.testing.assert_allclose(arrays["layer"][:, zero], every[..., zero].mean(axis=1), 1e-6)
+    np.testing.assert_allclose(arrays["layer"][:, 0], every[..., 0].min(axis=1))
 
 
 def npz(**arrays):
@@ -378,22 +421,56 @@ def npz(**arrays):
     return buffer.getvalue()
 
 
-@pytest.mark.parametrize("blob", [
-    b"", b"not an npz", rendering.encode_png(np.zeros((2, 2), np.uint8)),
-    npz(stats=np.zeros((1, 2, 7)), ranges=np.zeros((1, 1, 2))),  # no channels
-    npz(stats=np.zeros((1, 2, 6)), ranges=np.zeros((1, 1, 2)), channels=np.zeros(1)),
-    npz(stats=np.array([{"a": 1}], dtype=object), ranges=np.zeros((1, 1, 2)),
-        channels=np.zeros(1)),
-], ids=["empty", "text", "png", "missing-key", "six-fields", "pickled-object"])
-def test_decode_statistics_rejects_untrusted_blobs(blob):
-    with pytest.raises(ValueError):
-        rendering.decode_statistics(blob)
+# A vector of 10 units (kept: 4) for 2 samples, and blobs of it that are wrong in one way.
+_PLAN = layout.plan_layout((10,), layout.RenderOptions(max_channels=4))
+_GOOD = dict(stats=np.zeros((2, 4, 7), np.float32), ranges=np.zeros((2, 1, 2), np.float32),
+             channels=np.arange(4, dtype=np.int32), layer=np.zeros((2, 7), np.float32),
+             silent=np.zeros((2, 2), np.uint8))
+
+
+def _changed(**arrays):
+    return npz(**{key: value for key, value in dict(_GOOD, **arrays).items()
+                  if value is not None})
+
+
+@pytest.mark.parametrize("blob, reason", [
+    (b"", "unreadable"), (b"not an npz", "unreadable"),
+    (rendering.encode_png(np.zeros((2, 2), np.uint8)), "unreadable"),
+    (_changed(silent=None), "unreadable"),
+    (_changed(stats=np.zeros((2, 4, 6), np.float32)), r"\(stats\) of shape"),
+    (_changed(stats=np.zeros((2, 10, 7), np.float32)), r"\(stats\) of shape"),
+    (_changed(stats=np.zeros((2, 4, 7), np.float64)), "dtype float64"),
+    (_changed(stats=np.zeros((2, 4, 7), np.float16)), "dtype float16"),
+    (_changed(stats=np.array([{"a": 1}], dtype=object)), "unreadable"),
+    (_changed(channels=np.array([0, 1, 2, 2], np.int32)), "repeat"),
+    (_changed(channels=np.array([0, 1, 2, 10], np.int32)), "outside"),
+    (_changed(silent=np.array([[0, 0], [0, 0b00100000]], np.uint8)), "set past unit 9"),
+    (_changed(silent=np.zeros((2, 3), np.uint8)), r"\(silent\) of shape"),
+    (_changed(layer=np.zeros((1, 7), np.float32)), r"\(layer\) of shape"),
+], ids=["empty", "text", "png", "missing-key", "six-fields", "every-unit", "float64",
+        "float16", "pickled-object", "repeated-unit", "unit-past-end", "padding-bit",
+        "silent-too-long", "layer-one-sample"])
+def test_decode_statistics_rejects_untrusted_blobs(blob, reason):
+    with pytest.raises(ValueError, match=reason):
+        rendering.decode_statistics(blob, content_of(2), _PLAN)
+
+
+def test_decode_statistics_refuses_a_bomb_before_decompressing():
+    bomb = _changed(stats=np.zeros((2, 4000, 7), np.float32))
+    assert len(bomb) < 300_000
+    with pytest.raises(ValueError, match="would decompress to 224"):
+        rendering.decode_statistics(bomb, content_of(2), _PLAN)
+
+
+def test_decode_statistics_accepts_the_good_blob():
+    arrays = rendering.decode_statistics(npz(**_GOOD), content_of(2), _PLAN)
+    assert arrays["silent"].shape == (2, 2)
 
 
 def test_decode_statistics_never_unpickles():
     payload = pickle.dumps(np.zeros(3))
     with pytest.raises(ValueError):
-        rendering.decode_statistics(payload)
+        rendering.decode_statistics(payload, content_of(1), _PLAN)
 
 
 # ---------------------------------------------------------------- probe pictures

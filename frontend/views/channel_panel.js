@@ -109,7 +109,8 @@ export class ChannelPanel {
     this.#render({
       title: unitTitle(a.layer, channel),
       flags: layout.tiled ? flagText(channelFlags(a, channel)) : "",
-      note: !s ? `No statistics for this channel ${where}.`
+      note: !s ? `No statistics for this ${layout.unit} ${where}: they are kept for ${a.stats.units.length} of ` +
+          `${a.layer.channels_total} ${layout.unit}s (${a.layer.channel_selection === "top" ? "the most active" : "the first"}).`
         : layout.tiled && !rect ? `Not drawn ${where}: this layer draws the ${a.layer.channels_shown} channels ` +
           `with the largest mean |activation|, chosen per ${a.source === "live" ? "input" : "step"}. Its statistics are below.` : "",
       stats: statsRows(s, a, channel),
