@@ -165,8 +165,13 @@ def reduced_arrays(maps):
                       maps.std(axis=(2, 3)), (maps == 0).mean(axis=(2, 3)),
                       np.zeros(maps.shape[:2]), np.zeros(maps.shape[:2])],
                      axis=-1).astype(np.float32)
+    flat = maps.reshape(len(maps), -1)
+    layer = np.stack([flat.min(axis=1), flat.max(axis=1), flat.mean(axis=1), flat.std(axis=1),
+                      (flat == 0).mean(axis=1), np.zeros(len(maps)), np.zeros(len(maps))],
+                     axis=-1).astype(np.float32)
     return {"stats": stats, "tiles": maps, "ranges": stats[..., :2].copy(),
-            "channels": np.arange(maps.shape[1], dtype=np.int32)}
+            "channels": np.arange(maps.shape[1], dtype=np.int32), "layer": layer,
+            "silent": np.packbits(np.all(maps == 0, axis=(2, 3)), axis=-1)}
 
 
 def check_graph_writer_matches_write_rendered(tf, summary, tag, summary_metadata, values,
