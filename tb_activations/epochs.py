@@ -35,13 +35,7 @@ def parse_record(values, read=None):
     blob = values[0] if read is None else read(values[0])
     if not isinstance(blob, bytes):
         raise ValueError("the value is a %s, not a blob of bytes" % type(blob).__name__)
-    if len(blob) > _MAX_RECORD_BYTES:
-        raise ValueError("a %d-byte record, expected {\"epoch\": E} of at most %d bytes"
-                         % (len(blob), _MAX_RECORD_BYTES))
-    try:
-        payload = json.loads(blob.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise ValueError("the record is not JSON: %s" % error) from None
+    payload = metadata.json_blob(blob, _MAX_RECORD_BYTES, "the record")
     epoch = payload.get("epoch") if isinstance(payload, dict) else None
     if not (isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch <= _MAX_EPOCH):
         raise ValueError("the record is %s, expected {\"epoch\": E} with E an integer "

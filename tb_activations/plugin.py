@@ -29,6 +29,7 @@ from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from tb_activations import caches
+from tb_activations import epochs
 from tb_activations import layout
 from tb_activations import metadata
 from tb_activations import model_file
@@ -54,6 +55,8 @@ _BLOB_READERS = 32
 # Listing answers (runs, a run's layers) and frame windows stay under this many bytes of JSON;
 # a listing says how many entries it left for the next page.
 ANSWER_MAX_BYTES = 1 << 20
+# Reasons an epoch tag adds to its run's problems at most (one per bad record).
+_EPOCH_PROBLEMS_SHOWN = 10
 # Steps one /frames request may ask for.
 FRAMES_MAX_STEPS = 32
 # /runs answers from a listing of every tag at most this old, listing again in the background;
@@ -260,6 +263,8 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             for tag, series in tags.items():
                 try:
                     content = metadata.parse_plugin_content(series.plugin_content)
+                    if content["kind"] == metadata.KIND_EPOCH:
+                        epochs.check_tag(tag)
                 except ValueError as error:
                     problems.setdefault(listed, []).append("%s: %s" % (tag, error))
                     if (listed, tag) not in self._warned:
@@ -452,15 +457,18 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         return http_util.Respond(request, {"runs": page, "offset": offset, "more": more,
                                            "partial": partial}, "application/json")
 
-    def _layers_impl(self, context, experiment, run=None, offset=0):
+    def _layers_impl(self, request, run=None, offset=0):
         """{"runs": [run entry]} of every run, or of `run` alone with its layers from
         `offset` on (as many as fit ANSWER_MAX_BYTES; `more` says how many are left)."""
-        listing = self._series(context, experiment, run)
+        experiment = _experiment(request)
+        listing = self._series(_context(request), experiment, run)
+        if run is not None and run not in listing:
+            raise QueryError(404, "no activation data for run %r" % run)
         with self._index_lock:
-            problems = self._problems.get(experiment, {})
+            problems = dict(self._problems.get(experiment, {}))
+        for name in listing:  # bad epoch records are known only once read
+            problems[name] = problems.get(name, []) + self._epoch_ends(request, name)[1]
         if run is not None:
-            if run not in listing:
-                raise QueryError(404, "no activation data for run %r" % run)
             entry = _run_entry(run, listing[run], problems.get(run, []))
             entry["layers"], entry["more"] = _page(entry["layers"], offset)
             return {"runs": [entry]}
@@ -477,8 +485,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     @_handler
     def _serve_layers(self, request):
         run = request.args.get("run")
-        answer = self._layers_impl(_context(request), _experiment(request), run,
-                                   _int_arg(request, "offset", 0))
+        answer = self._layers_impl(request, run, _int_arg(request, "offset", 0))
         return http_util.Respond(request, answer, "application/json")
 
     def _frames_impl(self, request, run, tag, steps, samples):
@@ -534,11 +541,46 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         return http_util.Respond(request, self._frames_impl(request, run, tag, steps, samples),
                                  "application/json")
 
+    def _epoch_ends(self, request, run):
+        """([(step, epoch)] of the run's readable epoch records, [problem]): each record is
+        one blob, read once per new record; a bad one is left out with its reason, and a run
+        with more than epochs.MAX_RECORDS gets none (rather than wrong epochs)."""
+        tags = self._run_series(request, run) or {}
+        if tags.get(metadata.EPOCH_TAG, ({},))[0].get("kind") != metadata.KIND_EPOCH:
+            return [], []
+        tag = metadata.EPOCH_TAG
+
+        def read(datum):
+            try:
+                return datum.step, epochs.parse_record(
+                    datum.values, lambda reference: self._blob(request, run, reference))
+            except (QueryError, ValueError) as error:
+                return "%s: step %d: %s" % (tag, datum.step, error)
+
+        def build(data):
+            if len(data) > epochs.MAX_RECORDS:
+                return [], ["%s: %d epoch records, more than the %d read; epochs are not shown"
+                            % (tag, len(data), epochs.MAX_RECORDS)]
+            results = self._read_all(read, data)
+            problems = [result for result in results if isinstance(result, str)]
+            if len(problems) > _EPOCH_PROBLEMS_SHOWN:
+                problems[_EPOCH_PROBLEMS_SHOWN:] = ["%s: %d more unreadable records"
+                                                    % (tag, len(problems) - _EPOCH_PROBLEMS_SHOWN)]
+            return [result for result in results if isinstance(result, tuple)], problems
+        try:
+            return self._whole_run(request, run, tag, build)
+        except QueryError as error:  # the run cannot be read on this loader (see _reader)
+            return [], ["%s: %s" % (tag, error)]
+
     @_handler
     def _serve_steps(self, request):
         run, tag, _ = self._layer(request)
-        steps = [{"step": datum.step, "wall_time": datum.wall_time}
-                 for datum in self._data(request, run, tag)]
+        data = self._data(request, run, tag)
+        ends, _ = self._epoch_ends(request, run)
+        steps = [{"step": datum.step, "wall_time": datum.wall_time} for datum in data]
+        if ends:
+            for entry, epoch in zip(steps, epochs.epochs_of([datum.step for datum in data], ends)):
+                entry["epoch"] = epoch
         return http_util.Respond(request, {"steps": steps}, "application/json")
 
     @_handler

@@ -58,7 +58,7 @@ BAD_RECORDS = {
     "0..2147483647": [json.dumps({"epoch": 2**40}).encode()],
     "not a blob": ["text"],
     "2 values": [GOOD, GOOD],
-    "256 bytes": [json.dumps({"epoch": 1, "pad": "x" * 300}).encode()],
+    "more than the 256": [json.dumps({"epoch": 1, "pad": "x" * 300}).encode()],
 }
 
 

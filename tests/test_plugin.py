@@ -32,6 +32,7 @@ import tb_activations as tba
 from tb_activations import metadata
 from tb_activations import plugin
 from tb_activations import rendering
+from tb_activations import summary
 from tests import models
 
 HOSTILE_LAYER = "dense>1.a-b"
@@ -151,6 +152,17 @@ def test_steps_lists_every_logged_step_past_the_default_ten(client):
     steps = get_json(client, "/steps?" + query(run="cnn", layer="conv1"))["steps"]
     assert [entry["step"] for entry in steps] == trained.steps
     assert all(entry["wall_time"] > 0 for entry in steps)
+
+
+def test_steps_say_which_keras_epoch_each_step_is_in(client):
+    """The fit: 3 epochs of 8 batches, logged every 2 steps; epochs end at 8, 16 and 24."""
+    client, trained = client
+    steps = get_json(client, "/steps?" + query(run="cnn", layer="conv1"))["steps"]
+    assert [(entry["step"], entry["epoch"]) for entry in steps] == [
+        (step, 0 if step <= 8 else 1 if step <= 16 else 2) for step in trained.steps]
+    vectors = get_json(client, "/steps?" + query(run="vectors", layer=HOSTILE_LAYER))["steps"]
+    assert [entry["step"] for entry in vectors] == [0, 1, 2]
+    assert not any("epoch" in entry for entry in vectors)  # no epoch records: as before
 
 
 def test_grid_is_the_stored_png_of_the_requested_sample(client):
@@ -453,6 +465,8 @@ def test_a_run_name_the_rust_server_cannot_key_is_served(tmp_path, make_provider
     with tf.summary.create_file_writer(str(tmp_path / QUOTED_RUN)).as_default():
         for step in range(2):
             assert tba.log_activations(model, np.ones((2, 6), np.float32), step=step)
+        ((tag, epoch_metadata, values),) = summary.render_epoch_end(0)
+        tf.summary.write(tag, tf.constant(values), step=0, metadata=epoch_metadata)
     flags = tensorboard_flags(tmp_path)
     context = base_plugin.TBContext(data_provider=make_provider(flags), logdir=str(tmp_path),
                                     sampling_hints=flags.samples_per_plugin)
@@ -463,7 +477,7 @@ def test_a_run_name_the_rust_server_cannot_key_is_served(tmp_path, make_provider
         assert time.monotonic() < deadline, "the run was never listed"
         time.sleep(0.3)
     steps = get_json(client, "/steps?" + query(run=QUOTED_RUN, layer="dense"))["steps"]
-    assert [entry["step"] for entry in steps] == [0, 1]
+    assert [(entry["step"], entry["epoch"]) for entry in steps] == [(0, 0), (1, 1)]
     grid = get(client, "/grid?" + query(run=QUOTED_RUN, layer="dense", step=1, sample=1))
     assert grid.status_code == 200, grid.get_data(as_text=True)
     (record,) = [r for r in tba.read_activations(str(tmp_path), layer="dense")
