@@ -332,14 +332,22 @@ class ActivationsPlugin(base_plugin.TBPlugin):
 
     def _data(self, request, run, tag):
         """Every datum of one tag, by step; also refreshes the tag's step map."""
-        data = self._reader(run).read_blob_sequences(
+        return self._tags_data(request, run, [tag])[tag]
+
+    def _tags_data(self, request, run, tags):
+        """{tag: every datum, by step} of `tags`, read in one call (one round trip to the
+        Rust data server); also refreshes their step maps."""
+        read = self._reader(run).read_blob_sequences(
             _context(request), experiment_id=_experiment(request),
             plugin_name=self.plugin_name, downsample=self._downsample,
-            run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]))
-        data = sorted(data.get(run, {}).get(tag, []), key=lambda datum: datum.step)
-        self._step_maps.put((_experiment(request), run, tag),
-                            {datum.step: datum for datum in data}, size=400 * len(data) + 200)
-        return data
+            run_tag_filter=provider.RunTagFilter(runs=[run], tags=tags))
+        result = {}
+        for tag in tags:
+            data = result[tag] = sorted(read.get(run, {}).get(tag, []),
+                                        key=lambda datum: datum.step)
+            self._step_maps.put((_experiment(request), run, tag),
+                                {datum.step: datum for datum in data}, size=400 * len(data) + 200)
+        return result
 
     def _datum(self, request, run, tag, step):
         # Steps are looked up in the tag's last read (which /steps, /stats_series and any
@@ -541,20 +549,21 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         return http_util.Respond(request, self._frames_impl(request, run, tag, steps, samples),
                                  "application/json")
 
-    def _epoch_ends(self, request, run):
+    def _epoch_ends(self, request, run, data=None):
         """([(step, epoch)] of the run's readable epoch records, [problem]): each record is
         one blob, read once per new record; a bad one is left out with its reason, and a run
-        with more than epochs.MAX_RECORDS gets none (rather than wrong epochs)."""
-        tags = self._run_series(request, run) or {}
-        if tags.get(metadata.EPOCH_TAG, ({},))[0].get("kind") != metadata.KIND_EPOCH:
-            return [], []
+        with more than epochs.MAX_RECORDS gets none (rather than wrong epochs). `data`: the
+        epoch tag's data if it was read already."""
         tag = metadata.EPOCH_TAG
+        content, _ = (self._run_series(request, run) or {}).get(tag, ({}, None))
+        if content.get("kind") != metadata.KIND_EPOCH:
+            return [], []
 
         def read(datum):
             try:
                 return datum.step, epochs.parse_record(
                     datum.values, lambda reference: self._blob(request, run, reference))
-            except (QueryError, ValueError) as error:
+            except (QueryError, errors.PublicError, ValueError) as error:
                 return "%s: step %d: %s" % (tag, datum.step, error)
 
         def build(data):
@@ -568,15 +577,16 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                                                     % (tag, len(problems) - _EPOCH_PROBLEMS_SHOWN)]
             return [result for result in results if isinstance(result, tuple)], problems
         try:
-            return self._whole_run(request, run, tag, build)
-        except QueryError as error:  # the run cannot be read on this loader (see _reader)
+            return self._whole_run(request, run, tag, build, data)
+        except (QueryError, errors.PublicError) as error:  # e.g. not on this loader (_reader)
             return [], ["%s: %s" % (tag, error)]
 
     @_handler
     def _serve_steps(self, request):
         run, tag, _ = self._layer(request)
-        data = self._data(request, run, tag)
-        ends, _ = self._epoch_ends(request, run)
+        read = self._tags_data(request, run, [tag, metadata.EPOCH_TAG])
+        data = read[tag]
+        ends, _ = self._epoch_ends(request, run, read[metadata.EPOCH_TAG])
         steps = [{"step": datum.step, "wall_time": datum.wall_time} for datum in data]
         if ends:
             for entry, epoch in zip(steps, epochs.epochs_of([datum.step for datum in data], ends)):
@@ -601,9 +611,10 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                     step=datum.step, wall_time=datum.wall_time)
         return http_util.Respond(request, body, "application/json")
 
-    def _whole_run(self, request, run, tag, build):
-        """build(data) over every step of a tag, cached until the tag gains a step."""
-        data = self._data(request, run, tag)
+    def _whole_run(self, request, run, tag, build, data=None):
+        """build(data) over every step of a tag (`data`, or read now), cached until the tag
+        gains a step."""
+        data = self._data(request, run, tag) if data is None else data
         key = (_experiment(request), run, tag, data[-1].step if data else None, len(data))
         answer = self._answer_cache.get(key)
         if answer is None:
