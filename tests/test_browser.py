@@ -142,12 +142,13 @@ def test_tab_lists_layers_and_draws_grid(page, tensorboard):
     page.open(exp1(tensorboard))
     tabs = page.page.inner_text("body")
     assert "ACTIVATIONS" in tabs.upper()
+    # The frame may first show "Loading activation runs…"; the grid comes after the layers.
+    pixels = page.wait_grid()
     names = texts(page.frame, ".layer-row .layer-name")
     assert names == ["stem", "block_1_conv", "block_1_pool", "block_2_conv", "block_2_relu",
                      "pool", "hidden", "classes"]
     groups = texts(page.frame, ".group-row .layer-name")
     assert groups == ["backbone"]
-    pixels = page.wait_grid()
     assert pixels["colours"] > 8, pixels
     assert (pixels["width"], pixels["height"]) == (33, 33)  # 2x2 tiles of 16 px, 1 px gutter
     assert page.frame.query_selector_all(".sample img")  # the probe pictures
