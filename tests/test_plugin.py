@@ -29,6 +29,7 @@ from tensorboard.util import grpc_util
 from werkzeug import test as werkzeug_test
 
 import tb_activations as tba
+from tb_activations import epochs
 from tb_activations import metadata
 from tb_activations import plugin
 from tb_activations import rendering
@@ -78,6 +79,15 @@ def rust_provider(flags):
         samples_per_plugin=flags.samples_per_plugin)
     ingester.start()
     return ingester.data_provider
+
+
+def plugin_client(root, make_provider):
+    """A client of a fresh plugin over `root`, read by the loader make_provider starts."""
+    flags = tensorboard_flags(root)
+    context = base_plugin.TBContext(data_provider=make_provider(flags), logdir=str(root),
+                                    sampling_hints=flags.samples_per_plugin)
+    return werkzeug_test.Client(application.TensorBoardWSGI(
+        [plugin.ActivationsLoader().load(context)]))
 
 
 @pytest.fixture(scope="module", params=["python", "rust"])
@@ -163,6 +173,25 @@ def test_steps_say_which_keras_epoch_each_step_is_in(client):
     vectors = get_json(client, "/steps?" + query(run="vectors", layer=HOSTILE_LAYER))["steps"]
     assert [entry["step"] for entry in vectors] == [0, 1, 2]
     assert not any("epoch" in entry for entry in vectors)  # no epoch records: as before
+
+
+def test_a_run_with_more_epoch_records_than_are_read_shows_none(logdir, monkeypatch):
+    """Rather than wrong epochs: the cnn run has 3 records, over a bound of 2."""
+    root, trained = logdir
+    monkeypatch.setattr(epochs, "MAX_RECORDS", 2)
+    client = plugin_client(root, python_provider)
+    deadline = time.monotonic() + 60
+    while True:
+        problems = get(client, "/layers?" + query(run="cnn"))
+        if problems.status_code == 200 and json.loads(problems.get_data())["runs"][0]["problems"]:
+            break
+        assert time.monotonic() < deadline, problems.get_data(as_text=True)
+        time.sleep(0.3)
+    (reason,) = json.loads(problems.get_data())["runs"][0]["problems"]
+    assert reason == ("activations_epochs: 3 epoch records, more than the 2 read; epochs are "
+                      "not shown")
+    steps = get_json(client, "/steps?" + query(run="cnn", layer="conv1"))["steps"]
+    assert steps and not any("epoch" in entry for entry in steps)
 
 
 def test_grid_is_the_stored_png_of_the_requested_sample(client):
@@ -467,11 +496,7 @@ def test_a_run_name_the_rust_server_cannot_key_is_served(tmp_path, make_provider
             assert tba.log_activations(model, np.ones((2, 6), np.float32), step=step)
         ((tag, epoch_metadata, values),) = summary.render_epoch_end(0)
         tf.summary.write(tag, tf.constant(values), step=0, metadata=epoch_metadata)
-    flags = tensorboard_flags(tmp_path)
-    context = base_plugin.TBContext(data_provider=make_provider(flags), logdir=str(tmp_path),
-                                    sampling_hints=flags.samples_per_plugin)
-    client = werkzeug_test.Client(application.TensorBoardWSGI(
-        [plugin.ActivationsLoader().load(context)]))
+    client = plugin_client(tmp_path, make_provider)
     deadline = time.monotonic() + 60
     while get(client, "/steps?" + query(run=QUOTED_RUN, layer="dense")).status_code != 200:
         assert time.monotonic() < deadline, "the run was never listed"
