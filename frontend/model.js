@@ -52,7 +52,11 @@ const PARTIAL_RETRY_MS = 1500;
  * @property {string} heat  what the overview's heat map shows (overview_values.js HEAT_METRICS)
  */
 
-/** @typedef {{step: number, wall_time: number}} StepEntry */
+/**
+ * A logged step as ./steps lists it; `epoch` (Keras's 0-based index) only in a run with epoch
+ * records.
+ * @typedef {{step: number, wall_time: number, epoch?: number}} StepEntry
+ */
 /** @typedef {{input: string, shape: (number|null)[], samples: number}} ProbeEntry */
 /** @typedef {{run: string, layers: import("./layouts.js").LayerEntry[], probes: ProbeEntry[], problems: string[]}} RunEntry */
 /**

@@ -80,7 +80,7 @@ function showStep() {
   const current = run();
   const step = current.steps[Number($("step").value)];
   const sample = $("sample").value;
-  $("step-value").textContent = String(step);
+  $("step-value").textContent = current.step_labels[Number($("step").value)];
   for (const view of views) {
     const img = grids.get([$("run").value, view.index, step, sample].join("/"));
     if (!img) {
@@ -186,7 +186,7 @@ class HtmlPage:
         self._picture(png, kind="probe", run=run, probe=probe, sample=sample)
 
     def close(self, manifest, gradient_png):
-        """Ends the page. manifest: {"runs": [{"run", "steps", "samples", "probes":
+        """Ends the page. manifest: {"runs": [{"run", "steps", "step_labels", "samples", "probes":
         [{"input"}], "layers": [{"index", "layer", "layer_class", "output_shape", "width",
         "height"}]}], "cmap", "note", "nonfinite", "about"}."""
         manifest = dict(manifest, gradient=_data_uri(gradient_png))

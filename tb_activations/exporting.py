@@ -22,6 +22,7 @@ import warnings
 
 import numpy as np
 
+from tb_activations import epochs as epochs_lib
 from tb_activations import export_files
 from tb_activations import export_html
 from tb_activations import figures
@@ -63,6 +64,7 @@ class RunListing:
     directory: str
     layers: dict  # tag -> LayerListing
     probes: dict  # tag -> plugin content
+    epochs: list  # [(step, epoch)]: where each Keras epoch ended
 
 
 @dataclasses.dataclass
@@ -145,10 +147,13 @@ def _increasing(items):
 
 def list_run(name, directory):
     """The RunListing of one run: one pass over its event files."""
-    layers, probes = {}, {}
+    layers, probes, epochs = {}, {}, []
     for item in _increasing(reader.read_run(directory, name)):
         if isinstance(item, reader.ProbeStep):
             probes.setdefault(item.tag, item.content)
+            continue
+        if isinstance(item, reader.EpochStep):
+            epochs.append((item.step, item.epoch))
             continue
         listing = layers.get(item.tag)
         if listing is None:
@@ -156,7 +161,7 @@ def list_run(name, directory):
                                                       array.array("q"), (np.nan, np.nan))
         listing.steps.append(item.step)
         listing.span = figures.span_of([listing.span, *item.ranges.reshape(-1, 2)])
-    return RunListing(name, directory, layers, probes)
+    return RunListing(name, directory, layers, probes, epochs)
 
 
 def _listed_runs(logdir, run):
@@ -269,9 +274,10 @@ class _Options:
 class _LayerExport:
     """Everything written for one layer of one run, fed one logged step at a time."""
 
-    def __init__(self, context, listing, run_index, layer_index, folder, samples):
+    def __init__(self, context, listing, run_index, layer_index, folder, samples, epochs):
         self.context = context
         self.listing = listing
+        self.epochs = epochs  # step -> Keras epoch index, or None
         self.content = listing.content
         self.layout = listing.layout
         self.run_index = run_index
@@ -323,7 +329,9 @@ class _LayerExport:
                 self.context.page.add_grid(rendering.encode_png(rgba), self.run_index,
                                            self.layer_index, item.step, sample, labels)
         if self.npz is not None:
+            epoch = self.epochs[item.step]
             row = dict(steps=np.int64(item.step), wall_times=np.float64(item.wall_time),
+                       epochs=np.int64(-1 if epoch is None else epoch),
                        statistics=item.stats[self.samples], ranges=item.ranges[self.samples],
                        channels=item.channels, units=item.units,
                        layer_statistics=item.layer[self.samples],
@@ -336,7 +344,8 @@ class _LayerExport:
 
     def titles(self, step, sample):
         content = self.content
-        title = "%s · step %d · sample %d" % (content["layer"], step, sample)
+        title = "%s · %s · sample %d" % (content["layer"],
+                                         epochs_lib.step_text(step, self.epochs[step]), sample)
         subtitle = "run %s · %s · output %s · %d of %d %s drawn" % (
             self.context.run, content["layer_class"], _shape_text(content["output_shape"]),
             content["channels_shown"], content["channels_total"],
@@ -406,8 +415,9 @@ def _export_run(context, listing, run_index, layers, chosen_steps, samples, fold
     exports = {}
     for number, layer in enumerate(layers):
         layer_folder = os.path.join(folder, export_files.safe_name(layer.content["layer"], taken))
-        exports[layer.tag] = _LayerExport(context, layer, run_index, number, layer_folder,
-                                          samples[(listing.name, layer.tag)])
+        exports[layer.tag] = _LayerExport(
+            context, layer, run_index, number, layer_folder, samples[(listing.name, layer.tag)],
+            dict(zip(layer.steps, epochs_lib.epochs_of(layer.steps, listing.epochs))))
     probe_numbers = {tag: number for number, tag in enumerate(sorted(listing.probes))}
     probes_shown = set()
     for item in _increasing(reader.read_run(listing.directory, listing.name)):
@@ -439,7 +449,10 @@ def _manifest(listings, layers, chosen_steps, samples, options, logdir):
                             "output_shape": _shape_text(layer.content["output_shape"]),
                             "width": layer.layout.grid_width * zoom,
                             "height": layer.layout.grid_height * zoom})
-        runs.append({"run": listing.name, "steps": steps, "layers": entries,
+        runs.append({"run": listing.name, "steps": steps,
+                     "step_labels": [epochs_lib.step_text(step, epoch) for step, epoch in
+                                     zip(steps, epochs_lib.epochs_of(steps, listing.epochs))],
+                     "layers": entries,
                      "samples": samples[(listing.name, chosen[0].tag)],
                      "probes": [{"input": str(listing.probes[tag].get("input"))}
                                 for tag in sorted(listing.probes)]})
@@ -459,12 +472,14 @@ def export(logdir: str | os.PathLike, out: str | os.PathLike, run: str | None = 
     For every run and selected layer, in `out/<run>/<layer>/` (names made safe for any file
     system; index.csv maps the real names to the files):
     `png`: one figure per step and probe sample (step-000123_sample-0.png), titled with the
-    layer path, step and sample, run, class and output shape, its tiles numbered, and a colour
-    bar in real values; `gif`: the layer across the chosen steps, one frame per step, per
-    sample (steps_sample-0.gif); `npz`: statistics.npz with `statistics` (step x sample x
-    row x field, row r of unit `units[step, r]`), `layer_statistics` (step x sample x field,
-    over every unit), `silent` (step x sample x packed bits of the units all zero),
-    `fields`, `steps`, `wall_times`, `samples`, `ranges`, `channels`, and
+    layer path, epoch (when the run recorded epochs; counted from 1 as Keras's console does),
+    step and sample, run, class and output shape, its tiles numbered, and a colour bar in real
+    values; `gif`: the layer across the chosen steps, one frame per step, per sample
+    (steps_sample-0.gif); `npz`: statistics.npz with `statistics` (step x sample x row x
+    field, row r of unit `units[step, r]`), `layer_statistics` (step x sample x field, over
+    every unit), `silent` (step x sample x packed bits of the units all zero), `fields`,
+    `steps`, `epochs` (Keras's 0-based epoch index per step, -1 where the run recorded none),
+    `wall_times`, `samples`, `ranges`, `channels`, and
     with `values` also the decoded grids (step x sample x height x width; NaN at gutters and
     NaN/Inf); `html`: out/activations.html, one file with every picture inlined.
     Colours and scaling are the tab's.

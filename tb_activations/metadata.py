@@ -107,6 +107,18 @@ def parse_plugin_content(content):
     return payload
 
 
+def json_blob(blob, max_bytes, what):
+    """The JSON value a blob of an event file holds (untrusted): ValueError naming `what` if
+    it is over `max_bytes` (refused before it is parsed) or not JSON."""
+    if len(blob) > max_bytes:
+        raise ValueError("%s of %d bytes, more than the %d one may hold"
+                         % (what, len(blob), max_bytes))
+    try:
+        return json.loads(blob.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise ValueError("%s is not JSON: %s" % (what, error)) from None
+
+
 # The plugin content schema (docs/format.md), checked wherever content is parsed: event files
 # are untrusted, and a field of the wrong type must become a reason, not a crash downstream.
 # Sizes are bounded so no reader allocates more than a real grid would need.

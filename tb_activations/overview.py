@@ -75,13 +75,7 @@ def _valid_summary(summary):
 def decode_overview(blob):
     """{layer path: summary} of an overview blob; ValueError on anything else (the blob is
     read from an event file, so it is untrusted)."""
-    if len(blob) > MAX_OVERVIEW_BYTES:
-        raise ValueError("overview blob of %d bytes, more than the %d one may hold"
-                         % (len(blob), MAX_OVERVIEW_BYTES))
-    try:
-        payload = json.loads(blob.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
-        raise ValueError("overview blob is not JSON: %s" % error) from None
+    payload = metadata.json_blob(blob, MAX_OVERVIEW_BYTES, "overview blob")
     layers = payload.get("layers") if isinstance(payload, dict) else None
     if not isinstance(layers, dict) or not all(
             isinstance(path, str) and _valid_summary(summary) for path, summary in layers.items()):

@@ -10,7 +10,6 @@ import importlib
 import importlib.resources
 import json
 import logging
-import math
 import os
 import re
 import threading
@@ -29,6 +28,7 @@ from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from tb_activations import caches
+from tb_activations import epochs
 from tb_activations import layout
 from tb_activations import metadata
 from tb_activations import model_file
@@ -55,6 +55,8 @@ _BLOB_READERS = 32
 # Listing answers (runs, a run's layers) and frame windows stay under this many bytes of JSON;
 # a listing says how many entries it left for the next page.
 ANSWER_MAX_BYTES = 1 << 20
+# Reasons an epoch tag adds to its run's problems at most (one per bad record).
+_EPOCH_PROBLEMS_SHOWN = 10
 # Steps one /frames request may ask for.
 FRAMES_MAX_STEPS = 32
 # /runs answers from a listing of every tag at most this old, listing again in the background;
@@ -275,6 +277,8 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             for tag, series in tags.items():
                 try:
                     content = metadata.parse_plugin_content(series.plugin_content)
+                    if content["kind"] == metadata.KIND_EPOCH:
+                        epochs.check_tag(tag)
                 except ValueError as error:
                     problems.setdefault(listed, []).append("%s: %s" % (tag, error))
                     if (listed, tag) not in self._warned:
@@ -342,14 +346,22 @@ class ActivationsPlugin(base_plugin.TBPlugin):
 
     def _data(self, request, run, tag):
         """Every datum of one tag, by step; also refreshes the tag's step map."""
-        data = self._reader(run).read_blob_sequences(
+        return self._tags_data(request, run, [tag])[tag]
+
+    def _tags_data(self, request, run, tags):
+        """{tag: every datum, by step} of `tags`, read in one call (one round trip to the
+        Rust data server); also refreshes their step maps."""
+        read = self._reader(run).read_blob_sequences(
             _context(request), experiment_id=_experiment(request),
             plugin_name=self.plugin_name, downsample=self._downsample,
-            run_tag_filter=provider.RunTagFilter(runs=[run], tags=[tag]))
-        data = sorted(data.get(run, {}).get(tag, []), key=lambda datum: datum.step)
-        self._step_maps.put((_experiment(request), run, tag),
-                            {datum.step: datum for datum in data}, size=400 * len(data) + 200)
-        return data
+            run_tag_filter=provider.RunTagFilter(runs=[run], tags=tags))
+        result = {}
+        for tag in tags:
+            data = result[tag] = sorted(read.get(run, {}).get(tag, []),
+                                        key=lambda datum: datum.step)
+            self._step_maps.put((_experiment(request), run, tag),
+                                {datum.step: datum for datum in data}, size=400 * len(data) + 200)
+        return result
 
     def _datum(self, request, run, tag, step):
         # Steps are looked up in the tag's last read (which /steps, /stats_series and any
@@ -469,15 +481,18 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         return http_util.Respond(request, {"runs": page, "offset": offset, "more": more,
                                            "partial": partial}, "application/json")
 
-    def _layers_impl(self, context, experiment, run=None, offset=0):
+    def _layers_impl(self, request, run=None, offset=0):
         """{"runs": [run entry]} of every run, or of `run` alone with its layers from
         `offset` on (as many as fit ANSWER_MAX_BYTES; `more` says how many are left)."""
-        listing = self._series(context, experiment, run)
+        experiment = _experiment(request)
+        listing = self._series(_context(request), experiment, run)
+        if run is not None and run not in listing:
+            raise QueryError(404, "no activation data for run %r" % run)
         with self._index_lock:
-            problems = self._problems.get(experiment, {})
+            problems = dict(self._problems.get(experiment, {}))
+        for name in listing:  # bad epoch records are known only once read
+            problems[name] = problems.get(name, []) + self._epoch_ends(request, name)[1]
         if run is not None:
-            if run not in listing:
-                raise QueryError(404, "no activation data for run %r" % run)
             entry = _run_entry(run, listing[run], problems.get(run, []))
             entry["layers"], entry["more"] = _page(entry["layers"], offset)
             return {"runs": [entry]}
@@ -494,8 +509,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     @_handler
     def _serve_layers(self, request):
         run = request.args.get("run")
-        answer = self._layers_impl(_context(request), _experiment(request), run,
-                                   _int_arg(request, "offset", 0))
+        answer = self._layers_impl(request, run, _int_arg(request, "offset", 0))
         return http_util.Respond(request, answer, "application/json")
 
     def _frames_impl(self, request, run, tag, content, steps, samples):
@@ -553,11 +567,61 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                                                                    samples),
                                  "application/json")
 
+    def _epoch_ends(self, request, run, data=None):
+        """([(step, epoch)] of the run's readable epoch records, [problem]): each record is
+        one blob, read once per new record; a bad one is left out with its reason, and a run
+        with more than epochs.MAX_RECORDS gets none (rather than wrong epochs). `data`: the
+        epoch tag's data if it was read already."""
+        tag = metadata.EPOCH_TAG
+        content, series = (self._run_series(request, run) or {}).get(tag, ({}, None))
+        if content.get("kind") != metadata.KIND_EPOCH:
+            return [], []
+        # While the listed tag ends where it did, the last answer stands without reading the
+        # tag again (a round trip to the Rust data server on every /layers).
+        listed = ("listed", _experiment(request), run, series.max_step, series.max_wall_time)
+        known = self._answer_cache.get(listed) if data is None else None
+        if known is not None:
+            return known
+
+        def read(datum):
+            """(step, epoch) or the reason it is unreadable; each record is read once, so a
+            new epoch costs one blob read, not one per record."""
+            key = ("epoch record", _experiment(request), run, datum.step, datum.wall_time)
+            found = self._answer_cache.get(key)
+            if found is None:
+                try:
+                    found = datum.step, epochs.parse_record(
+                        datum.values, lambda reference: self._blob(request, run, reference))
+                except (QueryError, errors.PublicError, ValueError) as error:
+                    found = "%s: step %d: %s" % (tag, datum.step, error)
+                self._answer_cache.put(key, found)
+            return found
+
+        def build(data):
+            if len(data) > epochs.MAX_RECORDS:
+                return [], ["%s: %d epoch records, more than the %d read; epochs are not shown"
+                            % (tag, len(data), epochs.MAX_RECORDS)]
+            results = self._read_all(read, data)
+            problems = [result for result in results if isinstance(result, str)]
+            if len(problems) > _EPOCH_PROBLEMS_SHOWN:
+                problems[_EPOCH_PROBLEMS_SHOWN:] = ["%s: %d more unreadable records"
+                                                    % (tag, len(problems) - _EPOCH_PROBLEMS_SHOWN)]
+            return [result for result in results if isinstance(result, tuple)], problems
+        try:
+            return self._answer_cache.put(listed, self._whole_run(request, run, tag, build, data))
+        except (QueryError, errors.PublicError) as error:  # e.g. not on this loader (_reader)
+            return [], ["%s: %s" % (tag, error)]
+
     @_handler
     def _serve_steps(self, request):
         run, tag, _ = self._layer(request)
-        steps = [{"step": datum.step, "wall_time": datum.wall_time}
-                 for datum in self._data(request, run, tag)]
+        read = self._tags_data(request, run, [tag, metadata.EPOCH_TAG])
+        data = read[tag]
+        ends, _ = self._epoch_ends(request, run, read[metadata.EPOCH_TAG])
+        steps = [{"step": datum.step, "wall_time": datum.wall_time} for datum in data]
+        if ends:
+            for entry, epoch in zip(steps, epochs.epochs_of([datum.step for datum in data], ends)):
+                entry["epoch"] = epoch
         return http_util.Respond(request, {"steps": steps}, "application/json")
 
     @_handler
@@ -578,9 +642,10 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                     step=datum.step, wall_time=datum.wall_time)
         return http_util.Respond(request, body, "application/json")
 
-    def _whole_run(self, request, run, tag, build):
-        """build(data) over every step of a tag, cached until the tag gains a step."""
-        data = self._data(request, run, tag)
+    def _whole_run(self, request, run, tag, build, data=None):
+        """build(data) over every step of a tag (`data`, or read now), cached until the tag
+        gains a step."""
+        data = self._data(request, run, tag) if data is None else data
         key = (_experiment(request), run, tag, data[-1].step if data else None, len(data))
         answer = self._answer_cache.get(key)
         if answer is None:

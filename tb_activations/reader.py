@@ -3,7 +3,7 @@
 `read_activations` gathers a logdir through the EventMultiplexer (layer by layer, in memory);
 `read_run` streams one run's event files once, in the order they were written, checking every
 value against its tag's plugin content (the data is untrusted), for readers that must not hold
-a whole run (export).
+a whole run (export). A run directory that cannot be read is skipped with a warning naming it.
 """
 
 import dataclasses
@@ -15,8 +15,10 @@ from tensorboard.backend.event_processing import directory_watcher
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing import io_wrapper
 from tensorboard.backend.event_processing import plugin_event_multiplexer
+from tensorboard.util import io_util
 from tensorboard.util import tensor_util
 
+from tb_activations import epochs
 from tb_activations import layout as layout_lib
 from tb_activations import metadata
 from tb_activations import rendering
@@ -61,7 +63,8 @@ def load_multiplexer(logdir):
     """An EventMultiplexer over `logdir` that keeps every activations step."""
     multiplexer = plugin_event_multiplexer.EventMultiplexer(
         tensor_size_guidance={metadata.PLUGIN_NAME: 0})
-    multiplexer.AddRunsFromDirectory(str(logdir))
+    for name, directory in run_directories(logdir):
+        multiplexer.AddRun(directory, name)
     multiplexer.Reload()
     return multiplexer
 
@@ -187,12 +190,38 @@ class ProbeStep:
     pictures: list
 
 
+@dataclasses.dataclass
+class EpochStep:
+    """Keras epoch `epoch` (0-based) ended at `step` (the epoch tag, checked)."""
+
+    tag: str
+    step: int
+    epoch: int
+
+
 def run_directories(logdir):
     """[(run name, directory)] of every run under `logdir`, sorted, named as TensorBoard's
-    multiplexer names them: the path relative to `logdir` ("." for `logdir` itself)."""
+    multiplexer names them: the path relative to `logdir` ("." for `logdir` itself). A local
+    directory that cannot be listed is skipped with a warning naming it (TensorBoard's own
+    walk fails the whole logdir on it)."""
     logdir = os.fspath(logdir)
-    return sorted((os.path.relpath(directory, logdir), directory)
-                  for directory in io_wrapper.GetLogdirSubdirectories(logdir))
+    if io_util.IsCloudPath(logdir):
+        directories = io_wrapper.GetLogdirSubdirectories(logdir)
+    else:
+        directories = _local_run_directories(logdir)
+    return sorted((os.path.relpath(directory, logdir), directory) for directory in directories)
+
+
+def _local_run_directories(logdir):
+    """Directories under `logdir` holding an event file, walked as TensorBoard walks them."""
+    def unreadable(error):
+        if not isinstance(error, FileNotFoundError):  # gone meanwhile, or no logdir: nothing
+            warnings.warn("skipping directory %s of the logdir: it cannot be read (%s)"
+                          % (error.filename, error.strerror), stacklevel=6)
+
+    for directory, _, files in os.walk(logdir, onerror=unreadable, followlinks=True):
+        if any(io_wrapper.IsTensorFlowEventsFile(name) for name in files):
+            yield directory
 
 
 def _parsed_content(tag, summary_metadata, where):
@@ -202,6 +231,8 @@ def _parsed_content(tag, summary_metadata, where):
         content = metadata.parse_plugin_content(summary_metadata.plugin_data.content)
         if content["kind"] == metadata.KIND_LAYER:
             return content, layer_layout(content)
+        if content["kind"] == metadata.KIND_EPOCH:
+            epochs.check_tag(tag)
         return content, None
     except ValueError as error:
         warnings.warn("skipping activations tag %r of %s: %s" % (tag, where, error),
@@ -238,7 +269,8 @@ def _probe_step(tag, parsed, event, blobs):
 
 
 def read_run(directory, name=None):
-    """Yields a LayerStep or ProbeStep for every activations value in one run's event files.
+    """Yields a LayerStep, ProbeStep or EpochStep for every activations value in one run's
+    event files.
 
     One pass, in the order the values were written (step by step, every layer of a step
     together), through TensorBoard's event file loader; nothing is kept but each tag's plugin
@@ -258,14 +290,16 @@ def read_run(directory, name=None):
             if not parsed or not value.HasField("tensor"):
                 continue
             kind = parsed[0]["kind"]
-            if kind not in (metadata.KIND_LAYER, metadata.KIND_PROBE):
+            if kind == metadata.KIND_OVERVIEW:
                 continue
             try:
                 blobs = _blobs(value.tensor)
                 if kind == metadata.KIND_LAYER:
                     yield _layer_step(value.tag, parsed, event, blobs)
-                else:
+                elif kind == metadata.KIND_PROBE:
                     yield _probe_step(value.tag, parsed, event, blobs)
+                else:
+                    yield EpochStep(value.tag, event.step, epochs.parse_record(blobs))
             except ValueError as error:
                 warnings.warn("skipping step %d of activations tag %r of %s: %s"
                               % (event.step, value.tag, where, error), stacklevel=2)

@@ -142,12 +142,13 @@ def test_tab_lists_layers_and_draws_grid(page, tensorboard):
     page.open(exp1(tensorboard))
     tabs = page.page.inner_text("body")
     assert "ACTIVATIONS" in tabs.upper()
+    # The frame may first show "Loading activation runs…"; the grid comes after the layers.
+    pixels = page.wait_grid()
     names = texts(page.frame, ".layer-row .layer-name")
     assert names == ["stem", "block_1_conv", "block_1_pool", "block_2_conv", "block_2_relu",
                      "pool", "hidden", "classes"]
     groups = texts(page.frame, ".group-row .layer-name")
     assert groups == ["backbone"]
-    pixels = page.wait_grid()
     assert pixels["colours"] > 8, pixels
     assert (pixels["width"], pixels["height"]) == (33, 33)  # 2x2 tiles of 16 px, 1 px gutter
     assert page.frame.query_selector_all(".sample img")  # the probe pictures
@@ -173,6 +174,18 @@ def test_slider_changes_step(page, tensorboard):
     page.page.keyboard.press("ArrowRight")
     page.frame.wait_for_function("() => document.querySelector('.step-label').dataset.step === '2'")
     assert page.state()["step"] != last
+
+
+def test_step_bar_says_which_epoch_a_step_is_in(page, tensorboard):
+    """exp1: 3 epochs of 4 batches logged every 2 steps (0, 2, ..., 12); Keras's epoch ends
+    at steps 4, 8 and 12 are shown as the console counts them, from 1."""
+    frame = page.open(exp1(tensorboard, layer="stem", step="6"))
+    wait_text(frame, ".step-label", "epoch 2 · step 6 · 4 of 7")
+    ticks = frame.eval_on_selector_all("#step-epoch-ends option",
+                                       "options => options.map(o => o.value)")
+    assert ticks == ["2", "4"]  # the slider positions of steps 4 and 8, each epoch's last
+    frame.locator(".step-slider").fill("0")
+    wait_text(frame, ".step-label", "epoch 1 · step 0 · 1 of 7")
 
 
 def test_png_export_is_the_grid_with_its_caption_and_colour_bar(page, tensorboard, tmp_path):
@@ -330,6 +343,9 @@ def test_vectors_without_probe_and_nonfinite_values(page, tensorboard):
     assert frame.query_selector_all(".sample img") == []
     assert len(frame.query_selector_all(".sample")) == 3
     assert "no probe picture" in frame.inner_text(".samples")
+    # Written by a custom loop, without epoch records: the step alone, no epoch ticks.
+    wait_text(frame, ".step-label", "2 · 3 of 3")
+    assert frame.query_selector_all("#step-epoch-ends option") == []
     # 30 units as a 6 x 5 block; units 3 (NaN) and 5 (Inf) drawn in the NaN colour.
     assert (pixels["width"], pixels["height"]) == (6, 5)
     nonfinite = frame.evaluate("""() => {

@@ -23,6 +23,7 @@ from tb_activations import metadata
 from tb_activations import reader
 from tests import browser_helpers as helpers
 from tests import models
+from tests.test_epochs import write_hostile_epochs
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
@@ -34,7 +35,8 @@ ORIGIN = "http://frontend.test"
 
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory):
-    """Two real fits: the hostile-named run (steps 0, 4, 8), and `plain` (steps 0, 2)."""
+    """Two real fits: the hostile-named run (steps 0, 4, 8; its 2 epochs end at 4 and 8),
+    and `plain` (steps 0, 2; its one epoch ends at 2)."""
     root = tmp_path_factory.mktemp("export_logs")
     hostile = models.train_and_log(root / HOSTILE_RUN, epochs=2, probe_size=2)
     plain = models.train_and_log(root / PLAIN_RUN, epochs=1, samples=128, probe_size=3,
@@ -89,8 +91,9 @@ def test_png_figures_decode_and_carry_their_title(exported):
         with Image.open(os.path.join(result.folder, row["file"])) as image:
             image.load()
             assert image.mode == "RGB" and image.width >= 480
-            assert image.text["Title"] == "%s · step %s · sample %s" % (
-                row["layer"], row["step"], row["sample"])
+            epoch = 1 if int(row["step"]) <= 4 else 2  # as Keras's console counts them
+            assert image.text["Title"] == "%s · epoch %d · step %s · sample %s" % (
+                row["layer"], epoch, row["step"], row["sample"])
             assert image.text["Description"].startswith("run %s · %s · output ("
                                                         % (HOSTILE_RUN, row["layer_class"]))
 
@@ -155,6 +158,8 @@ def test_npz_holds_what_read_activations_reads(logdir, exported):
                 channels = records[0].statistics["min"].shape[0]
                 assert list(arrays["fields"]) == list(metadata.STAT_FIELDS)
                 np.testing.assert_array_equal(arrays["steps"], trained.steps)
+                np.testing.assert_array_equal(  # Keras's epoch index of each step
+                    arrays["epochs"], [0, 0, 1] if run == HOSTILE_RUN else [0, 0])
                 np.testing.assert_array_equal(arrays["samples"], np.arange(samples))
                 statistics = arrays["statistics"]
                 assert statistics.shape == (len(trained.steps), samples, channels, 7)
@@ -207,10 +212,10 @@ def test_html_page_draws_its_pictures_and_shows_names_as_text(exported, browser)
     assert shown["layers"] == models.SMALL_CNN_DRAWN
     assert shown["grids"] == len(models.SMALL_CNN_DRAWN)
     assert shown["probes"] == 2 and shown["injected"] == 0
-    assert shown["step"] == "8"
+    assert shown["step"] == "epoch 2 · step 8"
     page.fill("#step", "0")
     page.dispatch_event("#step", "input")
-    assert page.text_content("#step-value") == "0"
+    assert page.text_content("#step-value") == "epoch 1 · step 0"
     assert dialogs == [] and errors == []
     assert all(url.startswith(("file:", "data:")) for url in requests)
     page.close()
@@ -315,8 +320,23 @@ def test_malformed_tags_and_values_are_skipped_with_a_warning_naming_them(tmp_pa
     assert "skipping step 2 of activations tag 'activations/conv1' of run 'run': 1 blobs, " \
            "expected 2 PNGs and the statistics" in messages
     with open(result.index, newline="", encoding="utf-8") as file:
-        layers = {row["layer"] for row in csv.DictReader(file)}
-    assert layers == set(models.SMALL_CNN_DRAWN)
+        rows = list(csv.DictReader(file))
+    assert {row["layer"] for row in rows} == set(models.SMALL_CNN_DRAWN)
+    with np.load(os.path.join(result.folder, rows[0]["file"]), allow_pickle=False) as arrays:
+        assert arrays["epochs"].tolist() == [-1]  # a custom loop records no epochs
+
+
+def test_hostile_epoch_records_are_left_out_of_the_export(tmp_path):
+    write_hostile_epochs(tmp_path / "run")  # epoch 3 ended at step 5, bad records after it
+    with pytest.warns(UserWarning):
+        result = tba.export(tmp_path, tmp_path / "out", layers="conv1", formats="png,npz",
+                            progress=False)
+    with open(result.index, newline="", encoding="utf-8") as file:
+        rows = {row["format"]: row for row in csv.DictReader(file)}
+    with Image.open(os.path.join(result.folder, rows["png"]["file"])) as image:
+        assert image.text["Title"] == "conv1 · epoch 4 · step 1 · sample 0"
+    with np.load(os.path.join(result.folder, rows["npz"]["file"]), allow_pickle=False) as arrays:
+        assert arrays["epochs"].tolist() == [3] and arrays["steps"].tolist() == [1]
 
 
 @pytest.mark.parametrize("options, message", [

@@ -23,6 +23,7 @@ from tb_activations import metadata
 from tb_activations import plugin
 from tb_activations import rendering
 from tests import models
+from tests.test_epochs import write_hostile_epochs
 from tests.test_plugin import get, get_json, python_provider, query, rust_provider
 from tests.test_plugin import tensorboard_flags
 
@@ -101,8 +102,8 @@ CRAFTED = {
 
 def write_crafted_runs(root):
     """Run `good` (a real model), run `crafted` (every case of CRAFTED, each as its own layer
-    tag), run `numbers` (a float tensor under our plugin name) and `matrix` (a rank-2 string
-    tensor)."""
+    tag), run `numbers` (float tensors under our plugin name, a layer and an epoch record),
+    `matrix` (a rank-2 string tensor) and `epochs` (bad epoch records beside a good one)."""
     model, x = models.small_cnn((8, 8, 1)), np.ones((1, 8, 8, 1), np.float32)
     with tf.summary.create_file_writer(str(root / "good")).as_default():
         assert tba.log_activations(model, x, step=0)
@@ -115,6 +116,8 @@ def write_crafted_runs(root):
         _write(metadata.OVERVIEW_TAG, {"kind": "overview"}, [1.0], tf.float32)  # not a blob
     with tf.summary.create_file_writer(str(root / "numbers")).as_default():
         _write("activations/numbers", _good_content(layer="numbers"), [1.0, 2.0], tf.float32)
+        _write(metadata.EPOCH_TAG, {"kind": "epoch"}, [1.0], tf.float32)
+    write_hostile_epochs(root / "epochs")
     with tf.summary.create_file_writer(str(root / "matrix")).as_default():
         _write("activations/matrix", _good_content(layer="matrix"),
                [[GOOD_PNG, GOOD_PNG]], tf.string)
@@ -133,7 +136,7 @@ def client(request, tmp_path_factory):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         runs = {run["run"] for run in get_json(test_client, "/layers")["runs"]}
-        if {"good", "crafted"} <= runs:
+        if {"good", "crafted", "epochs"} <= runs:
             return test_client
         time.sleep(0.5)
     raise AssertionError("the crafted runs were never listed")
@@ -189,3 +192,15 @@ def test_an_unreadable_overview_step_leaves_its_values_out(client):
     assert response.status_code == 200, body
     assert body["steps"] == [0]
     assert body["layers"] and all(layer["zero_fraction"] == [None] for layer in body["layers"])
+
+
+def test_bad_epoch_records_are_left_out_with_their_reasons(client):
+    steps = get_json(client, "/steps?" + query(run="epochs", layer="conv1"))["steps"]
+    assert [(entry["step"], entry["epoch"]) for entry in steps] == [(1, 3)]  # the good record
+    (run,) = get_json(client, "/layers?" + query(run="epochs"))["runs"]
+    problems = "\n".join(run["problems"])
+    assert "activations_epochs_foreign: " in problems and "belong under tag" in problems
+    for step, reason in ((10, "not JSON"), (11, "expected {\"epoch\": E}"), (15, "2 values"),
+                         (16, "more than the 256")):
+        assert "activations_epochs: step %d: " % step in problems and reason in problems, step
+    assert get_json(client, "/runs")["runs"]  # the listing is unharmed

@@ -29,9 +29,11 @@ from tensorboard.util import grpc_util
 from werkzeug import test as werkzeug_test
 
 import tb_activations as tba
+from tb_activations import epochs
 from tb_activations import metadata
 from tb_activations import plugin
 from tb_activations import rendering
+from tb_activations import summary
 from tests import models
 
 HOSTILE_LAYER = "dense>1.a-b"
@@ -162,6 +164,36 @@ def test_steps_lists_every_logged_step_past_the_default_ten(client):
     steps = get_json(client, "/steps?" + query(run="cnn", layer="conv1"))["steps"]
     assert [entry["step"] for entry in steps] == trained.steps
     assert all(entry["wall_time"] > 0 for entry in steps)
+
+
+def test_steps_say_which_keras_epoch_each_step_is_in(client):
+    """The fit: 3 epochs of 8 batches, logged every 2 steps; epochs end at 8, 16 and 24."""
+    client, trained = client
+    steps = get_json(client, "/steps?" + query(run="cnn", layer="conv1"))["steps"]
+    assert [(entry["step"], entry["epoch"]) for entry in steps] == [
+        (step, 0 if step <= 8 else 1 if step <= 16 else 2) for step in trained.steps]
+    vectors = get_json(client, "/steps?" + query(run="vectors", layer=HOSTILE_LAYER))["steps"]
+    assert [entry["step"] for entry in vectors] == [0, 1, 2]
+    assert not any("epoch" in entry for entry in vectors)  # no epoch records: as before
+
+
+def test_a_run_with_more_epoch_records_than_are_read_shows_none(logdir, monkeypatch):
+    """Rather than wrong epochs: the cnn run has 3 records, over a bound of 2."""
+    root, trained = logdir
+    monkeypatch.setattr(epochs, "MAX_RECORDS", 2)
+    client = plugin_client(root, "python")
+    deadline = time.monotonic() + 60
+    while True:
+        problems = get(client, "/layers?" + query(run="cnn"))
+        if problems.status_code == 200 and json.loads(problems.get_data())["runs"][0]["problems"]:
+            break
+        assert time.monotonic() < deadline, problems.get_data(as_text=True)
+        time.sleep(0.3)
+    (reason,) = json.loads(problems.get_data())["runs"][0]["problems"]
+    assert reason == ("activations_epochs: 3 epoch records, more than the 2 read; epochs are "
+                      "not shown")
+    steps = get_json(client, "/steps?" + query(run="cnn", layer="conv1"))["steps"]
+    assert steps and not any("epoch" in entry for entry in steps)
 
 
 def test_grid_is_the_stored_png_of_the_requested_sample(client):
@@ -458,24 +490,21 @@ def test_listing_answers_stay_under_the_bound(client, monkeypatch):
 QUOTED_RUN = 'say "hi"\\there'
 
 
-@pytest.mark.parametrize("make_provider", [python_provider, rust_provider],
-                         ids=["python", "rust"])
-def test_a_run_name_the_rust_server_cannot_key_is_served(tmp_path, make_provider):
+@pytest.mark.parametrize("loader", ["python", "rust"])
+def test_a_run_name_the_rust_server_cannot_key_is_served(tmp_path, loader):
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="dense")])
     with tf.summary.create_file_writer(str(tmp_path / QUOTED_RUN)).as_default():
         for step in range(2):
             assert tba.log_activations(model, np.ones((2, 6), np.float32), step=step)
-    flags = tensorboard_flags(tmp_path)
-    context = base_plugin.TBContext(data_provider=make_provider(flags), logdir=str(tmp_path),
-                                    sampling_hints=flags.samples_per_plugin)
-    client = werkzeug_test.Client(application.TensorBoardWSGI(
-        [plugin.ActivationsLoader().load(context)]))
+        ((tag, epoch_metadata, values),) = summary.render_epoch_end(0)
+        tf.summary.write(tag, tf.constant(values), step=0, metadata=epoch_metadata)
+    client = plugin_client(tmp_path, loader)
     deadline = time.monotonic() + 60
     while get(client, "/steps?" + query(run=QUOTED_RUN, layer="dense")).status_code != 200:
         assert time.monotonic() < deadline, "the run was never listed"
         time.sleep(0.3)
     steps = get_json(client, "/steps?" + query(run=QUOTED_RUN, layer="dense"))["steps"]
-    assert [entry["step"] for entry in steps] == [0, 1]
+    assert [(entry["step"], entry["epoch"]) for entry in steps] == [(0, 0), (1, 1)]
     grid = get(client, "/grid?" + query(run=QUOTED_RUN, layer="dense", step=1, sample=1))
     assert grid.status_code == 200, grid.get_data(as_text=True)
     (record,) = [r for r in tba.read_activations(str(tmp_path), layer="dense")
