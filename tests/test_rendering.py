@@ -191,6 +191,61 @@ def test_quantize_codes(case):
     assert np.all(codes[finite & ~unusable & (values > high)] == metadata.FINITE_MAX_CODE)
 
 
+def quantize_reference(tiles, ranges):
+    """The quantization rules in their plainest numpy form (one temporary per operation):
+    quantize computes the same IEEE operations in place, so its codes must be identical."""
+    tiles = np.asarray(tiles, dtype=np.float64)
+    low = np.asarray(ranges, dtype=np.float64)[..., 0, None, None]
+    high = np.asarray(ranges, dtype=np.float64)[..., 1, None, None]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        span = high - low
+        usable = np.isfinite(span) & (span > 0)
+        scaled = np.where(usable, (tiles - low) / np.where(usable, span, 1.0), 0.0)
+    codes = np.rint(np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 1.0) * metadata.FINITE_MAX_CODE)
+    codes = codes.astype(np.uint8)
+    codes[~np.isfinite(tiles)] = metadata.NONFINITE_CODE
+    return codes
+
+
+SPECIAL_FLOATS = [0.0, -0.0, np.nan, np.inf, -np.inf, 3.4028235e38, -3.4028235e38, 1e-45,
+                  -1e-45, 1.0, 0.5]
+
+
+@st.composite
+def float32_tiles_and_their_ranges(draw):
+    """What the writer hands quantize: float32 tiles, and ranges that are often the tiles' own
+    finite min/max (constant tiles give low == high), else anything, huge and special included."""
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=3, max_size=5)))
+    values = st.one_of(st.floats(width=32), st.sampled_from(SPECIAL_FLOATS))
+    if draw(st.booleans()):
+        tiles = np.full(shape, draw(values), np.float32)
+    else:
+        tiles = draw(hnp.arrays("float32", shape, elements=values))
+    if draw(st.booleans()):
+        finite = np.where(np.isfinite(tiles), tiles, np.nan)
+        with np.errstate(all="ignore"):
+            ranges = np.stack([np.nanmin(finite, axis=(-2, -1)) if np.isfinite(tiles).any()
+                               else np.full(shape[:-2], np.nan, np.float32),
+                               np.nanmax(finite, axis=(-2, -1)) if np.isfinite(tiles).any()
+                               else np.full(shape[:-2], np.nan, np.float32)], axis=-1)
+    else:
+        ranges = draw(hnp.arrays("float32", shape[:-2] + (2,), elements=values))
+    return tiles, ranges.astype(np.float32)
+
+
+@pytest.mark.filterwarnings("ignore:All-NaN slice encountered:RuntimeWarning")
+@hypothesis.given(st.one_of(float32_tiles_and_their_ranges(), tiles_and_ranges()))
+@hypothesis.example((np.array([[[[-3.4028235e38, -0.0, 0.0, 3.4028235e38]]]], np.float32),
+                     np.array([[[-3.4028235e38, 3.4028235e38]]], np.float32)))  # span > float32
+@hypothesis.example((np.array([[[[0.0, -0.0, 1e-45, np.nan]]]], np.float32),
+                     np.array([[[-0.0, 1e-45]]], np.float32)))  # subnormal span
+@hypothesis.settings(max_examples=300, deadline=None)
+def test_quantize_matches_the_reference_rules_bit_for_bit(case):
+    tiles, ranges = case
+    np.testing.assert_array_equal(rendering.quantize(tiles, ranges),
+                                  quantize_reference(tiles, ranges))
+
+
 def test_quantize_endpoints_and_specials():
     tiles = np.array([[[[0.0, 1.0, 2.0, np.nan, np.inf, -np.inf]]]], np.float32)
     codes = rendering.quantize(tiles, np.array([[[0.0, 2.0]]]))
