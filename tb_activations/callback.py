@@ -1,7 +1,7 @@
 """`ActivationsCallback`: log activations during `model.fit`, off the training thread.
 
-The training thread pays for the probe's forward pass (with in-graph reduction) and one copy
-to numpy; tiling, PNG encoding and writing happen on a background thread behind a bounded
+The training thread pays for the probe's forward pass; the in-graph reduction, the copy to
+numpy, tiling, PNG encoding and writing happen on a background thread behind a bounded
 queue, flushed after every step so whatever was flushed survives a crash.
 """
 
@@ -98,7 +98,8 @@ class ActivationsCallback(keras.callbacks.Callback):
       class_names: optional names of the model's output classes, shown by the live probe.
       max_queue: captures waiting to be written before training waits for the writer. With
         the default 1, a crash (even SIGKILL) loses at most the 2 latest logged steps: the
-        one being written and the one waiting.
+        one being written and the one waiting. A waiting capture holds the selected layers'
+        outputs for the probe (up to 128 MiB; larger ones are reduced before they wait).
       on_error: "warn" (default): a failure to capture or write activations during training
         (a full disk, say) warns once and stops logging them for the rest of the run, and
         training goes on; "raise" ends `fit` with the error instead. Errors in the

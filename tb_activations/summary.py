@@ -1,8 +1,9 @@
 """The writer op: one tag per layer, one blob sequence value per logged step.
 
 Logging is two phases so the callback can split them across threads: `capture` runs the
-probe through the model and copies the reduced outputs out of TensorFlow (the only part the
-training thread must wait for); `write_step` tiles, encodes and writes them.
+probe through the model (the only part the training thread must wait for); `render_capture`
+reduces the layer outputs in TensorFlow, copies the reductions out, tiles and encodes them,
+and `write_rendered` writes them.
 """
 
 import dataclasses
@@ -23,6 +24,9 @@ from tensorflow.python.ops import summary_ops_v2
 
 # Writers that already hold this model's probe inputs, so they are stored once per run.
 _writers_with_probe = weakref.WeakKeyDictionary()
+# A capture whose layer outputs take more than this is reduced at once, so the few captures
+# the callback's queue holds stay small (MobileNetV2's take 75 MB a probe sample).
+MAX_DEFERRED_BYTES = 128 << 20
 
 
 def render_options(**options):
@@ -36,27 +40,48 @@ def render_options(**options):
 
 
 class Capture:
-    """One probe pass, reduced and copied to numpy; `model_outputs` when they were asked for."""
+    """One probe pass: its layer outputs as tensors until `reduced` is first read, which
+    reduces them in TensorFlow and copies the reductions to numpy (in the callback, on the
+    writer thread); `model_outputs` as numpy when they were asked for."""
 
-    def __init__(self, probe, reduced, model_outputs):
+    def __init__(self, probe, layers, model_outputs):
         self.records = probe.records
         self.options = probe.options
-        self.reduced = reduced
         self.model_outputs = model_outputs
+        self._probe = probe
+        self._layers = layers
+        self._reduced = None
+
+    @property
+    def reduced(self):
+        return self.reduce()
+
+    def reduce(self):
+        """{path: reduction.reduce_layer_output's arrays} with plain statistics; reduced again
+        with the NaN/Inf-safe ones (traced the first time they are needed) only if some
+        layer's come out non-finite (its layer-level mean, over every unit, is then
+        non-finite). Done once; the layer outputs are let go."""
+        if self._reduced is None:
+            reduced = self._probe.reduce(self._layers)
+            mean = metadata.STAT_FIELDS.index("mean")
+            if not all(np.isfinite(output["layer"][..., mean]).all()
+                       for output in reduced.values()):
+                reduced = self._probe.reduce(self._layers, finite_only=True)
+            self._reduced, self._layers = reduced, None
+        return self._reduced
 
 
 def capture(model, arrays, layers=None, options=layout_lib.RenderOptions(),
             model_outputs=False):
-    """The probe pass with plain statistics; run again with the NaN/Inf-safe ones (traced the
-    first time they are needed) only if some layer's come out non-finite (its layer-level
-    mean, over every unit, is then non-finite)."""
+    """The probe pass: what whoever logs must wait for before the model changes (and the
+    reduction too when the layer outputs are larger than MAX_DEFERRED_BYTES)."""
     probe = extraction.probe_for(model, arrays, layers, options)
-    reduced, outputs = probe.call_with_outputs(arrays, model_outputs)
-    mean = metadata.STAT_FIELDS.index("mean")
-    if not all(np.isfinite(output["layer"][..., mean]).all() for output in reduced.values()):
-        probe = extraction.probe_for(model, arrays, layers, options, finite_only=True)
-        reduced, outputs = probe.call_with_outputs(arrays, model_outputs)
-    return Capture(probe, reduced, outputs)
+    layer_outputs, outputs = probe.run(arrays)
+    captured = Capture(probe, layer_outputs,
+                       [output.numpy() for output in outputs] if model_outputs else [])
+    if probe.output_bytes > MAX_DEFERRED_BYTES:
+        captured.reduce()
+    return captured
 
 
 def layer_content(record, samples, options):

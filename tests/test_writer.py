@@ -302,6 +302,46 @@ def test_a_layer_with_text_output_is_skipped(tmp_path):
     assert steps_by_tag(written(tmp_path)) == {"activations/dense": [0]}
 
 
+def test_a_capture_reduced_later_shows_the_model_as_it_was_when_captured(cnn):
+    model, x = cnn
+    arrays = extraction.prepare_probe(model, x)
+    deferred = summary.capture(model, arrays)
+    assert deferred._reduced is None  # the callback's writer thread reduces it, later
+    at_capture = summary.capture(model, arrays).reduce()
+    model.set_weights([weight * 0.5 for weight in model.get_weights()])  # training goes on
+    after = summary.capture(model, arrays).reduce()
+    assert any(not np.array_equal(after[path]["stats"], at_capture[path]["stats"])
+               for path in at_capture)
+    assert list(deferred.reduced) == list(at_capture)
+    for path, expected in at_capture.items():
+        for key, value in expected.items():
+            np.testing.assert_array_equal(deferred.reduced[path][key], value, err_msg=path)
+
+
+def test_a_capture_larger_than_the_deferral_limit_is_reduced_at_once(cnn, monkeypatch):
+    model, x = cnn
+    arrays = extraction.prepare_probe(model, x)
+    deferred = summary.capture(model, arrays).reduce()
+    monkeypatch.setattr(summary, "MAX_DEFERRED_BYTES", 0)
+    captured = summary.capture(model, arrays)
+    assert captured._layers is None and captured._reduced is not None
+    for path, expected in deferred.items():
+        np.testing.assert_array_equal(captured.reduced[path]["tiles"], expected["tiles"])
+
+
+def test_non_finite_activations_get_statistics_over_their_finite_values(cnn):
+    model, x = cnn
+    x = x.copy()
+    x[1, 9, 9, 0] = np.inf
+    reduced = summary.capture(model, extraction.prepare_probe(model, x)).reduced
+    field = {name: i for i, name in enumerate(metadata.STAT_FIELDS)}
+    stats = reduced["conv1"]["stats"]
+    assert stats[1, :, field["inf_count"]].sum() > 0  # around the Inf pixel
+    assert np.isfinite(stats[..., field["mean"]]).all()  # over the finite values only
+    assert not stats[[0, 2]][..., [field["nan_count"], field["inf_count"]]].any()
+    assert reduced["logits"]["stats"][1, :, field["nan_count"]].sum() > 0  # Inf - Inf
+
+
 def test_a_render_failure_in_the_background_writes_nothing_for_that_step(tmp_path, cnn):
     model, x = cnn
     arrays = extraction.prepare_probe(model, x)
