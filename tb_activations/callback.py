@@ -136,6 +136,9 @@ class ActivationsCallback(keras.callbacks.Callback):
         self.class_names = class_names
         self.max_queue = max_queue
         self.on_error = on_error
+        # Keras runs batch hooks off the training loop's thread only when every callback says
+        # it may (or keeps the default hooks); logging per epoch, this one's do nothing.
+        self.async_safe = update_freq == "epoch"
         self.options = summary.render_options(**options)
         self._arrays = None
         self._background = None
