@@ -287,12 +287,13 @@ def stop(process):
 
 
 def activations_frame(page, timeout=30):
-    """The tab's iframe, once its app has drawn a grid or a message."""
+    """The tab's iframe, once its app has drawn a grid, the overview, or a message other
+    than "Loading activation runs…" (class info), which a page under load can still show."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for frame in page.frames:
             if "/data/plugin_entry.html" in frame.url and frame.query_selector(
-                    ".grid-canvas, .grid-message:not([hidden])"):
+                    ".grid-canvas, .grid-message:not([hidden]):not(.info), .overview-open"):
                 return frame
         page.wait_for_timeout(100)  # lets Playwright process events, unlike time.sleep
     raise AssertionError("the Activations iframe never drew anything")
