@@ -175,8 +175,21 @@ class NpzWriter:
         self._temporaries.finish(path, self._final_path)
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection): such text
+# is written after a "'", which spreadsheets hide (a reader takes one leading "'" off).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def index_cell(value):
+    """`value` as index.csv holds it: text a spreadsheet would run as a formula starts with "'"."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS + ("'",)):
+        return "'" + value
+    return value
+
+
 class CsvIndex:
-    """index.csv: one row per written file, with the real run and layer names it holds."""
+    """index.csv: one row per written file, with the real run and layer names it holds (see
+    index_cell for names a spreadsheet would take for formulas)."""
 
     COLUMNS = ("run", "layer", "layer_class", "step", "sample", "format", "file")
 
@@ -189,7 +202,7 @@ class CsvIndex:
         self._writer.writerow(self.COLUMNS)
 
     def add(self, **row):
-        self._writer.writerow([row.get(column, "") for column in self.COLUMNS])
+        self._writer.writerow([index_cell(row.get(column, "")) for column in self.COLUMNS])
 
     def close(self):
         self._file.close()

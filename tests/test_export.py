@@ -5,6 +5,7 @@ import csv
 import os
 import pathlib
 import re
+import tempfile
 import unicodedata
 
 import hypothesis
@@ -461,3 +462,22 @@ def test_safe_names_of_look_alikes_and_long_names_differ():
              for text in ["Conv", "conv", "a/b", "a_b", "x" * 300, "x" * 301]]
     assert names[:4] == ["Conv", "conv~2", "a_b", "a_b~2"]
     assert names[4] != names[5] and all(len(n.encode()) <= 96 for n in names[4:])
+
+
+@hypothesis.given(strategies.lists(strategies.text(), min_size=1, max_size=6))
+def test_index_cells_never_start_a_formula_and_read_back_as_written(names):
+    with tempfile.TemporaryDirectory() as folder:
+        temporaries = export_files.Temporaries()
+        index = export_files.CsvIndex(temporaries, os.path.join(folder, "index.csv"))
+        for name in names:
+            index.add(run=name, layer=name, layer_class="Dense", step=3, sample=0,
+                      format="png", file="f.png")
+        index.close()
+        with open(os.path.join(folder, "index.csv"), newline="", encoding="utf-8") as file:
+            rows = list(csv.DictReader(file))
+    unquoted = [(row["run"][1:] if row["run"].startswith("'") else row["run"]) for row in rows]
+    assert unquoted == names
+    assert [row["layer"] for row in rows] == [row["run"] for row in rows]
+    for row in rows:
+        assert not row["run"].startswith(("=", "+", "-", "@", "\t", "\r"))
+        assert row["step"] == "3"
