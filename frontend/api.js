@@ -47,8 +47,8 @@ async function request(route, params, init = undefined) {
   return response;
 }
 
-async function getJson(route, params) {
-  return (await request(route, params)).json();
+async function getJson(route, params, init = undefined) {
+  return (await request(route, params, init)).json();
 }
 
 // The live route runs the run's saved model: a POST with a header a plain form or <img>
@@ -130,6 +130,10 @@ export function statsWeight(stats) {
   return 16 * numbers + 200;
 }
 
+// One canvas reads every grid out (a new canvas and context per grid cost the prefetcher's
+// windows more main-thread time than the pixels); "copy" replaces what the last one left.
+let decoder = null;
+
 // The grid PNG as its raw codes. createImageBitmap with colour conversion and premultiplying
 // off keeps every gray value exact, which the codes need.
 async function decodeGray(blob) {
@@ -138,8 +142,14 @@ async function decodeGray(blob) {
     premultiplyAlpha: "none",
   });
   const { width, height } = bitmap;
-  const canvas = new OffscreenCanvas(width, height);
-  const context = canvas.getContext("2d", { willReadFrequently: true });
+  if (!decoder) {
+    decoder = new OffscreenCanvas(width, height).getContext("2d", { willReadFrequently: true });
+  }
+  const context = decoder;
+  if (context.canvas.width !== width || context.canvas.height !== height) {
+    [context.canvas.width, context.canvas.height] = [width, height];
+  }
+  context.globalCompositeOperation = "copy";
   context.drawImage(bitmap, 0, 0);
   bitmap.close();
   const rgba = context.getImageData(0, 0, width, height).data;
@@ -149,10 +159,18 @@ async function decodeGray(blob) {
 }
 
 // A grid sent inline (the live answer) as base64 PNG: the same codes as ./grid.
+// A plain loop: Uint8Array.from with a mapping function costs the prefetcher's windows many
+// times more main-thread time, which the step on screen waits behind.
 export function decodeGridBase64(text) {
-  const bytes = Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
   return decodeGray(new Blob([bytes], { type: "image/png" }));
 }
+
+const fetchGrid = async (run, layer, step, sample) =>
+  decodeGray(await (await request("grid", { run, layer, step, sample })).blob());
+const fetchStats = (run, layer, step) => getJson("stats", { run, layer, step });
 
 export const api = {
   // One page of the run summaries, and one page of a run's layers (docs/http_api.md).
@@ -163,18 +181,33 @@ export const api = {
   overview: (run) => getJson("overview", { run }),
   // entry: the step's StepEntry ({step, wall_time}).
   stats: (run, layer, entry) =>
-    cache.get(statsKey(run, layer, entry), () => getJson("stats", { run, layer, step: entry.step }), statsWeight),
+    cache.get(statsKey(run, layer, entry), () => fetchStats(run, layer, entry.step), statsWeight),
   grid: (run, layer, entry, sample) =>
-    cache.get(gridKey(run, layer, entry, sample), async () =>
-      decodeGray(await (await request("grid", { run, layer, step: entry.step, sample })).blob()), gridWeight),
+    cache.get(gridKey(run, layer, entry, sample), () => fetchGrid(run, layer, entry.step, sample), gridWeight),
+  // A step's statistics and grid asked for before its StepEntry (the key of the cache) is
+  // known, while ./steps loads: {step, stats, grid} promises for keep(). A guess that turns
+  // out wrong is dropped, its failure unseen.
+  early(run, layer, step, sample) {
+    const early = { step, stats: fetchStats(run, layer, step), grid: fetchGrid(run, layer, step, sample) };
+    early.stats.catch(() => {});
+    early.grid.catch(() => {});
+    return early;
+  },
+  // Caches early()'s answers under `entry`, the StepEntry ./steps gave for the step.
+  keep(run, layer, entry, sample, early) {
+    cache.get(statsKey(run, layer, entry), () => early.stats, statsWeight);
+    cache.get(gridKey(run, layer, entry, sample), () => early.grid, gridWeight);
+  },
   // Whether the step's statistics and the grids of `samples` probe samples are in memory.
   cached: (run, layer, entry, samples) =>
     cache.has(statsKey(run, layer, entry)) &&
     Array.from({ length: samples }, (_, sample) => gridKey(run, layer, entry, sample)).every((key) => cache.has(key)),
   // Loads the steps `entries` of a layer (every probe sample) into memory with one ./frames
   // request; resolves to the steps that did not come (too big for one answer, or unreadable).
-  async prefetch(run, layer, entries) {
-    const answer = await getJson("frames", { run, layer, steps: entries.map((entry) => entry.step).join(",") });
+  // signal: an AbortSignal that cancels the request.
+  async prefetch(run, layer, entries, signal) {
+    const steps = entries.map((entry) => entry.step).join(",");
+    const answer = await getJson("frames", { run, layer, steps }, { signal });
     const failed = [...answer.left];
     await Promise.all(answer.frames.map((frame) => {
       if (frame.error) {

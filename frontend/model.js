@@ -253,12 +253,14 @@ export class Model extends EventTarget {
   async selectLayer(path, wanted = {}) {
     const token = ++this.layerToken;
     const previous = this.layer;
+    this.prefetcher.stop();
     this.layer = this.run.layers.find((l) => l.layer === path);
     this.state.layer = path;
     this.#emit("layer", this.layer);
     const keepChannel = previous && previous.layer !== path ? null : this.state.channel;
     this.state.channel = Number.isInteger(wanted.channel) ? wanted.channel : keepChannel;
     const stepBefore = this.state.step;
+    const early = this.#earlyFrame(wanted.step ?? this.state.step);
     let steps;
     try {
       steps = (await api.steps(this.state.run, path)).steps;
@@ -269,10 +271,22 @@ export class Model extends EventTarget {
     if (token !== this.layerToken) return;
     // A step picked while the steps were loading wins over the one asked for.
     this.#setSteps(steps, this.state.step !== stepBefore ? this.state.step : wanted.step ?? this.state.step);
+    const entry = early && steps.find((s) => s.step === early.step);
+    if (entry && this.state.step === early.step) api.keep(this.state.run, path, entry, this.state.sample, early);
     const compare = wanted.compare ?? this.state.compare;
     this.state.compare = steps.some((s) => s.step === compare) ? compare : null;
     this.#loadSparsity();
     await this.draw();
+  }
+
+  // A layer's first view asks for `step`'s grid and statistics beside its ./steps, rather than
+  // after them, when the step is likely logged for it: the layers of a run are usually logged
+  // at the same steps, so a step the previous layer had, up to this layer's last one.
+  #earlyFrame(step) {
+    const last = this.layer?.max_step;
+    if (!Number.isInteger(step) || !Number.isInteger(last) || step > last || this.state.live || this.state.overview) return null;
+    if (step !== last && !this.steps.some((s) => s.step === step)) return null;
+    return api.early(this.state.run, this.layer.layer, step, this.state.sample);
   }
 
   // Keeps `step` if logged, else the nearest earlier one, else the first.

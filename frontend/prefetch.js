@@ -2,7 +2,9 @@
 // in memory: windows of ./frames (a step's statistics and every probe sample's grid, many
 // steps in one request, read in parallel on the server), nearest steps first, a few requests
 // at a time, up to half of the page's cache. Moving to another step re-aims it; another layer
-// or run starts over (what was loaded stays cached).
+// or run starts over, its requests in flight cancelled (what was loaded stays cached): they
+// would hold the server's threads and the browser's connections the new layer's first view
+// needs.
 
 import { CACHE_BYTES, api } from "./api.js";
 
@@ -27,6 +29,7 @@ export class Prefetcher {
     this.pending = new Set();
     this.failed = new Set();
     this.inFlight = 0;
+    this.controller = new AbortController();
   }
 
   // layer: its LayerEntry; steps: its StepEntry list; step: the one shown; stepBytes: what
@@ -34,6 +37,7 @@ export class Prefetcher {
   aim(run, layer, steps, step, stepBytes) {
     const key = JSON.stringify([run, layer.layer]);
     if (key !== this.key) {
+      this.stop();
       this.key = key;
       this.pending = new Set();
       this.failed = new Set();
@@ -45,6 +49,8 @@ export class Prefetcher {
   stop() {
     this.target = null;
     this.key = null;
+    this.controller.abort();
+    this.controller = new AbortController();
   }
 
   #batch() {
@@ -69,7 +75,7 @@ export class Prefetcher {
       const { key, target } = this;
       for (const entry of batch) this.pending.add(entry.step);
       this.inFlight++;
-      api.prefetch(target.run, target.layer.layer, batch)
+      api.prefetch(target.run, target.layer.layer, batch, this.controller.signal)
         .then((failed) => failed, () => batch.map((entry) => entry.step))
         .then((failed) => {
           this.inFlight--;

@@ -62,6 +62,7 @@ export class GridView {
     this.zoom = 1;
     this.panels = [];
     this.size = { width: 1, height: 1 };
+    this.shape = null; // panel count and size the zoom was last chosen for
     this.panelsElement = el("div", { class: "grid-panels" });
     this.message = el("div", { class: "grid-message", hidden: true });
     this.tooltip = el("div", { class: "tooltip", hidden: true, role: "status" });
@@ -148,7 +149,11 @@ export class GridView {
       return { canvas, hover, selection };
     });
     this.setSelected(this.#selectedRect());
-    this.layout();
+    // The zoom depends on the area's size (the ResizeObserver lays out again when it
+    // changes), the zoom mode and the panels' count and size: a new step of the same layer
+    // keeps them, and measuring the area would force the page's layout on every step.
+    const shape = `${panels.length} ${this.size.width} ${this.size.height}`;
+    if (shape !== this.shape) this.layout();
   }
 
   #pointer(event, index, canvas, click) {
@@ -206,6 +211,7 @@ export class GridView {
   // Integer zoom and panel columns: the largest zoom at which every panel fits ("fit"), or
   // the zoom chosen with as many panels side by side as the width allows.
   layout() {
+    this.shape = `${this.panels.length} ${this.size.width} ${this.size.height}`;
     const count = Math.max(1, this.panels.length);
     const style = getComputedStyle(this.element);
     const width = this.element.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 4;

@@ -1,6 +1,7 @@
 // The layer's sparsity over training: sparsity (mean fraction of exact zeros), dead channels
 // (all zero in every probe sample) and NaN/Inf counts per logged step (from ./stats_series),
-// as an SVG built node by node.
+// as an SVG built node by node. A new step only moves the current-step line and rewrites the
+// summary: the chart itself (a hit area per step) is built again only for a new series.
 
 import { clear, el, svg } from "../dom.js";
 
@@ -40,12 +41,14 @@ export class SparsityChart {
   }
 
   setStep(step) {
+    if (step === this.step) return;
     this.step = step;
-    this.draw();
+    if (this.series.length) this.#showStep();
   }
 
   draw() {
     clear(this.svg);
+    this.marker = null;
     const points = this.series;
     if (!points.length) return;
     const steps = points.map((p) => p.step);
@@ -90,15 +93,28 @@ export class SparsityChart {
     });
     for (const [i, hit] of hits.entries()) hit.addEventListener("click", () => this.onStep(points[i].step));
 
-    const children = [...grid, svg("path", { class: "zeros-area", d: area }), svg("path", { class: "zeros-line", d: zerosLine }),
-      svg("path", { class: "dead-line", d: deadLine }), ...nonfinite, ...labels];
-    if (this.step !== undefined && steps.includes(this.step)) {
-      children.push(svg("line", { class: "current-step", x1: x(this.step), x2: x(this.step), y1: MARGIN.top, y2: bottom }));
-    }
-    this.svg.append(...children, ...hits);
+    this.svg.append(...grid, svg("path", { class: "zeros-area", d: area }), svg("path", { class: "zeros-line", d: zerosLine }),
+      svg("path", { class: "dead-line", d: deadLine }), ...nonfinite, ...labels, ...hits);
+    this.hits = hits;
+    this.x = x;
+    this.bottom = bottom;
+    this.#showStep();
+  }
 
-    const current = points.find((p) => p.step === this.step) || points[points.length - 1];
-    this.summary.textContent = `step ${current.step}: sparsity ${sparsityText(current)} · ${current.dead_channels} dead` +
-      (nonfiniteCount(current) ? ` · ${nonfiniteCount(current)} NaN/Inf` : "");
+  // The current-step line (under the hit areas, which take the clicks) and the summary.
+  #showStep() {
+    const points = this.series;
+    const current = points.find((p) => p.step === this.step);
+    this.marker?.remove();
+    this.marker = null;
+    if (current) {
+      const at = this.x(current.step);
+      this.marker = svg("line", { class: "current-step", x1: at, x2: at, y1: MARGIN.top, y2: this.bottom });
+      this.svg.insertBefore(this.marker, this.hits[0]);
+    }
+    const shown = current || points[points.length - 1];
+    const nonfinite = shown.nan_count + shown.inf_count;
+    this.summary.textContent = `step ${shown.step}: sparsity ${sparsityText(shown)} · ${shown.dead_channels} dead` +
+      (nonfinite ? ` · ${nonfinite} NaN/Inf` : "");
   }
 }
