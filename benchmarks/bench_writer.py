@@ -324,7 +324,7 @@ def bench_tb_activations(model, x, forward, repeats, workdir):
 
     captured = summary.capture(model, arrays)
     out["copied_bytes"] = int(sum(sum(np.asarray(v).nbytes for v in reduced.values())
-                                  for reduced in captured.reduced.values()))
+                                  for reduced in captured.reduce().values()))
     renders = []
     for _ in range(max(3, repeats // 2)):
         fresh = summary.capture(model, arrays)  # its reduction is part of rendering

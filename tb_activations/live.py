@@ -166,7 +166,7 @@ def answer_sample(loaded, sample, options, drawn=None):
     rendered = {content["layer"]: pictures[0] for content, pictures
                 in summary.render_layers(captured, statistics=False, only=drawn)}
     layers = [(summary.layer_content(record, 1, captured.options), rendered.get(record.path),
-               captured.reduced[record.path]) for record in captured.records]
+               captured.reduce()[record.path]) for record in captured.records]
     return layers, [output[0] for output in captured.model_outputs]
 
 

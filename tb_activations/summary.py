@@ -41,7 +41,7 @@ def render_options(**options):
 
 
 class Capture:
-    """One probe pass: its layer outputs as tensors until `reduced` is first read, which
+    """One probe pass: its layer outputs as tensors until `reduce()` is first called, which
     reduces them in TensorFlow and copies the reductions to numpy (in the callback, on the
     writer thread); `model_outputs` as numpy when they were asked for."""
 
@@ -52,10 +52,6 @@ class Capture:
         self._probe = probe
         self._layers = layers
         self._reduced = None
-
-    @property
-    def reduced(self):
-        return self.reduce()
 
     def reduce(self):
         """{path: reduction.reduce_layer_output's arrays} with plain statistics; reduced again
@@ -101,7 +97,7 @@ def render_layers(captured, statistics=True, only=None):
     for record in captured.records:
         if only is not None and record.path not in only:
             continue
-        reduced = captured.reduced[record.path]
+        reduced = captured.reduce()[record.path]
         samples = reduced["tiles"].shape[0]
         rendered.append((layer_content(record, samples, captured.options),
                          rendering.render_layer(reduced, record.layout, statistics)))
@@ -115,7 +111,7 @@ def render_capture(captured):
     rendered = [(metadata.layer_tag(content["layer"]), metadata.create_summary_metadata(content),
                  values) for content, values in render_layers(captured)]
     summaries = {path: overview.layer_summary(reduced)
-                 for path, reduced in captured.reduced.items()}
+                 for path, reduced in captured.reduce().items()}
     rendered.append((metadata.OVERVIEW_TAG, metadata.create_summary_metadata(
         {"kind": metadata.KIND_OVERVIEW}), [overview.encode_overview(summaries)]))
     return rendered

@@ -51,7 +51,7 @@ def write_run(logdir, model, probe, steps, **options):
             captured = summary.capture(model, arrays, None, settings)
             summaries = {}
             for record in captured.records:
-                reduced = captured.reduced[record.path]
+                reduced = captured.reduce()[record.path]
                 plan = record.layout
                 full = reduction.channel_statistics(
                     reduction.canonical(tf.constant(outputs[record.path]), plan), True)

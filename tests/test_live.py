@@ -324,7 +324,7 @@ def test_live_statistics_equal_those_logged_for_the_same_input(tmp_path_factory,
     captured = summary.capture(model, sample[None].astype(np.float32))
     assert [content["layer"] for content, _, _ in layers] == [r.path for r in captured.records]
     for (content, png, reduced), record in zip(layers, captured.records):
-        logged = captured.reduced[record.path]
+        logged = captured.reduce()[record.path]
         np.testing.assert_allclose(reduced["stats"], logged["stats"], rtol=1e-5, atol=1e-6)
         assert np.array_equal(reduced["channels"], logged["channels"])
         assert png == rendering.render_layer(logged, record.layout)[0]

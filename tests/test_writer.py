@@ -342,10 +342,10 @@ def test_a_capture_reduced_later_shows_the_model_as_it_was_when_captured(cnn):
     after = summary.capture(model, arrays).reduce()
     assert any(not np.array_equal(after[path]["stats"], at_capture[path]["stats"])
                for path in at_capture)
-    assert list(deferred.reduced) == list(at_capture)
+    assert list(deferred.reduce()) == list(at_capture)
     for path, expected in at_capture.items():
         for key, value in expected.items():
-            np.testing.assert_array_equal(deferred.reduced[path][key], value, err_msg=path)
+            np.testing.assert_array_equal(deferred.reduce()[path][key], value, err_msg=path)
 
 
 def test_a_capture_larger_than_the_deferral_limit_is_reduced_at_once(cnn, monkeypatch):
@@ -356,14 +356,14 @@ def test_a_capture_larger_than_the_deferral_limit_is_reduced_at_once(cnn, monkey
     captured = summary.capture(model, arrays)
     assert captured._layers is None and captured._reduced is not None
     for path, expected in deferred.items():
-        np.testing.assert_array_equal(captured.reduced[path]["tiles"], expected["tiles"])
+        np.testing.assert_array_equal(captured.reduce()[path]["tiles"], expected["tiles"])
 
 
 def test_non_finite_activations_get_statistics_over_their_finite_values(cnn):
     model, x = cnn
     x = x.copy()
     x[1, 9, 9, 0] = np.inf
-    reduced = summary.capture(model, extraction.prepare_probe(model, x)).reduced
+    reduced = summary.capture(model, extraction.prepare_probe(model, x)).reduce()
     field = {name: i for i, name in enumerate(metadata.STAT_FIELDS)}
     stats = reduced["conv1"]["stats"]
     assert stats[1, :, field["inf_count"]].sum() > 0  # around the Inf pixel
@@ -378,8 +378,8 @@ def test_a_render_failure_in_the_background_writes_nothing_for_that_step(tmp_pat
     good = summary.capture(model, arrays)
     broken = summary.capture(model, arrays)
     last = broken.records[-1].path
-    broken.reduced[last] = dict(broken.reduced[last],
-                                tiles=broken.reduced[last]["tiles"][..., :-1])  # misfit tiles
+    broken.reduce()[last] = dict(broken.reduce()[last],
+                                tiles=broken.reduce()[last]["tiles"][..., :-1])  # misfit tiles
     with pytest.raises(ValueError, match="do not fit"):
         summary.render_capture(broken)
     background = callback_lib.BackgroundWriter(tf.summary.create_file_writer(str(tmp_path)), 4)
