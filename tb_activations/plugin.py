@@ -490,10 +490,11 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             raise QueryError(404, "no activation data for run %r" % run)
         with self._index_lock:
             problems = dict(self._problems.get(experiment, {}))
-        for name in listing:  # bad epoch records are known only once read
-            problems[name] = problems.get(name, []) + self._epoch_ends(request, name)[1]
         if run is not None:
-            entry = _run_entry(run, listing[run], problems.get(run, []))
+            # Bad epoch records are known only once read: for the run asked for, not for
+            # every run of a sweep at once.
+            entry = _run_entry(run, listing[run],
+                               problems.get(run, []) + self._epoch_ends(request, run)[1])
             entry["layers"], entry["more"] = _page(entry["layers"], offset)
             return {"runs": [entry]}
         answer = {"runs": [_run_entry(name, tags, problems.get(name, []))
