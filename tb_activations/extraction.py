@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from tb_activations import layout as layout_lib
+from tb_activations.captured import LayerRecord, UndrawableLayerError
 from tb_activations import reduction
 from tb_activations import selection
 
@@ -189,13 +190,6 @@ def trace_error_text(error):
         if marker in text:
             text = textwrap.dedent("    " + text.rsplit(marker, 1)[1])
     return text.strip()
-
-
-LayerRecord = collections.namedtuple("LayerRecord", "path layer_class order layout")
-
-
-class UndrawableLayerError(ValueError):
-    """A selected layer output that no grid can show (named in the message)."""
 
 
 def plan_drawable(tensor, batch, options, channels_first):
