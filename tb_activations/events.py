@@ -1,4 +1,5 @@
-"""Event files without TensorFlow: `Event` protos in TFRecord framing, every write checked.
+"""Event files without TensorFlow: serialized `Event` protos in TFRecord framing, every write
+checked.
 
 A record is the data's length, the masked CRC32C of the length, the data, and the masked
 CRC32C of the data. TensorBoard's readers stop at a torn record and never read a record after
@@ -51,6 +52,9 @@ class EventFileWriter:
 
     def __init__(self, log_dir, suffix=FILE_SUFFIX):
         log_dir = os.fspath(log_dir)
+        if "://" in log_dir:
+            raise ValueError("log_dir %r is a URL; tb-activations writes event files to local "
+                             "(or mounted) directories only" % log_dir)
         self.path = os.path.join(log_dir, "events.out.tfevents.%d.%s.%d.%d%s" % (
             time.time(), socket.gethostname(), os.getpid(), next(_files_opened), suffix))
         self._lock = threading.Lock()
@@ -63,17 +67,19 @@ class EventFileWriter:
         except OSError as error:
             raise EventFileError(error.errno, error.strerror, self.path) from error
         try:
-            self.write([event_pb2.Event(wall_time=time.time(), file_version=FILE_VERSION)])
+            self.write([event_pb2.Event(wall_time=time.time(),
+                                        file_version=FILE_VERSION).SerializeToString()])
         except EventFileError:
             os.close(self._fd)
             self._fd = None
             os.unlink(self.path)  # ours (O_EXCL), and holds nothing
             raise
 
-    def write(self, events):
-        """Appends `events` in one write; raises EventFileError if they are not all written
-        (the file is then cut back to what was written before, and takes no more writes)."""
-        data = b"".join(tf_record(event.SerializeToString()) for event in events)
+    def write(self, serialized_events):
+        """Appends the events (each a serialized Event) in one write; raises EventFileError if
+        they are not all written (the file is then cut back to what was written before, and
+        takes no more writes)."""
+        data = b"".join(tf_record(event) for event in serialized_events)
         with self._lock:
             if self._failure is not None:
                 raise EventFileError(self._failure.errno, "an earlier write failed (%s), so "

@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.compat.proto import event_pb2
+from tensorboard.compat.proto import summary_pb2
 from tensorboard.compat.tensorflow_stub import pywrap_tensorflow as tensorboard_records
 from tensorboard.util import tensor_util
 
@@ -93,6 +94,28 @@ def test_records_read_back_by_tensorboards_record_reader(tmp_path_factory, paylo
         assert events.masked_crc32c(data) == tensorboard_records.masked_crc32c(data)
 
 
+_TAGS = st.text(min_size=1, max_size=20)
+_STEPS = st.integers(-2**63, 2**63 - 1)
+
+
+@hypothesis.given(
+    st.lists(st.tuples(_TAGS, st.binary(max_size=40), st.lists(st.binary(max_size=300),
+                                                                 max_size=4)), max_size=5),
+    st.one_of(st.just(0), _STEPS), st.one_of(st.just(0.0), st.floats(min_value=0.0)))
+def test_a_step_is_encoded_as_protobuf_serializes_it(entries, step, wall_time):
+    rendered = [(tag, summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata
+                                                  .PluginData(plugin_name="p", content=content)),
+                 values) for tag, content, values in entries]
+    expected = event_pb2.Event(wall_time=wall_time, step=step, summary=summary_pb2.Summary(
+        value=[summary_pb2.Summary.Value(tag=tag, metadata=summary_metadata,
+                                         tensor=tensor_util.make_tensor_proto(
+                                             np.array(values, dtype=object), shape=[len(values)]))
+               for tag, summary_metadata, values in rendered]))
+    encoded = writing.step_event_bytes(rendered, step, wall_time)
+    assert encoded == expected.SerializeToString()
+    assert writing.step_summary_bytes(rendered) == expected.summary.SerializeToString()
+
+
 def test_a_closed_writer_refuses_writes_naming_its_file(tmp_path):
     writer = events.EventFileWriter(tmp_path)
     writer.close()
@@ -107,20 +130,17 @@ def test_a_log_dir_that_is_a_file_is_named(tmp_path):
     with pytest.raises(events.EventFileError) as raised:
         events.EventFileWriter(tmp_path / "taken")
     assert str(tmp_path / "taken") in str(raised.value)
+    with pytest.raises(ValueError, match="'gs://bucket/run' is a URL"):
+        events.EventFileWriter("gs://bucket/run")
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 2 MiB file system."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], check=True)
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
+def fill(folder, leaving):
+    """Fills `folder`'s file system up to `leaving` free bytes; the filler's path."""
+    filler = folder / "filler"
+    space = os.statvfs(folder)
+    with open(filler, "wb") as file, contextlib.suppress(OSError):  # ENOSPC for leaving=0
+        file.write(b"\0" * (space.f_bavail * space.f_frsize - leaving))
+    return filler
 
 
 def test_a_full_disk_raises_naming_the_file_and_keeps_whole_steps_only(tiny_disk):
@@ -128,10 +148,7 @@ def test_a_full_disk_raises_naming_the_file_and_keeps_whole_steps_only(tiny_disk
     small = step_rendering.render_capture(numpy_capture())
     assert writing.write_rendered(small, 1, writer)
     written = os.path.getsize(writer.path)
-    filler = tiny_disk / "filler"
-    with open(filler, "wb") as file:
-        free = os.statvfs(tiny_disk)
-        file.write(b"\0" * (free.f_bavail * free.f_frsize - 300_000))
+    filler = fill(tiny_disk, leaving=300_000)
     noise = [np.random.default_rng(1).bytes(600_000)]  # incompressible, larger than what's left
     with pytest.raises(events.EventFileError, match="No space left on device") as raised:
         writing.write_rendered([("activations/big", small[0][1], noise)], 2, writer)
@@ -146,10 +163,7 @@ def test_a_full_disk_raises_naming_the_file_and_keeps_whole_steps_only(tiny_disk
 
 
 def test_a_writer_on_a_full_disk_raises_and_leaves_no_file(tiny_disk):
-    with open(tiny_disk / "filler", "wb") as file, contextlib.suppress(OSError):
-        while True:
-            file.write(b"\0" * 65536)
-            file.flush()
+    fill(tiny_disk, leaving=0)
     with pytest.raises(events.EventFileError, match="No space left on device") as raised:
         events.EventFileWriter(tiny_disk / "run")
     assert os.path.dirname(raised.value.filename) == str(tiny_disk / "run")

@@ -584,20 +584,6 @@ def test_every_logged_step_has_an_overview_of_its_layers(tmp_path, cnn):
                 (ranges[..., 0].min(), ranges[..., 1].max()))
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 2 MiB file system that a few dozen logged steps fill up."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], check=True)
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
 def _fill(folder):
     with open(folder / "filler", "wb") as filler:
         with contextlib.suppress(OSError):
