@@ -7,6 +7,8 @@ training thread's cost) and the event files bounded by the caps. The numpy side
 (rendering.py) only quantizes and places tiles.
 """
 
+import math
+
 import tensorflow as tf
 
 
@@ -38,8 +40,9 @@ def _masked_statistics(x, zero_fraction):
     return tf.stack([low, high, mean, std, zero_fraction, nan_count, inf_count], axis=-1)
 
 
-def channel_statistics(x, finite_only=False):
-    """(batch, channels, 7) statistics over every axis but the first and last.
+def unit_statistics(x, finite_only=False):
+    """((batch, channels, 7) statistics, (batch, channels) int32 zero counts) of x (batch,
+    positions, channels), over the positions. The exact zero counts give the silent units.
 
     Order as metadata.STAT_FIELDS. By default plain reductions, exact while every value is
     finite (any NaN or Inf makes its channel's mean non-finite, which the caller checks).
@@ -47,24 +50,61 @@ def channel_statistics(x, finite_only=False):
     channel has none, NaN and Inf counted apart. It is several times slower and is kept out
     of the usual graph: a conditional in the graph would double its size and its trace time.
     """
-    batch, channels = tf.shape(x)[0], x.shape[-1]
-    x = tf.reshape(x, [batch, -1, channels])
-    zero_fraction = tf.reduce_mean(tf.cast(tf.equal(x, 0.0), tf.float32), axis=1)
+    zeros = tf.reduce_sum(tf.cast(tf.equal(x, 0.0), tf.int32), axis=1)
+    zero_fraction = tf.cast(zeros, tf.float32) / tf.cast(tf.shape(x)[1], tf.float32)
     if finite_only:
-        return _masked_statistics(x, zero_fraction)
+        return _masked_statistics(x, zero_fraction), zeros
     mean, variance = tf.nn.moments(x, axes=[1])
-    zeros = tf.zeros_like(mean)
+    empty = tf.zeros_like(mean)
     return tf.stack([tf.reduce_min(x, axis=1), tf.reduce_max(x, axis=1), mean,
-                     tf.sqrt(variance), zero_fraction, zeros, zeros], axis=-1)
+                     tf.sqrt(variance), zero_fraction, empty, empty], axis=-1), zeros
 
 
-def silent_bits(x):
-    """(batch, ceil(channels / 8)) uint8 of x (batch, positions, channels): bit c, in
-    np.packbits order, set where channel c is all zeros in that sample (exact for every
-    channel, however many; 100,000 units are 12.5 KB a sample)."""
+def channel_statistics(x, finite_only=False):
+    """(batch, channels, 7) statistics over every axis but the first and last (as
+    unit_statistics)."""
     batch, channels = tf.shape(x)[0], x.shape[-1]
-    silent = tf.cast(tf.reduce_all(tf.equal(x, 0.0), axis=1), tf.int32)
-    padded = tf.pad(silent, [[0, 0], [0, -channels % 8]])
+    return unit_statistics(tf.reshape(x, [batch, -1, channels]), finite_only)[0]
+
+
+def pooled_statistics(stats, positions):
+    """(batch, 7) statistics over every unit, from each unit's row of `stats` (batch, units,
+    7), every unit having `positions` values: the extremes of the rows', counts summed,
+    mean and variance pooled in float64 over the finite values of each unit (the variance is
+    the mean variance within units plus the variance of their means, so no pass over the
+    layer output is needed beyond the units' own).
+
+    A non-finite unit mean without NaN/Inf counts (plain statistics of a non-finite output)
+    stays non-finite in the pooled mean, so the caller still sees it.
+    """
+    low, high, mean, std, zero_fraction, nan_count, inf_count = tf.unstack(
+        tf.cast(stats, tf.float64), axis=-1)
+    count = positions - nan_count - inf_count
+    total = tf.reduce_sum(count, axis=1)
+    used = count > 0
+    weight = count / tf.maximum(total, 1.0)[:, None]
+    mean_used = tf.where(used, mean, 0.0)
+    pooled_mean = tf.reduce_sum(weight * mean_used, axis=1)
+    spread = tf.where(used, tf.square(std) + tf.square(mean_used - pooled_mean[:, None]), 0.0)
+    pooled_std = tf.sqrt(tf.reduce_sum(weight * spread, axis=1))
+    infinity = tf.constant(float("inf"), tf.float64)
+    pooled_low = tf.reduce_min(tf.where(used, low, infinity), axis=1)
+    pooled_high = tf.reduce_max(tf.where(used, high, -infinity), axis=1)
+    empty = total == 0
+    nan = tf.constant(float("nan"), tf.float64)
+    pooled = [tf.where(empty, nan, value)
+              for value in (pooled_low, pooled_high, pooled_mean, pooled_std)]
+    counts = [tf.reduce_mean(zero_fraction, axis=1), tf.reduce_sum(nan_count, axis=1),
+              tf.reduce_sum(inf_count, axis=1)]
+    return tf.cast(tf.stack(pooled + counts, axis=-1), tf.float32)
+
+
+def silent_bits(silent):
+    """(batch, ceil(channels / 8)) uint8 of a (batch, channels) bool: bit c, in np.packbits
+    order, set where channel c is silent (all zeros) in that sample (exact for every
+    channel, however many; 100,000 units are 12.5 KB a sample)."""
+    batch, channels = tf.shape(silent)[0], silent.shape[-1]
+    padded = tf.pad(tf.cast(silent, tf.int32), [[0, 0], [0, -channels % 8]])
     weights = tf.constant([128, 64, 32, 16, 8, 4, 2, 1], tf.int32)
     return tf.cast(tf.reduce_sum(tf.reshape(padded, [batch, -1, 8]) * weights, axis=-1),
                    tf.uint8)
@@ -127,7 +167,7 @@ def reduce_layer_output(x, plan, options, finite_only=False):
     """{stats, tiles, ranges, channels, units, layer, silent} of one layer output, laid out as
     `plan` says.
 
-    `finite_only` as in channel_statistics.
+    `finite_only` as in unit_statistics.
 
     stats: (batch, plan.channels_kept, 7) of the kept units, whose indices are `channels`
     (also the drawn channel of each tile, or grid row, of a tiled layout) and `units`;
@@ -137,11 +177,13 @@ def reduce_layer_output(x, plan, options, finite_only=False):
     silent: silent_bits over every unit.
     """
     x = canonical(x, plan)
-    batch = tf.shape(x)[0]
-    layer = channel_statistics(tf.reshape(x, [batch, -1, 1]), finite_only)[:, 0]
-    silent = silent_bits(tf.reshape(x, [batch, -1, plan.channels_total]))
+    positions = math.prod(plan.canonical_shape[:-1])
+    every, zeros = unit_statistics(
+        tf.reshape(x, [tf.shape(x)[0], positions, plan.channels_total]), finite_only)
+    layer = pooled_statistics(every, positions)
+    silent = silent_bits(tf.equal(zeros, positions))
     channels, picked = select_channels(x, plan, options)
-    stats = channel_statistics(picked, finite_only)
+    stats = tf.gather(every, channels, axis=1)
     if plan.layout == "channels":
         tiles = tf.transpose(area_downscale(picked, *plan.downscale), [0, 3, 1, 2])
         ranges = stats[..., :2]

@@ -4,6 +4,7 @@ Pixel codes follow metadata: finite values scale onto 0..FINITE_MAX_CODE by thei
 range, NaN/Inf become NONFINITE_CODE, gutters and padding GUTTER_CODE.
 """
 
+import functools
 import io
 import math
 import struct
@@ -102,9 +103,10 @@ def encode_png(image, compression=1):
                          % (image.shape,))
     height, width, channels = image.shape
     rows = image.reshape(height, width * channels)
-    filtered = rows.copy()
-    filtered[1:] -= rows[:-1]
-    raw = np.concatenate([np.full((height, 1), _UP_FILTER, np.uint8), filtered], axis=1)
+    raw = np.empty((height, 1 + width * channels), np.uint8)
+    raw[:, 0] = _UP_FILTER
+    raw[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
     header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
     deflate = zlib.compressobj(compression, zlib.DEFLATED, 15, 8,
                                zlib.Z_RLE if channels == 1 else zlib.Z_DEFAULT_STRATEGY)
@@ -202,8 +204,18 @@ def encode_statistics(reduced):
             member = zipfile.ZipInfo(name + ".npy")
             member.compress_type = (zipfile.ZIP_DEFLATED if array.nbytes >= _DEFLATE_FROM_BYTES
                                     else zipfile.ZIP_STORED)
-            with archive.open(member, "w") as file:
-                np.lib.format.write_array(file, array, allow_pickle=False)
+            archive.writestr(member, _npy_header(array.dtype.str, array.shape)
+                             + np.ascontiguousarray(array).tobytes())
+    return buffer.getvalue()
+
+
+@functools.lru_cache(maxsize=4096)
+def _npy_header(dtype, shape):
+    """The .npy header np.save writes for a C-ordered array of this dtype and shape: the
+    same every step, and formatting it was a third of encode_statistics's time."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buffer, {"descr": dtype, "fortran_order": False, "shape": shape})
     return buffer.getvalue()
 
 

@@ -1,11 +1,15 @@
 """A capture made in numpy, for tests of the render and write stages that need no framework
 (it imports neither TensorFlow nor torch)."""
 
+import collections
 import types
 
 import numpy as np
 
 from tb_activations import layout
+
+# A layer record as a capture holds it: hashable (the render stage caches by it).
+Record = collections.namedtuple("Record", "path layer_class order layout")
 
 
 def numpy_capture(samples=2, shape=(6, 6, 3), seed=0):
@@ -22,7 +26,6 @@ def numpy_capture(samples=2, shape=(6, 6, 3), seed=0):
     reduced = {"stats": stats, "tiles": maps, "ranges": stats[..., :2].copy(),
                "channels": np.arange(shape[2], dtype=np.int32), "layer": layer,
                "silent": np.packbits(np.all(maps == 0, axis=(2, 3)), axis=-1)}
-    record = types.SimpleNamespace(layout=plan, path="block/conv", layer_class="Conv2D",
-                                   order=0)
+    record = Record("block/conv", "Conv2D", 0, plan)
     return types.SimpleNamespace(records=[record], options=layout.RenderOptions(),
                                  reduce=lambda: {"block/conv": reduced})
