@@ -8,8 +8,10 @@ random weights) and a 1-image probe (plus a 4-image probe for the tb-activations
   get_activations  every default layer as numpy (first call traces: shown apart)
   capture          `summary.capture`: the part of a logged step the callback blocks the
                    training thread for (the forward pass, layer outputs kept as tensors)
-  render, write    `summary.render_capture` of a fresh capture (in-graph reduction, copy to
-                   numpy, tiling, encoding), `summary.write_rendered` + flush
+  render, write    `step_rendering.render_capture` of a fresh capture (in-graph reduction,
+                   copy to numpy, tiling, encoding); `writing.write_rendered` to our own
+                   event file writer, as the callback writes (handed to the OS, no buffer),
+                   and to the default tf.summary writer + its flush, as log_activations
   log_activations  the whole public call, under a default file writer
   tf-explain       `ActivationsVisualizationCallback.on_epoch_end`, one callback per layer
                    (it raises with several layers, and draws only rank-4 outputs)
@@ -55,7 +57,8 @@ from rich.table import Table  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tb_activations as tba  # noqa: E402
-from tb_activations import extraction, selection, summary  # noqa: E402
+from tb_activations import events, extraction, selection, step_rendering  # noqa: E402
+from tb_activations import summary, writing  # noqa: E402
 
 MIB = 1024 * 1024
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -328,10 +331,10 @@ def bench_tb_activations(model, x, forward, repeats, workdir):
     renders = []
     for _ in range(max(3, repeats // 2)):
         fresh = summary.capture(model, arrays)  # its reduction is part of rendering
-        renders.append(timed(lambda: summary.render_capture(fresh)))
+        renders.append(timed(lambda: step_rendering.render_capture(fresh)))
     out["render"] = {"median_s": median(renders), "runs": len(renders),
                      "ratio": median(renders) / median(forward.samples)}
-    rendered = summary.render_capture(captured)
+    rendered = step_rendering.render_capture(captured)
     out["rendered_bytes"] = {
         "png": int(sum(len(b) for _, _, values in rendered for b in values[:-1])),
         "statistics": int(sum(len(values[-1]) for _, _, values in rendered)),
@@ -353,15 +356,26 @@ def bench_tb_activations(model, x, forward, repeats, workdir):
 
         step = [2]
 
-        def write():
-            summary.write_rendered(rendered, step[0])
+        def write_tf():
+            writing.write_rendered(rendered, step[0])
             writer.flush()
             step[0] += 1
 
-        writes = [timed(write) for _ in range(max(3, repeats // 2))]
+        with events.EventFileWriter(directory + "_events") as own_writer:
+            def write():
+                writing.write_rendered(rendered, step[0], own_writer)
+                step[0] += 1
+
+            writes, tf_writes = [], []
+            for _ in range(max(3, repeats // 2)):
+                writes.append(timed(write))
+                tf_writes.append(timed(write_tf))
         out["write"] = {"median_s": median(writes), "runs": len(writes),
                         "ratio": median(writes) / median(forward.samples),
-                        "note": "write_rendered + flush"}
+                        "note": "write_rendered to an events.EventFileWriter"}
+        out["write_tf"] = {"median_s": median(tf_writes), "runs": len(tf_writes),
+                           "ratio": median(tf_writes) / median(forward.samples),
+                           "note": "write_rendered to the default tf.summary writer + flush"}
 
         def log():
             tba.log_activations(model, x, step=step[0])
@@ -617,8 +631,11 @@ def print_model_table(results):
                           % ms(t["capture_first_s"]))
             table.add_row("", str(probe), "  render_capture", ms(t["render"]["median_s"]),
                           times_forward(t["render"]["ratio"]), "", "")
-            table.add_row("", str(probe), "  write_rendered + flush", ms(t["write"]["median_s"]),
-                          times_forward(t["write"]["ratio"]), "", "")
+            table.add_row("", str(probe), "  write_rendered (events)", ms(t["write"]["median_s"]),
+                          times_forward(t["write"]["ratio"]), "", "our event file writer")
+            table.add_row("", str(probe), "  write_rendered (tf.summary) + flush",
+                          ms(t["write_tf"]["median_s"]), times_forward(t["write_tf"]["ratio"]),
+                          "", "the default tf.summary writer")
             table.add_row("", str(probe), "log_activations: total",
                           ms(t["log_activations"]["median_s"]),
                           times_forward(t["log_activations"]["ratio"]),

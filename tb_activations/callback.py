@@ -2,7 +2,8 @@
 
 The training thread pays for the probe's forward pass; the in-graph reduction, the copy to
 numpy, tiling, PNG encoding and writing happen on a background thread behind a bounded
-queue, flushed after every step so whatever was flushed survives a crash.
+queue, into an event file of our own (`events`), each step handed to the OS whole, so
+whatever was written survives a crash.
 """
 
 import logging
@@ -15,9 +16,12 @@ import keras
 import tensorflow as tf
 
 from tb_activations import distribute
+from tb_activations import events
 from tb_activations import extraction
 from tb_activations import model_file
+from tb_activations import step_rendering
 from tb_activations import summary
+from tb_activations import writing
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +29,7 @@ _STOP = object()
 
 
 class BackgroundWriter:
-    """A thread that renders and writes captures to one summary writer, in order."""
+    """A thread that renders and writes captures to one event file writer, in order."""
 
     def __init__(self, writer, max_queue):
         self._writer = writer
@@ -44,9 +48,7 @@ class BackgroundWriter:
                 rendered, step = item
                 if callable(rendered):
                     rendered = rendered()
-                with self._writer.as_default():
-                    summary.write_rendered(rendered, step)
-                self._writer.flush()
+                writing.write_rendered(rendered, step, self._writer)
             except Exception as error:  # reported on the training thread, see raise_failure
                 logger.exception("tb-activations could not write step %s", item[1])
                 self._failure = self._failure or error
@@ -71,7 +73,7 @@ class BackgroundWriter:
             self._thread.join()
         try:
             self._writer.close()
-        except Exception as error:  # e.g. a full disk refusing the last flush
+        except Exception as error:  # e.g. an error the OS reports on closing the file
             self._failure = self._failure or error
         self.raise_failure()
 
@@ -139,7 +141,7 @@ class ActivationsCallback(keras.callbacks.Callback):
         # Keras runs batch hooks off the training loop's thread only when every callback says
         # it may (or keeps the default hooks); logging per epoch, this one's do nothing.
         self.async_safe = update_freq == "epoch"
-        self.options = summary.render_options(**options)
+        self.options = step_rendering.render_options(**options)
         self._arrays = None
         self._background = None
         self._last_step = None
@@ -154,7 +156,7 @@ class ActivationsCallback(keras.callbacks.Callback):
             return
         try:
             captured = summary.capture(self.model, self._arrays, self.layers, self.options)
-            self._background.put(lambda: summary.render_capture(captured), step)
+            self._background.put(lambda: step_rendering.render_capture(captured), step)
         except Exception as error:
             self._fail(error)
         self._last_step = step
@@ -164,7 +166,7 @@ class ActivationsCallback(keras.callbacks.Callback):
         if self._background is None:
             return
         try:
-            self._background.put(summary.render_epoch_end(epoch), self._global_step())
+            self._background.put(step_rendering.render_epoch_end(epoch), self._global_step())
         except Exception as error:
             self._fail(error)
 
@@ -203,9 +205,9 @@ class ActivationsCallback(keras.callbacks.Callback):
         self._save_failed = False
         step = self._global_step()
         try:
-            self._background = BackgroundWriter(tf.summary.create_file_writer(self.log_dir),
+            self._background = BackgroundWriter(events.EventFileWriter(self.log_dir),
                                                 self.max_queue)
-            self._background.put(summary.render_probe(
+            self._background.put(step_rendering.render_probe(
                 self._arrays, summary.input_names(self.model, self._arrays),
                 self.options.max_image), step)
         except Exception as error:

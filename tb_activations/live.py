@@ -2,8 +2,8 @@
 
 The plugin imports this module on the first live request only: it is the one part of the
 plugin that imports TensorFlow and Keras. An answer goes through the same capture, reduction
-and rendering as a logged step (summary.capture, summary.render_layers), so a live grid and a
-logged one can never differ for the same input.
+and rendering as a logged step (summary.capture, step_rendering.render_layers), so a live
+grid and a logged one can never differ for the same input.
 
 Safety on a shared TensorBoard: models are loaded with Keras's safe mode (a `Lambda` layer or
 any class Keras does not ship is refused, never run) and without compiling; a file is read
@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from tb_activations import extraction
 from tb_activations import model_file
+from tb_activations import step_rendering
 from tb_activations import summary
 
 
@@ -164,8 +165,8 @@ def answer_sample(loaded, sample, options, drawn=None):
         raise LiveError(400, "the model has no layer %s; its layers are %s"
                         % (", ".join(map(repr, unknown)), ", ".join(sorted(known))))
     rendered = {content["layer"]: pictures[0] for content, pictures
-                in summary.render_layers(captured, statistics=False, only=drawn)}
-    layers = [(summary.layer_content(record, 1, captured.options), rendered.get(record.path),
+                in step_rendering.render_layers(captured, statistics=False, only=drawn)}
+    layers = [(step_rendering.layer_content(record, 1, captured.options), rendered.get(record.path),
                captured.reduce()[record.path]) for record in captured.records]
     return layers, [output[0] for output in captured.model_outputs]
 

@@ -1,14 +1,11 @@
-"""The writer op: one tag per layer, one blob sequence value per logged step.
+"""Keras on TensorFlow: the capture stage, and `log_activations` under a tf.summary writer.
 
 Logging is two phases so the callback can split them across threads: `capture` runs the
-probe through the model (the only part the training thread must wait for); `render_capture`
-reduces the layer outputs in TensorFlow, copies the reductions out, tiles and encodes them,
-and `write_rendered` writes them.
+probe through the model (the only part the training thread must wait for); rendering the
+capture (step_rendering.render_capture) reduces the layer outputs in TensorFlow, copies the
+reductions out, tiles and encodes them, and `writing.write_rendered` writes them.
 """
 
-import dataclasses
-import functools
-import json
 import weakref
 
 import numpy as np
@@ -18,10 +15,9 @@ from tb_activations import distribute
 from tb_activations import extraction
 from tb_activations import layout as layout_lib
 from tb_activations import metadata
-from tb_activations import overview
-from tb_activations import rendering
+from tb_activations import step_rendering
+from tb_activations import writing
 
-from tensorflow.python.ops import gen_summary_ops
 from tensorflow.python.ops import summary_ops_v2
 
 # Writers that already hold this model's probe inputs, so they are stored once per run.
@@ -29,16 +25,6 @@ _writers_with_probe = weakref.WeakKeyDictionary()
 # A capture whose layer outputs take more than this is reduced at once, so the few captures
 # the callback's queue holds stay small (MobileNetV2's take 75 MB a probe sample).
 MAX_DEFERRED_BYTES = 128 << 20
-
-
-def render_options(**options):
-    """RenderOptions from keyword arguments, naming any that do not exist."""
-    known = {field for field in layout_lib.RenderOptions.__dataclass_fields__}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise TypeError("unknown option(s) %s; the options are %s"
-                        % (", ".join(unknown), ", ".join(sorted(known))))
-    return layout_lib.RenderOptions(**options)
 
 
 class Capture:
@@ -82,73 +68,6 @@ def capture(model, arrays, layers=None, options=layout_lib.RenderOptions(),
     return captured
 
 
-def layer_content(record, samples, options):
-    """Plugin content of a layer tag: its tiling, and the caps that shaped it."""
-    content = record.layout.to_content()
-    content.update(kind=metadata.KIND_LAYER, layer=record.path, layer_class=record.layer_class,
-                   order=record.order, samples=samples, caps=dataclasses.asdict(options))
-    return content
-
-
-@functools.lru_cache(maxsize=4096)
-def layer_metadata(record, samples, options):
-    """SummaryMetadata of a layer tag (shared: not to be changed): the same at every step of
-    a probe, and building it anew was ~2 ms of a MobileNetV2 step."""
-    return metadata.create_summary_metadata(layer_content(record, samples, options))
-
-
-def render_layers(captured, statistics=True, only=None):
-    """[(plugin content, [PNG per sample] + [statistics blob])] for every layer of a capture
-    (or those whose paths are in `only`): what a logged step stores, and what the live probe
-    answers (which sends the statistics as JSON, so asks for no blob)."""
-    rendered = []
-    for record in captured.records:
-        if only is not None and record.path not in only:
-            continue
-        reduced = captured.reduce()[record.path]
-        samples = reduced["tiles"].shape[0]
-        rendered.append((layer_content(record, samples, captured.options),
-                         rendering.render_layer(reduced, record.layout, statistics)))
-    return rendered
-
-
-def render_capture(captured):
-    """[(tag, SummaryMetadata, [bytes])] for every layer of a capture, then the step's
-    overview (every layer summarised in one blob); raises before any write if anything
-    fails, so a failed log writes nothing for that step."""
-    rendered = [(metadata.layer_tag(content["layer"]),
-                 layer_metadata(record, content["samples"], captured.options), values)
-                for record, (content, values) in zip(captured.records, render_layers(captured))]
-    summaries = {path: overview.layer_summary(reduced)
-                 for path, reduced in captured.reduce().items()}
-    rendered.append((metadata.OVERVIEW_TAG, metadata.create_summary_metadata(
-        {"kind": metadata.KIND_OVERVIEW}), [overview.encode_overview(summaries)]))
-    return rendered
-
-
-def render_probe(arrays, input_names, max_image=layout_lib.RenderOptions().max_image):
-    """[(tag, SummaryMetadata, [PNG per sample])] for each image-like probe input, its
-    pictures no larger than `max_image` a side."""
-    rendered = []
-    for name, array in zip(input_names, tf.nest.flatten(arrays)):
-        if not rendering.is_image_like(array.shape[1:]):
-            continue
-        content = {"kind": metadata.KIND_PROBE, "input": name,
-                   "shape": [None] + list(array.shape[1:]), "samples": int(array.shape[0])}
-        pictures = [rendering.encode_png(rendering.probe_picture(sample, max_image))
-                    for sample in array]
-        rendered.append((metadata.probe_tag(name), metadata.create_summary_metadata(content),
-                         pictures))
-    return rendered
-
-
-def render_epoch_end(epoch):
-    """[(tag, SummaryMetadata, [JSON])]: Keras epoch `epoch` (0-based, the step Keras's
-    TensorBoard callback logs its epoch scalars at) ended at the step this is written at."""
-    return [(metadata.EPOCH_TAG, metadata.create_summary_metadata({"kind": metadata.KIND_EPOCH}),
-             [json.dumps({"epoch": int(epoch)}).encode("utf-8")])]
-
-
 def input_names(model, arrays):
     if isinstance(arrays, dict):
         return sorted(arrays)
@@ -159,23 +78,15 @@ def input_names(model, arrays):
     return names
 
 
-def write_rendered(rendered, step):
-    """Writes to the default writer, as tf.summary.write would; True if it was recorded.
-
-    One WriteSummary op per tag on the writer's resource, the recording condition checked
-    once: tf.summary.write's own checks and conversions, repeated per tag, took as long as
-    the writes themselves (MobileNetV2: 18 -> 9.5 ms a step; MNIST CNN 0.8 -> 0.4 ms).
-    """
-    writer = _default_writer()
-    if writer is None or not bool(tf.summary.should_record_summaries()):
+def write_to_default_writer(serialized_summary, step):
+    """Writes a serialized Summary proto to the default tf.summary writer as one event, in
+    one op (tf.summary.write's checks and conversions, repeated per tag, took as long as the
+    writes themselves); True if it was recorded."""
+    if _default_writer() is None or not bool(tf.summary.should_record_summaries()):
         return False
     with tf.device("cpu:0"):
-        step = tf.constant(step, tf.int64)
-        for tag, summary_metadata, values in rendered:
-            gen_summary_ops.write_summary(writer._resource, step,
-                                          tf.constant(values, dtype=tf.string), tag,
-                                          summary_metadata.SerializeToString())
-    return True
+        return bool(tf.summary.experimental.write_raw_pb(
+            tf.constant(serialized_summary, tf.string), step=step))
 
 
 def _default_writer():
@@ -190,7 +101,7 @@ def log_activations(model, inputs, step=None, layers=None, **options):
     recorded or this process is not the chief of a multi-worker job.
     `options` are RenderOptions fields (max_channels, channel_selection, max_tile, ...).
     """
-    settings = render_options(**options)
+    settings = step_rendering.render_options(**options)
     if not distribute.is_chief() or not bool(tf.summary.should_record_summaries()):
         return False
     if step is None:
@@ -201,13 +112,13 @@ def log_activations(model, inputs, step=None, layers=None, **options):
     step = int(np.asarray(step))
     arrays = extraction.prepare_probe(model, inputs)
     captured = capture(model, arrays, layers, settings)
-    rendered = render_capture(captured)
+    rendered = step_rendering.render_capture(captured)
     writer = _default_writer()
     first_for_writer = writer is None or model not in _writers_with_probe.get(writer, ())
     if first_for_writer:
-        rendered = render_probe(arrays, input_names(model, arrays),
-                                settings.max_image) + rendered
-    written = write_rendered(rendered, step)
+        rendered = step_rendering.render_probe(arrays, input_names(model, arrays),
+                                               settings.max_image) + rendered
+    written = writing.write_rendered(rendered, step)
     if written and writer is not None:
         _writers_with_probe.setdefault(writer, weakref.WeakSet()).add(model)
     return written

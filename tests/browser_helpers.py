@@ -140,8 +140,9 @@ def sweep_run(index):
 def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
     """A hyperparameter sweep in the real stored format, fast (no model is trained): `runs`
     runs of `layers` small layers (8x8x4 ReLU-like maps) with their probe and overview, every
-    value written by `summary.write_rendered`. Runs whose index is in `unreadable` also hold
-    two tags of a future format version, which the tab must report without failing."""
+    value written by `writing.write_rendered` to our own event file writer. Runs whose index
+    is in `unreadable` also hold two tags of a future format version, which the tab must
+    report without failing."""
     import json
     import types
 
@@ -150,7 +151,8 @@ def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
 
     import tensorflow as tf
 
-    from tb_activations import layout, metadata, overview, reduction, rendering, summary
+    from tb_activations import (events, layout, metadata, overview, reduction, rendering,
+                                step_rendering, writing)
 
     rng = np.random.default_rng(7)
     options = layout.RenderOptions()
@@ -168,7 +170,7 @@ def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
         record = types.SimpleNamespace(layout=plan, path="block%02d/conv%03d" % (index // 3, index),
                                        layer_class="Conv2D", order=index)
         summary_metadata = metadata.create_summary_metadata(
-            summary.layer_content(record, samples, options))
+            step_rendering.layer_content(record, samples, options))
         for step in range(steps):
             per_step[step].append((metadata.layer_tag(record.path), summary_metadata,
                                    variants[(index + step) % steps]))
@@ -178,23 +180,21 @@ def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
                  for index in range(layers)}
     overview_entry = (metadata.OVERVIEW_TAG, metadata.create_summary_metadata(
         {"kind": metadata.KIND_OVERVIEW}), [overview.encode_overview(summaries)])
-    probe = summary.render_probe(rng.uniform(0, 1, (samples, 8, 8, 1)).astype(np.float32),
-                                 ["input_layer"])
+    probe = step_rendering.render_probe(
+        rng.uniform(0, 1, (samples, 8, 8, 1)).astype(np.float32), ["input_layer"])
     future = summary_pb2.SummaryMetadata(
         plugin_data=summary_pb2.SummaryMetadata.PluginData(
             plugin_name=metadata.PLUGIN_NAME,
             content=json.dumps({"version": 99, "kind": "layer", "layer": "x"}).encode()),
         data_class=summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
     for run in range(runs):
-        writer = tf.summary.create_file_writer(os.path.join(str(logdir), sweep_run(run)))
-        with writer.as_default():
+        with events.EventFileWriter(os.path.join(str(logdir), sweep_run(run))) as writer:
             for step in range(steps):
                 extra = [(metadata.layer_tag(name), future, [b"?"]) for name in
                          ("from_the_future", "also_new")] if run in unreadable else []
                 first = probe + extra if step == 0 else []
-                assert summary.write_rendered(first + per_step[step] + [overview_entry],
-                                              10 * step)
-        writer.close()
+                assert writing.write_rendered(first + per_step[step] + [overview_entry],
+                                              10 * step, writer)
 
 
 def free_port():

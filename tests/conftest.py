@@ -1,6 +1,8 @@
-"""Shared fixtures: quiet TensorFlow, bounded hypothesis runs, one real training run per session."""
+"""Shared fixtures: quiet TensorFlow, bounded hypothesis runs, one real training run per session,
+a tiny file system to fill."""
 
 import os
+import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -24,6 +26,20 @@ def trained_run(tmp_path_factory):
 
     return models.train_and_log(tmp_path_factory.mktemp("fit_epoch"), epochs=2,
                                 update_freq="epoch", save_model=True)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 2 MiB file system that a few dozen logged steps fill up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 _exit_status = []

@@ -41,9 +41,10 @@ def write_run(logdir, model, probe, steps, **options):
     from tb_activations import overview
     from tb_activations import reduction
     from tb_activations import rendering
+    from tb_activations import step_rendering
     from tb_activations import summary
 
-    settings = summary.render_options(**options)
+    settings = step_rendering.render_options(**options)
     arrays = extraction.prepare_probe(model, probe)
     outputs = extraction.get_activations(model, arrays)
     with tf.summary.create_file_writer(str(logdir)).as_default():
@@ -58,7 +59,7 @@ def write_run(logdir, model, probe, steps, **options):
                 drawn = (reduced["channels"] if plan.layout in ("channels", "volume")
                          else np.arange(plan.channels_total))
                 blob = statistics_blob(full.numpy(), reduced["ranges"], drawn)
-                content = summary.layer_content(record, len(reduced["tiles"]), settings)
+                content = step_rendering.layer_content(record, len(reduced["tiles"]), settings)
                 pictures = rendering.render_layer(reduced, plan, statistics=False)
                 tf.summary.write(metadata.layer_tag(record.path),
                                  tf.constant(pictures + [blob], dtype=tf.string), step=step,

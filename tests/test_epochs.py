@@ -19,7 +19,7 @@ import tb_activations as tba
 from tb_activations import epochs
 from tb_activations import metadata
 from tb_activations import reader
-from tb_activations import summary
+from tb_activations import step_rendering
 from tests import models
 
 
@@ -79,7 +79,7 @@ def test_any_bytes_are_an_epoch_or_a_value_error(blob):
 
 
 def _write_epoch(tag, values, step, dtype=tf.string):
-    ((_, summary_metadata, _),) = summary.render_epoch_end(0)
+    ((_, summary_metadata, _),) = step_rendering.render_epoch_end(0)
     tf.summary.write(tag, tf.constant(values, dtype=dtype), step=step, metadata=summary_metadata)
 
 

@@ -33,7 +33,7 @@ from tb_activations import epochs
 from tb_activations import metadata
 from tb_activations import plugin
 from tb_activations import rendering
-from tb_activations import summary
+from tb_activations import step_rendering
 from tests import models
 
 HOSTILE_LAYER = "dense>1.a-b"
@@ -496,7 +496,7 @@ def test_a_run_name_the_rust_server_cannot_key_is_served(tmp_path, loader):
     with tf.summary.create_file_writer(str(tmp_path / QUOTED_RUN)).as_default():
         for step in range(2):
             assert tba.log_activations(model, np.ones((2, 6), np.float32), step=step)
-        ((tag, epoch_metadata, values),) = summary.render_epoch_end(0)
+        ((tag, epoch_metadata, values),) = step_rendering.render_epoch_end(0)
         tf.summary.write(tag, tf.constant(values), step=0, metadata=epoch_metadata)
     client = plugin_client(tmp_path, loader)
     deadline = time.monotonic() + 60

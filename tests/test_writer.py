@@ -31,6 +31,7 @@ from tensorboard.util import tensor_util
 
 from tb_activations import ActivationsCallback
 from tb_activations import callback as callback_lib
+from tb_activations import events
 from tb_activations import extraction
 from tb_activations import layout
 from tb_activations import log_activations
@@ -40,7 +41,9 @@ from tb_activations import overview
 from tb_activations import read_activations
 from tb_activations import reader
 from tb_activations import rendering
+from tb_activations import step_rendering
 from tb_activations import summary
+from tb_activations import writing
 from tests import models
 
 Value = collections.namedtuple("Value", "tag step metadata blobs")
@@ -175,34 +178,46 @@ def test_without_a_default_writer_nothing_is_written(tmp_path, cnn):
     assert written(tmp_path) == []
 
 
-def test_write_rendered_writes_the_records_tf_summary_write_writes(tmp_path, cnn):
+def test_every_writer_writes_the_values_tf_summary_write_writes(tmp_path, cnn):
+    """A step is one event (one record) of every tag's value, each value byte for byte the
+    one tf.summary.write makes (which writes an event per tag)."""
     model, x = cnn
     captured = summary.capture(model, extraction.prepare_probe(model, x))
-    rendered = summary.render_capture(captured) + summary.render_epoch_end(3)
+    rendered = step_rendering.render_capture(captured) + step_rendering.render_epoch_end(3)
 
-    def records(directory):
+    def summary_events(directory):
         found = []
         for path in sorted(glob.glob(os.path.join(str(directory), "events.out.tfevents.*"))):
-            for event in event_file_loader.EventFileLoader(path).Load():
-                if event.HasField("summary"):
-                    event.wall_time = 0
-                    found.append(event.SerializeToString(deterministic=True))
+            found += [event for event in event_file_loader.EventFileLoader(path).Load()
+                      if event.HasField("summary")]
         return found
 
-    with tf.summary.create_file_writer(str(tmp_path / "ours")).as_default() as writer:
-        assert summary.write_rendered(rendered, 12) is True
+    def values(found):
+        return [(event.step, value.SerializeToString(deterministic=True))
+                for event in found for value in event.summary.value]
+
+    with tf.summary.create_file_writer(str(tmp_path / "default")).as_default() as writer:
+        assert writing.write_rendered(rendered, 12) is True
         with tf.summary.record_if(False):
-            assert summary.write_rendered(rendered, 13) is False
+            assert writing.write_rendered(rendered, 13) is False
         writer.flush()
+    with events.EventFileWriter(tmp_path / "events") as writer:
+        assert writing.write_rendered(rendered, 12, writer) is True
     with tf.summary.create_file_writer(str(tmp_path / "tf")).as_default() as writer:
-        for tag, summary_metadata, values in rendered:
-            assert tf.summary.write(tag, tf.constant(values), step=12, metadata=summary_metadata)
+        for tag, summary_metadata, blobs in rendered:
+            assert tf.summary.write(tag, tf.constant(blobs), step=12,
+                                    metadata=summary_metadata)
         writer.flush()
-    assert len(records(tmp_path / "ours")) == len(rendered)
-    assert records(tmp_path / "ours") == records(tmp_path / "tf")
-    assert summary.write_rendered(rendered, 14) is False  # no default writer
+    expected = values(summary_events(tmp_path / "tf"))
+    assert len(expected) == len(rendered)
+    for directory in ("default", "events"):
+        assert len(summary_events(tmp_path / directory)) == 1
+        assert values(summary_events(tmp_path / directory)) == expected
+    assert writing.write_rendered(rendered, 14) is False  # no default writer
     with tf.summary.create_noop_writer().as_default():
-        assert summary.write_rendered(rendered, 14) is False
+        assert writing.write_rendered(rendered, 14) is False
+    with pytest.raises(TypeError, match="EventFileWriter.*not a str"):
+        writing.write_rendered(rendered, 14, str(tmp_path))
 
 
 def test_non_chief_worker_writes_nothing(tmp_path, cnn, monkeypatch):
@@ -381,10 +396,10 @@ def test_a_render_failure_in_the_background_writes_nothing_for_that_step(tmp_pat
     broken.reduce()[last] = dict(broken.reduce()[last],
                                 tiles=broken.reduce()[last]["tiles"][..., :-1])  # misfit tiles
     with pytest.raises(ValueError, match="do not fit"):
-        summary.render_capture(broken)
-    background = callback_lib.BackgroundWriter(tf.summary.create_file_writer(str(tmp_path)), 4)
-    background.put(lambda: summary.render_capture(good), 0)
-    background.put(lambda: summary.render_capture(broken), 1)
+        step_rendering.render_capture(broken)
+    background = callback_lib.BackgroundWriter(events.EventFileWriter(tmp_path), 4)
+    background.put(lambda: step_rendering.render_capture(good), 0)
+    background.put(lambda: step_rendering.render_capture(broken), 1)
     with pytest.raises(RuntimeError, match="failed to write activations"):
         background.close()
     steps = steps_by_tag(written(tmp_path))
@@ -569,20 +584,6 @@ def test_every_logged_step_has_an_overview_of_its_layers(tmp_path, cnn):
                 (ranges[..., 0].min(), ranges[..., 1].max()))
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 2 MiB file system that a few dozen logged steps fill up."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], check=True)
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
 def _fill(folder):
     with open(folder / "filler", "wb") as filler:
         with contextlib.suppress(OSError):
@@ -607,7 +608,7 @@ def test_a_full_disk_warns_once_and_training_finishes(tiny_disk):
 @pytest.mark.slow
 def test_a_full_disk_ends_fit_when_asked_to(tiny_disk):
     _fill(tiny_disk)
-    with pytest.raises(tf.errors.ResourceExhaustedError, match="No space left"):
+    with pytest.raises(events.EventFileError, match="No space left on device: .*events.out"):
         models.train_and_log(tiny_disk / "run", epochs=2, batch_size=32, samples=128,
                              update_freq="batch", tensorboard=False, on_error="raise")
 
@@ -619,8 +620,8 @@ def test_a_disk_filling_up_during_training_does_not_end_it(tiny_disk):
         run = models.train_and_log(tiny_disk / "run", epochs=3, batch_size=8, samples=256,
                                    update_freq="batch", tensorboard=False)
     assert len(run.history["loss"]) == 3
-    # TensorFlow's writer reports a failed write at some flush, or drops events silently.
-    assert len([w for w in caught if "stops logging activations" in str(w.message)]) <= 1
+    stops = [w for w in caught if "stops logging activations" in str(w.message)]
+    assert len(stops) == 1 and "No space left on device" in str(stops[0].message)
     assert steps_by_tag(written(tiny_disk / "run"))["activations/conv1"][:3] == [0, 1, 2]
 
 
