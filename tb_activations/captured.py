@@ -1,6 +1,7 @@
-"""What any framework's capture hands to the render stage (summary.render_capture): one
-LayerRecord per drawn output, in call order, and the error for a selected output no grid can
-show. Framework-free, so every capture shares them."""
+"""What any framework's capture hands to the render stage (step_rendering.render_capture):
+one LayerRecord per drawn output, in call order (a namedtuple: the render stage caches by it),
+and the error for a selected output no grid can show. Framework-free, so every capture shares
+them."""
 
 import collections
 

@@ -1,17 +1,34 @@
 """Plain PyTorch modules: capture by forward hooks (tb_activations.torch), on models built here
 (CPU, no downloads), against hand-written hooks."""
 
+import collections
+import json
+import os
+import subprocess
+import sys
+import time
 import warnings
 
 import numpy as np
 import pytest
 import torch
+from tensorboard.backend.event_processing import event_accumulator
 from torch import nn
 
+import tb_activations as tba
 import tb_activations.torch as tbat
 from tb_activations import layout
+from tb_activations import metadata
+from tb_activations import reader
+from tb_activations import rendering
 from tb_activations.captured import UndrawableLayerError
 from tb_activations.torch import capture as capture_lib
+from tests import browser_helpers
+from tests import test_plugin
+from tests.browser_helpers import free_port
+
+DDP_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_ddp_worker.py")
+REPO = os.path.dirname(os.path.dirname(DDP_WORKER))
 
 # ---------------------------------------------------------------- models
 
@@ -28,8 +45,8 @@ class BasicBlock(nn.Module):
         self.bn2 = nn.BatchNorm2d(channels)
         self.downsample = None
         if stride != 1 or channels_in != channels:
-            self.downsample = nn.Sequential(nn.Conv2d(channels_in, channels, 1, stride, bias=False),
-                                            nn.BatchNorm2d(channels))
+            self.downsample = nn.Sequential(
+                nn.Conv2d(channels_in, channels, 1, stride, bias=False), nn.BatchNorm2d(channels))
 
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -135,8 +152,8 @@ def images(seed, shape):
 CASES = {
     "resnet": (ResNetLike, lambda: images(1, (2, 3, 16, 16))),
     "branches": (Branches, lambda: images(2, (3, 1, 8, 8))),
-    "transformer": (TokenEncoder, lambda: torch.randint(0, 20, (2, 7),
-                                                        generator=torch.Generator().manual_seed(3))),
+    "transformer": (TokenEncoder, lambda: torch.randint(
+        0, 20, (2, 7), generator=torch.Generator().manual_seed(3))),
     "shared": (SharedConv, lambda: images(4, (2, 4, 6, 6))),
 }
 
@@ -201,7 +218,8 @@ def test_resnet_paths_and_values_before_in_place_ops():
 def test_layouts_follow_the_module_types():
     captured = capture_lib.TorchCapture(seeded(Branches), images(2, (3, 1, 8, 8)))
     plans = {record.path: record.layout for record in captured.records}
-    assert plans["branches/edges/0"].layout == "channels" and plans["branches/edges/0"].channels_first
+    edges = plans["branches/edges/0"]
+    assert edges.layout == "channels" and edges.channels_first
     assert plans["branches/blobs/1"].channels_first  # Tanh after a Conv2d
     assert plans["mix"].layout == "sequence" and plans["mix"].channels_first  # Conv1d: (N, C, L)
     assert plans["mix"].canonical_shape == (64, 3)
@@ -332,7 +350,10 @@ def test_undrawable_outputs_warn_by_default_and_raise_when_selected():
     (ResNetLike, lambda: images(1, (2, 4, 8, 8)), ValueError,
      r"probe \(\(2, 4, 8, 8\)\) could not pass through model ResNetLike"),
     (nn.ReLU, lambda: images(1, (2, 3)), ValueError, "ReLU has no submodules"),
-], ids=["not-a-module", "none", "empty", "strings", "empty-batch", "wrong-shape", "leaf"])
+    (lambda: nn.Sequential(nn.Dropout(), nn.Flatten()), lambda: images(1, (2, 3)), ValueError,
+     r"no module of model Sequential computed a value of its own.*modules are: 0, 1"),
+], ids=["not-a-module", "none", "empty", "strings", "empty-batch", "wrong-shape", "leaf",
+        "pass-through"])
 def test_bad_inputs_raise_clear_errors(model, probe, error, message):
     with pytest.raises(error, match=message):
         tbat.get_activations(model(), probe())
@@ -348,11 +369,12 @@ def test_bad_selections_name_what_exists():
         tbat.get_activations(unused, x, layers="1")
 
 
-def test_numpy_inputs_follow_the_model_dtype_and_wrappers_are_unwrapped():
+def test_numpy_inputs_follow_the_model_dtype_and_wrappers_are_looked_through():
     model = seeded(ResNetLike).double()
     x = np.random.default_rng(8).normal(size=(2, 3, 8, 8)).astype("float32")
-    activations = tbat.get_activations(nn.DataParallel(model), x)
-    assert sorted(activations) == sorted(RESNET_PATHS)  # no "module/" prefix
+    for wrapped in (nn.DataParallel(model), torch.compile(model)):
+        activations = tbat.get_activations(wrapped, x)
+        assert sorted(activations) == sorted(RESNET_PATHS)  # no "module/" or "_orig_mod/"
     assert activations["conv1"].dtype == np.float64
     tokens = np.array([[1, 2, 3], [4, 5, 6]])  # integer arrays stay integer (token ids)
     assert tbat.get_activations(seeded(TokenEncoder), tokens)["embed"].shape == (2, 3, 16)
@@ -369,8 +391,189 @@ def test_reduced_statistics_match_the_captured_values():
     assert list(reduced) == [record.path for record in captured.records] == list(activations)
     for path, value in activations.items():
         channels = reduced[path]["channels"]
-        per_channel = value if value.ndim == 2 else value.reshape(value.shape[:2] + (-1,))
-        if value.ndim == 2:
-            per_channel = value[:, :, None]
+        per_channel = value.reshape(value.shape[:2] + (-1,))  # all channels first or vectors
         np.testing.assert_allclose(reduced[path]["stats"][..., 2],
                                    per_channel[:, channels].mean(-1), rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------- log_activations
+
+
+def log_resnet(log_dir, steps=(0, 5)):
+    model, x = seeded(ResNetLike), images(1, (2, 3, 16, 16))
+    for step in steps:
+        assert tbat.log_activations(model, x, step=step, log_dir=log_dir, max_channels=6)
+    return model, x
+
+
+def test_logged_steps_read_back_as_the_captured_values(tmp_path):
+    model, x = log_resnet(tmp_path)
+    activations = tbat.get_activations(model, x)
+    records = list(tba.read_activations(tmp_path))
+    assert {record.layer for record in records} == set(activations)
+    assert sorted({record.step for record in records}) == [0, 5]
+    assert len(records) == 2 * len(activations) * len(x)
+    conv = [record for record in records if record.layer == "layer1/0/conv1"][0]
+    assert conv.tiling["channels_first"] and conv.tiling["output_shape"] == [None, 8, 8, 8]
+    assert conv.tiling["channels_shown"] == 6 and conv.tiling["downscale"] == [1, 1]
+    values = conv.values()
+    sample = activations["layer1/0/conv1"][conv.sample]
+    for tile in range(6):
+        row, column = divmod(tile, conv.tiling["columns"])
+        low, high = conv.ranges[tile]
+        drawn = values[row * 9:row * 9 + 8, column * 9:column * 9 + 8]
+        assert np.abs(drawn - sample[conv.channels[tile]]).max() <= (
+            (high - low) / metadata.FINITE_MAX_CODE + 1e-6)
+    probes = [value for value in reader.read_run(str(tmp_path))
+              if isinstance(value, reader.ProbeStep)]
+    assert [(probe.content["input"], probe.content["shape"], probe.step)
+            for probe in probes] == [("input", [None, 16, 16, 3], 0)]  # stored once
+
+
+def test_a_summary_writer_gets_the_activations_beside_its_scalars(tmp_path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    model, x = seeded(TokenEncoder), CASES["transformer"][1]()
+    writer = SummaryWriter(str(tmp_path))
+    for step in range(3):
+        writer.add_scalar("loss", 1.0 / (step + 1), step)
+        assert tbat.log_activations(model, x, step=step, writer=writer)
+    writer.close()
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+    records = list(tba.read_activations(tmp_path, layer="encoder/layers/1/norm2"))
+    assert sorted({record.step for record in records}) == [0, 1, 2]
+    assert records[0].tiling["layout"] == "sequence"
+    assert records[0].tiling["output_shape"] == [None, 7, 16]
+    scalars = event_accumulator.EventAccumulator(str(tmp_path))
+    scalars.Reload()
+    assert "loss" in scalars.Tags()["scalars"]
+
+
+WITHOUT_TENSORFLOW = """
+import sys
+sys.modules["tensorflow"] = None  # `import tensorflow` fails from here on
+import torch
+from torch.utils.tensorboard import SummaryWriter
+import tb_activations.torch as tbat
+model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
+x = torch.ones(2, 1, 5, 5)
+assert tbat.log_activations(model, x, step=1, log_dir=sys.argv[1] + "/ours")
+writer = SummaryWriter(sys.argv[1] + "/theirs")
+assert tbat.log_activations(model, x, step=2, writer=writer)
+writer.close()
+assert "tensorflow" not in [name.split(".")[0] for name, module in sys.modules.items() if module]
+"""
+
+
+def test_logging_works_where_tensorflow_cannot_be_imported(tmp_path):
+    subprocess.run([sys.executable, "-c", WITHOUT_TENSORFLOW, str(tmp_path)], check=True,
+                   env=dict(os.environ, PYTHONPATH=REPO), cwd=REPO, timeout=180)
+    for run, step in (("ours", 1), ("theirs", 2)):
+        records = list(tba.read_activations(tmp_path / run))
+        assert {(record.layer, record.step) for record in records} == {("0", step), ("1", step)}
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({}, ValueError, "exactly one of writer="),
+    ({"log_dir": "x", "writer": object()}, ValueError, "exactly one of writer="),
+    ({"writer": object()}, TypeError, "SummaryWriter, got object"),
+    ({"log_dir": "x", "step": True}, TypeError, "step must be an int"),
+    ({"log_dir": "x", "step": -1}, ValueError, "0 or more"),
+    ({"log_dir": "x", "max_tiles": 3}, TypeError, "unknown option.*max_tiles"),
+])
+def test_bad_log_arguments_raise_before_anything_runs(tmp_path, kwargs, error, message):
+    kwargs = dict({"step": 0}, **kwargs)
+    if "log_dir" in kwargs:
+        kwargs["log_dir"] = tmp_path / kwargs["log_dir"]
+    with pytest.raises(error, match=message):
+        tbat.log_activations(seeded(ResNetLike), images(1, (1, 3, 8, 8)), **kwargs)
+    assert not (tmp_path / "x").exists()
+
+
+def test_only_rank_zero_writes_under_distributed_data_parallel(tmp_path):
+    env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()),
+               WORLD_SIZE="2", PYTHONPATH=REPO)
+    processes = [subprocess.Popen([sys.executable, DDP_WORKER, str(tmp_path)],
+                                  env=dict(env, RANK=str(rank)), cwd=REPO, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for rank in range(2)]
+    results = {}
+    try:
+        for process in processes:
+            out, err = process.communicate(timeout=180)
+            assert process.returncode == 0, err[-3000:]
+            result = json.loads(out.split("RESULT ", 1)[1])
+            results[result["rank"]] = result["returned"]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    assert results == {0: [True, True, True], 1: [False, False, False]}
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
+    steps = collections.Counter((r.layer, r.step, r.sample)
+                                for r in tba.read_activations(tmp_path))
+    assert set(steps.values()) == {1}  # no duplicate step
+    assert {layer for layer, _, _ in steps} == {"0", "1", "2", "4"}
+    assert {step for _, step, _ in steps} == {0, 1, 2}
+
+
+@pytest.fixture(scope="module")
+def torch_logdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("torch_logs")
+    log_resnet(root / "torch", steps=(0, 1, 2))
+    return root
+
+
+@pytest.mark.parametrize("loader", ["python", "rust"])
+def test_the_plugin_serves_a_torch_run_on_both_loaders(torch_logdir, loader):
+    client = test_plugin.plugin_client(torch_logdir, loader)
+    route = "/steps?" + test_plugin.query(run="torch", layer="layer2/0/bn2")
+    deadline = time.monotonic() + 60
+    while test_plugin.get(client, route).status_code != 200 or len(
+            test_plugin.get_json(client, route)["steps"]) < 3:
+        assert time.monotonic() < deadline, "the torch run was never served"
+        time.sleep(0.3)
+    (run,) = test_plugin.get_json(client, "/layers")["runs"]
+    layers = [layer["layer"] for layer in run["layers"]]
+    assert layers == RESNET_PATHS
+    bn2 = run["layers"][layers.index("layer2/0/bn2")]
+    assert bn2["layer_class"] == "BatchNorm2d" and bn2["output_shape"] == [None, 16, 4, 4]
+    assert run["probes"] == [{"input": "input", "shape": [None, 16, 16, 3], "samples": 2}]
+    grid = test_plugin.get(client, "/grid?" + test_plugin.query(
+        run="torch", layer="layer2/0/bn2", step=2, sample=1))
+    (record,) = [r for r in tba.read_activations(torch_logdir, layer="layer2/0/bn2")
+                 if r.step == 2 and r.sample == 1]
+    np.testing.assert_array_equal(rendering.decode_png(grid.get_data()), record.image)
+    overview = test_plugin.get_json(client, "/overview?" + test_plugin.query(run="torch"))
+    assert overview["steps"] == [0, 1, 2]
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists(browser_helpers.CHROMIUM), reason="needs chromium")
+def test_the_tab_draws_a_torch_run(torch_logdir):
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    process, url = browser_helpers.start_tensorboard(torch_logdir, load_fast=False)
+    try:
+        browser_helpers.wait_loaded(url, torch_logdir)
+        with playwright_api.sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=browser_helpers.CHROMIUM,
+                                                 args=browser_helpers.CHROMIUM_ARGS)
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(url + "/#activations&p.activations.run=torch"
+                      "&p.activations.layer=layer1%2F0%2Fconv1")
+            frame = browser_helpers.activations_frame(page)
+            frame.wait_for_selector(".grid-canvas", state="visible")
+            pixels = frame.query_selector(".grid-canvas").evaluate(browser_helpers.CANVAS_PIXELS)
+            paths = frame.eval_on_selector_all(  # a row's title starts with its layer path
+                ".layer-row", "rows => rows.map(row => row.title.split('\\n')[0])")
+            selected = frame.eval_on_selector(".layer-row.selected", "row => row.title")
+            browser.close()
+    finally:
+        browser_helpers.stop(process)
+    assert errors == []
+    assert paths == RESNET_PATHS  # in call order, as the module tree nests them
+    assert selected.startswith("layer1/0/conv1\nConv2d, output")
+    assert pixels["colours"] > 10  # a drawn grid of 6 tiles, not a blank canvas

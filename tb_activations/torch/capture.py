@@ -179,7 +179,7 @@ def describe_probe(args, kwargs):
 
 
 def run_pass(model, probe, layers=None):
-    """(model, {path: (module, channels_first, [(name, tensor)])} in call order, batch) of one
+    """({path: (module, channels_first, [(name, tensor)])} in call order, batch size) of one
     forward pass: the first call of each selected module (`layers` as
     path_selection.select, None for every module that computes a new value)."""
     model = check_model(model)
@@ -200,6 +200,10 @@ def run_pass(model, probe, layers=None):
             raise ValueError("the probe (%s) could not pass through model %s: %s: %s"
                              % (describe_probe(args, kwargs), type(model).__name__,
                                 type(error).__name__, error)) from error
+    if layers is None and not recorder.outputs:
+        paths = path_selection.describe([path for path, _ in candidates])
+        raise ValueError("no module of model %s computed a value of its own in the forward "
+                         "pass; its modules are: %s" % (type(model).__name__, paths))
     if layers is not None:
         never_called = sorted(chosen - recorder.called)
         if never_called:
@@ -226,8 +230,9 @@ def plan_drawable(tensor, batch, options, channels_first):
 class TorchCapture:
     """One probe pass of a torch model: `records` (captured.LayerRecord per drawn output,
     call order), `options`, and `reduce()`, the reduced arrays as numpy, which
-    summary.render_capture renders. Outputs no grid can show are skipped with a warning under
-    the default selection and raise UndrawableLayerError when `layers=` selects them."""
+    step_rendering.render_capture renders. Outputs no grid can show are skipped with a
+    warning under the default selection and raise UndrawableLayerError when `layers=`
+    selects them."""
 
     def __init__(self, model, probe, layers=None, options=layout_lib.RenderOptions()):
         self.options = options

@@ -1,8 +1,9 @@
 """What the capture assumes about torch.nn modules, in one place (checked against torch 2.13).
 
-Only public torch.nn classes and `nn.Module` hooks are used: `named_modules`,
+Public torch.nn classes and `nn.Module` hooks: `named_modules`,
 `register_forward_pre_hook`/`register_forward_hook` (hooks run when a module is called, not
-when its `forward` is called directly), the `training` flag of each module.
+when its `forward` is called directly), the `training` flag of each module. One private
+attribute: torch.compile's wrapper keeps the compiled module as `_orig_mod`.
 
 Which outputs are channels first (layout.plan_layout's `channels_first`):
 - torch.nn's spatial modules take and give (N, C, *spatial): convolutions, pooling, batch /
@@ -76,9 +77,15 @@ def is_default_module(module, ran_submodules):
 
 
 def unwrap(model):
-    """The module that DataParallel / DistributedDataParallel wrap: calling the wrapper
-    would scatter or broadcast, a collective op that hangs when only one rank probes."""
+    """The module inside DataParallel / DistributedDataParallel (calling the wrapper would
+    scatter or broadcast, a collective op that hangs when only one rank probes) and inside
+    torch.compile's wrapper (its `_orig_mod`, run eagerly: a probe pass with hooks would
+    recompile the graph)."""
     wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
-    while isinstance(model, wrappers):
-        model = model.module
-    return model
+    while True:
+        if isinstance(model, wrappers):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
