@@ -221,3 +221,25 @@ def test_a_layer_left_has_its_prefetch_requests_cancelled(page, tensorboard):
     for route in held[1:]:
         route.continue_()
     assert until(page, lambda: every_step_cached(frame, run, "block00/conv002"))
+
+
+def show_layer(page, name, step):
+    """Clicks layer `name` in the list, and waits until its `step` is drawn."""
+    shown = page.frame.query_selector(".grid-panel.current")
+    page.frame.click(".layer-row:has-text('%s')" % name)
+    shown.wait_for_element_state("hidden")  # that view is taken out of the page
+    page.frame.wait_for_selector(".grid-panel.current[data-step='%d']" % step)
+
+
+def test_a_layer_shown_again_is_drawn_from_memory(page, tensorboard):
+    """Back on a layer whose steps are in memory, no grid or statistics are asked for."""
+    run = helpers.sweep_run(9)
+    frame = open_layer(page, tensorboard, run, "block00/conv001", 50)
+    assert until(page, lambda: every_step_cached(frame, run, "block00/conv001"))
+    show_layer(page, "conv002", 50)
+    log = network_log(page)
+    show_layer(page, "conv001", 50)
+    page.page.wait_for_timeout(300)
+    asked = [(route, query["layer"]) for kind, route, query, _ in log if kind == "request"]
+    assert ("steps", ["block00/conv001"]) in asked
+    assert [route for route, _ in asked if route in ("grid", "stats", "frames")] == []
