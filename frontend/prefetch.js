@@ -9,6 +9,7 @@
 import { CACHE_BYTES, api } from "./api.js";
 
 const WINDOW = 16; // steps per request
+const FIRST_WINDOW = 4; // steps of a layer's first request: the nearest come back sooner
 const IN_FLIGHT = 2; // requests at once: the browser's other connections stay free for the view
 const SHARE = 0.5; // of the cache, for one layer
 
@@ -63,7 +64,7 @@ export class Prefetcher {
       const entry = steps[index];
       if (this.asked.has(entry.step) || api.cached(run, layer.layer, entry, layer.samples)) continue;
       batch.push(entry);
-      if (batch.length === WINDOW) break;
+      if (batch.length === (this.asked.size ? WINDOW : FIRST_WINDOW)) break;
     }
     return batch;
   }

@@ -209,16 +209,21 @@ def test_a_layer_left_has_its_prefetch_requests_cancelled(page, tensorboard):
     log = network_log(page)
     run = helpers.sweep_run(8)
     frame = open_layer(page, tensorboard, run, "block00/conv001", 0)
-    assert until(page, lambda: held)
-    assert routed_layers(held) == [["block00/conv001"]]
+    # Two requests at once: the four nearest steps first, then the rest of the 12.
+    assert until(page, lambda: len(held) == 2)
+    assert routed_layers(held) == [["block00/conv001"]] * 2
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(held[0].request.url).query)["steps"] == [
+        "0,10,20,30"]
     frame.click(".layer-row:has-text('conv002')")
     frame.wait_for_selector(".layer-row.selected:has-text('conv002')")
     page.wait_grid()
-    assert until(page, lambda: any(kind == "failed" for kind, *_ in log) and len(held) > 1)
-    failed = [(query["layer"], detail) for kind, route, query, detail in log if kind == "failed"]
-    assert failed == [(["block00/conv001"], "net::ERR_ABORTED")], log
-    assert routed_layers(held[1:]) == [["block00/conv002"]]
-    for route in held[1:]:
+
+    def failures():
+        return [(query["layer"], detail) for kind, _, query, detail in log if kind == "failed"]
+    assert until(page, lambda: len(failures()) == 2 and len(held) == 4)
+    assert failures() == [(["block00/conv001"], "net::ERR_ABORTED")] * 2, log
+    assert routed_layers(held[2:]) == [["block00/conv002"]] * 2
+    for route in held[2:]:
         route.continue_()
     assert until(page, lambda: every_step_cached(frame, run, "block00/conv002"))
 
