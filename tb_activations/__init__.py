@@ -5,10 +5,11 @@ Writer side: `ActivationsCallback` (during fit), `log_activations` (custom loops
 (what was written, as figures, animations, arrays and a page), `is_chief` (whether this
 process writes in a multi-worker job).
 The TensorBoard plugin lives in `tb_activations.plugin` and is found by TensorBoard itself;
-names here load lazily so that TensorBoard importing the plugin does not import TensorFlow.
+names here load lazily so that TensorBoard importing the plugin does not import TensorFlow,
+and a writer name used without Keras installed says which extra to install.
 """
 
-import importlib
+from tb_activations import extras
 
 __version__ = "0.1.0"
 
@@ -28,7 +29,7 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name):
     if name not in _EXPORTS:
         raise AttributeError("module 'tb_activations' has no attribute %r" % name)
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+    return getattr(extras.import_module(_EXPORTS[name], extras.KERAS), name)
 
 
 def __dir__():

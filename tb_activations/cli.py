@@ -5,7 +5,10 @@ import os
 import sys
 import time
 
+from rich import markup
 from rich.console import Console
+
+from tb_activations import extras
 
 
 def start_tensorboard(logdir, host, port):
@@ -31,8 +34,11 @@ def serve_until_interrupted(console, logdir, host, port):
 
 def run_demo(args, console):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from tb_activations import demo
-
+    try:
+        demo = extras.import_module("tb_activations.demo", extras.DEMO)
+    except ImportError as error:
+        console.print("[red]error:[/red] " + markup.escape(str(error)), highlight=False)
+        return 2
     console.rule("tb-activations demo")
     console.print("Training the seed articles' MNIST CNN on scikit-learn's handwritten digits "
                   "(offline), logging every layer's activations for %d probe digits every %d "
@@ -44,9 +50,9 @@ def run_demo(args, console):
     console.print("Trained in %.0f s, validation accuracy %.1f%%; activations and model.keras "
                   "are in [bold]%s[/bold]" % (time.perf_counter() - started, 100 * accuracy,
                                               run_dir))
-    if args.no_serve:
-        return
-    serve_until_interrupted(console, args.logdir, args.host, args.port)
+    if not args.no_serve:
+        serve_until_interrupted(console, args.logdir, args.host, args.port)
+    return 0
 
 
 def run_export(args, console):
@@ -58,7 +64,7 @@ def run_export(args, console):
                                scale=args.scale, formats=args.format, values=args.values,
                                progress=sys.stdout.isatty())
     except (exporting.ExportError, ImportError) as error:
-        console.print("[red]error:[/red] %s" % error, markup=True, highlight=False)
+        console.print("[red]error:[/red] " + markup.escape(str(error)), highlight=False)
         return 2
     console.print("Wrote %d files into [bold]%s[/bold] (index: %s%s)"
                   % (result.files, result.folder, result.index,
@@ -111,9 +117,8 @@ def main(argv=None):
     if args.command == "export":
         return run_export(args, console)
     if args.command == "demo":
-        run_demo(args, console)
-    else:
-        serve_until_interrupted(console, args.logdir, args.host, args.port)
+        return run_demo(args, console)
+    serve_until_interrupted(console, args.logdir, args.host, args.port)
     return 0
 
 

@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from tb_activations import extras
 from tb_activations import metadata
 from tb_activations import reader
 
@@ -49,12 +50,8 @@ _MUTED = (95, 99, 104)
 
 def pillow():
     """PIL's Image, ImageDraw and ImageFont, or an ImportError saying how to get them."""
-    try:
-        from PIL import Image, ImageDraw, ImageFont
-    except ImportError:
-        raise ImportError('exporting activations needs Pillow: pip install '
-                          '"tb-activations[export]"') from None
-    return Image, ImageDraw, ImageFont
+    return tuple(extras.import_module("PIL." + name, extras.EXPORT)
+                 for name in ("Image", "ImageDraw", "ImageFont"))
 
 
 def _object_literal(source, name):

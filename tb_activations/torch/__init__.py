@@ -8,7 +8,11 @@ Capture by forward hooks (capture.py), reduction in torch ops on the model's dev
 (reduction.py); the render and write stages and the stored format are shared with Keras.
 """
 
-from tb_activations.torch.capture import get_activations
-from tb_activations.torch.log import log_activations
+from tb_activations import extras
+
+extras.import_module("torch", extras.TORCH)  # first: without torch, say which extra brings it
+
+from tb_activations.torch.capture import get_activations  # noqa: E402
+from tb_activations.torch.log import log_activations  # noqa: E402
 
 __all__ = ["get_activations", "log_activations"]
