@@ -1,6 +1,6 @@
 """Packaging and extras: the wheel holds every package and frontend file, a missing extra's
 module fails with the install command, and a fresh virtual environment with only the [torch]
-extra logs, reads back and shows PyTorch activations without TensorFlow, Keras or JAX."""
+extra logs, reads back, shows and exports PyTorch activations without TensorFlow, Keras or JAX."""
 
 import fnmatch
 import json
@@ -84,24 +84,34 @@ def torch_requirement():
     return "torch==" + torch.__version__.partition("+")[0]
 
 
-def test_the_torch_extra_alone_logs_reads_and_serves_in_a_fresh_venv(tmp_path):
-    source, venv, logdir = tmp_path / "source", tmp_path / "venv", tmp_path / "logs"
+@pytest.fixture
+def torch_only_python(tmp_path):
+    """The python of a fresh venv with only `pip install "<this checkout>[torch]"`, not
+    editable, so what is tested is what the wheel holds; removed after (a CUDA torch is 5 GB)."""
+    source, venv = tmp_path / "source", tmp_path / "venv"
     shutil.copytree(REPO, source, ignore=NOT_SOURCES)
-    logdir.mkdir()
     started = time.monotonic()
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    python = str(venv / "bin" / "python")
-    pip = subprocess.run([python, "-m", "pip", "install", "%s[torch]" % source,
-                          torch_requirement()], capture_output=True, text=True, timeout=1800,
-                         env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"))
-    assert pip.returncode == 0, (pip.stdout + pip.stderr)[-4000:]
-    installed = time.monotonic()
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+        python = str(venv / "bin" / "python")
+        pip = subprocess.run([python, "-m", "pip", "install", "%s[torch]" % source,
+                              torch_requirement()], capture_output=True, text=True,
+                             timeout=1800, env=dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1"))
+        assert pip.returncode == 0, (pip.stdout + pip.stderr)[-4000:]
+        print("fresh [torch] venv installed in %.0f s" % (time.monotonic() - started))
+        yield python
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
+
+
+def test_the_torch_extra_alone_logs_reads_serves_and_exports(tmp_path, torch_only_python):
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    result = subprocess.run([python, TORCH_ONLY_SCRIPT, str(logdir)], capture_output=True,
-                            text=True, cwd=str(tmp_path), env=env, timeout=600)
+    result = subprocess.run([torch_only_python, TORCH_ONLY_SCRIPT, str(logdir)],
+                            capture_output=True, text=True, cwd=str(tmp_path), env=env,
+                            timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
-    print("fresh [torch] venv: install %.0f s, script %.0f s"
-          % (installed - started, time.monotonic() - installed))
     summary = json.loads(result.stdout.strip().splitlines()[-1])
 
     assert summary["torch"].partition("+")[0] == torch_requirement().partition("==")[2]
@@ -123,3 +133,12 @@ def test_the_torch_extra_alone_logs_reads_and_serves_in_a_fresh_venv(tmp_path):
         + ["views/" + name for name in os.listdir(os.path.join(frontend, "views"))
            if name.endswith(".js")])
     assert summary["index_js_bytes"] == os.path.getsize(os.path.join(frontend, "index.js"))
+
+    command = os.path.join(os.path.dirname(torch_only_python), "tb-activations")
+    subprocess.run([command, "export", "--logdir", str(logdir), "--out", str(tmp_path / "out"),
+                    "--steps", "last", "--format", "png"], check=True, env=env, timeout=600)
+    figures = sorted(path.relative_to(tmp_path / "out").as_posix()
+                     for path in (tmp_path / "out").rglob("*.png"))
+    assert figures == ["%s/%s/step-%06d_sample-%d.png" % (run, layer, step, sample)
+                       for run, step in (("plain", 1), ("writer", 2)) for layer in layers
+                       for sample in (0, 1)]
