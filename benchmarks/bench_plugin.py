@@ -732,7 +732,11 @@ def browser_worker(args, loader, logdir, sweep):
                                       "&p.activations.layer=%s&p.activations.step=%d"
                                       % (ACT_RUN, urllib.parse.quote(layer_path(0), safe=""),
                                          all_steps[args.steps // 2]), sizes)
-            first, nearby, jumps = [], [], []
+            # A step whose grid the page asks the server for was not in memory (a miss).
+            grids_asked = []
+            page.on("request", lambda request: grids_asked.append(request.url)
+                    if PREFIX_ACT + "/grid?" in request.url else None)
+            first, nearby, jumps, misses = [], [], [], 0
             for layer in rng.choice(np.arange(1, args.layers), args.browser_layers, False):
                 page.wait_for_timeout(350)
                 first.append(frame.evaluate(PAGE_ACTIONS, ["layer", layer_path(int(layer))]))
@@ -740,14 +744,17 @@ def browser_worker(args, loader, logdir, sweep):
                 for offset in [1] * (args.browser_steps // 2) + [-1] * (args.browser_steps // 2):
                     index = min(args.steps - 1, max(0, index + offset))
                     page.wait_for_timeout(350)
+                    asked = len(grids_asked)
                     nearby.append(frame.evaluate(PAGE_ACTIONS, ["step", {
                         "index": index, "step": all_steps[index]}]))
+                    misses += len(grids_asked) > asked
                 for _ in range(args.browser_steps):
                     index = int(rng.integers(args.steps))
                     page.wait_for_timeout(350)
                     jumps.append(frame.evaluate(PAGE_ACTIONS, ["step", {
                         "index": index, "step": all_steps[index]}]))
             result.update(first_view_ms=percentiles(first), next_step_ms=percentiles(nearby),
+                          next_step_misses=misses,
                           random_step_ms=percentiles(jumps), big_max_answer_bytes=max(sizes))
             page.close()
         finally:
@@ -903,6 +910,10 @@ def browser_report(results, checks, args):
             checks.append(("%s: %s < %.0f ms" % (r["loader"], label.split(" p50")[0],
                                                  TARGETS[target]),
                            value < TARGETS[target], "p95 %.1f ms" % value))
+    table.add_row("next / previous steps not in memory",
+                  *["%d of %d" % (r["browser"]["next_step_misses"],
+                                  r["browser"]["next_step_ms"]["n"]) for r in results],
+                  "the page asked the server for their grid")
     table.add_row("sweep: first grid after the page opens (ms)",
                   *["%.0f" % r["browser"]["sweep_first_grid_ms"] for r in results],
                   "page.goto -> a grid on screen, TensorBoard's own page included")

@@ -1,6 +1,8 @@
 // The plugin's HTTP API (docs/http_api.md). Relative URLs resolve against the iframe's base,
 // the plugin prefix, so this works under --path_prefix too.
 
+import { decodeGray } from "./grid_codes.js";
+
 export class ApiError extends Error {
   constructor(message, status) {
     super(message);
@@ -130,42 +132,44 @@ export function statsWeight(stats) {
   return 16 * numbers + 200;
 }
 
-// One canvas reads every grid out (a new canvas and context per grid cost the prefetcher's
-// windows more main-thread time than the pixels); "copy" replaces what the last one left.
-let decoder = null;
+// The prefetcher's ./frames loads run in frame_worker.js, created at the first one; each
+// waits for its {id, answer} or {id, error}. A worker that fails (it could not load, say) fails
+// the loads waiting on it and is created anew for the next.
+let worker = null;
+let lastLoad = 0;
+const waiting = new Map(); // id -> {resolve, reject}
 
-// The grid PNG as its raw codes. createImageBitmap with colour conversion and premultiplying
-// off keeps every gray value exact, which the codes need.
-async function decodeGray(blob) {
-  const bitmap = await createImageBitmap(blob, {
-    colorSpaceConversion: "none",
-    premultiplyAlpha: "none",
+function frameWorker() {
+  if (worker) return worker;
+  worker = new Worker(new URL("./frame_worker.js", import.meta.url), { type: "module" });
+  worker.addEventListener("message", ({ data }) => {
+    const load = waiting.get(data.id);
+    if (!load) return;
+    waiting.delete(data.id);
+    if (data.error === undefined) load.resolve(data.answer);
+    else load.reject(new ApiError(data.error, 0));
   });
-  const { width, height } = bitmap;
-  if (!decoder) {
-    decoder = new OffscreenCanvas(width, height).getContext("2d", { willReadFrequently: true });
-  }
-  const context = decoder;
-  if (context.canvas.width !== width || context.canvas.height !== height) {
-    [context.canvas.width, context.canvas.height] = [width, height];
-  }
-  context.globalCompositeOperation = "copy";
-  context.drawImage(bitmap, 0, 0);
-  bitmap.close();
-  const rgba = context.getImageData(0, 0, width, height).data;
-  const codes = new Uint8Array(width * height);
-  for (let i = 0; i < codes.length; i++) codes[i] = rgba[i * 4];
-  return { width, height, codes };
+  worker.addEventListener("error", (event) => {
+    worker = null;
+    for (const load of waiting.values()) load.reject(new ApiError(`the frame loader failed: ${event.message || "no reason given"}`, 0));
+    waiting.clear();
+  });
+  return worker;
 }
 
-// A grid sent inline (the live answer) as base64 PNG: the same codes as ./grid.
-// A plain loop: Uint8Array.from with a mapping function costs the prefetcher's windows many
-// times more main-thread time, which the step on screen waits behind.
-export function decodeGridBase64(text) {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return decodeGray(new Blob([bytes], { type: "image/png" }));
+// ./frames with every grid decoded, loaded off the main thread; `signal` aborts it.
+function framesOffThread(params, signal) {
+  return new Promise((resolve, reject) => {
+    const id = ++lastLoad;
+    const target = frameWorker();
+    waiting.set(id, { resolve, reject });
+    target.postMessage({ id, url: new URL(url("frames", params), document.baseURI).href });
+    signal.addEventListener("abort", () => {
+      if (!waiting.delete(id)) return;
+      target.postMessage({ id, cancel: true });
+      reject(signal.reason);
+    }, { once: true });
+  });
 }
 
 const fetchGrid = async (run, layer, step, sample) =>
@@ -203,22 +207,16 @@ export const api = {
     cache.has(statsKey(run, layer, entry)) &&
     Array.from({ length: samples }, (_, sample) => gridKey(run, layer, entry, sample)).every((key) => cache.has(key)),
   // Loads the steps `entries` of a layer (every probe sample) into memory with one ./frames
-  // request; resolves to the steps that did not come (too big for one answer, or unreadable).
-  // signal: an AbortSignal that cancels the request.
+  // request, off the main thread. Steps that do not come (too big for one answer, or
+  // unreadable) are left out. signal: an AbortSignal that cancels the request.
   async prefetch(run, layer, entries, signal) {
     const steps = entries.map((entry) => entry.step).join(",");
-    const answer = await getJson("frames", { run, layer, steps }, { signal });
-    const failed = [...answer.left];
-    await Promise.all(answer.frames.map((frame) => {
-      if (frame.error) {
-        failed.push(frame.step);
-        return null;
-      }
+    const answer = await framesOffThread({ run, layer, steps }, signal);
+    for (const frame of answer.frames) {
+      if (frame.error) continue;
       cache.get(statsKey(run, layer, frame), async () => frame.stats, statsWeight);
-      return Promise.all(frame.grids.map((grid, i) =>
-        cache.get(gridKey(run, layer, frame, frame.samples[i]), () => decodeGridBase64(grid), gridWeight)));
-    }));
-    return failed;
+      frame.grids.forEach((grid, i) => cache.get(gridKey(run, layer, frame, frame.samples[i]), async () => grid, gridWeight));
+    }
   },
   probeUrl: (run, input, sample) => url("probe", { run, input, sample }),
   liveInfo: (run) => getJson("live_info", { run }),

@@ -2,7 +2,8 @@
 // Two sources: a logged step of a probe sample (./grid and ./stats) and a live answer of the
 // run's saved model (./live, one drawn input). Every view draws a frame the same way.
 
-import { api, decodeGridBase64 } from "./api.js";
+import { api } from "./api.js";
+import { decodeGridBase64 } from "./grid_codes.js";
 import { Geometry, decodeValues } from "./geometry.js";
 
 /**

@@ -27,6 +27,10 @@ import { StepBar } from "./static/views/step_bar.js";
 import { ViewOptions } from "./static/views/view_options.js";
 
 const POLL_MS = 30000;
+// The URL follows the view this much later, once for every change made meanwhile: writing it
+// (history.replaceState in the iframe and in TensorBoard's page) costs milliseconds a step
+// shown would otherwise wait for, and the slider or Play changes the view many times a second.
+const URL_DELAY_MS = 200;
 
 function loadStyle(href) {
   return new Promise((resolve) => {
@@ -47,6 +51,18 @@ function writeUrl(state) {
     // A browser that refuses history updates still shows the view; only links suffer.
     console.warn("tb-activations: could not store the view in the URL", error);
   }
+}
+
+// write(state) stores the state in the URL URL_DELAY_MS later, as it is then.
+function urlWriter() {
+  let timer = null;
+  return (state) => {
+    if (timer !== null) return;
+    timer = setTimeout(() => {
+      timer = null;
+      writeUrl(state);
+    }, URL_DELAY_MS);
+  };
 }
 
 export async function render() {
@@ -146,9 +162,10 @@ function showModel(model, v) {
     }
     v.layers.setNotes(notes);
   };
+  const writeUrlSoon = urlWriter();
   model.on("state", (state) => {
     // Until a layer is chosen the URL still holds the view to restore.
-    if (state.layer !== null) writeUrl(state);
+    if (state.layer !== null) writeUrlSoon(state);
     v.options.sync(state);
     v.stepBar.setStep(state.step);
     v.sparsity.setStep(state.step);

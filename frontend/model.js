@@ -124,6 +124,8 @@ export class Model extends EventTarget {
     this.prefetcher = new Prefetcher();
     // ./stats_series per layer and last step: the sparsity chart and "all steps" scaling.
     this.series = new Map();
+    // ./steps of the run's layers shown so far (layer path -> StepEntry[]).
+    this.layerSteps = new Map();
     /** @type {{key: string, data: object|null, error: string|null}|null} the run's ./overview */
     this.overview = null;
     this.liveInputs = () => ({});
@@ -207,6 +209,7 @@ export class Model extends EventTarget {
     this.prefetcher.stop();
     const token = ++this.runToken;
     this.state.run = name;
+    this.layerSteps = new Map();
     this.live.reset(null);
     this.overview = null;
     // The previous run's layers are not this run's: none are offered until these arrive.
@@ -269,6 +272,7 @@ export class Model extends EventTarget {
       return;
     }
     if (token !== this.layerToken) return;
+    this.layerSteps.set(path, steps);
     // A step picked while the steps were loading wins over the one asked for.
     this.#setSteps(steps, this.state.step !== stepBefore ? this.state.step : wanted.step ?? this.state.step);
     const entry = early && steps.find((s) => s.step === early.step);
@@ -281,12 +285,16 @@ export class Model extends EventTarget {
 
   // A layer's first view asks for `step`'s grid and statistics beside its ./steps, rather than
   // after them, when the step is likely logged for it: the layers of a run are usually logged
-  // at the same steps, so a step the previous layer had, up to this layer's last one.
+  // at the same steps, so a step the previous layer had, up to this layer's last one. Not when
+  // the layer was shown before and the step is still in memory: the view finds it there.
   #earlyFrame(step) {
     const last = this.layer?.max_step;
     if (!Number.isInteger(step) || !Number.isInteger(last) || step > last || this.state.live || this.state.overview) return null;
     if (step !== last && !this.steps.some((s) => s.step === step)) return null;
-    return api.early(this.state.run, this.layer.layer, step, this.state.sample);
+    const { run, sample } = this.state;
+    const seen = this.layerSteps.get(this.layer.layer)?.find((s) => s.step === step);
+    if (seen && api.cached(run, this.layer.layer, seen, this.sampleCount())) return null;
+    return api.early(run, this.layer.layer, step, sample);
   }
 
   // Keeps `step` if logged, else the nearest earlier one, else the first.

@@ -9,6 +9,7 @@
 import { CACHE_BYTES, api } from "./api.js";
 
 const WINDOW = 16; // steps per request
+const FIRST_WINDOW = 4; // steps of a layer's first request: the nearest come back sooner
 const IN_FLIGHT = 2; // requests at once: the browser's other connections stay free for the view
 const SHARE = 0.5; // of the cache, for one layer
 
@@ -26,8 +27,10 @@ export class Prefetcher {
   constructor() {
     this.target = null;
     this.key = null;
-    this.pending = new Set();
-    this.failed = new Set();
+    // Steps asked for since the layer was aimed at (loading, loaded or failed): not asked for
+    // again, nor looked up in the cache (every step shown re-aims the prefetcher, and looking
+    // a few hundred steps up would cost that step milliseconds).
+    this.asked = new Set();
     this.inFlight = 0;
     this.controller = new AbortController();
   }
@@ -39,8 +42,7 @@ export class Prefetcher {
     if (key !== this.key) {
       this.stop();
       this.key = key;
-      this.pending = new Set();
-      this.failed = new Set();
+      this.asked = new Set();
     }
     this.target = { run, layer, steps, step, stepBytes };
     this.#pump();
@@ -60,10 +62,9 @@ export class Prefetcher {
     const batch = [];
     for (const index of nearestFirst(steps.length, at).slice(0, limit)) {
       const entry = steps[index];
-      if (this.pending.has(entry.step) || this.failed.has(entry.step)) continue;
-      if (api.cached(run, layer.layer, entry, layer.samples)) continue;
+      if (this.asked.has(entry.step) || api.cached(run, layer.layer, entry, layer.samples)) continue;
       batch.push(entry);
-      if (batch.length === WINDOW) break;
+      if (batch.length === (this.asked.size ? WINDOW : FIRST_WINDOW)) break;
     }
     return batch;
   }
@@ -72,17 +73,13 @@ export class Prefetcher {
     while (this.target && this.inFlight < IN_FLIGHT) {
       const batch = this.#batch();
       if (!batch.length) return;
-      const { key, target } = this;
-      for (const entry of batch) this.pending.add(entry.step);
+      for (const entry of batch) this.asked.add(entry.step);
       this.inFlight++;
-      api.prefetch(target.run, target.layer.layer, batch, this.controller.signal)
-        .then((failed) => failed, () => batch.map((entry) => entry.step))
-        .then((failed) => {
+      // A step that failed is not asked for again: the view asks for it itself if shown.
+      api.prefetch(this.target.run, this.target.layer.layer, batch, this.controller.signal)
+        .catch(() => null)
+        .then(() => {
           this.inFlight--;
-          if (key === this.key) {
-            for (const entry of batch) this.pending.delete(entry.step);
-            for (const step of failed) this.failed.add(step);
-          }
           this.#pump();
         });
     }

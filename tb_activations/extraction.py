@@ -26,6 +26,7 @@ import numpy as np
 
 from tb_activations import layout as layout_lib
 from tb_activations import selection
+from tb_activations.captured import LayerRecord, UndrawableLayerError
 from tb_activations.keras_compat import model_inputs, producing_layer_name
 
 # The module that traces and reduces on each Keras backend we support.
@@ -201,13 +202,6 @@ def trace_error_text(error):
         if marker in text:
             text = textwrap.dedent("    " + text.rsplit(marker, 1)[1])
     return text.strip()
-
-
-LayerRecord = collections.namedtuple("LayerRecord", "path layer_class order layout")
-
-
-class UndrawableLayerError(ValueError):
-    """A selected layer output that no grid can show (named in the message)."""
 
 
 def plan_drawable(tensor, batch, options, channels_first):

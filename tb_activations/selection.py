@@ -1,8 +1,9 @@
-"""Which layers a model has (as `outer/inner` paths) and which of them the user asked for."""
-
-import fnmatch
+"""Which layers a Keras model has (as `outer/inner` paths) and which of them the user asked
+for (the rules for `layers=` are path_selection's)."""
 
 import keras
+
+from tb_activations import path_selection
 
 # Layers whose output is a copy, reshape or pad of their input at inference: drawing them
 # again costs bytes and shows nothing new, so the default selection skips them.
@@ -13,8 +14,6 @@ PASS_THROUGH_LAYERS = tuple(getattr(keras.layers, name) for name in (
     "ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D",
     "Cropping1D", "Cropping2D", "Cropping3D",
 ) if hasattr(keras.layers, name))
-
-_GLOB_CHARACTERS = set("*?[")
 
 
 def child_layers(layer):
@@ -61,28 +60,11 @@ def recurrent_step_paths(candidates):
     return {path for path, _ in candidates if prefixes and path.startswith(prefixes)}
 
 
-def _matches(item, path, layer):
-    if isinstance(item, str):
-        if _GLOB_CHARACTERS & set(item):
-            return fnmatch.fnmatchcase(path, item)
-        return item == path or item == path.rsplit("/", 1)[-1]
-    if isinstance(item, type):
-        return isinstance(layer, item)
-    return bool(item(layer))
-
-
-def _describe(paths, limit=40):
-    shown = ", ".join(paths[:limit])
-    more = len(paths) - limit
-    return shown + (" ... and %d more" % more if more > 0 else "")
-
-
 def select_layers(candidates, layers=None):
     """The (path, layer) pairs of `candidates` picked by `layers`, in candidates' order.
 
     `layers` is None (the default selection: every layer that computes a new value), or one
-    or a list of: a layer name, a full path, a path glob ("backbone/block_*"), a layer class,
-    or a predicate taking the layer.
+    or a list of items as in path_selection.select.
     """
     if layers is None:
         steps = recurrent_step_paths(candidates)
@@ -90,21 +72,6 @@ def select_layers(candidates, layers=None):
                   if is_default_layer(layer) and path not in steps]
         if not chosen:
             raise ValueError("the model has no layer that computes a new value; its layers are: "
-                             + _describe([path for path, _ in candidates]))
+                             + path_selection.describe([path for path, _ in candidates]))
         return chosen
-    items = list(layers) if isinstance(layers, (list, tuple, set, frozenset)) else [layers]
-    if not items:
-        raise ValueError("layers= is an empty list: pass None for the default selection")
-    for item in items:
-        if not isinstance(item, (str, type)) and not callable(item):
-            raise TypeError("layers= takes names, path globs, layer classes or predicates; "
-                            "got %r of type %s" % (item, type(item).__name__))
-    chosen = []
-    for item in items:
-        hits = [pair for pair in candidates if _matches(item, *pair)]
-        if not hits:
-            raise ValueError("layers=%r matches no layer of the model; its layers are: %s"
-                             % (item, _describe([path for path, _ in candidates])))
-        chosen.extend(hit for hit in hits if hit not in chosen)
-    order = {path: index for index, (path, _) in enumerate(candidates)}
-    return sorted(chosen, key=lambda pair: order[pair[0]])
+    return path_selection.select(candidates, layers)

@@ -8,8 +8,6 @@ copies the reductions out, tiles and encodes them, and `writing.write_rendered` 
 TensorFlow is imported only for the default tf.summary writer.
 """
 
-import os
-import threading
 import weakref
 
 import keras
@@ -25,9 +23,6 @@ from tb_activations import writing
 
 # Writers that already hold this model's probe inputs, so they are stored once per run.
 _writers_with_probe = weakref.WeakKeyDictionary()
-# log_activations(log_dir=...)'s event file writers, one per directory for the process's life.
-_log_dir_writers = {}
-_log_dir_writers_lock = threading.Lock()
 # A capture whose layer outputs take more than this is reduced at once, so the few captures
 # the callback's queue holds stay small (MobileNetV2's take 75 MB a probe sample).
 MAX_DEFERRED_BYTES = 128 << 20
@@ -103,15 +98,6 @@ def _default_writer():
     return getattr(summary_ops_v2._summary_state, "writer", None)
 
 
-def log_dir_writer(log_dir):
-    """Our event file writer into `log_dir`, opened on first use (one file per directory)."""
-    key = os.path.abspath(os.fspath(log_dir))
-    with _log_dir_writers_lock:
-        if key not in _log_dir_writers:
-            _log_dir_writers[key] = events.EventFileWriter(key)
-        return _log_dir_writers[key]
-
-
 def _default_step():
     """The default tf.summary step; a ValueError if there is none."""
     import tensorflow as tf
@@ -152,7 +138,7 @@ def log_activations(model, inputs, step=None, layers=None, log_dir=None, **optio
     arrays = extraction.prepare_probe(model, inputs)
     captured = capture(model, arrays, layers, settings)
     rendered = step_rendering.render_capture(captured)
-    writer = _default_writer() if log_dir is None else log_dir_writer(log_dir)
+    writer = _default_writer() if log_dir is None else events.shared_writer(log_dir)
     first_for_writer = writer is None or model not in _writers_with_probe.get(writer, ())
     if first_for_writer:
         rendered = step_rendering.render_probe(arrays, input_names(model, arrays),

@@ -73,6 +73,13 @@ class Page:
         self.frame.wait_for_selector(".grid-canvas", state="visible")
         return self.grid_pixels()
 
+    def wait_url(self, part, present=True):
+        """Until TensorBoard's URL holds `part` (or no longer does, present=False): the tab
+        writes the view into it a moment after it changes."""
+        self.page.wait_for_function("([part, present]) => location.href.includes(part) === present",
+                                    arg=[part, present])
+        return self.page.url
+
     def grid_pixels(self, panel=0):
         canvas = self.frame.query_selector_all(".grid-canvas")[panel]
         return canvas.evaluate(helpers.CANVAS_PIXELS)
@@ -278,8 +285,8 @@ def test_url_round_trip(page, browser, tensorboard):
                      "channel": "Channel 4", "cmap": "magma", "scale": "layer", "compare": "0",
                      "panels": 3}
     pixels = [page.grid_pixels(i) for i in range(3)]
-    link = page.page.url
-    assert "p.activations.layer=backbone%2Fblock_2_conv" in link
+    page.wait_url("p.activations.channel=4")
+    link = page.wait_url("p.activations.layer=backbone%2Fblock_2_conv")
     page.screenshot("compare", tensorboard)
 
     reopened = Page(browser)
@@ -440,7 +447,7 @@ def test_live_view_answers_a_drawn_stroke(page, tensorboard):
     assert drawn_grid["colours"] > 4
     frame.wait_for_function("(before) => [...document.querySelectorAll('.output-value')]"
                             ".map(e => e.textContent).join() !== before", arg=",".join(blank_scores))
-    assert "live=1" in page.page.url
+    page.wait_url("live=1")
     page.screenshot("live", tensorboard)
 
     # The answer holds every layer: the list still navigates, the channel panel still zooms.
@@ -456,7 +463,7 @@ def test_live_view_answers_a_drawn_stroke(page, tensorboard):
     frame.locator(".live-toggle").click()
     frame.wait_for_selector(".grid-panel.current[data-step='12']")
     assert frame.query_selector(".live-panel").is_hidden()
-    assert "live=1" not in page.page.url
+    page.wait_url("live=1", present=False)
 
 
 def test_live_view_reads_an_uploaded_png_in_the_browser(page, tensorboard, tmp_path):
@@ -639,7 +646,7 @@ def test_overview_shows_when_a_layer_dies_and_opens_it_there(page, tensorboard):
     frame.locator(".overview-toggle").click()
     frame.wait_for_selector(".overview-heat[data-columns='7']")
     assert frame.query_selector(".grid-area").is_hidden()
-    assert "p.activations.overview=1" in page.page.url
+    page.wait_url("p.activations.overview=1")
     # Every layer in model order; the bars at the selected (last) step.
     assert texts(frame, ".overview-row .overview-name") == ["stem", "doomed", "pool", "classes"]
     assert texts(frame, ".overview-row .overview-bar.dead .value") == ["0/4", "6/6", "6/6", "0/3"]
@@ -668,7 +675,7 @@ def test_overview_shows_when_a_layer_dies_and_opens_it_there(page, tensorboard):
     assert frame.inner_text(".layer-path") == helpers.DYING_LAYER
     assert page.state()["layer"] == helpers.DYING_LAYER
     assert frame.query_selector(".overview").is_hidden()
-    assert "p.activations.overview" not in page.page.url
+    page.wait_url("p.activations.overview", present=False)
     # Its six channels, all zero in every probe sample: dead, in the grid and under it.
     assert len(frame.query_selector_all(".grid-panel.current .mark.dead")) == 6
     assert frame.inner_text(".status").startswith(

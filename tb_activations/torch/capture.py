@@ -1,0 +1,306 @@
+"""Every selected module's output from one forward pass of a torch.nn.Module, by forward hooks.
+
+One pass under torch.no_grad() with the model in eval mode (each module's own training flag
+restored after). Hooks on every module record the first call's output of the selected ones,
+cloned at once: torchvision's in-place ReLUs and `out += identity` would otherwise overwrite a
+BatchNorm's recorded output before it is read. The hooks are removed when the pass ends, also
+when it raises. Paths are module names with `.` shown as `/` (`features.3` -> `features/3`);
+an output holding several tensors adds `path:1`, `path:2`... (tuples and lists in order,
+dicts in insertion order).
+"""
+
+import collections
+import contextlib
+import warnings
+import weakref
+
+import numpy as np
+import torch
+
+from tb_activations import layout as layout_lib
+from tb_activations import metadata
+from tb_activations import path_selection
+from tb_activations.captured import LayerRecord, UndrawableLayerError
+from tb_activations.torch import modules as modules_lib
+from tb_activations.torch import reduction
+
+
+def check_model(model):
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError("expected a torch.nn.Module, got %s" % type(model).__name__)
+    return modules_lib.unwrap(model)
+
+
+def walk_modules(model):
+    """[(path, module)] of every submodule (the model itself left out), each module once,
+    parents before their children."""
+    return [(name.replace(".", "/"), module) for name, module in model.named_modules()
+            if module is not model]
+
+
+def _model_placement(model):
+    """(device, floating dtype) of the model's first parameter or buffer (CPU, float32 for a
+    module that holds none)."""
+    tensors = list(model.parameters()) + list(model.buffers())
+    device = tensors[0].device if tensors else torch.device("cpu")
+    floating = [t.dtype for t in tensors if t.dtype.is_floating_point]
+    return device, floating[0] if floating else torch.float32
+
+
+def _as_tensor(value, what, device, dtype):
+    """A probe value on the model's device: numpy arrays converted (floating ones to the
+    model's dtype, integer and bool ones, e.g. token ids, kept), tensors moved; any other
+    value (None, a flag) passed through untouched."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise TypeError("%s must be a numeric array, got dtype %s" % (what, value.dtype))
+        value = torch.from_numpy(np.ascontiguousarray(value))
+        if value.dtype.is_floating_point:
+            value = value.to(dtype)
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    return value
+
+
+def prepare_probe(model, probe):
+    """(args, kwargs, batch size) the model is called with: a tensor or array is the one
+    positional argument, a tuple or list gives the positional arguments, a dict the keyword
+    arguments (only their top level is converted and moved)."""
+    if probe is None:
+        raise ValueError("the probe is None: pass a batch of inputs, e.g. x_val[:4]")
+    device, dtype = _model_placement(model)
+    if isinstance(probe, dict):
+        args, kwargs = (), {key: _as_tensor(value, "probe[%r]" % key, device, dtype)
+                            for key, value in probe.items()}
+    elif isinstance(probe, (list, tuple)):
+        args, kwargs = tuple(_as_tensor(value, "probe[%d]" % i, device, dtype)
+                             for i, value in enumerate(probe)), {}
+    else:
+        args, kwargs = (_as_tensor(probe, "the probe", device, dtype),), {}
+    tensors = [value for value in args + tuple(kwargs.values())
+               if isinstance(value, torch.Tensor)]
+    if not tensors:
+        raise TypeError("the probe holds no tensor or numpy array: pass a batch as one, or a "
+                        "tuple (positional arguments) or dict (keyword arguments) of them")
+    if tensors[0].ndim < 1 or tensors[0].shape[0] < 1:
+        raise ValueError("the probe's first tensor needs a batch axis of at least one sample "
+                         "first, got shape %s" % (tuple(tensors[0].shape),))
+    return args, kwargs, tensors[0].shape[0]
+
+
+def tensor_leaves(value):
+    """The tensors inside a module output: tuples and lists in order, dicts in insertion
+    order, anything else (None, numbers) left out."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [leaf for item in value for leaf in tensor_leaves(item)]
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in tensor_leaves(item)]
+    return []
+
+
+def split_outputs(path, value):
+    """[(name, tensor)] of a module output: the first tensor keeps the path, others get :i."""
+    return [(path if i == 0 else "%s:%d" % (path, i), t)
+            for i, t in enumerate(tensor_leaves(value))]
+
+
+@contextlib.contextmanager
+def inference_pass(model):
+    """eval() and no_grad for one pass; each module's own training flag restored after."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+class _Recorder:
+    """Forward hooks on every module: records the first call's output of the modules
+    `wanted(path, module, ran_submodules)` picks, with the channels-first flag of each call."""
+
+    def __init__(self, wanted):
+        self.wanted = wanted
+        self.outputs = collections.OrderedDict()  # path -> (module, channels_first, outputs)
+        self.called = set()
+        self._starts = []
+        self._calls = 0
+        self._layouts = {}  # id(tensor) -> (weakref to it, its channels_first flag)
+
+    def _input_layout(self, args):
+        for value in args:
+            if isinstance(value, torch.Tensor):
+                ref, flag = self._layouts.get(id(value), (None, None))
+                return flag if ref is not None and ref() is value else None
+        return None
+
+    def before(self, module, args):
+        self._starts.append(self._calls)
+
+    def after(self, path, module, args, output):
+        ran_submodules = self._calls > self._starts.pop()
+        self._calls += 1
+        leaves = tensor_leaves(output)
+        flag = None
+        if leaves:
+            flag = modules_lib.channels_first(module, leaves[0], self._input_layout(args))
+            for leaf in leaves:
+                self._layouts[id(leaf)] = (weakref.ref(leaf), flag)
+        if path in self.called:
+            return
+        self.called.add(path)
+        if self.wanted(path, module, ran_submodules):
+            self.outputs[path] = (module, flag, [(name, tensor.detach().clone())
+                                                 for name, tensor in split_outputs(path, output)])
+
+    @contextlib.contextmanager
+    def hooked(self, candidates):
+        handles = []
+        try:
+            for path, module in candidates:
+                handles.append(module.register_forward_pre_hook(self.before))
+                handles.append(module.register_forward_hook(
+                    lambda module, args, output, _path=path: self.after(
+                        _path, module, args, output)))
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+def describe_probe(args, kwargs):
+    shapes = [tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+              for v in args + tuple(kwargs.values())]
+    return ", ".join(map(str, shapes))
+
+
+def run_pass(model, probe, layers=None):
+    """({path: (module, channels_first, [(name, tensor)])} in call order, batch size) of one
+    forward pass: the first call of each selected module (`layers` as
+    path_selection.select, None for every module that computes a new value)."""
+    model = check_model(model)
+    args, kwargs, batch = prepare_probe(model, probe)
+    candidates = walk_modules(model)
+    if not candidates:
+        raise ValueError("model %s has no submodules to record: its output is all there is"
+                         % type(model).__name__)
+    if layers is None:
+        recorder = _Recorder(lambda path, module, ran: modules_lib.is_default_module(module, ran))
+    else:
+        chosen = {path for path, _ in path_selection.select(candidates, layers)}
+        recorder = _Recorder(lambda path, module, ran: path in chosen)
+    with recorder.hooked(candidates), inference_pass(model):
+        try:
+            model(*args, **kwargs)
+        except Exception as error:
+            raise ValueError("the probe (%s) could not pass through model %s: %s: %s"
+                             % (describe_probe(args, kwargs), type(model).__name__,
+                                type(error).__name__, error)) from error
+    if layers is None and not recorder.outputs:
+        paths = path_selection.describe([path for path, _ in candidates])
+        raise ValueError("no module of model %s computed a value of its own in the forward "
+                         "pass; its modules are: %s" % (type(model).__name__, paths))
+    if layers is not None:
+        never_called = sorted(chosen - recorder.called)
+        if never_called:
+            raise ValueError("layers %s were selected but never called by the model's forward "
+                             "pass" % ", ".join(never_called))
+    return recorder.outputs, batch
+
+
+def plan_drawable(tensor, batch, options, channels_first):
+    """The grid layout of one module output; raises ValueError saying why it has none."""
+    if not (tensor.dtype.is_floating_point or tensor.dtype in modules_lib.INTEGER_DTYPES):
+        raise ValueError("its dtype %s is not real-valued" % tensor.dtype)
+    if tensor.layout != torch.strided:
+        raise ValueError("it is a %s tensor, not a dense one" % tensor.layout)
+    if tensor.ndim < 1:
+        raise ValueError("its shape %s has no batch axis" % (tuple(tensor.shape),))
+    if tensor.shape[0] != batch:
+        raise ValueError("its first axis has %d entries where the probe batch has %d"
+                         % (tensor.shape[0], batch))
+    return layout_lib.plan_layout(tuple(tensor.shape[1:]), options,
+                                  channels_first=channels_first)
+
+
+class TorchCapture:
+    """One probe pass of a torch model: `records` (captured.LayerRecord per drawn output,
+    call order), `options`, and `reduce()`, the reduced arrays as numpy, which
+    step_rendering.render_capture renders. Outputs no grid can show are skipped with a
+    warning under the default selection and raise UndrawableLayerError when `layers=`
+    selects them."""
+
+    def __init__(self, model, probe, layers=None, options=layout_lib.RenderOptions()):
+        self.options = options
+        self.records = []
+        self._outputs = {}
+        self._reduced = None
+        recorded, batch = run_pass(model, probe, layers)
+        skipped = []
+        for path, (module, channels_first, outputs) in recorded.items():
+            layer_class = type(module).__name__
+            if not outputs:
+                skipped.append("%s (%s): its output holds no tensor" % (path, layer_class))
+            for name, tensor in outputs:
+                try:
+                    plan = plan_drawable(tensor, batch, options, channels_first)
+                except ValueError as error:
+                    skipped.append("%s (%s): %s" % (name, layer_class, error))
+                    continue
+                self._outputs[name] = tensor
+                self.records.append(LayerRecord(name, layer_class, len(self.records), plan))
+        if layers is not None and skipped:
+            raise UndrawableLayerError("layers= selects outputs that cannot be drawn: %s; "
+                                       "leave them out" % "; ".join(skipped))
+        if not self.records:
+            raise ValueError("no selected module produced a tensor output that can be drawn"
+                             + "".join("; skipped " + reason for reason in skipped))
+        if skipped:
+            warnings.warn("tb-activations skips modules it cannot draw: %s"
+                          % "; ".join(skipped), stacklevel=3)
+
+    def _reduce_all(self, finite_only):
+        return collections.OrderedDict(
+            (record.path, reduction.to_host(reduction.reduce_layer_output(
+                self._outputs[record.path], record.layout, self.options, finite_only)))
+            for record in self.records)
+
+    def reduce(self):
+        """{path: the reduction's arrays as numpy}, reduced on the model's device with plain
+        statistics, again with the NaN/Inf-safe ones if some layer-level mean came out
+        non-finite. Done once; the outputs are let go."""
+        if self._reduced is None:
+            with torch.no_grad():
+                reduced = self._reduce_all(finite_only=False)
+                mean = metadata.STAT_FIELDS.index("mean")
+                if not all(np.isfinite(output["layer"][..., mean]).all()
+                           for output in reduced.values()):
+                    reduced = self._reduce_all(finite_only=True)
+            self._reduced, self._outputs = reduced, None
+        return self._reduced
+
+
+def _as_numpy(tensor):
+    tensor = tensor.cpu()
+    if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
+        tensor = tensor.to(torch.float32)
+    return tensor.numpy()
+
+
+def get_activations(model, inputs, layers=None):
+    """{module path: numpy array, shaped as the module output is (N, C, H, W) stays} from
+    one forward pass, in call order.
+
+    `inputs`: a tensor or numpy array (the one positional argument), a tuple or list of
+    them (the positional arguments) or a dict (keyword arguments). `layers` selects as in
+    path_selection.select (default: every module that computes a new value); a module called
+    more than once reports its first call; several tensors in one output add `path:1`, ...
+    """
+    recorded, _ = run_pass(model, inputs, layers)
+    return collections.OrderedDict(
+        (name, _as_numpy(tensor))
+        for _, _, outputs in recorded.values() for name, tensor in outputs)

@@ -1,0 +1,97 @@
+"""log_activations for plain PyTorch: capture (hooks), reduce (torch), then the shared render
+and write stages, into a torch SummaryWriter's run or a log_dir of our own."""
+
+import operator
+import weakref
+
+import torch
+
+from tb_activations import events
+from tb_activations import step_rendering
+from tb_activations import writing
+from tb_activations.torch import capture as capture_lib
+
+# Writers that already hold this model's probe pictures, so they are stored once per run.
+_writers_with_probe = weakref.WeakKeyDictionary()
+
+
+def is_rank_zero():
+    """False on every rank but 0 of a torch.distributed job: asked of the process group's
+    own state, no collective op (one that only rank 0 reached would hang)."""
+    distributed = torch.distributed
+    return not (distributed.is_available() and distributed.is_initialized()
+                and distributed.get_rank() != 0)
+
+
+def writer_for(writer, log_dir):
+    """The writer a step goes to: the user's torch SummaryWriter, or ours for `log_dir` (one
+    per directory for the life of the process, so a run's steps share one event file)."""
+    if (writer is None) == (log_dir is None):
+        raise ValueError("pass exactly one of writer= (a torch.utils.tensorboard.SummaryWriter) "
+                         "and log_dir= (a directory for an event file of our own)")
+    if writer is not None:
+        from torch.utils.tensorboard import SummaryWriter  # imported already if one was made
+        if not isinstance(writer, SummaryWriter):
+            raise TypeError("writer= takes a torch.utils.tensorboard.SummaryWriter, got %s "
+                            "(or pass log_dir=)" % type(writer).__name__)
+        return writer
+    return events.shared_writer(log_dir)
+
+
+def probe_images(args, kwargs):
+    """([array], [name]) of the probe's tensors as numpy, (N, C, H, W) images with 1, 3 or
+    4 channels moved channels last as the probe pictures want them; positional inputs are
+    `input` (or `input_<i>`), keyword ones keep their names."""
+    named = [("input" if len(args) == 1 else "input_%d" % i, value)
+             for i, value in enumerate(args)] + sorted(kwargs.items())
+    arrays, names = [], []
+    for name, value in named:
+        if not isinstance(value, torch.Tensor) or value.is_complex():
+            continue
+        if value.ndim == 4 and value.shape[1] in (1, 3, 4):
+            value = value.movedim(1, -1)
+        arrays.append(value.detach().to(torch.float32).cpu().numpy())
+        names.append(name)
+    return arrays, names
+
+
+def _step_number(step):
+    try:
+        if isinstance(step, bool):
+            raise TypeError
+        step = operator.index(step)
+    except TypeError:
+        raise TypeError("step must be an int (or an integer tensor of one value), got %r"
+                        % (step,)) from None
+    if step < 0:
+        raise ValueError("step must be 0 or more, got %d" % step)
+    return step
+
+
+def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None, **options):
+    """Writes every selected module's grids and statistics for `inputs` at `step`.
+
+    One forward pass by capture.get_activations's rules (inputs: a tensor or array, a tuple
+    of positional or a dict of keyword arguments); `writer` a torch SummaryWriter (the step
+    lands in its run, flushed when it flushes) or `log_dir` for an event file of our own:
+    exactly one. The probe pictures are stored once per writer. Returns False, doing
+    nothing, on ranks other than 0 of torch.distributed; True once written. `options` are
+    RenderOptions fields (max_channels, channel_selection, max_tile, ...).
+    """
+    settings = step_rendering.render_options(**options)
+    step = _step_number(step)
+    if not is_rank_zero():
+        return False
+    target = writer_for(writer, log_dir)
+    captured = capture_lib.TorchCapture(model, inputs, layers, settings)
+    rendered = step_rendering.render_capture(captured)
+    module = capture_lib.check_model(model)
+    stored = _writers_with_probe.setdefault(target, weakref.WeakSet())
+    if module not in stored:
+        args, kwargs, _ = capture_lib.prepare_probe(module, inputs)
+        rendered = step_rendering.render_probe(*probe_images(args, kwargs),
+                                               settings.max_image) + rendered
+    written = writing.write_rendered(rendered, step, target)
+    if written:
+        stored.add(module)
+    return written

@@ -1,0 +1,91 @@
+"""What the capture assumes about torch.nn modules, in one place (checked against torch 2.13).
+
+Public torch.nn classes and `nn.Module` hooks: `named_modules`,
+`register_forward_pre_hook`/`register_forward_hook` (hooks run when a module is called, not
+when its `forward` is called directly), the `training` flag of each module. One private
+attribute: torch.compile's wrapper keeps the compiled module as `_orig_mod`.
+
+Which outputs are channels first (layout.plan_layout's `channels_first`):
+- torch.nn's spatial modules take and give (N, C, *spatial): convolutions, pooling, batch /
+  instance / group norm, upsampling, pixel and channel shuffles, padding, channel dropout.
+  Their outputs are channels first.
+- Feature-last modules give (N, ..., F): Linear, Bilinear, LayerNorm, RMSNorm, Embedding,
+  recurrent layers, attention and transformers. Their outputs are channels last ((B, T, F) is
+  a sequence).
+- Every other module (activations, custom and container modules) follows the module whose
+  output it was called on (a ReLU after a Conv1d is (N, C, L), after a Linear (B, T, F));
+  called on a model input, its output is channels first from rank 4 (N, C, H, W) up.
+"""
+
+import torch
+from torch import nn
+
+
+def _classes(*names):
+    return tuple(getattr(nn, name) for name in names if hasattr(nn, name))
+
+
+def _numbered(*stems):
+    return tuple(stem + "%dd" % rank for stem in stems for rank in (1, 2, 3))
+
+
+# Outputs that are a copy, reshape or pad of the input at inference: drawn again they show
+# nothing new, so the default selection skips them (as selection.PASS_THROUGH_LAYERS in Keras).
+PASS_THROUGH_MODULES = _classes(
+    "Identity", "Flatten", "Unflatten", "Dropout", "AlphaDropout", "FeatureAlphaDropout",
+    *_numbered("Dropout", "ZeroPad", "ConstantPad", "ReflectionPad", "ReplicationPad",
+               "CircularPad"))
+
+CHANNELS_FIRST_MODULES = _classes(
+    "SyncBatchNorm", "GroupNorm", "LocalResponseNorm", "Upsample", "UpsamplingNearest2d",
+    "UpsamplingBilinear2d", "PixelShuffle", "PixelUnshuffle", "ChannelShuffle", "Fold",
+    "Unfold", "FractionalMaxPool2d", "FractionalMaxPool3d",
+    *_numbered("Conv", "ConvTranspose", "MaxPool", "AvgPool", "AdaptiveMaxPool",
+               "AdaptiveAvgPool", "LPPool", "MaxUnpool", "BatchNorm", "InstanceNorm",
+               "Dropout", "ZeroPad", "ConstantPad", "ReflectionPad", "ReplicationPad",
+               "CircularPad"))
+
+CHANNELS_LAST_MODULES = _classes(
+    "Linear", "Bilinear", "LayerNorm", "RMSNorm", "Embedding", "EmbeddingBag", "RNN", "LSTM",
+    "GRU", "RNNCell", "LSTMCell", "GRUCell", "MultiheadAttention", "Transformer",
+    "TransformerEncoder", "TransformerDecoder", "TransformerEncoderLayer",
+    "TransformerDecoderLayer")
+
+# The dtypes a grid can draw besides floating point ones.
+INTEGER_DTYPES = frozenset(getattr(torch, name) for name in (
+    "bool", "uint8", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64")
+    if hasattr(torch, name))
+
+
+def channels_first(module, output, input_channels_first):
+    """Whether `module`'s tensor `output` is channels first; `input_channels_first` is that
+    of the output the module was called on (None if it was called on something else)."""
+    if isinstance(module, CHANNELS_FIRST_MODULES):
+        return True
+    if isinstance(module, CHANNELS_LAST_MODULES):
+        return False
+    if input_channels_first is not None:
+        return input_channels_first
+    return output.ndim >= 4
+
+
+def is_default_module(module, ran_submodules):
+    """The default selection: modules that computed their output themselves (no submodule
+    ran inside their call: leaf modules, and containers whose forward takes a fast path or
+    uses its parameters directly, as nn.MultiheadAttention does), except pass-through ones."""
+    return not ran_submodules and not isinstance(module, PASS_THROUGH_MODULES)
+
+
+def unwrap(model):
+    """The module inside DataParallel / DistributedDataParallel (calling the wrapper would
+    scatter or broadcast, a collective op that hangs when only one rank probes) and inside
+    torch.compile's wrapper (its `_orig_mod`, run eagerly: a probe pass with hooks would
+    recompile the graph)."""
+    wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    while True:
+        if isinstance(model, wrappers):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
