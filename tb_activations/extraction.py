@@ -1,13 +1,14 @@
 """Every selected layer's output from one forward pass of any Keras model, on the
-TensorFlow or JAX backend.
+TensorFlow, JAX or torch backend.
 
 Sequential, Functional, nested and subclassed models all run their layers through
 `Layer.__call__`, which calls the layer's `call`. While the probe function is traced, each
 layer's `call` is wrapped to record its first output, so one trace of the model's call yields
 every layer's output as a tensor of the same graph (tf.function) or jitted function
 (jax.jit), with no sub-model per layer and no static graph needed. The wrappers are removed
-as soon as the trace is done. What differs per backend (tracing, and the reduction's ops) is
-in keras_tensorflow and jax.keras_probe; nothing here imports TensorFlow or JAX.
+as soon as the trace is done (on torch, which runs eagerly, they are put back for each pass).
+What differs per backend (tracing, and the reduction's ops) is in keras_tensorflow,
+jax.keras_probe and keras_torch; nothing here imports TensorFlow, JAX or torch.
 """
 
 import collections
@@ -31,7 +32,8 @@ from tb_activations.keras_compat import model_inputs, producing_layer_name
 
 # The module that traces and reduces on each Keras backend we support.
 BACKEND_MODULES = {"tensorflow": "tb_activations.keras_tensorflow",
-                   "jax": "tb_activations.jax.keras_probe"}
+                   "jax": "tb_activations.jax.keras_probe",
+                   "torch": "tb_activations.keras_torch"}
 
 
 def check_model(model):
@@ -41,7 +43,7 @@ def check_model(model):
         raise RuntimeError(
             "tb-activations runs Keras models on the %s backends, but Keras runs on its %r "
             "backend here: set KERAS_BACKEND to one of them before importing keras"
-            % (" or ".join(sorted(BACKEND_MODULES)), keras.backend.backend()))
+            % (", ".join(sorted(BACKEND_MODULES)), keras.backend.backend()))
     if not model.built:
         raise ValueError(
             "model %r is not built, so its layers have no outputs yet: call it once on a batch "
@@ -251,39 +253,45 @@ class ActivationProbe:
         self.output_bytes = 0 if reduce else None
         batch = keras.tree.flatten(signature)[0].shape[0]
 
+        def plan_records(named):
+            """The records (and skipped outputs) of the first pass's outputs."""
+            for path, name, tensor in named:
+                plan = None
+                if reduce:
+                    try:
+                        plan = plan_drawable(tensor, batch, options, channels_first[path])
+                    except ValueError as error:
+                        self.skipped.append("%s (%s): %s" % (name, classes[path], error))
+                        continue
+                    self.output_bytes += batch * math.prod(plan.source_shape) * np.dtype(
+                        keras.backend.standardize_dtype(tensor.dtype)).itemsize
+                self.records.append(LayerRecord(name, classes[path], len(self.records), plan))
+
+        planned = False
+
         def run(call_model):
+            """One pass (traced once, or run at every call on an eager backend)."""
+            nonlocal planned
             outputs.clear()
             model_outputs = call_model()
-            result = {}
-            for path, value in outputs.items():
-                called.add(path)
-                if path not in chosen_paths:
-                    continue
-                for name, tensor in split_outputs(path, value):
-                    plan = None
-                    if reduce:
-                        try:
-                            plan = plan_drawable(tensor, batch, options, channels_first[path])
-                        except ValueError as error:
-                            self.skipped.append("%s (%s): %s" % (name, classes[path], error))
-                            continue
-                        self.output_bytes += batch * math.prod(plan.source_shape) * np.dtype(
-                            keras.backend.standardize_dtype(tensor.dtype)).itemsize
-                    result[name] = tensor
-                    self.records.append(
-                        LayerRecord(name, classes[path], len(self.records), plan))
-            return {"layers": result,
+            called.update(outputs)
+            named = [(path, name, tensor) for path, value in outputs.items()
+                     if path in chosen_paths for name, tensor in split_outputs(path, value)]
+            if not planned:
+                planned = True
+                plan_records(named)
+            tensors = {name: tensor for _, name, tensor in named}
+            return {"layers": {record.path: tensors[record.path] for record in self.records},
                     "outputs": [t for t in keras.tree.flatten(model_outputs)
                                 if keras.ops.is_tensor(t)]}
 
-        with recording_outputs(candidates, outputs):
-            try:
-                self._function = self._backend.trace_forward(model, run, signature)
-            except (ValueError, TypeError) as error:
-                raise ValueError("the probe %s could not pass through model %r: %s"
-                                 % (keras.tree.map_structure(lambda s: tuple(s.shape),
-                                                             signature),
-                                    model.name, trace_error_text(error))) from error
+        try:
+            self._function = self._backend.trace_forward(
+                model, run, signature, lambda: recording_outputs(candidates, outputs))
+        except (ValueError, TypeError) as error:
+            raise ValueError("the probe %s could not pass through model %r: %s"
+                             % (keras.tree.map_structure(lambda s: tuple(s.shape), signature),
+                                model.name, trace_error_text(error))) from error
         never_called = [path for path, _ in chosen if path not in called]
         if layers is not None and never_called:
             raise ValueError("layers %s were selected but never called by the model's forward "

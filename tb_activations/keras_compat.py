@@ -1,5 +1,5 @@
 """The private Keras APIs tb-activations relies on, in one place; checked against Keras
-3.15.1 (TensorFlow 2.21 and JAX 0.10.2 backends).
+3.15.1 (TensorFlow 2.21, JAX 0.10.2 and torch 2.13 backends).
 
   * `Functional._inputs_struct`: a model's inputs in the structure it is called with;
   * `KerasTensor._keras_history.operation`: the layer that made a model's input or output;

@@ -13,10 +13,11 @@ from tb_activations import reduction
 reduce_layer_output = reduction.reduce_layer_output
 
 
-def trace_forward(model, run, signature):
-    """`run(call_model)` traced once as a tf.function of the probe inputs (shapes and dtypes
-    as `signature`, a structure of extraction.ArraySpec); the model's variables are read at
-    each call, so it follows training.
+def trace_forward(model, run, signature, recording):
+    """`run(call_model)` traced once, under `recording()` (the layer-call wrappers), as a
+    tf.function of the probe inputs (shapes and dtypes as `signature`, a structure of
+    extraction.ArraySpec); the model's variables are read at each call, so it follows
+    training.
 
     Without AutoGraph: ~10x faster to trace (the MNIST CNN's probe function 1.2 s -> 0.1 s,
     most of a fresh model's callback overhead), and it would not help anyway: Keras 3 calls
@@ -25,8 +26,9 @@ def trace_forward(model, run, signature):
     """
     specs = keras.tree.map_structure(
         lambda spec: tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype)), signature)
-    return tf.function(lambda inputs: run(lambda: model(inputs, training=False)),
-                       autograph=False).get_concrete_function(specs)
+    with recording():
+        return tf.function(lambda inputs: run(lambda: model(inputs, training=False)),
+                           autograph=False).get_concrete_function(specs)
 
 
 def trace_reduction(reduce_all, layers):

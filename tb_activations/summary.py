@@ -1,4 +1,4 @@
-"""Keras (TensorFlow or JAX backend): the capture stage, and `log_activations` under a
+"""Keras (TensorFlow, JAX or torch backend): the capture stage, and `log_activations` under a
 tf.summary writer or into a `log_dir=`.
 
 Logging is two phases so the callback can split them across threads: `capture` runs the
@@ -112,7 +112,7 @@ def _default_step():
 def log_activations(model, inputs, step=None, layers=None, log_dir=None, **options):
     """Writes every selected layer's grids and statistics for `inputs` at `step`.
 
-    Into an event file of its own in `log_dir` when given (required on the JAX backend;
+    Into an event file of its own in `log_dir` when given (required off the TensorFlow backend;
     `step` then too), else to the default tf.summary writer, like tf.summary.image; the
     probe inputs themselves are stored once per writer. Returns False (doing nothing) when
     no summary would be recorded or this process is not the chief of a multi-worker job.

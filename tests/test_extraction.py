@@ -300,7 +300,7 @@ def test_an_unsupported_keras_backend_is_named_in_the_error(monkeypatch):
     # Keras picks its backend once per process: what the guard reads is swapped instead.
     model = models.small_cnn()
     monkeypatch.setattr(keras.backend, "backend", lambda: "openvino")
-    with pytest.raises(RuntimeError, match=r"on the jax or tensorflow backends, but Keras "
+    with pytest.raises(RuntimeError, match=r"on the jax, tensorflow, torch backends, but Keras "
                                            r"runs on its 'openvino' backend.*KERAS_BACKEND"):
         get_activations(model, models.digits(1)[0])
 

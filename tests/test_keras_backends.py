@@ -1,6 +1,7 @@
-"""Keras 3 on its JAX backend: the writer test models and a `fit` with the callback, run in
-one subprocess (tests/keras_backend_worker.py), checked here against the TensorFlow backend
-for the same weights and against what the reader reads back."""
+"""Keras 3 on its JAX and torch backends: the writer test models and a `fit` with the
+callback, run in one subprocess per backend (tests/keras_backend_worker.py), checked here
+against the TensorFlow backend for the same weights and against what the reader reads
+back."""
 
 import json
 import os
@@ -18,10 +19,10 @@ from tests import keras_backend_worker
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def jax_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("keras_jax")
-    environment = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=ROOT)
+@pytest.fixture(scope="module", params=["jax", "torch"])
+def backend_run(request, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("keras_" + request.param)
+    environment = dict(os.environ, KERAS_BACKEND=request.param, PYTHONPATH=ROOT)
     done = subprocess.run([sys.executable, "-m", "tests.keras_backend_worker", str(folder)],
                           env=environment, cwd=ROOT, capture_output=True, text=True,
                           timeout=900)
@@ -35,15 +36,15 @@ def load(folder, name):
         return {key: arrays[key] for key in arrays.files}
 
 
-def test_the_jax_path_imports_no_tensorflow(jax_run):
-    _, result = jax_run
-    assert result["backend"] == "jax"
+def test_the_other_backends_import_no_tensorflow(backend_run):
+    _, result = backend_run
+    assert result["backend"] in ("jax", "torch")
     assert not result["tensorflow_imported"]
 
 
 @pytest.mark.parametrize("name", sorted(keras_backend_worker.MODELS))
-def test_jax_activations_equal_tensorflow_ones_for_the_same_weights(jax_run, name):
-    folder, _ = jax_run
+def test_activations_equal_tensorflow_ones_for_the_same_weights(backend_run, name):
+    folder, _ = backend_run
     build, probe = keras_backend_worker.MODELS[name]
     model, x = build(), probe()
     weights = load(folder, name + "_weights.npz")
@@ -70,8 +71,8 @@ def test_jax_activations_equal_tensorflow_ones_for_the_same_weights(jax_run, nam
                                    atol=1e-5, err_msg=record.layer)
 
 
-def test_fit_on_jax_logs_every_second_batch_with_the_weights_of_that_step(jax_run):
-    folder, result = jax_run
+def test_fit_logs_every_second_batch_with_the_weights_of_that_step(backend_run):
+    folder, result = backend_run
     records = list(read_activations(folder / "fit"))
     assert sorted({record.step for record in records}) == result["steps"] == [0, 2, 4, 6, 8]
     initial, final = load(folder, "fit_initial.npz"), load(folder, "fit_final.npz")
@@ -82,5 +83,6 @@ def test_fit_on_jax_logs_every_second_batch_with_the_weights_of_that_step(jax_ru
             value = (initial if record.step == 0 else final)[record.layer][record.sample]
             np.testing.assert_allclose(record.layer_statistics["mean"],
                                        value.astype(np.float64).mean(), rtol=1e-4, atol=1e-5)
-    # Mid-epoch steps see the trainer's current weights, not those of the epoch's start.
+    # Mid-epoch steps see the trainer's current weights, not those of the epoch's start
+    # (JAX's trainer holds them in its own state until synced).
     assert means[2] != means[0] and means[2] != means[4] and means[6] != means[8]

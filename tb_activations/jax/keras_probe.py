@@ -19,9 +19,10 @@ def _spec(value):
     return jax.ShapeDtypeStruct(value.shape, value.dtype)
 
 
-def trace_forward(model, run, signature):
-    """`run(call_model)` traced and compiled once for the probe inputs (shapes and dtypes as
-    `signature`); returns a function of the probe arrays."""
+def trace_forward(model, run, signature, recording):
+    """`run(call_model)` traced, under `recording()` (the layer-call wrappers), and compiled
+    once for the probe inputs (shapes and dtypes as `signature`); returns a function of the
+    probe arrays."""
     def stateless(trainable, non_trainable, inputs):
         # As model.stateless_call, but through model.__call__, which passes `training` only
         # to the calls that take it (a subclassed model's own call may not).
@@ -31,9 +32,10 @@ def trace_forward(model, run, signature):
             return run(lambda: model(inputs, training=False))
 
     trainable, non_trainable = keras_compat.variable_values(model)
-    compiled = jax.jit(stateless).lower(
-        [_spec(value) for value in trainable], [_spec(value) for value in non_trainable],
-        jax.tree.map(_spec, signature)).compile()
+    with recording():
+        compiled = jax.jit(stateless).lower(
+            [_spec(value) for value in trainable], [_spec(value) for value in non_trainable],
+            jax.tree.map(_spec, signature)).compile()
 
     def forward(arrays):
         return compiled(*keras_compat.variable_values(model), arrays)
