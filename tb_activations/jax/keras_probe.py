@@ -1,9 +1,9 @@
 """Keras on JAX: the probe's forward pass and its reduction compiled with jax.jit (the
 interface of tb_activations.keras_tensorflow).
 
-The forward pass calls the model in a keras.StatelessScope, so the variable values are arguments:
-read right before each call (keras_compat.variable_values), the compiled function follows
-training without being traced again.
+The forward pass calls the model in a keras.StatelessScope, so the variable values are
+arguments: read right before each call (keras_compat.variable_values), the compiled function
+follows training without being traced again.
 """
 
 import jax
