@@ -13,7 +13,6 @@ import threading
 import warnings
 
 import keras
-import tensorflow as tf
 
 from tb_activations import distribute
 from tb_activations import events
@@ -148,7 +147,7 @@ class ActivationsCallback(keras.callbacks.Callback):
         self._save_failed = False
 
     def _global_step(self):
-        return int(self.model.optimizer.iterations.numpy())
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def _log(self, step):
         """Captures and queues `step`; a failure stops logging ("warn") or ends fit ("raise")."""
@@ -247,6 +246,6 @@ def model_record(model, arrays, step, class_names):
     shape and the probe's value range (a drawn picture is mapped into it)."""
     names = summary.input_names(model, arrays)
     inputs = [dict(model_file.value_range(array), name=name, shape=list(array.shape[1:]))
-              for name, array in zip(names, tf.nest.flatten(arrays))]
+              for name, array in zip(names, keras.tree.flatten(arrays))]
     return {"step": step, "class_names": class_names, "inputs": inputs,
             "outputs": extraction.describe_outputs(model)}

@@ -2,12 +2,12 @@
 
 import json
 import os
-
-import tensorflow as tf
+import sys
 
 
 def _task_from_strategy():
-    if not tf.distribute.has_strategy():
+    tf = sys.modules.get("tensorflow")  # no strategy without TensorFlow imported
+    if tf is None or not tf.distribute.has_strategy():
         return None
     resolver = getattr(tf.distribute.get_strategy(), "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None):

@@ -117,3 +117,18 @@ class EventFileWriter:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+# The writers of shared_writer: one per directory (absolute) for the life of the process.
+_shared_writers = {}
+_shared_writers_lock = threading.Lock()
+
+
+def shared_writer(log_dir):
+    """The EventFileWriter into `log_dir` that every `log_activations(log_dir=...)` of this
+    process uses (opened on first use), so a run's steps go to one event file."""
+    key = os.path.abspath(os.fspath(log_dir))
+    with _shared_writers_lock:
+        if key not in _shared_writers:
+            _shared_writers[key] = EventFileWriter(key)
+        return _shared_writers[key]

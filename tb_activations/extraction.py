@@ -1,47 +1,62 @@
-"""Every selected layer's output from one forward pass of any Keras model.
+"""Every selected layer's output from one forward pass of any Keras model, on the
+TensorFlow, JAX or torch backend.
 
 Sequential, Functional, nested and subclassed models all run their layers through
 `Layer.__call__`, which calls the layer's `call`. While the probe function is traced, each
-layer's `call` is wrapped to record its first output, so one trace of `model(x)` yields every
-layer's output as a tensor of the same graph, with no sub-model per layer and no static graph
-needed. The wrappers are removed as soon as the trace is done.
+layer's `call` is wrapped to record its first output, so one trace of the model's call yields
+every layer's output as a tensor of the same graph (tf.function) or jitted function
+(jax.jit), with no sub-model per layer and no static graph needed. The wrappers are removed
+as soon as the trace is done (on torch, which runs eagerly, they are put back for each pass).
+What differs per backend (tracing, and the reduction's ops) is in keras_tensorflow,
+jax.keras_probe and keras_torch; nothing here imports TensorFlow, JAX or torch.
 """
 
 import collections
 import contextlib
+import dataclasses
 import functools
+import importlib
 import math
 import re
+import sys
 import textwrap
 import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tb_activations import layout as layout_lib
-from tb_activations.captured import LayerRecord, UndrawableLayerError
-from tb_activations import reduction
 from tb_activations import selection
+from tb_activations.captured import LayerRecord, UndrawableLayerError
+from tb_activations.keras_compat import model_inputs, producing_layer_name
+
+# The module that traces and reduces on each Keras backend we support.
+BACKEND_MODULES = {"tensorflow": "tb_activations.keras_tensorflow",
+                   "jax": "tb_activations.jax.keras_probe",
+                   "torch": "tb_activations.keras_torch"}
 
 
 def check_model(model):
     if not isinstance(model, keras.Model):
         raise TypeError("expected a Keras 3 model (keras.Model), got %s" % type(model).__name__)
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() not in BACKEND_MODULES:
         raise RuntimeError(
-            "tb-activations traces the model with TensorFlow, but Keras runs on its %r backend "
-            "here: set KERAS_BACKEND=tensorflow before importing keras"
-            % keras.backend.backend())
+            "tb-activations runs Keras models on the %s backends, but Keras runs on its %r "
+            "backend here: set KERAS_BACKEND to one of them before importing keras"
+            % (", ".join(sorted(BACKEND_MODULES)), keras.backend.backend()))
     if not model.built:
         raise ValueError(
             "model %r is not built, so its layers have no outputs yet: call it once on a batch "
             "or build it with model.build(input_shape) first" % model.name)
 
 
+def backend_module():
+    """The module that traces and reduces on the Keras backend in use (imported on first
+    use: TensorFlow only on the TensorFlow backend)."""
+    return importlib.import_module(BACKEND_MODULES[keras.backend.backend()])
+
+
 def _as_array(value, what):
-    if isinstance(value, tf.Tensor):
-        value = value.numpy()
     array = np.asarray(value)
     if array.dtype == object or array.dtype.kind not in "biuf":
         raise TypeError("%s must be a numeric array, got dtype %s" % (what, array.dtype))
@@ -61,22 +76,6 @@ def _conform(array, spec, what):
             raise ValueError("%s holds non-integer values but the model input is %s (e.g. token "
                              "ids for an Embedding)" % (what, dtype))
     return array.astype(dtype, copy=False)
-
-
-def model_inputs(model):
-    """The model's input KerasTensors in the structure it is called with, None if unknown
-    (subclassed models). A Sequential keeps them on an inner Functional."""
-    inputs = getattr(model, "_inputs_struct", None)
-    if inputs is None and isinstance(model, keras.Sequential):
-        inputs = getattr(model, "inputs", None)
-    return inputs
-
-
-def producing_layer_name(tensor):
-    """The name of the layer that made a model's input or output KerasTensor (an unnamed
-    keras.Input's tensor is called keras_tensor_N; its InputLayer has the name users see in
-    model.summary())."""
-    return getattr(getattr(tensor, "_keras_history", None), "operation", tensor).name
 
 
 def describe_outputs(model):
@@ -102,7 +101,7 @@ def prepare_probe(model, probe):
     """
     if probe is None:
         raise ValueError("the probe is None: pass a batch of inputs, e.g. x_val[:4]")
-    if isinstance(probe, tf.data.Dataset):
+    if _is_dataset(probe):
         probe = first_batch_inputs(probe)
     inputs = model_inputs(model)
     if isinstance(probe, dict):
@@ -110,7 +109,7 @@ def prepare_probe(model, probe):
         if inputs is not None:
             # Keras also takes a dict keyed by input names for list inputs.
             specs = inputs if isinstance(inputs, dict) else {
-                spec.name: spec for spec in tf.nest.flatten(inputs)}
+                spec.name: spec for spec in keras.tree.flatten(inputs)}
             missing, extra = set(specs) - set(arrays), set(arrays) - set(specs)
             if missing or extra:
                 raise ValueError("probe keys %s do not match the model inputs %s"
@@ -119,7 +118,7 @@ def prepare_probe(model, probe):
                       for key in specs}
     elif isinstance(probe, (list, tuple)):
         arrays = [_as_array(value, "probe[%d]" % i) for i, value in enumerate(probe)]
-        specs = tf.nest.flatten(inputs) if inputs is not None else None
+        specs = keras.tree.flatten(inputs) if inputs is not None else None
         if specs is not None:
             if len(specs) != len(arrays):
                 raise ValueError("the model takes %d inputs but the probe has %d arrays"
@@ -128,25 +127,40 @@ def prepare_probe(model, probe):
                       for i, (a, s) in enumerate(zip(arrays, specs))]
     else:
         arrays = _as_array(probe, "the probe")
-        specs = tf.nest.flatten(inputs) if inputs is not None else None
+        specs = keras.tree.flatten(inputs) if inputs is not None else None
         if specs is not None:
             if len(specs) != 1:
                 raise ValueError("the model takes %d inputs (%s): pass the probe as a list or "
                                  "dict" % (len(specs), ", ".join(s.name for s in specs)))
             arrays = _conform(arrays, specs[0], "the probe")
-    leaves = tf.nest.flatten(arrays)
+    leaves = keras.tree.flatten(arrays)
     if not leaves:
         raise ValueError("the probe holds no arrays")
     sizes = {leaf.shape[0] if leaf.ndim else None for leaf in leaves}
     if None in sizes or 0 in sizes or len(sizes) != 1:
         raise ValueError("every probe array needs the same non-zero batch size as its first "
                          "axis, got shapes %s" % [leaf.shape for leaf in leaves])
-    return tf.nest.map_structure(
+    return keras.tree.map_structure(
         lambda a: a.astype(np.float32) if a.dtype == np.float64 else a, arrays)
 
 
+def _is_dataset(probe):
+    """Whether the probe is a tf.data.Dataset (TensorFlow imported only if it already is:
+    without it, nothing can be one)."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(probe, tf.data.Dataset)
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySpec:
+    """The shape and dtype (a numpy name) of one probe input, as each backend traces for."""
+
+    shape: tuple
+    dtype: str
+
+
 def probe_signature(arrays):
-    return tf.nest.map_structure(lambda a: tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)), arrays)
+    return keras.tree.map_structure(lambda a: ArraySpec(a.shape, a.dtype.name), arrays)
 
 
 @contextlib.contextmanager
@@ -177,7 +191,7 @@ def recording_outputs(candidates, outputs):
 
 def split_outputs(path, value):
     """[(name, tensor)] of a layer output: the first tensor keeps the path, others get :i."""
-    tensors = [t for t in tf.nest.flatten(value) if tf.is_tensor(t)]
+    tensors = [t for t in keras.tree.flatten(value) if keras.ops.is_tensor(t)]
     return [(path if i == 0 else "%s:%d" % (path, i), t) for i, t in enumerate(tensors)]
 
 
@@ -194,10 +208,12 @@ def trace_error_text(error):
 
 def plan_drawable(tensor, batch, options, channels_first):
     """The grid layout of one layer output; raises ValueError saying why it has none."""
-    dtype = tensor.dtype
-    if not (dtype.is_floating or dtype.is_integer or dtype.is_bool):
-        raise ValueError("its dtype %s is not real-valued" % dtype.name)
-    if tensor.shape.rank is None or tensor.shape.rank < 1:
+    dtype = keras.backend.standardize_dtype(tensor.dtype)
+    if not (keras.backend.is_float_dtype(dtype) or keras.backend.is_int_dtype(dtype)
+            or dtype == "bool"):
+        raise ValueError("its dtype %s is not real-valued" % dtype)
+    # A TensorFlow shape of unknown rank has rank None; other backends' shapes are tuples.
+    if getattr(tensor.shape, "rank", 0) is None or len(tensor.shape) < 1:
         raise ValueError("its shape %s has no batch axis" % tensor.shape)
     if tensor.shape[0] is not None and tensor.shape[0] != batch:
         raise ValueError("its first axis has %d entries where the probe batch has %d"
@@ -212,17 +228,17 @@ class ActivationProbe:
     so it follows training. `reduce=False` keeps every output (get_activations);
     `reduce=True` keeps the outputs a grid can show and plans their layouts, and the method
     `reduce` turns them into the statistics, downscaled selected tiles and ranges that tiling
-    needs (the callback and log_activations), so little leaves TensorFlow. The reduction is
-    a second traced function so that the callback's training thread waits for the forward
-    pass alone (MobileNetV2: 1.3x a bare forward pass instead of 2.8x) while its writer
-    thread reduces; `output_bytes` is what the kept outputs of one call take. Outputs no
-    grid can show (strings, dynamic shapes, no batch axis) are skipped with a warning when
-    the selection is the default, and raise UndrawableLayerError when `layers=` selects them.
+    needs (the callback and log_activations), so little leaves the backend. The reduction is
+    a second traced function (see keras_tensorflow.trace_reduction); `output_bytes` is what
+    the kept outputs of one call take. Outputs no grid can show (strings, dynamic shapes, no
+    batch axis) are skipped with a warning when the selection is the default, and raise
+    UndrawableLayerError when `layers=` selects them.
     """
 
     def __init__(self, model, signature, layers=None, options=layout_lib.RenderOptions(),
                  reduce=True):
         check_model(model)
+        self._backend = backend_module()
         self.options = options
         self.records = []
         candidates = selection.walk_layers(model)
@@ -234,47 +250,48 @@ class ActivationProbe:
         outputs = {}
         called = set()
         self.skipped = []
-        batch = tf.nest.flatten(signature)[0].shape[0]
+        self.output_bytes = 0 if reduce else None
+        batch = keras.tree.flatten(signature)[0].shape[0]
 
-        def run(inputs):
+        def plan_records(named):
+            """The records (and skipped outputs) of the first pass's outputs."""
+            for path, name, tensor in named:
+                plan = None
+                if reduce:
+                    try:
+                        plan = plan_drawable(tensor, batch, options, channels_first[path])
+                    except ValueError as error:
+                        self.skipped.append("%s (%s): %s" % (name, classes[path], error))
+                        continue
+                    self.output_bytes += batch * math.prod(plan.source_shape) * np.dtype(
+                        keras.backend.standardize_dtype(tensor.dtype)).itemsize
+                self.records.append(LayerRecord(name, classes[path], len(self.records), plan))
+
+        planned = False
+
+        def run(call_model):
+            """One pass (traced once, or run at every call on an eager backend)."""
+            nonlocal planned
             outputs.clear()
-            model_outputs = model(inputs, training=False)
-            result = {}
-            for path, value in outputs.items():
-                called.add(path)
-                if path not in chosen_paths:
-                    continue
-                for name, tensor in split_outputs(path, value):
-                    plan = None
-                    if reduce:
-                        try:
-                            plan = plan_drawable(tensor, batch, options, channels_first[path])
-                        except ValueError as error:
-                            self.skipped.append("%s (%s): %s" % (name, classes[path], error))
-                            continue
-                    result[name] = tensor
-                    self.records.append(
-                        LayerRecord(name, classes[path], len(self.records), plan))
-            return {"layers": result,
-                    "outputs": [t for t in tf.nest.flatten(model_outputs) if tf.is_tensor(t)]}
+            model_outputs = call_model()
+            called.update(outputs)
+            named = [(path, name, tensor) for path, value in outputs.items()
+                     if path in chosen_paths for name, tensor in split_outputs(path, value)]
+            if not planned:
+                planned = True
+                plan_records(named)
+            tensors = {name: tensor for _, name, tensor in named}
+            return {"layers": {record.path: tensors[record.path] for record in self.records},
+                    "outputs": [t for t in keras.tree.flatten(model_outputs)
+                                if keras.ops.is_tensor(t)]}
 
-        with recording_outputs(candidates, outputs):
-            try:
-                # Without AutoGraph: ~10x faster to trace (the MNIST CNN's probe function
-                # 1.2 s -> 0.1 s, most of a fresh model's callback overhead), and it would not
-                # help anyway: Keras 3 calls layers through Layer.__call__, which AutoGraph
-                # does not convert, so a `call` branching on a tensor fails either way (as it
-                # does in Keras's own fit).
-                self._function = tf.function(run, autograph=False).get_concrete_function(
-                    signature)
-            except (ValueError, TypeError) as error:
-                raise ValueError("the probe %s could not pass through model %r: %s"
-                                 % (tf.nest.map_structure(lambda s: tuple(s.shape), signature),
-                                    model.name, trace_error_text(error))) from error
-        kept = self._function.structured_outputs["layers"]
-        self.output_bytes = sum(batch * math.prod(record.layout.source_shape)
-                                * kept[record.path].dtype.size
-                                for record in self.records) if reduce else None
+        try:
+            self._function = self._backend.trace_forward(
+                model, run, signature, lambda: recording_outputs(candidates, outputs))
+        except (ValueError, TypeError) as error:
+            raise ValueError("the probe %s could not pass through model %r: %s"
+                             % (keras.tree.map_structure(lambda s: tuple(s.shape), signature),
+                                model.name, trace_error_text(error))) from error
         never_called = [path for path, _ in chosen if path not in called]
         if layers is not None and never_called:
             raise ValueError("layers %s were selected but never called by the model's forward "
@@ -292,9 +309,10 @@ class ActivationProbe:
         self._reducers = {}
 
     def __call__(self, arrays):
-        """The layer outputs for this probe batch, as numpy arrays (one copy out of TensorFlow)."""
+        """The layer outputs for this probe batch, as numpy arrays (one copy out of the
+        backend)."""
         layers, _ = self.run(arrays)
-        return collections.OrderedDict((record.path, layers[record.path].numpy())
+        return collections.OrderedDict((record.path, np.asarray(layers[record.path]))
                                        for record in self.records)
 
     def run(self, arrays):
@@ -304,23 +322,22 @@ class ActivationProbe:
         return result["layers"], result["outputs"]
 
     def reduce(self, layers, finite_only=False):
-        """{path: {stats, tiles, ranges, channels} as numpy} of the outputs `run` gave, by
-        reduction.reduce_layer_output (`finite_only` as there), traced on first use."""
+        """{path: {stats, tiles, ranges, channels} as numpy} of the outputs `run` gave, by the
+        backend's reduce_layer_output (`finite_only` as there), traced on first use."""
         if finite_only not in self._reducers:
             plans = {record.path: record.layout for record in self.records}
             options = self.options
+            reduce_layer_output = self._backend.reduce_layer_output
 
             def reduce_all(outputs):
-                return {path: reduction.reduce_layer_output(tensor, plans[path], options,
-                                                            finite_only)
+                return {path: reduce_layer_output(tensor, plans[path], options, finite_only)
                         for path, tensor in outputs.items()}
 
-            specs = {path: tf.TensorSpec.from_tensor(tensor) for path, tensor in layers.items()}
-            self._reducers[finite_only] = tf.function(
-                reduce_all, autograph=False).get_concrete_function(specs)
+            self._reducers[finite_only] = self._backend.trace_reduction(reduce_all, layers)
         reduced = self._reducers[finite_only](layers)
         return collections.OrderedDict(
-            (record.path, {key: value.numpy() for key, value in reduced[record.path].items()})
+            (record.path, {key: np.asarray(value)
+                           for key, value in reduced[record.path].items()})
             for record in self.records)
 
 

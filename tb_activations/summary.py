@@ -1,24 +1,25 @@
-"""Keras on TensorFlow: the capture stage, and `log_activations` under a tf.summary writer.
+"""Keras (TensorFlow, JAX or torch backend): the capture stage, and `log_activations` under a
+tf.summary writer or into a `log_dir=`.
 
 Logging is two phases so the callback can split them across threads: `capture` runs the
 probe through the model (the only part the training thread must wait for); rendering the
-capture (step_rendering.render_capture) reduces the layer outputs in TensorFlow, copies the
-reductions out, tiles and encodes them, and `writing.write_rendered` writes them.
+capture (step_rendering.render_capture) reduces the layer outputs in the backend's ops,
+copies the reductions out, tiles and encodes them, and `writing.write_rendered` writes them.
+TensorFlow is imported only for the default tf.summary writer.
 """
 
 import weakref
 
+import keras
 import numpy as np
-import tensorflow as tf
 
 from tb_activations import distribute
+from tb_activations import events
 from tb_activations import extraction
 from tb_activations import layout as layout_lib
 from tb_activations import metadata
 from tb_activations import step_rendering
 from tb_activations import writing
-
-from tensorflow.python.ops import summary_ops_v2
 
 # Writers that already hold this model's probe inputs, so they are stored once per run.
 _writers_with_probe = weakref.WeakKeyDictionary()
@@ -29,7 +30,7 @@ MAX_DEFERRED_BYTES = 128 << 20
 
 class Capture:
     """One probe pass: its layer outputs as tensors until `reduce()` is first called, which
-    reduces them in TensorFlow and copies the reductions to numpy (in the callback, on the
+    reduces them in the backend's ops and copies the reductions to numpy (in the callback, on the
     writer thread); `model_outputs` as numpy when they were asked for."""
 
     def __init__(self, probe, layers, model_outputs):
@@ -62,7 +63,7 @@ def capture(model, arrays, layers=None, options=layout_lib.RenderOptions(),
     probe = extraction.probe_for(model, arrays, layers, options)
     layer_outputs, outputs = probe.run(arrays)
     captured = Capture(probe, layer_outputs,
-                       [output.numpy() for output in outputs] if model_outputs else [])
+                       [np.asarray(output) for output in outputs] if model_outputs else [])
     if probe.output_bytes > MAX_DEFERRED_BYTES:
         captured.reduce()
     return captured
@@ -72,7 +73,7 @@ def input_names(model, arrays):
     if isinstance(arrays, dict):
         return sorted(arrays)
     names = [extraction.producing_layer_name(t) for t in getattr(model, "inputs", None) or []]
-    count = len(tf.nest.flatten(arrays))
+    count = len(keras.tree.flatten(arrays))
     if len(names) != count or not all(names):
         names = ["input"] if count == 1 else ["input_%d" % i for i in range(count)]
     return names
@@ -82,6 +83,8 @@ def write_to_default_writer(serialized_summary, step):
     """Writes a serialized Summary proto to the default tf.summary writer as one event, in
     one op (tf.summary.write's checks and conversions, repeated per tag, took as long as the
     writes themselves); True if it was recorded."""
+    import tensorflow as tf
+
     if _default_writer() is None or not bool(tf.summary.should_record_summaries()):
         return False
     with tf.device("cpu:0"):
@@ -90,35 +93,57 @@ def write_to_default_writer(serialized_summary, step):
 
 
 def _default_writer():
+    from tensorflow.python.ops import summary_ops_v2
+
     return getattr(summary_ops_v2._summary_state, "writer", None)
 
 
-def log_activations(model, inputs, step=None, layers=None, **options):
+def _default_step():
+    """The default tf.summary step; a ValueError if there is none."""
+    import tensorflow as tf
+
+    step = tf.summary.experimental.get_step()
+    if step is None:
+        raise ValueError("no step given and no default step set "
+                         "(pass step= or call tf.summary.experimental.set_step)")
+    return step
+
+
+def log_activations(model, inputs, step=None, layers=None, log_dir=None, **options):
     """Writes every selected layer's grids and statistics for `inputs` at `step`.
 
-    Uses the default tf.summary writer, like tf.summary.image; the probe inputs themselves
-    are stored once per writer. Returns False (doing nothing) when no summary would be
-    recorded or this process is not the chief of a multi-worker job.
+    Into an event file of its own in `log_dir` when given (required off the TensorFlow backend;
+    `step` then too), else to the default tf.summary writer, like tf.summary.image; the
+    probe inputs themselves are stored once per writer. Returns False (doing nothing) when
+    no summary would be recorded or this process is not the chief of a multi-worker job.
     `options` are RenderOptions fields (max_channels, channel_selection, max_tile, ...).
     """
     settings = step_rendering.render_options(**options)
-    if not distribute.is_chief() or not bool(tf.summary.should_record_summaries()):
+    if log_dir is None and keras.backend.backend() != "tensorflow":
+        raise ValueError("on Keras's %r backend there is no default tf.summary writer: pass "
+                         "log_dir= (the run directory to write into) and step="
+                         % keras.backend.backend())
+    if log_dir is not None and step is None:
+        raise ValueError("log_dir= needs step= (the training step to log at)")
+    if not distribute.is_chief():
         return False
-    if step is None:
-        step = tf.summary.experimental.get_step()
+    if log_dir is None:
+        import tensorflow as tf
+
+        if not bool(tf.summary.should_record_summaries()):
+            return False
         if step is None:
-            raise ValueError("no step given and no default step set "
-                             "(pass step= or call tf.summary.experimental.set_step)")
+            step = _default_step()
     step = int(np.asarray(step))
     arrays = extraction.prepare_probe(model, inputs)
     captured = capture(model, arrays, layers, settings)
     rendered = step_rendering.render_capture(captured)
-    writer = _default_writer()
+    writer = _default_writer() if log_dir is None else events.shared_writer(log_dir)
     first_for_writer = writer is None or model not in _writers_with_probe.get(writer, ())
     if first_for_writer:
         rendered = step_rendering.render_probe(arrays, input_names(model, arrays),
                                                settings.max_image) + rendered
-    written = writing.write_rendered(rendered, step)
+    written = writing.write_rendered(rendered, step, None if log_dir is None else writer)
     if written and writer is not None:
         _writers_with_probe.setdefault(writer, weakref.WeakSet()).add(model)
     return written

@@ -296,12 +296,12 @@ def test_a_probe_a_subclassed_model_rejects_gets_the_model_s_own_message():
     assert "in user code" not in message and "\x1b" not in message
 
 
-def test_another_keras_backend_is_named_in_the_error(monkeypatch):
-    # Keras picks its backend once per process, and the others (jax, torch) are not installed
-    # here: what the guard reads is swapped instead.
+def test_an_unsupported_keras_backend_is_named_in_the_error(monkeypatch):
+    # Keras picks its backend once per process: what the guard reads is swapped instead.
     model = models.small_cnn()
-    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    with pytest.raises(RuntimeError, match=r"'jax' backend.*KERAS_BACKEND=tensorflow"):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "openvino")
+    with pytest.raises(RuntimeError, match=r"on the jax, tensorflow, torch backends, but Keras "
+                                           r"runs on its 'openvino' backend.*KERAS_BACKEND"):
         get_activations(model, models.digits(1)[0])
 
 

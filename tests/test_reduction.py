@@ -1,4 +1,4 @@
-"""reduction.reduce_layer_output (TensorFlow) against a plain numpy oracle, and the whole
+"""reduce_layer_output (TensorFlow's and JAX's) against a plain numpy oracle, and the whole
 pipeline's values read back from event files against get_activations."""
 
 import warnings
@@ -18,6 +18,7 @@ from tb_activations import metadata
 from tb_activations import overview
 from tb_activations import read_activations
 from tb_activations import reduction
+from tb_activations.jax import reduction as jax_reduction
 from tests import models
 
 # ---------------------------------------------------------------- the oracle (plain numpy)
@@ -105,6 +106,27 @@ def oracle_tiles(x, plan, channels):
     return np.array(tiles), np.array(ranges, dtype=np.float64)
 
 
+# ---------------------------------------------------------------- the reductions under test
+
+
+def reduce_in_tensorflow(x, plan, options, finite_only=False):
+    return {key: value.numpy() for key, value in reduction.reduce_layer_output(
+        tf.constant(x), plan, options, finite_only).items()}
+
+
+def reduce_in_jax(x, plan, options, finite_only=False):
+    """Jitted, as the JAX capture runs it."""
+    import jax
+
+    reduced = jax.jit(lambda value: jax_reduction.reduce_layer_output(
+        value, plan, options, finite_only))(x)
+    return {key: np.asarray(value) for key, value in reduced.items()}
+
+
+REDUCERS = pytest.mark.parametrize("reduce", [reduce_in_tensorflow, reduce_in_jax],
+                                   ids=["tensorflow", "jax"])
+
+
 # ---------------------------------------------------------------- strategies
 
 SPECIALS = [np.nan, np.inf, -np.inf, 0.0]
@@ -149,9 +171,10 @@ def assert_valid_top_channels(chosen, scores, shown):
 # ---------------------------------------------------------------- tests
 
 
+@REDUCERS
 @hypothesis.given(layer_outputs())
 @hypothesis.settings(max_examples=60, deadline=None)
-def test_reduce_layer_output_matches_numpy_oracle(case):
+def test_reduce_layer_output_matches_numpy_oracle(reduce, case):
     x, channels_first, options = case
     plan = layout.plan_layout(x.shape[1:], options, channels_first=channels_first)
     canonical = oracle_canonical(x, channels_first)
@@ -160,13 +183,11 @@ def test_reduce_layer_output_matches_numpy_oracle(case):
     batch = x.shape[0]
     # What summary.capture does: plain statistics, whose non-finite layer-level mean
     # triggers the masked ones whenever some value is NaN or Inf.
-    plain = reduction.channel_statistics(tf.constant(canonical.reshape(batch, -1, 1),
-                                                     tf.float32)).numpy()
-    finite_only = not np.isfinite(plain[..., index["mean"]]).all()
+    plain = reduce(x, plan, options)
+    finite_only = not np.isfinite(plain["layer"][..., index["mean"]]).all()
     if not np.isfinite(x).all():
         assert finite_only
-    reduced = {key: value.numpy() for key, value in reduction.reduce_layer_output(
-        tf.constant(x), plan, options, finite_only=finite_only).items()}
+    reduced = reduce(x, plan, options, finite_only=True) if finite_only else plain
 
     channels = reduced["channels"]
     assert channels.dtype == np.int32 and channels.shape == (plan.channels_kept,)
@@ -209,39 +230,41 @@ def test_reduce_layer_output_matches_numpy_oracle(case):
     ((2, 9, 2), layout.RenderOptions(max_tile=1)),  # 9 x 9 blocks over a 2-row map
     ((3, 1, 30, 2), layout.RenderOptions(max_tile=4)),  # the same inside a volume
 ], ids=["1x100", "2x9-to-1x1", "volume-1x30"])
-def test_thin_maps_downscale_by_repeated_mirroring(shape, options):
+@REDUCERS
+def test_thin_maps_downscale_by_repeated_mirroring(reduce, shape, options):
     x = models.rng(7).normal(size=(2,) + shape).astype("float32")
     plan = layout.plan_layout(shape, options)
-    reduced = reduction.reduce_layer_output(tf.constant(x), plan, options)
+    reduced = reduce(x, plan, options)
     canonical = oracle_canonical(x, False)
-    tiles, _ = oracle_tiles(canonical, plan, reduced["channels"].numpy())
-    np.testing.assert_allclose(reduced["tiles"].numpy(), tiles, rtol=1e-5, atol=1e-6)
+    tiles, _ = oracle_tiles(canonical, plan, reduced["channels"])
+    np.testing.assert_allclose(reduced["tiles"], tiles, rtol=1e-5, atol=1e-6)
     if shape[0] == 1:  # every row block is the single row repeated: a plain column mean
         expected = x[:, 0].reshape(2, 25, 4, 3).mean(2).transpose(0, 2, 1)
-        np.testing.assert_allclose(reduced["tiles"].numpy()[:, :, 0], expected, rtol=1e-5)
+        np.testing.assert_allclose(reduced["tiles"][:, :, 0], expected, rtol=1e-5)
 
 
-def test_statistics_of_a_channel_without_finite_values():
+@REDUCERS
+def test_statistics_of_a_channel_without_finite_values(reduce):
     x = np.array([[[np.nan, 1.0], [np.inf, 0.0], [-np.inf, 3.0]]], np.float32)  # (1, T=3, F=2)
     plan = layout.plan_layout(x.shape[1:])
-    stats = reduction.reduce_layer_output(tf.constant(x), plan, layout.RenderOptions(),
-                                          finite_only=True)["stats"].numpy()[0]
+    stats = reduce(x, plan, layout.RenderOptions(), finite_only=True)["stats"][0]
     assert np.isnan(stats[0, :4]).all()  # feature 0 has no finite value
     np.testing.assert_allclose(stats[0, 4:], [0.0, 1.0, 2.0])
     np.testing.assert_allclose(stats[1], [0.0, 3.0, 4 / 3, np.std([1, 0, 3]), 1 / 3, 0, 0],
                                rtol=1e-6)
 
 
-def test_top_selection_picks_the_most_active_channels():
+@REDUCERS
+def test_top_selection_picks_the_most_active_channels(reduce):
     x = np.zeros((2, 4, 4, 5), np.float32)
     for channel, scale in enumerate([1.0, -9.0, 3.0, 0.5, 5.0]):
         x[..., channel] = scale
     x[0, 0, 0, 3] = np.inf  # ignored by the score
     options = layout.RenderOptions(max_channels=3, channel_selection="top")
     plan = layout.plan_layout(x.shape[1:], options)
-    reduced = reduction.reduce_layer_output(tf.constant(x), plan, options)
-    np.testing.assert_array_equal(reduced["channels"].numpy(), [1, 4, 2])
-    np.testing.assert_allclose(reduced["tiles"].numpy()[:, :, 0, 0], [[-9, 5, 3]] * 2)
+    reduced = reduce(x, plan, options)
+    np.testing.assert_array_equal(reduced["channels"], [1, 4, 2])
+    np.testing.assert_allclose(reduced["tiles"][:, :, 0, 0], [[-9, 5, 3]] * 2)
 
 
 @st.composite
@@ -265,13 +288,13 @@ def wide_layers(draw):
     return x, options
 
 
+@REDUCERS
 @hypothesis.given(wide_layers())
 @hypothesis.settings(max_examples=30, deadline=None)
-def test_dead_and_silent_units_are_exact_for_every_unit(case):
+def test_dead_and_silent_units_are_exact_for_every_unit(reduce, case):
     x, options = case
     plan = layout.plan_layout(x.shape[1:], options)
-    reduced = {key: value.numpy() for key, value in reduction.reduce_layer_output(
-        tf.constant(x), plan, options, finite_only=True).items()}
+    reduced = reduce(x, plan, options, finite_only=True)
     summary = overview.layer_summary(reduced)
     by_unit = x.reshape(x.shape[0], -1, x.shape[-1])
     all_zero = np.all(by_unit == 0, axis=1)

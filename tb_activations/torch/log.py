@@ -2,8 +2,6 @@
 and write stages, into a torch SummaryWriter's run or a log_dir of our own."""
 
 import operator
-import os
-import threading
 import weakref
 
 import torch
@@ -13,9 +11,6 @@ from tb_activations import step_rendering
 from tb_activations import writing
 from tb_activations.torch import capture as capture_lib
 
-# Our writer per log_dir (absolute), so the steps of one run go to one event file.
-_log_dir_writers = {}
-_log_dir_lock = threading.Lock()
 # Writers that already hold this model's probe pictures, so they are stored once per run.
 _writers_with_probe = weakref.WeakKeyDictionary()
 
@@ -40,11 +35,7 @@ def writer_for(writer, log_dir):
             raise TypeError("writer= takes a torch.utils.tensorboard.SummaryWriter, got %s "
                             "(or pass log_dir=)" % type(writer).__name__)
         return writer
-    key = os.path.abspath(os.fspath(log_dir))
-    with _log_dir_lock:
-        if key not in _log_dir_writers:
-            _log_dir_writers[key] = events.EventFileWriter(key)
-        return _log_dir_writers[key]
+    return events.shared_writer(log_dir)
 
 
 def probe_images(args, kwargs):

@@ -1,0 +1,50 @@
+"""Keras on JAX: the probe's forward pass and its reduction compiled with jax.jit (the
+interface of tb_activations.keras_tensorflow).
+
+The forward pass calls the model in a keras.StatelessScope, so the variable values are
+arguments: read right before each call (keras_compat.variable_values), the compiled function
+follows training without being traced again.
+"""
+
+import jax
+import keras
+
+from tb_activations import keras_compat
+from tb_activations.jax import reduction
+
+reduce_layer_output = reduction.reduce_layer_output
+
+
+def _spec(value):
+    return jax.ShapeDtypeStruct(value.shape, value.dtype)
+
+
+def trace_forward(model, run, signature, recording):
+    """`run(call_model)` traced, under `recording()` (the layer-call wrappers), and compiled
+    once for the probe inputs (shapes and dtypes as `signature`); returns a function of the
+    probe arrays."""
+    def stateless(trainable, non_trainable, inputs):
+        # As model.stateless_call, but through model.__call__, which passes `training` only
+        # to the calls that take it (a subclassed model's own call may not).
+        mapping = list(zip(model.trainable_variables, trainable)) + list(
+            zip(model.non_trainable_variables, non_trainable))
+        with keras.StatelessScope(state_mapping=mapping):
+            return run(lambda: model(inputs, training=False))
+
+    trainable, non_trainable = keras_compat.variable_values(model)
+    with recording():
+        compiled = jax.jit(stateless).lower(
+            [_spec(value) for value in trainable], [_spec(value) for value in non_trainable],
+            jax.tree.map(_spec, signature)).compile()
+
+    def forward(arrays):
+        return compiled(*keras_compat.variable_values(model), arrays)
+
+    return forward
+
+
+def trace_reduction(reduce_all, layers):
+    """`reduce_all` ({path: layer output} -> {path: {name: array}}) compiled for the shapes of
+    `layers`, apart from the forward pass so the callback's training thread waits for that
+    alone."""
+    return jax.jit(reduce_all).lower(jax.tree.map(_spec, layers)).compile()

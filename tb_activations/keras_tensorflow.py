@@ -1,0 +1,39 @@
+"""Keras on TensorFlow: the probe's forward pass and its reduction as tf.functions.
+
+Each backend module of the Keras capture (this one, tb_activations.jax.keras_probe) gives
+extraction.ActivationProbe the same three things: `reduce_layer_output` (in the backend's
+ops), `trace_forward` and `trace_reduction`.
+"""
+
+import keras
+import tensorflow as tf
+
+from tb_activations import reduction
+
+reduce_layer_output = reduction.reduce_layer_output
+
+
+def trace_forward(model, run, signature, recording):
+    """`run(call_model)` traced once, under `recording()` (the layer-call wrappers), as a
+    tf.function of the probe inputs (shapes and dtypes as `signature`, a structure of
+    extraction.ArraySpec); the model's variables are read at each call, so it follows
+    training.
+
+    Without AutoGraph: ~10x faster to trace (the MNIST CNN's probe function 1.2 s -> 0.1 s,
+    most of a fresh model's callback overhead), and it would not help anyway: Keras 3 calls
+    layers through Layer.__call__, which AutoGraph does not convert, so a `call` branching on
+    a tensor fails either way (as it does in Keras's own fit).
+    """
+    specs = keras.tree.map_structure(
+        lambda spec: tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype)), signature)
+    with recording():
+        return tf.function(lambda inputs: run(lambda: model(inputs, training=False)),
+                           autograph=False).get_concrete_function(specs)
+
+
+def trace_reduction(reduce_all, layers):
+    """`reduce_all` ({path: layer output} -> {path: {name: array}}) traced for the shapes of
+    `layers`, as a second function so that the callback's training thread waits for the
+    forward pass alone (MobileNetV2: 1.3x a bare forward pass instead of 2.8x)."""
+    specs = {path: tf.TensorSpec.from_tensor(tensor) for path, tensor in layers.items()}
+    return tf.function(reduce_all, autograph=False).get_concrete_function(specs)

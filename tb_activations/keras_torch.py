@@ -1,0 +1,36 @@
+"""Keras on torch: the probe's forward pass run eagerly under torch.no_grad(), reduced in
+torch ops (tb_activations.torch.reduction) on the model's device (the interface of
+tb_activations.keras_tensorflow).
+
+Nothing is compiled: each pass calls the model with the layer-call wrappers in place. The
+first pass, on zeros of the probe's shapes and dtypes, is the "trace" that finds which
+layers output what.
+"""
+
+import keras
+import numpy as np
+import torch
+
+from tb_activations.torch import reduction
+
+reduce_layer_output = reduction.reduce_layer_output
+
+
+def trace_forward(model, run, signature, recording):
+    """A function of the probe arrays running `run(call_model)` under `recording()` (the
+    layer-call wrappers) and torch.no_grad(), run once on zeros shaped as `signature`."""
+    def forward(arrays):
+        with recording(), torch.no_grad():
+            return run(lambda: model(arrays, training=False))
+
+    forward(keras.tree.map_structure(lambda spec: np.zeros(spec.shape, spec.dtype), signature))
+    return forward
+
+
+def trace_reduction(reduce_all, layers):
+    """`reduce_all` ({path: layer output} -> {path: {name: tensor}}) under torch.no_grad()."""
+    def reduce(outputs):
+        with torch.no_grad():
+            return reduce_all(outputs)
+
+    return reduce
