@@ -8,7 +8,6 @@ copies the reductions out, tiles and encodes them, and `writing.write_rendered` 
 TensorFlow is imported only for the default tf.summary writer.
 """
 
-import weakref
 
 import keras
 import numpy as np
@@ -21,8 +20,6 @@ from tb_activations import metadata
 from tb_activations import step_rendering
 from tb_activations import writing
 
-# Writers that already hold this model's probe inputs, so they are stored once per run.
-_writers_with_probe = weakref.WeakKeyDictionary()
 # A capture whose layer outputs take more than this is reduced at once, so the few captures
 # the callback's queue holds stay small (MobileNetV2's take 75 MB a probe sample).
 MAX_DEFERRED_BYTES = 128 << 20
@@ -134,16 +131,15 @@ def log_activations(model, inputs, step=None, layers=None, log_dir=None, **optio
             return False
         if step is None:
             step = _default_step()
-    step = int(np.asarray(step))
+    step = writing.step_number(step)
     arrays = extraction.prepare_probe(model, inputs)
     captured = capture(model, arrays, layers, settings)
     rendered = step_rendering.render_capture(captured)
     writer = _default_writer() if log_dir is None else events.shared_writer(log_dir)
-    first_for_writer = writer is None or model not in _writers_with_probe.get(writer, ())
-    if first_for_writer:
+    if not writing.holds_probe(writer, model):
         rendered = step_rendering.render_probe(arrays, input_names(model, arrays),
                                                settings.max_image) + rendered
     written = writing.write_rendered(rendered, step, None if log_dir is None else writer)
-    if written and writer is not None:
-        _writers_with_probe.setdefault(writer, weakref.WeakSet()).add(model)
+    if written:
+        writing.record_probe(writer, model)
     return written

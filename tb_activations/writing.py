@@ -10,9 +10,13 @@ reader sees whole or not at all. Where it goes is decided here only:
 Imports neither TensorFlow nor torch: each is used only when its writer is given.
 """
 
+import operator
 import struct
 import sys
 import time
+import weakref
+
+import numpy as np
 
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.compat.proto import types_pb2
@@ -26,6 +30,37 @@ _VALUE_TAG, _VALUE_TENSOR, _VALUE_METADATA = 1, 8, 9
 _TENSOR_DTYPE, _TENSOR_SHAPE, _TENSOR_STRING_VAL = 1, 2, 8
 _SHAPE_DIM, _DIM_SIZE = 2, 1
 _VARINT, _FIXED64, _LENGTH_DELIMITED = 0, 1, 2
+# Writers that already hold a model's probe pictures, so they are stored once per run.
+_writers_with_probe = weakref.WeakKeyDictionary()
+
+
+def step_number(step):
+    """`step` as an int of 0 or more: an int, or an integer scalar of numpy, TensorFlow or
+    torch (a float or bool step is refused rather than rounded)."""
+    if not isinstance(step, bool):
+        try:
+            step = operator.index(step)
+        except (TypeError, AttributeError):  # a float TF tensor's __index__ raises the latter
+            array = np.asarray(step) if hasattr(step, "__array__") else None
+            if array is not None and array.ndim == 0 and array.dtype.kind in "iu":
+                step = int(array)
+    if isinstance(step, bool) or not isinstance(step, int):
+        raise TypeError("step must be an int (or an integer scalar of one value), got %r"
+                        % (step,))
+    if step < 0:
+        raise ValueError("step must be 0 or more, got %d" % step)
+    return step
+
+
+def holds_probe(writer, model):
+    """Whether `writer` has stored `model`'s probe pictures already (never for None)."""
+    return writer is not None and model in _writers_with_probe.get(writer, ())
+
+
+def record_probe(writer, model):
+    """Notes that `writer` now holds `model`'s probe pictures."""
+    if writer is not None:
+        _writers_with_probe.setdefault(writer, weakref.WeakSet()).add(model)
 
 
 def step_summary_bytes(rendered):

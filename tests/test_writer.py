@@ -244,6 +244,9 @@ def test_step_from_the_default_step(tmp_path, cnn):
             tf.summary.experimental.set_step(None)
         assert log_activations(model, x, step=np.int64(13))
         assert log_activations(model, x, step=tf.constant(14, tf.int64))
+        for step, error in ((2.5, TypeError), (True, TypeError), (-1, ValueError)):
+            with pytest.raises(error, match="step must be"):
+                log_activations(model, x, step=step)
     assert steps_by_tag(written(tmp_path))["activations/logits"] == [12, 13, 14]
 
 

@@ -1,19 +1,12 @@
 """log_activations for plain PyTorch: capture (hooks), reduce (torch), then the shared render
 and write stages, into a torch SummaryWriter's run or a log_dir of our own."""
 
-import operator
-import weakref
-
 import torch
 
 from tb_activations import events
 from tb_activations import step_rendering
 from tb_activations import writing
 from tb_activations.torch import capture as capture_lib
-
-# Writers that already hold this model's probe pictures, so they are stored once per run.
-_writers_with_probe = weakref.WeakKeyDictionary()
-
 
 def is_rank_zero():
     """False on every rank but 0 of a torch.distributed job: asked of the process group's
@@ -55,19 +48,6 @@ def probe_images(args, kwargs):
     return arrays, names
 
 
-def _step_number(step):
-    try:
-        if isinstance(step, bool):
-            raise TypeError
-        step = operator.index(step)
-    except TypeError:
-        raise TypeError("step must be an int (or an integer tensor of one value), got %r"
-                        % (step,)) from None
-    if step < 0:
-        raise ValueError("step must be 0 or more, got %d" % step)
-    return step
-
-
 def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None, **options):
     """Writes every selected module's grids and statistics for `inputs` at `step`.
 
@@ -79,19 +59,18 @@ def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
     RenderOptions fields (max_channels, channel_selection, max_tile, ...).
     """
     settings = step_rendering.render_options(**options)
-    step = _step_number(step)
+    step = writing.step_number(step)
     if not is_rank_zero():
         return False
     target = writer_for(writer, log_dir)
     captured = capture_lib.TorchCapture(model, inputs, layers, settings)
     rendered = step_rendering.render_capture(captured)
     module = capture_lib.check_model(model)
-    stored = _writers_with_probe.setdefault(target, weakref.WeakSet())
-    if module not in stored:
+    if not writing.holds_probe(target, module):
         args, kwargs, _ = capture_lib.prepare_probe(module, inputs)
         rendered = step_rendering.render_probe(*probe_images(args, kwargs),
                                                settings.max_image) + rendered
     written = writing.write_rendered(rendered, step, target)
     if written:
-        stored.add(module)
+        writing.record_probe(target, module)
     return written
