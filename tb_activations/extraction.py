@@ -7,8 +7,8 @@ layer's `call` is wrapped to record its first output, so one trace of the model'
 every layer's output as a tensor of the same graph (tf.function) or jitted function
 (jax.jit), with no sub-model per layer and no static graph needed. The wrappers are removed
 as soon as the trace is done (on torch, which runs eagerly, they are put back for each pass).
-What differs per backend (tracing, and the reduction's ops) is in keras_tensorflow,
-jax.keras_probe and keras_torch; nothing here imports TensorFlow, JAX or torch.
+What differs per backend (tracing, and the reduction's ops) is in the
+keras_probe module of tensorflow/, jax/ and torch/; nothing here imports TensorFlow, JAX or torch.
 """
 
 import collections
@@ -31,9 +31,9 @@ from tb_activations.captured import LayerRecord, UndrawableLayerError
 from tb_activations.keras_compat import model_inputs, producing_layer_name
 
 # The module that traces and reduces on each Keras backend we support.
-BACKEND_MODULES = {"tensorflow": "tb_activations.keras_tensorflow",
+BACKEND_MODULES = {"tensorflow": "tb_activations.tensorflow.keras_probe",
                    "jax": "tb_activations.jax.keras_probe",
-                   "torch": "tb_activations.keras_torch"}
+                   "torch": "tb_activations.torch.keras_probe"}
 
 
 def check_model(model):
@@ -229,7 +229,7 @@ class ActivationProbe:
     `reduce=True` keeps the outputs a grid can show and plans their layouts, and the method
     `reduce` turns them into the statistics, downscaled selected tiles and ranges that tiling
     needs (the callback and log_activations), so little leaves the backend. The reduction is
-    a second traced function (see keras_tensorflow.trace_reduction); `output_bytes` is what
+    a second traced function (see tensorflow.keras_probe.trace_reduction); `output_bytes` is what
     the kept outputs of one call take. Outputs no grid can show (strings, dynamic shapes, no
     batch axis) are skipped with a warning when the selection is the default, and raise
     UndrawableLayerError when `layers=` selects them.
@@ -312,7 +312,7 @@ class ActivationProbe:
         """The layer outputs for this probe batch, as numpy arrays (one copy out of the
         backend)."""
         layers, _ = self.run(arrays)
-        return collections.OrderedDict((record.path, np.asarray(layers[record.path]))
+        return collections.OrderedDict((record.path, self._backend.to_numpy(layers[record.path]))
                                        for record in self.records)
 
     def run(self, arrays):
@@ -336,7 +336,7 @@ class ActivationProbe:
             self._reducers[finite_only] = self._backend.trace_reduction(reduce_all, layers)
         reduced = self._reducers[finite_only](layers)
         return collections.OrderedDict(
-            (record.path, {key: np.asarray(value)
+            (record.path, {key: self._backend.to_numpy(value)
                            for key, value in reduced[record.path].items()})
             for record in self.records)
 

@@ -60,7 +60,8 @@ def capture(model, arrays, layers=None, options=layout_lib.RenderOptions(),
     probe = extraction.probe_for(model, arrays, layers, options)
     layer_outputs, outputs = probe.run(arrays)
     captured = Capture(probe, layer_outputs,
-                       [np.asarray(output) for output in outputs] if model_outputs else [])
+                       [extraction.backend_module().to_numpy(output) for output in outputs]
+                       if model_outputs else [])
     if probe.output_bytes > MAX_DEFERRED_BYTES:
         captured.reduce()
     return captured

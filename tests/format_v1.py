@@ -39,7 +39,7 @@ def write_run(logdir, model, probe, steps, **options):
 
     from tb_activations import extraction
     from tb_activations import overview
-    from tb_activations import reduction
+    from tb_activations.tensorflow import reduction
     from tb_activations import rendering
     from tb_activations import step_rendering
     from tb_activations import summary

@@ -17,7 +17,7 @@ from tb_activations import log_activations
 from tb_activations import metadata
 from tb_activations import overview
 from tb_activations import read_activations
-from tb_activations import reduction
+from tb_activations.tensorflow import reduction
 from tb_activations.jax import reduction as jax_reduction
 from tests import models
 

@@ -1,5 +1,5 @@
 """Keras on JAX: the probe's forward pass and its reduction compiled with jax.jit (the
-interface of tb_activations.keras_tensorflow).
+interface of tb_activations.tensorflow.keras_probe).
 
 The forward pass calls the model in a keras.StatelessScope, so the variable values are
 arguments: read right before each call (keras_compat.variable_values), the compiled function
@@ -8,11 +8,13 @@ follows training without being traced again.
 
 import jax
 import keras
+import numpy as np
 
 from tb_activations import keras_compat
 from tb_activations.jax import reduction
 
 reduce_layer_output = reduction.reduce_layer_output
+to_numpy = np.asarray  # waits for the device, copies to the host
 
 
 def _spec(value):

@@ -1,16 +1,19 @@
 """Keras on TensorFlow: the probe's forward pass and its reduction as tf.functions.
 
-Each backend module of the Keras capture (this one, tb_activations.jax.keras_probe) gives
-extraction.ActivationProbe the same three things: `reduce_layer_output` (in the backend's
-ops), `trace_forward` and `trace_reduction`.
+Each backend module of the Keras capture (this one, tb_activations.jax.keras_probe and
+tb_activations.torch.keras_probe) gives
+extraction.ActivationProbe the same four things: `reduce_layer_output` (in the backend's
+ops), `trace_forward`, `trace_reduction` and `to_numpy` (one output's copy to the host).
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from tb_activations import reduction
+from tb_activations.tensorflow import reduction
 
 reduce_layer_output = reduction.reduce_layer_output
+to_numpy = np.asarray  # an eager tensor's own host buffer, no copy
 
 
 def trace_forward(model, run, signature, recording):

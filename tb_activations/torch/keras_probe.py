@@ -1,6 +1,6 @@
 """Keras on torch: the probe's forward pass run eagerly under torch.no_grad(), reduced in
 torch ops (tb_activations.torch.reduction) on the model's device (the interface of
-tb_activations.keras_tensorflow).
+tb_activations.tensorflow.keras_probe).
 
 Nothing is compiled: each pass calls the model with the layer-call wrappers in place. The
 first pass, on zeros of the probe's shapes and dtypes, is the "trace" that finds which
@@ -14,6 +14,11 @@ import torch
 from tb_activations.torch import reduction
 
 reduce_layer_output = reduction.reduce_layer_output
+
+
+def to_numpy(tensor):
+    """A host copy of a tensor on any device (np.asarray refuses CUDA tensors)."""
+    return tensor.detach().cpu().numpy()
 
 
 def trace_forward(model, run, signature, recording):
