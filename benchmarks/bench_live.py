@@ -43,6 +43,7 @@ from werkzeug import test as werkzeug_test  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tb_activations as tba  # noqa: E402
 from tb_activations import demo, model_file, plugin  # noqa: E402
+from tb_activations.plugin import queries  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS_MS = {"mnist_cnn": 50.0, "mobilenet_v2": 500.0}
@@ -81,7 +82,7 @@ def client_for(root):
 
 def request(client, run, input_name, sample, layer=None, gzip=True):
     """(seconds, bytes sent, the response) of one live request."""
-    headers = {plugin.LIVE_HEADER: "1", "Content-Type": "application/json"}
+    headers = {queries.LIVE_HEADER: "1", "Content-Type": "application/json"}
     if gzip:
         headers["Accept-Encoding"] = "gzip"
     body = json.dumps({"inputs": {input_name: np.asarray(sample).tolist()}})

@@ -151,8 +151,9 @@ def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
 
     import tensorflow as tf
 
-    from tb_activations import (events, layout, metadata, overview, reduction, rendering,
-                                step_rendering, writing)
+    from tb_activations import (events, layout, metadata, overview, rendering, step_rendering,
+                                writing)
+    from tb_activations.tensorflow import reduction
 
     rng = np.random.default_rng(7)
     options = layout.RenderOptions()

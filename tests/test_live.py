@@ -22,14 +22,14 @@ from hypothesis import strategies as st
 import tb_activations as tba
 from tb_activations import live
 from tb_activations import model_file
-from tb_activations import plugin
+from tb_activations.plugin import queries
 from tb_activations import rendering
 from tb_activations import summary
 from tests import models
 from tests.test_plugin import PREFIX, get_json, plugin_client, query
 
 CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "<nine>"]
-LIVE_HEADERS = {plugin.LIVE_HEADER: "1", "Content-Type": "application/json"}
+LIVE_HEADERS = {queries.LIVE_HEADER: "1", "Content-Type": "application/json"}
 
 
 def _log_once(run_dir, model, probe):
@@ -169,10 +169,10 @@ def _refusals(trained):
     good = json.dumps({"inputs": {"image": sample}})
     return [
         ("missing header", dict(headers={"Content-Type": "application/json"}, raw=good), 400,
-         plugin.LIVE_HEADER),
-        ("content type", dict(headers={plugin.LIVE_HEADER: "1", "Content-Type": "text/plain"},
+         queries.LIVE_HEADER),
+        ("content type", dict(headers={queries.LIVE_HEADER: "1", "Content-Type": "text/plain"},
                               raw=good), 400, "application/json"),
-        ("oversize", dict(raw=" " * (plugin.LIVE_MAX_BODY + 1)), 400, "at most"),
+        ("oversize", dict(raw=" " * (queries.LIVE_MAX_BODY + 1)), 400, "at most"),
         ("malformed JSON", dict(raw='{"inputs": '), 400, "not valid JSON"),
         ("NaN literal", dict(raw=good.replace("0.0", "NaN", 1)), 400, "NaN"),
         ("overflow to inf", dict(raw=good.replace("0.0", "1e400", 1)), 400, "infinite"),

@@ -32,6 +32,8 @@ import tb_activations as tba
 from tb_activations import epochs
 from tb_activations import metadata
 from tb_activations import plugin
+from tb_activations.plugin import answers
+from tb_activations.plugin import backend
 from tb_activations import rendering
 from tb_activations import step_rendering
 from tests import models
@@ -453,7 +455,7 @@ def test_frames_return_a_window_of_grids_and_stats(client):
 
 @pytest.mark.parametrize("params, code, fragment", [
     ({"steps": "0,x"}, 400, "ASCII digits"),
-    ({"steps": ",".join(["0"] * (plugin.FRAMES_MAX_STEPS + 1))}, 400, "at most"),
+    ({"steps": ",".join(["0"] * (backend.FRAMES_MAX_STEPS + 1))}, 400, "at most"),
     ({"steps": "1"}, 404, "step 1"),
     ({"steps": "0", "sample": 4}, 404, "sample 4"),
 ])
@@ -468,10 +470,10 @@ def test_listing_answers_stay_under_the_bound(client, monkeypatch):
     and /frames come in pages."""
     client, trained = client
     size = len(json.dumps(get_json(client, "/layers")))
-    monkeypatch.setattr(plugin, "ANSWER_MAX_BYTES", size - 1)
+    monkeypatch.setattr(answers, "ANSWER_MAX_BYTES", size - 1)
     error = get_json(client, "/layers", code=400)["error"]
     assert "./runs" in error and "./layers?run=" in error
-    monkeypatch.setattr(plugin, "ANSWER_MAX_BYTES", 4096 + 1500)
+    monkeypatch.setattr(answers, "ANSWER_MAX_BYTES", 4096 + 1500)
     (page,) = get_json(client, "/layers?" + query(run="cnn"))["runs"]
     assert 0 < len(page["layers"]) < len(trained.layers)
     assert page["more"] == len(trained.layers) - len(page["layers"])
@@ -480,7 +482,7 @@ def test_listing_answers_stay_under_the_bound(client, monkeypatch):
         (page,) = get_json(client, "/layers?" + query(run="cnn", offset=len(layers)))["runs"]
         layers += page["layers"]
     assert [layer["layer"] for layer in layers] == trained.layers
-    monkeypatch.setattr(plugin, "ANSWER_MAX_BYTES", 4096 + 150)
+    monkeypatch.setattr(answers, "ANSWER_MAX_BYTES", 4096 + 150)
     runs = get_json(client, "/runs")
     assert len(runs["runs"]) == 1 and runs["more"] == 1
     frames = get_json(client, "/frames?" + query(run="cnn", layer="conv1", steps="0,2"))

@@ -10,7 +10,7 @@ import torch
 from tb_activations import layout
 from tb_activations import metadata
 from tb_activations import overview
-from tb_activations import reduction as tf_reduction
+from tb_activations.tensorflow import reduction as tf_reduction
 from tb_activations.torch import reduction
 from tests import models
 from tests.test_reduction import assert_valid_top_channels

@@ -25,6 +25,7 @@ import tb_activations as tba  # noqa: E402
 import tb_activations.torch as tbat  # noqa: E402
 from tb_activations import metadata  # noqa: E402
 from tb_activations import plugin  # noqa: E402
+from tb_activations.plugin import static_files  # noqa: E402
 
 logdir = sys.argv[1]
 torch.manual_seed(0)
@@ -85,7 +86,7 @@ print(json.dumps({
     "entry_point_is_ours": entry_point.load() is plugin.ActivationsLoader,
     "dynamic_plugins": [loader.__name__ for loader in default.get_dynamic_plugins()],
     "tab_runs": {run["run"]: run["layers"] for run in tab_runs(url)},
-    "static_files": sorted(plugin._static_files()),
+    "static_files": sorted(static_files.static_files()),
     "index_js_bytes": len(urllib.request.urlopen(
         url + "data/plugin/activations/index.js", timeout=30).read()),
     "keras_error": keras_error,

@@ -1,7 +1,7 @@
 """Reduction of a layer output to what its grid needs, in jax.numpy, before anything leaves
 the device.
 
-The same arrays, with the same dtypes, as tb_activations.reduction (TensorFlow) computes, so
+The same arrays, with the same dtypes, as tb_activations.tensorflow.reduction computes, so
 the render stage takes either. Knows nothing of layers: it takes an array and its
 layout.LayerLayout. Meant to run under jax.jit (shapes come from the plan, so they are
 static). Without jax's x64 mode the pooled layer statistics are float32 throughout (TensorFlow
@@ -40,7 +40,7 @@ def _masked_moments(x):
 def unit_statistics(x, finite_only=False):
     """((batch, channels, 7) statistics, (batch, channels) int32 zero counts) of x (batch,
     positions, channels) over the positions; `finite_only` as in
-    tb_activations.reduction.unit_statistics."""
+    tb_activations.tensorflow.reduction.unit_statistics."""
     zeros = (x == 0).sum(axis=1, dtype=jnp.int32)
     zero_fraction = zeros.astype(jnp.float32) / x.shape[1]
     if finite_only:
@@ -62,7 +62,7 @@ def channel_statistics(x, finite_only=False):
 
 def pooled_statistics(stats, positions):
     """(batch, 7) statistics over every unit from each unit's row of `stats` (batch, units,
-    7), as tb_activations.reduction.pooled_statistics (here in float32)."""
+    7), as tb_activations.tensorflow.reduction.pooled_statistics (here in float32)."""
     low, high, mean, std, zero_fraction, nan_count, inf_count = jnp.moveaxis(stats, -1, 0)
     count = positions - nan_count - inf_count
     total = count.sum(axis=1)
@@ -122,7 +122,7 @@ def area_downscale(x, factor_rows, factor_columns):
 
 def select_channels(x, plan, options):
     """(indices of the kept channels, x restricted to them), as
-    tb_activations.reduction.select_channels."""
+    tb_activations.tensorflow.reduction.select_channels."""
     if options.channel_selection == "first":
         return jnp.arange(plan.channels_kept, dtype=jnp.int32), x[..., :plan.channels_kept]
     magnitude = jnp.abs(x.reshape(-1, plan.channels_total))
@@ -133,7 +133,7 @@ def select_channels(x, plan, options):
 
 def reduce_layer_output(x, plan, options, finite_only=False):
     """{stats, tiles, ranges, channels, units, layer, silent} of one layer output, laid out as
-    `plan` says: the arrays of tb_activations.reduction.reduce_layer_output."""
+    `plan` says: the arrays of tb_activations.tensorflow.reduction.reduce_layer_output."""
     x = canonical(x, plan)
     positions = math.prod(plan.canonical_shape[:-1])
     every, zeros = unit_statistics(x.reshape(x.shape[0], positions, plan.channels_total),

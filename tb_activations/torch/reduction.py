@@ -1,6 +1,6 @@
 """Reduction of a layer output to what its grid needs, in torch ops on the tensor's device.
 
-The same arrays, to float32 rounding, as tb_activations.reduction (TensorFlow) computes, so
+The same arrays, to float32 rounding, as tb_activations.tensorflow.reduction computes, so
 the render stage takes either; only the reductions are copied to the host (a GPU model's
 layer outputs never leave the GPU). Knows nothing of modules: it takes a tensor and its
 layout.LayerLayout, so any capture that holds torch tensors (plain PyTorch, Keras 3 on its
@@ -43,7 +43,7 @@ def _masked_moments(x):
 def channel_statistics(x, finite_only=False):
     """(batch, channels, 7) statistics of x (batch, channels, *positions) over its positions,
     fields as metadata.STAT_FIELDS; `finite_only` as in
-    tb_activations.reduction.channel_statistics (plain reductions are exact while every value
+    tb_activations.tensorflow.reduction.channel_statistics (plain reductions are exact while every value
     is finite). Mean then squared deviations, as tf.nn.moments: torch.var_mean's one-pass
     kernel took 2-5x longer on CPU."""
     x = x.reshape(x.shape[0], x.shape[1], -1)
@@ -144,7 +144,7 @@ def select_channels(x, plan, options):
 def reduce_layer_output(x, plan, options, finite_only=False):
     """{stats, tiles, ranges, channels, units, layer, silent} of one layer output (a torch
     tensor, batch first) laid out as `plan` says, as torch tensors on x's device: shapes and
-    dtypes as tb_activations.reduction.reduce_layer_output documents."""
+    dtypes as tb_activations.tensorflow.reduction.reduce_layer_output documents."""
     x = channels_first_form(x, plan)
     batch = x.shape[0]
     every = channel_statistics(x, finite_only)

@@ -7,21 +7,16 @@ Rust data server alike, and under `--path_prefix`. Nothing here imports TensorFl
 import base64
 import concurrent.futures
 import importlib
-import importlib.resources
 import json
 import logging
 import os
-import re
 import threading
 import time
 import zipfile
 
 import numpy as np
 from tensorboard import errors
-from tensorboard import plugin_util
 from tensorboard.backend import http_util
-from tensorboard.backend.event_processing import data_provider as multiplexer_provider
-from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.data import grpc_provider
 from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
@@ -29,12 +24,15 @@ from werkzeug import wrappers
 
 from tb_activations import caches
 from tb_activations import epochs
-from tb_activations import layout
 from tb_activations import metadata
 from tb_activations import model_file
 from tb_activations import overview
 from tb_activations import reader
 from tb_activations import rendering
+from tb_activations.plugin import answers
+from tb_activations.plugin import queries
+from tb_activations.plugin import run_reader
+from tb_activations.plugin import static_files
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +50,6 @@ _ANSWER_CACHE_BYTES = 64 << 20
 # Blobs read at once (the sparsity chart's statistics, a window of frames): each read is a
 # round trip to the Rust data server (~44 ms), so they overlap.
 _BLOB_READERS = 32
-# Listing answers (runs, a run's layers) and frame windows stay under this many bytes of JSON;
-# a listing says how many entries it left for the next page.
-ANSWER_MAX_BYTES = 1 << 20
 # Reasons an epoch tag adds to its run's problems at most (one per bad record).
 _EPOCH_PROBLEMS_SHOWN = 10
 # Steps one /frames request may ask for.
@@ -63,153 +58,11 @@ FRAMES_MAX_STEPS = 32
 # it waits this long for a listing before answering a partial one (the overview tags only).
 _RUNS_FRESH_S = 10.0
 _RUNS_WAIT_S = 0.5
-# Runs whose name the Rust data server cannot put in a blob key (it fails to parse its own
-# key), read from their event files instead; this many such runs stay loaded.
-_UNKEYABLE = re.compile(r'["\\]')
+# Runs read from their own event files (run_reader) that stay loaded, by their files' size.
 _OWN_READER_BYTES = 512 << 20
-_OWN_READER_RELOAD_S = 2.0
 
-# The live probe: a POST must carry this header (a cross-site form cannot set it) and a JSON
-# body of at most this size.
-LIVE_HEADER = "X-Activations-Live"
-LIVE_MAX_BODY = 8 << 20
 LIVE_FLAG = "activations_live"
 _LIVE_OFF = "the live probe is switched off on this TensorBoard (--%s=false)" % LIVE_FLAG
-
-_STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml",
-                 ".png": "image/png"}
-_STATIC_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)$")
-# Frontend folders served besides the top level (one level deep, names as above).
-_STATIC_FOLDERS = ("views",)
-
-
-class QueryError(Exception):
-    """A request that cannot be answered; `code` is its HTTP status."""
-
-    def __init__(self, code, message):
-        super().__init__(message)
-        self.code = code
-
-
-def _static_files():
-    """{name: (content type, bytes)} of the frontend files shipped in the package.
-
-    Read once at load; requests pick from this table by exact name, so no request ever
-    names a path on disk.
-    """
-    files = {}
-    root = importlib.resources.files("tb_activations.static")
-    for prefix, folder in [("", root)] + [(name + "/", root / name) for name in _STATIC_FOLDERS]:
-        if not folder.is_dir():
-            continue
-        for entry in folder.iterdir():
-            match = _STATIC_NAME.match(entry.name)
-            if entry.is_file() and match and match.group(1) in _STATIC_TYPES:
-                files[prefix + entry.name] = (_STATIC_TYPES[match.group(1)], entry.read_bytes())
-    return files
-
-
-def _arg(request, name):
-    value = request.args.get(name)
-    if value is None or value == "":
-        raise QueryError(400, "missing query parameter %r" % name)
-    return value
-
-
-_DIGITS = re.compile(r"[0-9]{1,18}")
-
-
-def _integer(name, value):
-    """A non-negative integer query value: ASCII digits only (int() would also take " 1 ",
-    "+1", "1_0" and other scripts' digits)."""
-    if not _DIGITS.fullmatch(value):
-        raise QueryError(400, "query parameter %r must be a non-negative integer in ASCII "
-                              "digits, got %r" % (name, value))
-    return int(value)
-
-
-def _int_arg(request, name, default=None):
-    value = request.args.get(name)
-    if value is None and default is not None:
-        return default
-    return _integer(name, _arg(request, name))
-
-
-def _json_array(values):
-    """Nested lists of `values` with NaN and ±Inf as None (JSON has no such numbers)."""
-    values = np.asarray(values, dtype=np.float64)
-    result = values.astype(object)
-    result[~np.isfinite(values)] = None
-    return result.tolist()
-
-
-def _shortest(values):
-    """float32 `values` as the shortest floats that round to them: JSON then carries ~9
-    digits a number instead of float64's 17 (a stats answer 40% smaller)."""
-    return np.asarray(values, np.float32).astype(str).astype(np.float64)
-
-
-def statistics_answer(arrays):
-    """The JSON shape of a step's statistics (the stats route, and each layer of a live
-    answer): per sample, the statistics of each unit in `units`, the tile ranges, the
-    layer-level statistics and the silent unit count; the dead unit count; NaN as null.
-    Bounded by the caps for a version 2 blob (docs/http_api.md)."""
-    summary = overview.layer_summary(arrays)
-    return {"fields": list(metadata.STAT_FIELDS),
-            "channels": np.asarray(arrays["channels"]).tolist(),
-            "units": np.asarray(arrays["units"]).tolist(),
-            "dead_channels": summary["dead_channels"],
-            "samples": [{"stats": stats, "ranges": ranges, "layer": layer,
-                         "silent_channels": silent}
-                        for stats, ranges, layer, silent in zip(
-                            *(_json_array(_shortest(arrays[key]))
-                              for key in ("stats", "ranges", "layer")),
-                            summary["silent_channels"])]}
-
-
-def _refuse_json_constant(name):
-    raise ValueError("%s is not a number JSON allows" % name)
-
-
-def live_body(request):
-    """The parsed JSON body of a live request, after the checks that need no model."""
-    if request.method != "POST":
-        raise QueryError(405, "the live probe answers POST requests only")
-    if request.headers.get(LIVE_HEADER) != "1":
-        raise QueryError(400, "a live request needs the header %s: 1" % LIVE_HEADER)
-    if request.mimetype != "application/json":
-        raise QueryError(400, "a live request's body must be application/json, got %r"
-                         % (request.mimetype or "nothing"))
-    if request.content_length is not None and request.content_length > LIVE_MAX_BODY:
-        raise QueryError(400, "the body has %d bytes; a live request may send at most %d"
-                         % (request.content_length, LIVE_MAX_BODY))
-    data = request.stream.read(LIVE_MAX_BODY + 1)
-    if len(data) > LIVE_MAX_BODY:
-        raise QueryError(400, "the body is over %d bytes, the most a live request may send"
-                         % LIVE_MAX_BODY)
-    try:
-        return json.loads(data.decode("utf-8"), parse_constant=_refuse_json_constant)
-    except (UnicodeDecodeError, ValueError) as error:
-        raise QueryError(400, "the body is not valid JSON: %s" % error) from None
-
-
-def _handler(method):
-    """A werkzeug app that answers QueryError as JSON {"error": ...} with its code."""
-
-    @wrappers.Request.application
-    def handle(self, request):
-        try:
-            return method(self, request)
-        except QueryError as error:
-            return http_util.Respond(request, {"error": str(error)}, "application/json",
-                                     code=error.code)
-        except errors.PublicError as error:  # e.g. a loader refusing a blob key
-            return http_util.Respond(request, {"error": str(error)}, "application/json",
-                                     code=error.http_code)
-
-    handle.__name__ = method.__name__
-    handle.__doc__ = method.__doc__
-    return handle
 
 
 class ActivationsPlugin(base_plugin.TBPlugin):
@@ -219,7 +72,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         self._data_provider = context.data_provider
         hint = (context.sampling_hints or {}).get(self.plugin_name, 0)
         self._downsample = hint if hint > 0 else _ALL_STEPS
-        self._static = _static_files()
+        self._static = static_files.static_files()
         self._warned = set()
         self._statistics_cache = caches.BoundedCache(_STATISTICS_CACHE_BYTES)
         self._answer_cache = caches.BoundedCache(_ANSWER_CACHE_BYTES)
@@ -303,34 +156,34 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     def _run_series(self, request, run):
         """The run's tags from the last listing, listing the run again if it is not there."""
         with self._index_lock:
-            tags = self._index.get(_experiment(request), {}).get(run)
+            tags = self._index.get(queries.experiment(request), {}).get(run)
         if tags is None:
-            tags = self._series(_context(request), _experiment(request), run).get(run)
+            tags = self._series(queries.context(request), queries.experiment(request), run).get(run)
         return tags
 
     def _find(self, request, kind, key, value):
         """(run, tag, content) of the run's series of `kind` whose content[key] == value."""
-        run = _arg(request, "run")
+        run = queries.arg(request, "run")
         tags = self._run_series(request, run)
         for fresh in (False, True):
             if fresh:
-                tags = self._series(_context(request), _experiment(request), run).get(run)
+                tags = self._series(queries.context(request), queries.experiment(request), run).get(run)
             for tag, (content, _) in sorted((tags or {}).items()):
                 if content["kind"] == kind and (value is None or content.get(key) == value):
                     return run, tag, content
         if tags is None:
-            raise QueryError(404, "no activation data for run %r" % run)
-        raise QueryError(404, "run %r has no %s %r" % (run, kind, value))
+            raise queries.QueryError(404, "no activation data for run %r" % run)
+        raise queries.QueryError(404, "run %r has no %s %r" % (run, kind, value))
 
     def _reader(self, run):
         """The data provider that can read `run`'s blobs: TensorBoard's, or for a run the Rust
         data server cannot key, the run's own event files read by TensorBoard's Python
         loader (the multiplexer, for that run only)."""
         if not (isinstance(self._data_provider, grpc_provider.GrpcDataProvider)
-                and _UNKEYABLE.search(run)):
+                and run_reader.UNKEYABLE.search(run)):
             return self._data_provider
         if not self._logdir or "://" in self._logdir:
-            raise QueryError(422, "the Rust data server cannot read run %r: a run name holding "
+            raise queries.QueryError(422, "the Rust data server cannot read run %r: a run name holding "
                                   "\" or \\ breaks its blob keys. Start TensorBoard with "
                                   "--load_fast=false to see this run." % run)
         reader = self._own_readers.get(run)
@@ -338,9 +191,9 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             root = os.path.realpath(self._logdir)
             path = os.path.realpath(os.path.join(root, run))
             if path != root and not path.startswith(root + os.sep):
-                raise QueryError(404, "run %r is outside the logdir" % run)
-            reader = self._own_readers.put(run, _RunReader(run, path, self._logdir),
-                                           size=_directory_bytes(path))
+                raise queries.QueryError(404, "run %r is outside the logdir" % run)
+            reader = self._own_readers.put(run, run_reader.RunReader(run, path, self._logdir),
+                                           size=run_reader.directory_bytes(path))
         reader.reload()
         return reader.provider
 
@@ -352,46 +205,46 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         """{tag: every datum, by step} of `tags`, read in one call (one round trip to the
         Rust data server); also refreshes their step maps."""
         read = self._reader(run).read_blob_sequences(
-            _context(request), experiment_id=_experiment(request),
+            queries.context(request), experiment_id=queries.experiment(request),
             plugin_name=self.plugin_name, downsample=self._downsample,
             run_tag_filter=provider.RunTagFilter(runs=[run], tags=tags))
         result = {}
         for tag in tags:
             data = result[tag] = sorted(read.get(run, {}).get(tag, []),
                                         key=lambda datum: datum.step)
-            self._step_maps.put((_experiment(request), run, tag),
+            self._step_maps.put((queries.experiment(request), run, tag),
                                 {datum.step: datum for datum in data}, size=400 * len(data) + 200)
         return result
 
     def _datum(self, request, run, tag, step):
         # Steps are looked up in the tag's last read (which /steps, /stats_series and any
         # unseen step refresh), so a grid or stats request needs no listing call.
-        steps = self._step_maps.get((_experiment(request), run, tag), {})
+        steps = self._step_maps.get((queries.experiment(request), run, tag), {})
         if step not in steps:
             steps = {datum.step: datum for datum in self._data(request, run, tag)}
         if step not in steps:
-            raise QueryError(404, "no step %d for %r in run %r" % (step, tag, run))
+            raise queries.QueryError(404, "no step %d for %r in run %r" % (step, tag, run))
         return steps[step]
 
     def _blob(self, request, run, reference):
-        """The bytes of one blob of `run`; QueryError if the event file holds something else
+        """The bytes of one blob of `run`; queries.QueryError if the event file holds something else
         there (a float tensor, a rank-2 one: the loaders fail on those in their own ways)."""
         try:
-            blob = self._reader(run).read_blob(_context(request), blob_key=reference.blob_key)
-        except (errors.PublicError, QueryError):
+            blob = self._reader(run).read_blob(queries.context(request), blob_key=reference.blob_key)
+        except (errors.PublicError, queries.QueryError):
             raise
         except Exception as error:
-            raise QueryError(404, "a value under the activations plugin could not be read as "
+            raise queries.QueryError(404, "a value under the activations plugin could not be read as "
                                   "a blob: %s: %s" % (type(error).__name__, error)) from None
         if not isinstance(blob, bytes):
-            raise QueryError(404, "a value under the activations plugin is a %s, not a blob "
+            raise queries.QueryError(404, "a value under the activations plugin is a %s, not a blob "
                                   "of bytes" % type(blob).__name__)
         return blob
 
     def _statistics(self, request, run, tag, content, datum):
         """The decoded statistics blob of a step of the layer tag whose content is `content`."""
         if not datum.values:
-            raise QueryError(404, "step %d of %r in run %r holds no values"
+            raise queries.QueryError(404, "step %d of %r in run %r holds no values"
                              % (datum.step, tag, run))
         key = (datum.values[-1].blob_key, datum.wall_time)
         cached = self._statistics_cache.get(key)
@@ -401,12 +254,12 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             arrays = rendering.decode_statistics(self._blob(request, run, datum.values[-1]),
                                                  content, reader.layer_layout(content))
         except ValueError as error:
-            raise QueryError(404, "step %d of %r in run %r has no readable statistics: %s"
+            raise queries.QueryError(404, "step %d of %r in run %r has no readable statistics: %s"
                              % (datum.step, tag, run, error)) from None
         return self._statistics_cache.put(key, arrays)
 
     def _layer(self, request):
-        return self._find(request, metadata.KIND_LAYER, "layer", _arg(request, "layer"))
+        return self._find(request, metadata.KIND_LAYER, "layer", queries.arg(request, "layer"))
 
     # Routes.
 
@@ -434,7 +287,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             listing = self._series(context, experiment)
             with self._index_lock:
                 problems = self._problems.get(experiment, {})
-            summaries = [_run_summary(run, tags, problems.get(run, []))
+            summaries = [answers.run_summary(run, tags, problems.get(run, []))
                          for run, tags in sorted(listing.items())]
             with self._index_lock:
                 self._run_summaries[experiment] = (time.monotonic(), summaries)
@@ -473,67 +326,67 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                 for run, tags in sorted(overviews.items())
                 for series in tags.values()], True
 
-    @_handler
+    @queries.handler
     def _serve_runs(self, request):
-        summaries, partial = self._runs_impl(_context(request), _experiment(request))
-        offset = _int_arg(request, "offset", 0)
-        page, more = _page(summaries, offset)
+        summaries, partial = self._runs_impl(queries.context(request), queries.experiment(request))
+        offset = queries.int_arg(request, "offset", 0)
+        page, more = answers.page(summaries, offset)
         return http_util.Respond(request, {"runs": page, "offset": offset, "more": more,
                                            "partial": partial}, "application/json")
 
     def _layers_impl(self, request, run=None, offset=0):
         """{"runs": [run entry]} of every run, or of `run` alone with its layers from
-        `offset` on (as many as fit ANSWER_MAX_BYTES; `more` says how many are left)."""
-        experiment = _experiment(request)
-        listing = self._series(_context(request), experiment, run)
+        `offset` on (as many as fit answers.ANSWER_MAX_BYTES; `more` says how many are left)."""
+        experiment = queries.experiment(request)
+        listing = self._series(queries.context(request), experiment, run)
         if run is not None and run not in listing:
-            raise QueryError(404, "no activation data for run %r" % run)
+            raise queries.QueryError(404, "no activation data for run %r" % run)
         with self._index_lock:
             problems = dict(self._problems.get(experiment, {}))
         if run is not None:
             # Bad epoch records are known only once read: for the run asked for, not for
             # every run of a sweep at once.
-            entry = _run_entry(run, listing[run],
+            entry = answers.run_entry(run, listing[run],
                                problems.get(run, []) + self._epoch_ends(request, run)[1])
-            entry["layers"], entry["more"] = _page(entry["layers"], offset)
+            entry["layers"], entry["more"] = answers.page(entry["layers"], offset)
             return {"runs": [entry]}
-        answer = {"runs": [_run_entry(name, tags, problems.get(name, []))
+        answer = {"runs": [answers.run_entry(name, tags, problems.get(name, []))
                            for name, tags in sorted(listing.items())]}
         size = len(json.dumps(answer))
-        if size > ANSWER_MAX_BYTES:
-            raise QueryError(400, "every run's layers would be %.1f MiB of JSON, over this "
+        if size > answers.ANSWER_MAX_BYTES:
+            raise queries.QueryError(400, "every run's layers would be %.1f MiB of JSON, over this "
                                   "route's %d MiB: list the runs with ./runs, then ask for one "
                                   "run's layers with ./layers?run=<run>"
-                             % (size / (1 << 20), ANSWER_MAX_BYTES >> 20))
+                             % (size / (1 << 20), answers.ANSWER_MAX_BYTES >> 20))
         return answer
 
-    @_handler
+    @queries.handler
     def _serve_layers(self, request):
         run = request.args.get("run")
-        answer = self._layers_impl(request, run, _int_arg(request, "offset", 0))
+        answer = self._layers_impl(request, run, queries.int_arg(request, "offset", 0))
         return http_util.Respond(request, answer, "application/json")
 
     def _frames_impl(self, request, run, tag, content, steps, samples):
         """A window of a layer's steps in one answer: per step its statistics and the grids of
         `samples` (None: every probe sample), every blob read in parallel; steps that would
-        take the answer past ANSWER_MAX_BYTES are listed in `left`."""
+        take the answer past answers.ANSWER_MAX_BYTES are listed in `left`."""
         data = [self._datum(request, run, tag, step) for step in steps]
         for datum in data:
             count = len(datum.values) - 1
             for sample in samples or ():
                 if not 0 <= sample < count:
-                    raise QueryError(404, "no probe sample %d at step %d (the layer has %d)"
+                    raise queries.QueryError(404, "no probe sample %d at step %d (the layer has %d)"
                                      % (sample, datum.step, count))
 
         def read(task):
             datum, sample = task
             try:
                 if sample is None:
-                    return statistics_answer(self._statistics(request, run, tag, content,
+                    return answers.statistics_answer(self._statistics(request, run, tag, content,
                                                               datum))
                 return base64.b64encode(self._blob(request, run, datum.values[sample])).decode(
                     "ascii")
-            except QueryError as error:  # one unreadable step does not hide the others
+            except queries.QueryError as error:  # one unreadable step does not hide the others
                 return error
 
         wanted = [samples if samples else range(len(datum.values) - 1) for datum in data]
@@ -543,27 +396,27 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         frames, left, size = [], [], 0
         for datum, chosen in zip(data, wanted):
             stats, grids = next(results), [next(results) for _ in chosen]
-            failed = [value for value in [stats, *grids] if isinstance(value, QueryError)]
+            failed = [value for value in [stats, *grids] if isinstance(value, queries.QueryError)]
             frame = {"step": datum.step, "wall_time": datum.wall_time}
             if failed:
                 frame["error"] = str(failed[0])
             else:
                 frame.update(samples=list(chosen), stats=stats, grids=grids)
             size += len(json.dumps(frame)) + 2
-            if size > ANSWER_MAX_BYTES - 4096:
+            if size > answers.ANSWER_MAX_BYTES - 4096:
                 left.append(datum.step)
             else:
                 frames.append(frame)
         return {"frames": frames, "left": left}
 
-    @_handler
+    @queries.handler
     def _serve_frames(self, request):
         run, tag, content = self._layer(request)
-        steps = [_integer("steps", text) for text in _arg(request, "steps").split(",")]
+        steps = [queries.integer("steps", text) for text in queries.arg(request, "steps").split(",")]
         if len(steps) > FRAMES_MAX_STEPS:
-            raise QueryError(400, "at most %d steps per request, got %d"
+            raise queries.QueryError(400, "at most %d steps per request, got %d"
                              % (FRAMES_MAX_STEPS, len(steps)))
-        samples = [_integer("sample", text) for text in request.args.getlist("sample")]
+        samples = [queries.integer("sample", text) for text in request.args.getlist("sample")]
         return http_util.Respond(request, self._frames_impl(request, run, tag, content, steps,
                                                                    samples),
                                  "application/json")
@@ -579,7 +432,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             return [], []
         # While the listed tag ends where it did, the last answer stands without reading the
         # tag again (a round trip to the Rust data server on every /layers).
-        listed = ("listed", _experiment(request), run, series.max_step, series.max_wall_time)
+        listed = ("listed", queries.experiment(request), run, series.max_step, series.max_wall_time)
         known = self._answer_cache.get(listed) if data is None else None
         if known is not None:
             return known
@@ -587,13 +440,13 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         def read(datum):
             """(step, epoch) or the reason it is unreadable; each record is read once, so a
             new epoch costs one blob read, not one per record."""
-            key = ("epoch record", _experiment(request), run, datum.step, datum.wall_time)
+            key = ("epoch record", queries.experiment(request), run, datum.step, datum.wall_time)
             found = self._answer_cache.get(key)
             if found is None:
                 try:
                     found = datum.step, epochs.parse_record(
                         datum.values, lambda reference: self._blob(request, run, reference))
-                except (QueryError, errors.PublicError, ValueError) as error:
+                except (queries.QueryError, errors.PublicError, ValueError) as error:
                     found = "%s: step %d: %s" % (tag, datum.step, error)
                 self._answer_cache.put(key, found)
             return found
@@ -610,10 +463,10 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             return [result for result in results if isinstance(result, tuple)], problems
         try:
             return self._answer_cache.put(listed, self._whole_run(request, run, tag, build, data))
-        except (QueryError, errors.PublicError) as error:  # e.g. not on this loader (_reader)
+        except (queries.QueryError, errors.PublicError) as error:  # e.g. not on this loader (_reader)
             return [], ["%s: %s" % (tag, error)]
 
-    @_handler
+    @queries.handler
     def _serve_steps(self, request):
         run, tag, _ = self._layer(request)
         read = self._tags_data(request, run, [tag, metadata.EPOCH_TAG])
@@ -625,21 +478,21 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                 entry["epoch"] = epoch
         return http_util.Respond(request, {"steps": steps}, "application/json")
 
-    @_handler
+    @queries.handler
     def _serve_grid(self, request):
         run, tag, content = self._layer(request)
-        step, sample = _int_arg(request, "step"), _int_arg(request, "sample", 0)
+        step, sample = queries.int_arg(request, "step"), queries.int_arg(request, "sample", 0)
         datum = self._datum(request, run, tag, step)
         if not 0 <= sample < len(datum.values) - 1:
-            raise QueryError(404, "no probe sample %d (the layer has %d)"
+            raise queries.QueryError(404, "no probe sample %d (the layer has %d)"
                              % (sample, len(datum.values) - 1))
         return http_util.Respond(request, self._blob(request, run, datum.values[sample]), "image/png")
 
-    @_handler
+    @queries.handler
     def _serve_stats(self, request):
         run, tag, content = self._layer(request)
-        datum = self._datum(request, run, tag, _int_arg(request, "step"))
-        body = dict(statistics_answer(self._statistics(request, run, tag, content, datum)),
+        datum = self._datum(request, run, tag, queries.int_arg(request, "step"))
+        body = dict(answers.statistics_answer(self._statistics(request, run, tag, content, datum)),
                     step=datum.step, wall_time=datum.wall_time)
         return http_util.Respond(request, body, "application/json")
 
@@ -647,7 +500,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         """build(data) over every step of a tag (`data`, or read now), cached until the tag
         gains a step."""
         data = self._data(request, run, tag) if data is None else data
-        key = (_experiment(request), run, tag, data[-1].step if data else None, len(data))
+        key = (queries.experiment(request), run, tag, data[-1].step if data else None, len(data))
         answer = self._answer_cache.get(key)
         if answer is None:
             answer = self._answer_cache.put(key, build(data))
@@ -663,7 +516,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         def read(datum):
             try:
                 return self._statistics(request, run, tag, content, datum)
-            except QueryError as error:  # one unreadable step does not hide the others
+            except queries.QueryError as error:  # one unreadable step does not hide the others
                 logger.warning("%s", error)
                 return None
 
@@ -675,7 +528,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                               for datum, arrays in zip(data, statistics) if arrays is not None]}
         return self._whole_run(request, run, tag, build)
 
-    @_handler
+    @queries.handler
     def _serve_stats_series(self, request):
         run, tag, content = self._layer(request)
         return http_util.Respond(request, self._stats_series_impl(request, run, tag, content),
@@ -686,7 +539,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         def read(datum):
             try:
                 return overview.decode_overview(self._blob(request, run, datum.values[0]))
-            except (QueryError, ValueError, IndexError) as error:
+            except (queries.QueryError, ValueError, IndexError) as error:
                 logger.warning("step %d of run %r has no readable overview: %s",
                                datum.step, run, error)
                 return {}
@@ -704,52 +557,52 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                     "fields": list(overview.SUMMARY_FIELDS), "layers": answer_layers}
         return self._whole_run(request, run, tag, build)
 
-    @_handler
+    @queries.handler
     def _serve_overview(self, request):
         run, tags = self._listed_run(request)
         found = [tag for tag, (content, _) in tags.items()
                  if content["kind"] == metadata.KIND_OVERVIEW]
         if not found:
-            raise QueryError(404, "run %r has no overview: it was logged before tb-activations "
+            raise queries.QueryError(404, "run %r has no overview: it was logged before tb-activations "
                                   "wrote one per step" % run)
         layers = sorted((content for content, _ in tags.values()
-                         if content["kind"] == metadata.KIND_LAYER), key=_model_order)
+                         if content["kind"] == metadata.KIND_LAYER), key=answers.model_order)
         return http_util.Respond(request, self._overview_impl(request, run, found[0], layers),
                                  "application/json")
 
-    @_handler
+    @queries.handler
     def _serve_probe(self, request):
         run, tag, content = self._find(request, metadata.KIND_PROBE, "input",
                                        request.args.get("input") or None)
-        sample = _int_arg(request, "sample", 0)
+        sample = queries.int_arg(request, "sample", 0)
         data = self._data(request, run, tag)
         if not data:
-            raise QueryError(404, "run %r stored no probe input yet" % run)
+            raise queries.QueryError(404, "run %r stored no probe input yet" % run)
         values = data[0].values
         if not 0 <= sample < len(values):
-            raise QueryError(404, "no probe sample %d (the probe has %d)" % (sample, len(values)))
+            raise queries.QueryError(404, "no probe sample %d (the probe has %d)" % (sample, len(values)))
         return http_util.Respond(request, self._blob(request, run, values[sample]), "image/png")
 
     # The live probe (live.py): the run's saved model answers one input.
 
     def _listed_run(self, request):
         """(run name as the data provider lists it, its layer series) of the request's run."""
-        run = _arg(request, "run")
+        run = queries.arg(request, "run")
         tags = self._run_series(request, run)
         if tags is None:
-            raise QueryError(404, "no activation data for run %r" % run)
+            raise queries.QueryError(404, "no activation data for run %r" % run)
         return run, tags
 
     def _model_path(self, run):
-        """run_dir/model.keras of a listed run, confined to the logdir; QueryError if the
+        """run_dir/model.keras of a listed run, confined to the logdir; queries.QueryError if the
         logdir is not a local folder or the path (or a symlink on it) leaves it."""
         if not self._logdir or "://" in self._logdir:
-            raise QueryError(404, "the live probe needs a local --logdir (this TensorBoard has "
+            raise queries.QueryError(404, "the live probe needs a local --logdir (this TensorBoard has "
                                   "%r)" % (self._logdir or "none"))
         root = os.path.realpath(self._logdir)
         path = os.path.realpath(model_file.model_path(os.path.join(root, run)))
         if not path.startswith(root + os.sep):
-            raise QueryError(403, "the model file of run %r is outside the logdir" % run)
+            raise queries.QueryError(403, "the model file of run %r is outside the logdir" % run)
         return path
 
     def _live(self):
@@ -762,194 +615,61 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         latest = max((series.max_step for content, series in tags.values()
                       if content["kind"] == metadata.KIND_LAYER), default=None)
         if not self._live_enabled:
-            return _unavailable(_LIVE_OFF)
+            return answers.unavailable(_LIVE_OFF)
         try:
             path = self._model_path(run)
-        except QueryError as error:
-            return _unavailable(str(error))
+        except queries.QueryError as error:
+            return answers.unavailable(str(error))
         if not os.path.isfile(path):
-            return _unavailable("run %r has no %s: train with ActivationsCallback(..., "
+            return answers.unavailable("run %r has no %s: train with ActivationsCallback(..., "
                                 "save_model=True), or save the model there" % (run,
                                                                               model_file.MODEL_FILE))
         try:
             with zipfile.ZipFile(path) as archive:
                 described = model_file.describe_record(model_file.read_record(archive))
         except (OSError, zipfile.BadZipFile, ValueError) as error:
-            return _unavailable("%s of run %r cannot be read: %s"
+            return answers.unavailable("%s of run %r cannot be read: %s"
                                 % (model_file.MODEL_FILE, run, error))
         if described is None:  # a model saved there by hand: only loading it tells its inputs
             live = importlib.import_module("tb_activations.live")
             try:
                 described = live.describe(self._live().get(path))
             except live.LiveError as error:
-                return _unavailable(str(error))
+                return answers.unavailable(str(error))
         model = {"step": described.pop("step"), "saved_at": described.pop("saved_at"),
                  "latest_step": latest}
         return dict(described, available=True, reason=None, model=model)
 
-    @_handler
+    @queries.handler
     def _serve_live_info(self, request):
         run, tags = self._listed_run(request)
         return http_util.Respond(request, self._live_info_impl(run, tags), "application/json")
 
-    @_handler
+    @queries.handler
     def _serve_live(self, request):
         if not self._live_enabled:
-            raise QueryError(403, _LIVE_OFF)
+            raise queries.QueryError(403, _LIVE_OFF)
         run, tags = self._listed_run(request)
-        body = live_body(request)
+        body = queries.live_body(request)
         path = self._model_path(run)
         drawn = request.args.getlist("layer") or None
         started = time.perf_counter()
         live = importlib.import_module("tb_activations.live")
         try:
-            loaded, layers, outputs = self._live().answer(path, body, _run_options(tags),
+            loaded, layers, outputs = self._live().answer(path, body, answers.run_options(tags),
                                                           drawn)
         except live.LiveError as error:
-            raise QueryError(error.code, str(error)) from None
+            raise queries.QueryError(error.code, str(error)) from None
         described = live.describe(loaded)
         names = [output["name"] for output in described["outputs"]]
         if len(names) != len(outputs):
             names = ["output_%d" % i for i in range(len(outputs))]
         answer = {
-            "layers": [_live_layer(content, png, reduced) for content, png, reduced in layers],
+            "layers": [answers.live_layer(content, png, reduced) for content, png, reduced in layers],
             "outputs": [{"name": name, "shape": list(value.shape),
-                         "values": _json_array(np.ravel(value))}
+                         "values": answers.json_array(np.ravel(value))}
                         for name, value in zip(names, outputs)],
             "model": {key: described[key] for key in ("step", "saved_at")},
             "elapsed_ms": 1000 * (time.perf_counter() - started),
         }
         return http_util.Respond(request, answer, "application/json")
-
-
-def _page(entries, offset):
-    """(entries[offset:] that fit in ANSWER_MAX_BYTES of JSON, at least one; how many are
-    left after them)."""
-    page, size = [], 0
-    for entry in entries[offset:]:
-        size += len(json.dumps(entry)) + 2
-        if page and size > ANSWER_MAX_BYTES - 4096:
-            break
-        page.append(entry)
-    return page, max(0, len(entries) - offset - len(page))
-
-
-def _model_order(content):
-    return content["order"], content["layer"]
-
-
-def _run_entry(run, tags, problems):
-    """A run as /layers lists it: its layers in model order, probe inputs and problems."""
-    layers, probes = [], []
-    for content, series in tags.values():
-        if content["kind"] == metadata.KIND_PROBE:
-            probes.append({key: content.get(key) for key in ("input", "shape", "samples")})
-        elif content["kind"] == metadata.KIND_LAYER:
-            entry = {key: value for key, value in content.items() if key != "version"}
-            entry.update(max_step=series.max_step, last_wall_time=series.max_wall_time)
-            layers.append(entry)
-    layers.sort(key=_model_order)
-    probes.sort(key=lambda entry: str(entry["input"]))
-    return {"run": run, "layers": layers, "probes": probes, "problems": problems}
-
-
-def _run_summary(run, tags, problems):
-    """A run as /runs lists it: how many layers, its latest step, how many unreadable tags."""
-    layers = [series for content, series in tags.values()
-              if content["kind"] == metadata.KIND_LAYER]
-    return {"run": run, "layers": len(layers),
-            "max_step": max((series.max_step for series in layers), default=None),
-            "last_wall_time": max((series.max_wall_time for series in layers), default=None),
-            "problems": len(problems)}
-
-
-def _live_layer(content, png, reduced):
-    """A layer of a live answer: its `layers` entry and summary, plus its grid and statistics
-    when it was drawn (`png` is None for the others)."""
-    entry = {key: value for key, value in content.items() if key != "version"}
-    entry["summary"] = overview.layer_summary(reduced)
-    if png is not None:
-        entry.update(grid=base64.b64encode(png).decode("ascii"),
-                     stats=statistics_answer(reduced))
-    return entry
-
-
-def _unavailable(reason):
-    return {"available": False, "reason": reason, "model": None, "inputs": [], "outputs": [],
-            "class_names": None}
-
-
-def _run_options(tags):
-    """The caps a run was logged with (so a live grid is drawn as a logged one); the
-    defaults when its contents do not hold valid ones."""
-    for content, _ in tags.values():
-        caps = content.get("caps")
-        if content["kind"] == metadata.KIND_LAYER and isinstance(caps, dict):
-            known = {key: caps[key] for key in layout.RenderOptions.__dataclass_fields__
-                     if key in caps}
-            try:
-                return layout.RenderOptions(**known)
-            except (TypeError, ValueError):
-                break
-    return layout.RenderOptions()
-
-
-class _RunReader:
-    """One run's event files read by TensorBoard's Python loader (the multiplexer, keeping
-    every activations step), loaded again at most every _OWN_READER_RELOAD_S seconds so new
-    steps appear as they do in TensorBoard."""
-
-    def __init__(self, run, path, logdir):
-        self._multiplexer = plugin_event_multiplexer.EventMultiplexer(
-            tensor_size_guidance={metadata.PLUGIN_NAME: 0})
-        self._multiplexer.AddRun(path, run)
-        self.provider = multiplexer_provider.MultiplexerDataProvider(self._multiplexer, logdir)
-        self._loaded = None
-        self._lock = threading.Lock()
-
-    def reload(self):
-        with self._lock:
-            if self._loaded is None or time.monotonic() - self._loaded > _OWN_READER_RELOAD_S:
-                self._multiplexer.Reload()
-                self._loaded = time.monotonic()
-
-
-def _directory_bytes(path):
-    """Bytes of the files directly in `path` (a run's event files)."""
-    try:
-        entries = list(os.scandir(path))
-    except OSError:
-        return 0
-    return sum(entry.stat().st_size for entry in entries if entry.is_file())
-
-
-def _context(request):
-    return plugin_util.context(request.environ)
-
-
-def _experiment(request):
-    return plugin_util.experiment_id(request.environ)
-
-
-class ActivationsLoader(base_plugin.TBLoader):
-    """Keeps every activations step unless the user set `--samples_per_plugin activations=N`.
-
-    TensorBoard keeps 10 steps per blob-sequence tag by default; a training run's
-    activations are only useful with all of them.
-    """
-
-    def define_flags(self, parser):
-        group = parser.add_argument_group(metadata.PLUGIN_NAME)
-        group.add_argument(
-            "--" + LIVE_FLAG, choices=("true", "false"), default="true",
-            help="Let the Activations tab run a run's saved model.keras on an input a user "
-                 "draws or uploads (default: true). Set false on servers that must not run "
-                 "models.")
-
-    def fix_flags(self, flags):
-        samples = getattr(flags, "samples_per_plugin", None)
-        if isinstance(samples, dict):
-            samples.setdefault(metadata.PLUGIN_NAME, 0)
-
-    def load(self, context):
-        return ActivationsPlugin(context)
