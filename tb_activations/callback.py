@@ -17,6 +17,7 @@ import keras
 from tb_activations import distribute
 from tb_activations import events
 from tb_activations import extraction
+from tb_activations import failures
 from tb_activations import model_file
 from tb_activations import step_rendering
 from tb_activations import summary
@@ -81,7 +82,7 @@ class ActivationsCallback(keras.callbacks.Callback):
     """Logs every selected layer's activations for a fixed probe batch during `fit`.
 
     Args:
-      log_dir: the run directory. The same `log_dir` as `keras.callbacks.TensorBoard` is fine:
+      log_dir: the run directory, or a URL (gs://, s3://, hdfs://: see `events`). The same `log_dir` as `keras.callbacks.TensorBoard` is fine:
         that callback writes into its `train/` and `validation/` subfolders, this one into
         `log_dir` itself, so the two never share an event file.
       probe: the inputs to look at, batch first (a few samples, e.g. `x_val[:4]`); a list or
@@ -95,7 +96,8 @@ class ActivationsCallback(keras.callbacks.Callback):
       save_model: also save the model to `log_dir/model.keras` at train begin, at every
         epoch end and at train end, for the tab's live probe ("Try an input"). Each save
         replaces the file atomically and records its step, the class names and the probe's
-        value range per input. A failed save warns and training goes on.
+        value range per input. A failed save warns and training goes on. Not with a URL
+        log_dir: the live probe reads local run directories only.
       class_names: optional names of the model's output classes, shown by the live probe.
       max_queue: captures waiting to be written before training waits for the writer. With
         the default 1, a crash (even SIGKILL) loses at most the 2 latest logged steps: the
@@ -121,8 +123,7 @@ class ActivationsCallback(keras.callbacks.Callback):
                              'batches, got %r' % (update_freq,))
         if not isinstance(max_queue, int) or max_queue < 1:
             raise ValueError("max_queue must be a positive int, got %r" % (max_queue,))
-        if on_error not in ("warn", "raise"):
-            raise ValueError('on_error must be "warn" or "raise", got %r' % (on_error,))
+        failures.check_on_error(on_error)
         if probe is None:
             raise ValueError("the probe is None: pass a batch of inputs, e.g. x_val[:4]")
         if class_names is not None:
@@ -130,6 +131,10 @@ class ActivationsCallback(keras.callbacks.Callback):
             if not all(isinstance(name, str) for name in class_names):
                 raise TypeError("class_names must be strings, got %r" % (class_names,))
         self.log_dir = os.fspath(log_dir)
+        if save_model and events.is_url(self.log_dir):
+            raise ValueError("save_model=True keeps log_dir/model.keras for the tab's live probe, "
+                             "which reads local run directories only, and log_dir %r is a URL: "
+                             "pass save_model=False or a local log_dir" % self.log_dir)
         self.probe = probe
         self.layers = layers
         self.update_freq = update_freq
@@ -171,10 +176,7 @@ class ActivationsCallback(keras.callbacks.Callback):
 
     def _fail(self, error):
         background, self._background = self._background, None
-        if self.on_error == "raise":
-            raise error
-        warnings.warn("tb-activations stops logging activations to %s for the rest of this "
-                      "training run, which goes on: %s" % (self.log_dir, error), stacklevel=3)
+        failures.fail(self.on_error, error, self.log_dir, stacklevel=2)
         if background is None:
             return
         try:
@@ -209,6 +211,8 @@ class ActivationsCallback(keras.callbacks.Callback):
             self._background.put(step_rendering.render_probe(
                 self._arrays, summary.input_names(self.model, self._arrays),
                 self.options.max_image), step)
+        except ValueError:  # a log_dir URL that no installed file system writes
+            raise
         except Exception as error:
             self._fail(error)
         self._log(step)

@@ -6,6 +6,11 @@ CRC32C of the data. TensorBoard's readers stop at a torn record and never read a
 it, so a write that fails part way is cut back to the last whole write, and the writer then
 refuses every further write: a reader sees whole writes only. A write returns once the OS has
 the bytes (no buffer of ours to flush); nothing is fsynced.
+
+A log_dir that is a URL (gs://, s3://, hdfs://...) is written through TensorBoard's gfile:
+TensorFlow's file systems when TensorFlow is installed, as tf.summary writes them, else fsspec's
+(as torch's SummaryWriter writes them). Each write is flushed there, so the file system (a
+bucket: the whole file again) has every whole write; one that failed cannot be cut back.
 """
 
 import contextlib
@@ -52,27 +57,19 @@ class EventFileWriter:
 
     def __init__(self, log_dir, suffix=FILE_SUFFIX):
         log_dir = os.fspath(log_dir)
-        if "://" in log_dir:
-            raise ValueError("log_dir %r is a URL; tb-activations writes event files to local "
-                             "(or mounted) directories only" % log_dir)
         self.path = os.path.join(log_dir, "events.out.tfevents.%d.%s.%d.%d%s" % (
             time.time(), socket.gethostname(), os.getpid(), next(_files_opened), suffix))
         self._lock = threading.Lock()
-        self._fd = None
         self._written = 0
         self._failure = None
-        try:
-            os.makedirs(log_dir, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except OSError as error:
-            raise EventFileError(error.errno, error.strerror, self.path) from error
+        with as_event_file_error(self.path):
+            self._file = (_UrlFile if is_url(log_dir) else _LocalFile)(log_dir, self.path)
         try:
             self.write([event_pb2.Event(wall_time=time.time(),
                                         file_version=FILE_VERSION).SerializeToString()])
         except EventFileError:
-            os.close(self._fd)
-            self._fd = None
-            os.unlink(self.path)  # ours (O_EXCL), and holds nothing
+            self._file.remove()  # ours (new), and holds nothing
+            self._file = None
             raise
 
     def write(self, serialized_events):
@@ -85,32 +82,24 @@ class EventFileWriter:
                 raise EventFileError(self._failure.errno, "an earlier write failed (%s), so "
                                      "nothing more is written" % self._failure.strerror,
                                      self.path)
-            if self._fd is None:
+            if self._file is None:
                 raise EventFileError(errno.EBADF, "the writer is closed", self.path)
             try:
-                done = 0
-                while done < len(data):
-                    done += os.write(self._fd, memoryview(data)[done:])
-            except OSError as error:
+                with as_event_file_error(self.path):
+                    self._file.append(data)
+            except EventFileError as error:
                 self._failure = error
-                self._cut_back()
-                raise EventFileError(error.errno, error.strerror, self.path) from error
+                self._file.cut_back(self._written)
+                raise
             self._written += len(data)
-
-    def _cut_back(self):
-        """Removes a torn write's bytes, so readers can go on to the end of the file."""
-        with contextlib.suppress(OSError):  # else the file ends in a torn record
-            os.ftruncate(self._fd, self._written)
 
     def close(self):
         """Closes the file (again is fine); raises EventFileError if the OS reports an error."""
         with self._lock:
-            fd, self._fd = self._fd, None
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError as error:
-                raise EventFileError(error.errno, error.strerror, self.path) from error
+            file, self._file = self._file, None
+        if file is not None:
+            with as_event_file_error(self.path):
+                file.close()
 
     def __enter__(self):
         return self
@@ -119,7 +108,92 @@ class EventFileWriter:
         self.close()
 
 
-# The writers of shared_writer: one per directory (absolute) for the life of the process.
+class _LocalFile:
+    """A new file on a local (or mounted) file system, written with os.write."""
+
+    def __init__(self, log_dir, path):
+        os.makedirs(log_dir, exist_ok=True)
+        self._path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+
+    def append(self, data):
+        done = 0
+        while done < len(data):
+            done += os.write(self._fd, memoryview(data)[done:])
+
+    def cut_back(self, size):
+        """Removes a torn write's bytes, so readers can go on to the end of the file."""
+        with contextlib.suppress(OSError):  # else the file ends in a torn record
+            os.ftruncate(self._fd, size)
+
+    def close(self):
+        os.close(self._fd)
+
+    def remove(self):
+        os.close(self._fd)
+        os.unlink(self._path)
+
+
+class _UrlFile:
+    """A new file at a URL, through TensorBoard's gfile (TensorFlow's when it is installed)."""
+
+    def __init__(self, log_dir, path):
+        from tensorboard.compat import tf as tf_or_stub  # imports TensorFlow if installed
+
+        self._gfile = tf_or_stub.io.gfile
+        self._path = path
+        try:
+            self._gfile.makedirs(log_dir)
+        # An unknown scheme: TensorFlow's UnimplementedError; fsspec's ValueError, or
+        # ImportError naming the package that knows it.
+        except (tf_or_stub.errors.UnimplementedError, ImportError, ValueError) as error:
+            raise ValueError(_unwritable_url(log_dir, error)) from error
+        self._file = self._gfile.GFile(path, "wb")
+
+    def append(self, data):
+        self._file.write(data)
+        self._file.flush()
+
+    def cut_back(self, size):
+        """Not possible through gfile: the file may end in a torn write."""
+
+    def close(self):
+        self._file.close()
+
+    def remove(self):
+        with contextlib.suppress(Exception):
+            self._file.close()
+            self._gfile.remove(self._path)
+
+
+def is_url(log_dir):
+    return "://" in os.fspath(log_dir)
+
+
+def _unwritable_url(log_dir, error):
+    return ("log_dir %r is a URL that no installed file system writes (%s). URLs are written "
+            "through TensorFlow's file systems when TensorFlow is installed (pip install "
+            "\"tb-activations[tensorflow]\": gs://, hdfs://; s3:// with tensorflow-io), else "
+            "through fsspec's (pip install gcsfs, s3fs...); or log to a local directory"
+            % (log_dir, error))
+
+
+@contextlib.contextmanager
+def as_event_file_error(path):
+    """Raises what writing to a file system raises (an OSError, TensorFlow's or gfile's
+    errors) as an EventFileError naming `path` (a file, or what is written to); a URL that
+    nothing can write stays a ValueError."""
+    try:
+        yield
+    except (EventFileError, ValueError):
+        raise
+    except OSError as error:
+        raise EventFileError(error.errno, error.strerror or str(error), path) from error
+    except Exception as error:  # gfile's own errors; refused URLs are ValueErrors, above
+        raise EventFileError(errno.EIO, str(error), path) from error
+
+
+# The writers of shared_writer: one per directory (absolute, or its URL) for the process.
 _shared_writers = {}
 _shared_writers_lock = threading.Lock()
 
@@ -127,8 +201,14 @@ _shared_writers_lock = threading.Lock()
 def shared_writer(log_dir):
     """The EventFileWriter into `log_dir` that every `log_activations(log_dir=...)` of this
     process uses (opened on first use), so a run's steps go to one event file."""
-    key = os.path.abspath(os.fspath(log_dir))
+    key = shared_writer_key(log_dir)
     with _shared_writers_lock:
         if key not in _shared_writers:
             _shared_writers[key] = EventFileWriter(key)
         return _shared_writers[key]
+
+
+def shared_writer_key(log_dir):
+    """How shared_writer names `log_dir`: its URL, or its absolute path."""
+    log_dir = os.fspath(log_dir)
+    return log_dir if is_url(log_dir) else os.path.abspath(log_dir)

@@ -15,10 +15,10 @@ from tensorboard.backend.event_processing import directory_watcher
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing import io_wrapper
 from tensorboard.backend.event_processing import plugin_event_multiplexer
-from tensorboard.util import io_util
 from tensorboard.util import tensor_util
 
 from tb_activations import epochs
+from tb_activations import events
 from tb_activations import layout as layout_lib
 from tb_activations import metadata
 from tb_activations import rendering
@@ -205,7 +205,7 @@ def run_directories(logdir):
     directory that cannot be listed is skipped with a warning naming it (TensorBoard's own
     walk fails the whole logdir on it)."""
     logdir = os.fspath(logdir)
-    if io_util.IsCloudPath(logdir):
+    if events.is_url(logdir):  # gs://, s3://, ram://...: through TensorBoard's gfile
         directories = io_wrapper.GetLogdirSubdirectories(logdir)
     else:
         directories = _local_run_directories(logdir)

@@ -15,6 +15,7 @@ import numpy as np
 from tb_activations import distribute
 from tb_activations import events
 from tb_activations import extraction
+from tb_activations import failures
 from tb_activations import layout as layout_lib
 from tb_activations import metadata
 from tb_activations import step_rendering
@@ -107,16 +108,21 @@ def _default_step():
     return step
 
 
-def log_activations(model, inputs, step=None, layers=None, log_dir=None, **options):
+def log_activations(model, inputs, step=None, layers=None, log_dir=None, on_error="warn",
+                    **options):
     """Writes every selected layer's grids and statistics for `inputs` at `step`.
 
-    Into an event file of its own in `log_dir` when given (required off the TensorFlow backend;
-    `step` then too), else to the default tf.summary writer, like tf.summary.image; the
-    probe inputs themselves are stored once per writer. Returns False (doing nothing) when
-    no summary would be recorded or this process is not the chief of a multi-worker job.
+    Into an event file of its own in `log_dir` when given (a directory or a URL; required off
+    the TensorFlow backend; `step` then too), else to the default tf.summary writer, like
+    tf.summary.image; the probe inputs themselves are stored once per writer. Returns False
+    (doing nothing) when no summary would be recorded or this process is not the chief of a
+    multi-worker job. `on_error="warn"` (default): a failure to write (a full disk) warns
+    once and returns False, and so does every later call for that log_dir or writer, at once;
+    "raise" raises the EventFileError. Errors in the arguments raise either way.
     `options` are RenderOptions fields (max_channels, channel_selection, max_tile, ...).
     """
     settings = step_rendering.render_options(**options)
+    failures.check_on_error(on_error)
     if log_dir is None and keras.backend.backend() != "tensorflow":
         raise ValueError("on Keras's %r backend there is no default tf.summary writer: pass "
                          "log_dir= (the run directory to write into) and step="
@@ -133,14 +139,23 @@ def log_activations(model, inputs, step=None, layers=None, log_dir=None, **optio
         if step is None:
             step = _default_step()
     step = writing.step_number(step)
+    place = _default_writer() if log_dir is None else events.shared_writer_key(log_dir)
+    if failures.is_stopped(place):
+        return False
     arrays = extraction.prepare_probe(model, inputs)
-    captured = capture(model, arrays, layers, settings)
-    rendered = step_rendering.render_capture(captured)
-    writer = _default_writer() if log_dir is None else events.shared_writer(log_dir)
-    if not writing.holds_probe(writer, model):
-        rendered = step_rendering.render_probe(arrays, input_names(model, arrays),
-                                               settings.max_image) + rendered
-    written = writing.write_rendered(rendered, step, None if log_dir is None else writer)
-    if written:
-        writing.record_probe(writer, model)
-    return written
+    rendered = step_rendering.render_capture(capture(model, arrays, layers, settings))
+
+    def write():
+        writer = _default_writer() if log_dir is None else events.shared_writer(log_dir)
+        step_rendered = rendered
+        if not writing.holds_probe(writer, model):
+            step_rendered = step_rendering.render_probe(
+                arrays, input_names(model, arrays), settings.max_image) + rendered
+        written = writing.write_rendered(step_rendered, step,
+                                         None if log_dir is None else writer)
+        if written:
+            writing.record_probe(writer, model)
+        return written
+
+    return failures.write_or_stop(on_error, place, "the default tf.summary writer"
+                                  if log_dir is None else log_dir, write)

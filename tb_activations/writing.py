@@ -112,17 +112,20 @@ def _varint(number):
 def write_rendered(rendered, step, writer=None):
     """Writes a rendered step to `writer` (see the module docstring); True if it was written
     (False only for the default tf.summary writer: none set, or not recording). Raises
-    EventFileError (an OSError) if our own writer could not write it."""
+    EventFileError (an OSError) naming the file, or the torch writer's log dir, if the writer
+    could not write it (a torch or tf.summary writer may report an earlier step's failure)."""
     if isinstance(writer, events.EventFileWriter):
         writer.write([step_event_bytes(rendered, int(step))])
         return True
     if _is_torch_summary_writer(writer):
-        torch_file_writer(writer).add_summary(
-            summary_pb2.Summary.FromString(step_summary_bytes(rendered)), int(step))
+        with events.as_event_file_error(writer.get_logdir()):
+            torch_file_writer(writer).add_summary(
+                summary_pb2.Summary.FromString(step_summary_bytes(rendered)), int(step))
         return True
     if writer is None:
         from tb_activations import summary  # TensorFlow: only the default writer needs it
-        return summary.write_to_default_writer(step_summary_bytes(rendered), step)
+        with events.as_event_file_error("the default tf.summary writer"):
+            return summary.write_to_default_writer(step_summary_bytes(rendered), step)
     raise TypeError("activations are written to a tb_activations.events.EventFileWriter, a "
                     "torch.utils.tensorboard.SummaryWriter or (None) the default tf.summary "
                     "writer, not a %s" % type(writer).__name__)

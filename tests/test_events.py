@@ -28,6 +28,7 @@ from tb_activations import metadata
 from tb_activations import reader
 from tb_activations import step_rendering
 from tb_activations import writing
+from tests.full_disk import fill
 from tests.numpy_capture import numpy_capture
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,17 +131,28 @@ def test_a_log_dir_that_is_a_file_is_named(tmp_path):
     with pytest.raises(events.EventFileError) as raised:
         events.EventFileWriter(tmp_path / "taken")
     assert str(tmp_path / "taken") in str(raised.value)
-    with pytest.raises(ValueError, match="'gs://bucket/run' is a URL"):
-        events.EventFileWriter("gs://bucket/run")
 
 
-def fill(folder, leaving):
-    """Fills `folder`'s file system up to `leaving` free bytes; the filler's path."""
-    filler = folder / "filler"
-    space = os.statvfs(folder)
-    with open(filler, "wb") as file, contextlib.suppress(OSError):  # ENOSPC for leaving=0
-        file.write(b"\0" * (space.f_bavail * space.f_frsize - leaving))
-    return filler
+def test_a_url_log_dir_is_written_through_tensorflows_file_systems():
+    rendered = step_rendering.render_capture(numpy_capture())
+    writer = events.shared_writer("ram://events_test/run")
+    assert events.shared_writer("ram://events_test/run") is writer  # keyed by the URL itself
+    assert writer.path.startswith("ram://events_test/run/events.out.tfevents.")
+    for step in (1, 2):
+        assert writing.write_rendered(rendered, step, writer)
+    assert tf.io.gfile.listdir("ram://events_test/run") == [os.path.basename(writer.path)]
+    read = loaded(writer.path)  # TensorBoard's loader reads it through tf.io.gfile
+    assert [event.step for event in read] == [0, 1, 2]
+    tag, _, values = rendered[0]
+    (value,) = [value for value in read[2].summary.value if value.tag == tag]
+    assert value.tensor.string_val == values
+
+
+def test_a_url_no_file_system_writes_is_named_with_what_to_install():
+    with pytest.raises(ValueError, match=r"log_dir 'bogus://bucket/run' is a URL that no "
+                       r"installed file system writes \(File system scheme 'bogus' not "
+                       r"implemented.*tb-activations\[tensorflow\].*fsspec"):
+        events.EventFileWriter("bogus://bucket/run")
 
 
 def test_a_full_disk_raises_naming_the_file_and_keeps_whole_steps_only(tiny_disk):
@@ -177,6 +189,7 @@ sys.path.insert(0, %(root)r)
 from tensorboard.backend.event_processing import event_file_loader
 from torch.utils.tensorboard import SummaryWriter
 from tb_activations import events, reader, step_rendering, writing
+from tests.full_disk import fill
 from tests.numpy_capture import numpy_capture
 
 rendered = step_rendering.render_capture(numpy_capture())
@@ -189,6 +202,13 @@ writing.write_rendered(rendered, 3, user)
 user.close()
 for directory in (%(own)r, %(torch)r):
     print(sorted({(r.layer, r.step) for r in reader.read_activations(directory)}))
+with events.EventFileWriter("memory://own") as writer:  # fsspec's file system, in memory
+    writing.write_rendered(rendered, 4, writer)
+print([event.step for event in event_file_loader.EventFileLoader(writer.path).Load()])
+try:
+    events.EventFileWriter("gs://bucket/run")
+except ValueError as error:
+    print("gcsfs" in str(error), "tb-activations[tensorflow]" in str(error))
 print(sorted(name for name, module in sys.modules.items()
              if name.split(".")[0] in ("tensorflow", "keras") and module is not None))
 """
@@ -202,7 +222,7 @@ def test_writing_without_tensorflow(tmp_path):
                           timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "[0, 3]", "[('block/conv', 3)]", "[('block/conv', 3)]", "[]"]
+        "[0, 3]", "[('block/conv', 3)]", "[('block/conv', 3)]", "[0, 4]", "True True", "[]"]
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from torch import nn
 
 import tb_activations as tba
 import tb_activations.torch as tbat
+from tb_activations import events as tba_events
 from tb_activations import layout
 from tb_activations import metadata
 from tb_activations import reader
@@ -26,6 +27,7 @@ from tb_activations.torch import capture as capture_lib
 from tests import browser_helpers
 from tests import test_plugin
 from tests.browser_helpers import free_port
+from tests.full_disk import fill
 
 DDP_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_ddp_worker.py")
 REPO = os.path.dirname(os.path.dirname(DDP_WORKER))
@@ -447,6 +449,56 @@ def test_a_summary_writer_gets_the_activations_beside_its_scalars(tmp_path):
     scalars = event_accumulator.EventAccumulator(str(tmp_path))
     scalars.Reload()
     assert "loss" in scalars.Tags()["scalars"]
+
+
+def test_a_loop_on_a_filling_disk_warns_once_and_goes_on(tiny_disk):
+    model, x = seeded(ResNetLike), images(1, (2, 3, 16, 16))
+    log_dir = tiny_disk / "run"
+    fill(tiny_disk, leaving=450_000)  # room for a few steps
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logged = [tbat.log_activations(model, x, step=step, log_dir=log_dir)
+                  for step in range(50)]
+    failed = logged.index(False)
+    assert 1 < failed and logged == [True] * failed + [False] * (50 - failed)
+    stops = [w for w in caught if "stops logging activations" in str(w.message)]
+    assert len(stops) == 1, [str(w.message) for w in caught]
+    assert "No space left on device" in str(stops[0].message)
+    assert stops[0].filename == __file__
+    # TensorBoard's loader reads the file to its end: whole steps only, the failed one cut off.
+    records = list(tba.read_activations(log_dir, layer="conv1"))
+    assert sorted({record.step for record in records}) == list(range(failed))
+
+
+def test_a_summary_writer_on_a_full_disk_warns_once_or_raises(tiny_disk):
+    from torch.utils.tensorboard import SummaryWriter
+
+    model, x = seeded(ResNetLike), images(1, (2, 3, 16, 16))
+    writer, other = SummaryWriter(str(tiny_disk / "run")), SummaryWriter(str(tiny_disk / "other"))
+    fill(tiny_disk, leaving=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logged = [tbat.log_activations(model, x, step=step, writer=writer)
+                  for step in range(50)]
+    assert logged.count(False) >= 48 and logged[-1] is False
+    stops = [w for w in caught if "stops logging activations" in str(w.message)]
+    assert len(stops) == 1, [str(w.message) for w in caught]
+    assert "No space left on device" in str(stops[0].message)
+    with pytest.raises(tba_events.EventFileError, match="No space left on device") as raised:
+        for step in range(3):  # the writer's thread reports a failed step at a later call
+            tbat.log_activations(model, x, step=step, writer=other, on_error="raise")
+    assert raised.value.filename == str(tiny_disk / "other")
+
+
+def test_a_log_dir_url_is_written_through_tensorflows_file_systems(tmp_path):
+    log_resnet("ram://torch_test/run")
+    log_resnet(tmp_path)
+    local = list(tba.read_activations(tmp_path))
+    remote = list(tba.read_activations("ram://torch_test/run"))
+    assert [(r.layer, r.step, r.sample) for r in remote] == [
+        (r.layer, r.step, r.sample) for r in local]
+    for mine, theirs in zip(remote, local):
+        np.testing.assert_array_equal(mine.image, theirs.image)
 
 
 WITHOUT_TENSORFLOW = """

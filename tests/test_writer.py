@@ -5,7 +5,6 @@ data-class migration) so these tests check what is on disk, not what the reader 
 """
 
 import collections
-import contextlib
 import dataclasses
 import glob
 import json
@@ -45,6 +44,7 @@ from tb_activations import step_rendering
 from tb_activations import summary
 from tb_activations import writing
 from tests import models
+from tests.full_disk import fill
 
 Value = collections.namedtuple("Value", "tag step metadata blobs")
 
@@ -587,17 +587,63 @@ def test_every_logged_step_has_an_overview_of_its_layers(tmp_path, cnn):
                 (ranges[..., 0].min(), ranges[..., 1].max()))
 
 
-def _fill(folder):
-    with open(folder / "filler", "wb") as filler:
-        with contextlib.suppress(OSError):
-            while True:
-                filler.write(b"\0" * 65536)
-                filler.flush()
+def test_a_custom_loop_on_a_filling_disk_warns_once_and_goes_on(tiny_disk, cnn):
+    model, x = cnn
+    log_dir = tiny_disk / "run"
+    fill(tiny_disk, leaving=150_000)  # room for a few steps
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        logged = [log_activations(model, x, step=step, log_dir=log_dir) for step in range(50)]
+    failed = logged.index(False)
+    assert 1 < failed and logged == [True] * failed + [False] * (50 - failed)
+    stops = [w for w in caught if "stops logging activations" in str(w.message)]
+    assert len(stops) == 1, [str(w.message) for w in caught]
+    assert "No space left on device" in str(stops[0].message)
+    assert "later calls return False at once" in str(stops[0].message)
+    assert stops[0].filename == __file__  # points at the call in the loop
+    # TensorBoard's loader reads the file to its end: whole steps only, the failed one cut off.
+    steps = steps_by_tag(written(log_dir))
+    assert steps["activations/conv1"] == list(range(failed))
+
+
+def test_a_custom_loop_on_a_full_disk_raises_when_asked_to(tiny_disk, cnn):
+    model, x = cnn
+    fill(tiny_disk, leaving=0)
+    with pytest.raises(events.EventFileError,
+                       match=r"No space left on device: .*run/events.out.tfevents"):
+        log_activations(model, x, step=0, log_dir=tiny_disk / "run", on_error="raise")
+    with pytest.raises(ValueError, match='on_error must be "warn" or "raise", got \'ignore\''):
+        log_activations(model, x, step=0, log_dir=tiny_disk / "run", on_error="ignore")
+
+
+def test_log_activations_and_the_callback_write_to_a_url(tmp_path, cnn):
+    model, x = cnn
+    for step in (0, 3):
+        assert log_activations(model, x, step=step, log_dir="ram://writer_test/direct")
+        assert log_activations(model, x, step=step, log_dir=tmp_path)
+    assert logged_grids("ram://writer_test/direct") == logged_grids(tmp_path)
+    run = models.train_and_log("ram://writer_test/fit", epochs=1, batch_size=32, samples=64,
+                               update_freq="batch", tensorboard=False)
+    records = list(read_activations("ram://writer_test/fit", layer="conv1"))
+    assert sorted({record.step for record in records}) == run.steps == [0, 1, 2]
+    for record in (r for r in records if r.step == 2):
+        np.testing.assert_allclose(record.statistics["max"],
+                                   run.final["conv1"][record.sample].max(axis=(0, 1)),
+                                   rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="save_model=True .* 'ram://writer_test/fit' is a URL"):
+        ActivationsCallback("ram://writer_test/fit", x, save_model=True)
+
+
+def logged_grids(log_dir):
+    """[(tag, step, grids as bytes)] of the layer steps in `log_dir`'s event files."""
+    return [(value.tag, value.step, [grid.tobytes() for grid in value.grids])
+            for value in reader.read_run(os.fspath(log_dir))
+            if isinstance(value, reader.LayerStep)]
 
 
 @pytest.mark.slow
 def test_a_full_disk_warns_once_and_training_finishes(tiny_disk):
-    _fill(tiny_disk)
+    fill(tiny_disk, leaving=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         run = models.train_and_log(tiny_disk / "run", epochs=2, batch_size=32, samples=128,
@@ -610,7 +656,7 @@ def test_a_full_disk_warns_once_and_training_finishes(tiny_disk):
 
 @pytest.mark.slow
 def test_a_full_disk_ends_fit_when_asked_to(tiny_disk):
-    _fill(tiny_disk)
+    fill(tiny_disk, leaving=0)
     with pytest.raises(events.EventFileError, match="No space left on device: .*events.out"):
         models.train_and_log(tiny_disk / "run", epochs=2, batch_size=32, samples=128,
                              update_freq="batch", tensorboard=False, on_error="raise")
@@ -633,6 +679,7 @@ import os, signal, sys
 sys.path.insert(0, %(root)r)
 import keras
 from tests import models
+from tests.full_disk import fill
 import tb_activations as tba
 
 class KillAt(keras.callbacks.Callback):

@@ -4,6 +4,7 @@ and write stages, into a torch SummaryWriter's run or a log_dir of our own."""
 import torch
 
 from tb_activations import events
+from tb_activations import failures
 from tb_activations import step_rendering
 from tb_activations import writing
 from tb_activations.torch import capture as capture_lib
@@ -16,9 +17,8 @@ def is_rank_zero():
                 and distributed.get_rank() != 0)
 
 
-def writer_for(writer, log_dir):
-    """The writer a step goes to: the user's torch SummaryWriter, or ours for `log_dir` (one
-    per directory for the life of the process, so a run's steps share one event file)."""
+def check_destination(writer, log_dir):
+    """Refuses anything but exactly one of a torch SummaryWriter and a log_dir."""
     if (writer is None) == (log_dir is None):
         raise ValueError("pass exactly one of writer= (a torch.utils.tensorboard.SummaryWriter) "
                          "and log_dir= (a directory for an event file of our own)")
@@ -27,8 +27,13 @@ def writer_for(writer, log_dir):
         if not isinstance(writer, SummaryWriter):
             raise TypeError("writer= takes a torch.utils.tensorboard.SummaryWriter, got %s "
                             "(or pass log_dir=)" % type(writer).__name__)
-        return writer
-    return events.shared_writer(log_dir)
+
+
+def writer_for(writer, log_dir):
+    """The writer a step goes to: the user's torch SummaryWriter, or ours for `log_dir` (one
+    per directory for the life of the process, so a run's steps share one event file)."""
+    check_destination(writer, log_dir)
+    return writer if log_dir is None else events.shared_writer(log_dir)
 
 
 def probe_images(args, kwargs):
@@ -48,29 +53,44 @@ def probe_images(args, kwargs):
     return arrays, names
 
 
-def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None, **options):
+def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
+                    on_error="warn", **options):
     """Writes every selected module's grids and statistics for `inputs` at `step`.
 
     One forward pass by capture.get_activations's rules (inputs: a tensor or array, a tuple
     of positional or a dict of keyword arguments); `writer` a torch SummaryWriter (the step
-    lands in its run, flushed when it flushes) or `log_dir` for an event file of our own:
-    exactly one. The probe pictures are stored once per writer. Returns False, doing
-    nothing, on ranks other than 0 of torch.distributed; True once written. `options` are
-    RenderOptions fields (max_channels, channel_selection, max_tile, ...).
+    lands in its run, flushed when it flushes) or `log_dir` (a directory or a URL) for an
+    event file of our own: exactly one. The probe pictures are stored once per writer.
+    Returns False, doing nothing, on ranks other than 0 of torch.distributed; True once
+    written. `on_error="warn"` (default): a failure to write (a full disk) warns once and
+    returns False, and so does every later call for that writer or log_dir, at once;
+    "raise" raises the EventFileError. Errors in the arguments raise either way. `options`
+    are RenderOptions fields (max_channels, channel_selection, max_tile, ...).
     """
     settings = step_rendering.render_options(**options)
+    failures.check_on_error(on_error)
     step = writing.step_number(step)
     if not is_rank_zero():
         return False
-    target = writer_for(writer, log_dir)
+    check_destination(writer, log_dir)
+    place = writer if log_dir is None else events.shared_writer_key(log_dir)
+    if failures.is_stopped(place):
+        return False
     captured = capture_lib.TorchCapture(model, inputs, layers, settings)
     rendered = step_rendering.render_capture(captured)
     module = capture_lib.check_model(model)
-    if not writing.holds_probe(target, module):
-        args, kwargs, _ = capture_lib.prepare_probe(module, inputs)
-        rendered = step_rendering.render_probe(*probe_images(args, kwargs),
-                                               settings.max_image) + rendered
-    written = writing.write_rendered(rendered, step, target)
-    if written:
-        writing.record_probe(target, module)
-    return written
+
+    def write():
+        target = writer_for(writer, log_dir)
+        step_rendered = rendered
+        if not writing.holds_probe(target, module):
+            args, kwargs, _ = capture_lib.prepare_probe(module, inputs)
+            step_rendered = step_rendering.render_probe(*probe_images(args, kwargs),
+                                                        settings.max_image) + rendered
+        written = writing.write_rendered(step_rendered, step, target)
+        if written:
+            writing.record_probe(target, module)
+        return written
+
+    return failures.write_or_stop(on_error, place, writer.get_logdir()
+                                  if log_dir is None else log_dir, write)
