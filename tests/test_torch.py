@@ -160,6 +160,13 @@ CASES = {
 }
 
 
+def flattened(output):
+    """The tensors of a module output, nested tuples (an LSTM's (out, (h, c))) in order."""
+    if isinstance(output, tuple):
+        return [leaf for item in output for leaf in flattened(item)]
+    return [output] if isinstance(output, torch.Tensor) else []
+
+
 def hook_oracle(model, x, names):
     """{path: first output(s)} by hooks written out by hand: eval, no_grad, clone at once."""
     found = {}
@@ -169,9 +176,7 @@ def hook_oracle(model, x, names):
 
         def record(module, args, output, name=name):
             if name.split(":")[0] not in found:
-                outputs = output if isinstance(output, tuple) else (output,)
-                found[name.split(":")[0]] = [o.detach().clone() for o in outputs
-                                             if isinstance(o, torch.Tensor)]
+                found[name.split(":")[0]] = [o.detach().clone() for o in flattened(output)]
         handles.append(module.register_forward_hook(record))
     model.eval()
     with torch.no_grad():

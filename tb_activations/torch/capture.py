@@ -6,7 +6,8 @@ cloned at once: torchvision's in-place ReLUs and `out += identity` would otherwi
 BatchNorm's recorded output before it is read. The hooks are removed when the pass ends, also
 when it raises. Paths are module names with `.` shown as `/` (`features.3` -> `features/3`);
 an output holding several tensors adds `path:1`, `path:2`... (tuples and lists in order,
-dicts in insertion order).
+dicts in insertion order). Sequence-first outputs ((T, B, F) of batch_first=False layers)
+are drawn batch first, moved on the device (modules.batch_axes says where the batch is).
 """
 
 import collections
@@ -62,6 +63,13 @@ def _as_tensor(value, what, device, dtype):
     return value
 
 
+def probe_batch_axis(model):
+    """The axis of the probe's tensors that holds its samples: 1 where the model itself says
+    it is sequence first (an nn.TransformerEncoder, or a module of yours with
+    batch_first=False), else 0."""
+    return 1 if modules_lib.declared_batch_first(model) is False else 0
+
+
 def prepare_probe(model, probe):
     """(args, kwargs, batch size) the model is called with: a tensor or array is the one
     positional argument, a tuple or list gives the positional arguments, a dict the keyword
@@ -82,10 +90,12 @@ def prepare_probe(model, probe):
     if not tensors:
         raise TypeError("the probe holds no tensor or numpy array: pass a batch as one, or a "
                         "tuple (positional arguments) or dict (keyword arguments) of them")
-    if tensors[0].ndim < 1 or tensors[0].shape[0] < 1:
+    axis = probe_batch_axis(model)
+    if tensors[0].ndim <= axis or tensors[0].shape[axis] < 1:
+        where = "first" if axis == 0 else "second (the model is sequence first)"
         raise ValueError("the probe's first tensor needs a batch axis of at least one sample "
-                         "first, got shape %s" % (tuple(tensors[0].shape),))
-    return args, kwargs, tensors[0].shape[0]
+                         "%s, got shape %s" % (where, tuple(tensors[0].shape)))
+    return args, kwargs, tensors[0].shape[axis]
 
 
 def tensor_leaves(value):
@@ -98,6 +108,23 @@ def tensor_leaves(value):
     if isinstance(value, dict):
         return [leaf for item in value.values() for leaf in tensor_leaves(item)]
     return []
+
+
+def batch_first_by_path(model):
+    """{path: declared_batch_first of the module or else of its nearest ancestor (the model
+    included) having one, None where none has} for every submodule."""
+    flags = {"": modules_lib.declared_batch_first(model)}
+    for name, module in model.named_modules():
+        if module is not model:
+            own = modules_lib.declared_batch_first(module)
+            flags[name] = flags[name.rpartition(".")[0]] if own is None else own
+    return {name.replace(".", "/"): flag for name, flag in flags.items() if name}
+
+
+def find_batch_axis(tensor, axes, batch):
+    """The first of `axes` along which `tensor` has `batch` entries, None if none has."""
+    return next((axis for axis in axes if axis < tensor.ndim and tensor.shape[axis] == batch),
+                None)
 
 
 def split_outputs(path, value):
@@ -121,22 +148,28 @@ def inference_pass(model):
 
 class _Recorder:
     """Forward hooks on every module: records the first call's output of the modules
-    `wanted(path, module, ran_submodules)` picks, with the channels-first flag of each call."""
+    `wanted(path, module, ran_submodules)` picks, with the channels-first flag of each call
+    and the axes that may hold the `batch` of each output tensor (`batch_first`:
+    batch_first_by_path)."""
 
-    def __init__(self, wanted):
+    def __init__(self, wanted, batch, batch_first):
         self.wanted = wanted
+        self.batch = batch
+        self.batch_first = batch_first
         self.outputs = collections.OrderedDict()  # path -> (module, channels_first, outputs)
         self.called = set()
         self._starts = []
         self._calls = 0
-        self._layouts = {}  # id(tensor) -> (weakref to it, its channels_first flag)
+        self._layouts = {}  # id(tensor) -> (weakref to it, channels_first, batch axis)
 
     def _input_layout(self, args):
+        """(channels_first, batch axis) of the first tensor argument, (None, None) unless
+        it is a recorded output."""
         for value in args:
             if isinstance(value, torch.Tensor):
-                ref, flag = self._layouts.get(id(value), (None, None))
-                return flag if ref is not None and ref() is value else None
-        return None
+                ref, flag, axis = self._layouts.get(id(value), (None, None, None))
+                return (flag, axis) if ref is not None and ref() is value else (None, None)
+        return None, None
 
     def before(self, module, args):
         self._starts.append(self._calls)
@@ -145,17 +178,20 @@ class _Recorder:
         ran_submodules = self._calls > self._starts.pop()
         self._calls += 1
         leaves = tensor_leaves(output)
-        flag = None
-        if leaves:
-            flag = modules_lib.channels_first(module, leaves[0], self._input_layout(args))
-            for leaf in leaves:
-                self._layouts[id(leaf)] = (weakref.ref(leaf), flag)
+        input_flag, input_axis = self._input_layout(args)
+        flag = modules_lib.channels_first(module, leaves[0], input_flag) if leaves else None
+        axes = [modules_lib.batch_axes(module, index, self.batch_first[path], input_axis)
+                for index in range(len(leaves))]
+        for leaf, leaf_axes in zip(leaves, axes):
+            self._layouts[id(leaf)] = (weakref.ref(leaf), flag,
+                                       find_batch_axis(leaf, leaf_axes, self.batch))
         if path in self.called:
             return
         self.called.add(path)
         if self.wanted(path, module, ran_submodules):
-            self.outputs[path] = (module, flag, [(name, tensor.detach().clone())
-                                                 for name, tensor in split_outputs(path, output)])
+            self.outputs[path] = (module, flag, [
+                (name, tensor.detach().clone(), leaf_axes)
+                for (name, tensor), leaf_axes in zip(split_outputs(path, output), axes)])
 
     @contextlib.contextmanager
     def hooked(self, candidates):
@@ -179,7 +215,8 @@ def describe_probe(args, kwargs):
 
 
 def run_pass(model, probe, layers=None):
-    """({path: (module, channels_first, [(name, tensor)])} in call order, batch size) of one
+    """({path: (module, channels_first, [(name, tensor, batch axes)])} in call order, batch
+    size) of one
     forward pass: the first call of each selected module (`layers` as
     path_selection.select, None for every module that computes a new value)."""
     model = check_model(model)
@@ -188,11 +225,13 @@ def run_pass(model, probe, layers=None):
     if not candidates:
         raise ValueError("model %s has no submodules to record: its output is all there is"
                          % type(model).__name__)
+    batch_first = batch_first_by_path(model)
     if layers is None:
-        recorder = _Recorder(lambda path, module, ran: modules_lib.is_default_module(module, ran))
+        recorder = _Recorder(lambda path, module, ran: modules_lib.is_default_module(module, ran),
+                             batch, batch_first)
     else:
         chosen = {path for path, _ in path_selection.select(candidates, layers)}
-        recorder = _Recorder(lambda path, module, ran: path in chosen)
+        recorder = _Recorder(lambda path, module, ran: path in chosen, batch, batch_first)
     with recorder.hooked(candidates), inference_pass(model):
         try:
             model(*args, **kwargs)
@@ -212,19 +251,29 @@ def run_pass(model, probe, layers=None):
     return recorder.outputs, batch
 
 
-def plan_drawable(tensor, batch, options, channels_first):
-    """The grid layout of one module output; raises ValueError saying why it has none."""
+def describe_axis(tensor, axis):
+    if axis >= tensor.ndim:
+        return "its shape %s has no axis %d" % (tuple(tensor.shape), axis)
+    return "its axis %d has %d entries" % (axis, tensor.shape[axis])
+
+
+def plan_drawable(tensor, axes, batch, options, channels_first):
+    """(the grid layout of one module output, the output batch first: its batch axis, the
+    first of `axes` holding `batch` entries, moved first on its device); raises ValueError
+    saying why it has none."""
     if not (tensor.dtype.is_floating_point or tensor.dtype in modules_lib.INTEGER_DTYPES):
         raise ValueError("its dtype %s is not real-valued" % tensor.dtype)
     if tensor.layout != torch.strided:
         raise ValueError("it is a %s tensor, not a dense one" % tensor.layout)
     if tensor.ndim < 1:
         raise ValueError("its shape %s has no batch axis" % (tuple(tensor.shape),))
-    if tensor.shape[0] != batch:
-        raise ValueError("its first axis has %d entries where the probe batch has %d"
-                         % (tensor.shape[0], batch))
+    axis = find_batch_axis(tensor, axes, batch)
+    if axis is None:
+        raise ValueError("%s where the probe batch has %d"
+                         % (" and ".join(describe_axis(tensor, a) for a in axes), batch))
+    tensor = tensor.movedim(axis, 0)
     return layout_lib.plan_layout(tuple(tensor.shape[1:]), options,
-                                  channels_first=channels_first)
+                                  channels_first=channels_first), tensor
 
 
 class TorchCapture:
@@ -245,9 +294,9 @@ class TorchCapture:
             layer_class = type(module).__name__
             if not outputs:
                 skipped.append("%s (%s): its output holds no tensor" % (path, layer_class))
-            for name, tensor in outputs:
+            for name, tensor, axes in outputs:
                 try:
-                    plan = plan_drawable(tensor, batch, options, channels_first)
+                    plan, tensor = plan_drawable(tensor, axes, batch, options, channels_first)
                 except ValueError as error:
                     skipped.append("%s (%s): %s" % (name, layer_class, error))
                     continue
@@ -292,8 +341,8 @@ def _as_numpy(tensor):
 
 
 def get_activations(model, inputs, layers=None):
-    """{module path: numpy array, shaped as the module output is (N, C, H, W) stays} from
-    one forward pass, in call order.
+    """{module path: numpy array, shaped as the module output is ((N, C, H, W) stays, and so
+    does a sequence-first (T, B, F)} from one forward pass, in call order.
 
     `inputs`: a tensor or numpy array (the one positional argument), a tuple or list of
     them (the positional arguments) or a dict (keyword arguments). `layers` selects as in
@@ -303,4 +352,4 @@ def get_activations(model, inputs, layers=None):
     recorded, _ = run_pass(model, inputs, layers)
     return collections.OrderedDict(
         (name, _as_numpy(tensor))
-        for _, _, outputs in recorded.values() for name, tensor in outputs)
+        for _, _, outputs in recorded.values() for name, tensor, _ in outputs)

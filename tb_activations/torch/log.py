@@ -36,16 +36,19 @@ def writer_for(writer, log_dir):
     return writer if log_dir is None else events.shared_writer(log_dir)
 
 
-def probe_images(args, kwargs):
-    """([array], [name]) of the probe's tensors as numpy, (N, C, H, W) images with 1, 3 or
-    4 channels moved channels last as the probe pictures want them; positional inputs are
-    `input` (or `input_<i>`), keyword ones keep their names."""
+def probe_images(args, kwargs, batch_axis=0):
+    """([array], [name]) of the probe's tensors as numpy, batch first (`batch_axis` moved
+    first: capture.probe_batch_axis), (N, C, H, W) images with 1, 3 or 4 channels moved
+    channels last as the probe pictures want them; positional inputs are `input` (or
+    `input_<i>`), keyword ones keep their names."""
     named = [("input" if len(args) == 1 else "input_%d" % i, value)
              for i, value in enumerate(args)] + sorted(kwargs.items())
     arrays, names = [], []
     for name, value in named:
         if not isinstance(value, torch.Tensor) or value.is_complex():
             continue
+        if value.ndim > batch_axis:
+            value = value.movedim(batch_axis, 0)
         if value.ndim == 4 and value.shape[1] in (1, 3, 4):
             value = value.movedim(1, -1)
         arrays.append(value.detach().to(torch.float32).cpu().numpy())
@@ -85,7 +88,8 @@ def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
         step_rendered = rendered
         if not writing.holds_probe(target, module):
             args, kwargs, _ = capture_lib.prepare_probe(module, inputs)
-            step_rendered = step_rendering.render_probe(*probe_images(args, kwargs),
+            arrays, names = probe_images(args, kwargs, capture_lib.probe_batch_axis(module))
+            step_rendered = step_rendering.render_probe(arrays, names,
                                                         settings.max_image) + rendered
         written = writing.write_rendered(step_rendered, step, target)
         if written:

@@ -1,4 +1,5 @@
-"""What the capture assumes about torch.nn modules, in one place (checked against torch 2.13).
+"""What the capture assumes about torch.nn modules, in one place (checked against torch 2.13
+and 2.14).
 
 Public torch.nn classes and `nn.Module` hooks: `named_modules`,
 `register_forward_pre_hook`/`register_forward_hook` (hooks run when a module is called, not
@@ -15,6 +16,19 @@ Which outputs are channels first (layout.plan_layout's `channels_first`):
 - Every other module (activations, custom and container modules) follows the module whose
   output it was called on (a ReLU after a Conv1d is (N, C, L), after a Linear (B, T, F));
   called on a model input, its output is channels first from rank 4 (N, C, H, W) up.
+
+Which axis holds the batch (batch_axes):
+- A module says which with a bool `batch_first`: RNN, LSTM, GRU, MultiheadAttention and
+  Transformer have one (False by default), an encoder or decoder layer reads its `self_attn`'s
+  and an encoder or decoder stack its first layer's, as torch does; a module of your own may
+  have one too. False is sequence first: (T, B, F).
+- Fixed whatever it says: an RNN's, LSTM's or GRU's hidden states (h_n, c_n) are
+  (layers * directions, B, H); MultiheadAttention's weights are (B, [heads,] L, S); the spatial
+  modules above are (N, C, ...).
+- A module saying nothing follows its nearest ancestor that says something (a Linear inside a
+  sequence-first encoder layer sees (T, B, F)), else the output it was called on, else batch
+  first. Sequence first means axis 1 when it holds the probe batch (also when axis 0 does:
+  T == B), else axis 0 (a batch-first tensor inside).
 """
 
 import torch
@@ -67,6 +81,42 @@ def channels_first(module, output, input_channels_first):
     if input_channels_first is not None:
         return input_channels_first
     return output.ndim >= 4
+
+
+RECURRENT_MODULES = _classes("RNN", "LSTM", "GRU")
+TRANSFORMER_LAYERS = _classes("TransformerEncoderLayer", "TransformerDecoderLayer")
+TRANSFORMER_STACKS = _classes("TransformerEncoder", "TransformerDecoder")
+SEQUENCE_MODULES = (RECURRENT_MODULES + TRANSFORMER_LAYERS + TRANSFORMER_STACKS
+                    + _classes("MultiheadAttention", "Transformer"))
+
+
+def declared_batch_first(module):
+    """The module's own `batch_first` (an encoder or decoder layer: its self-attention's; a
+    stack: its first layer's), None where it has none."""
+    if isinstance(module, TRANSFORMER_STACKS) and len(module.layers):
+        return declared_batch_first(module.layers[0])
+    if isinstance(module, TRANSFORMER_LAYERS):
+        return declared_batch_first(module.self_attn)
+    flag = getattr(module, "batch_first", None)
+    return flag if isinstance(flag, bool) else None
+
+
+def batch_axes(module, index, batch_first, input_axis):
+    """The axes that may hold the probe batch in `module`'s index-th output tensor, the
+    likelier first. `batch_first`: declared_batch_first of the module or else of its nearest
+    ancestor having one (None if none has); `input_axis`: the batch axis of the output the
+    module was called on (None if unknown)."""
+    if isinstance(module, CHANNELS_FIRST_MODULES):
+        return (0,)
+    if index > 0 and isinstance(module, RECURRENT_MODULES):
+        return (1,)
+    if index > 0 and isinstance(module, nn.MultiheadAttention):
+        return (0,)
+    if isinstance(module, SEQUENCE_MODULES) and batch_first is not None:
+        return (0,) if batch_first else (1,)
+    if batch_first is None:
+        return (1, 0) if input_axis == 1 else (0,)
+    return (0,) if batch_first else (1, 0)
 
 
 def is_default_module(module, ran_submodules):
