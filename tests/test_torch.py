@@ -240,6 +240,56 @@ def test_layouts_follow_the_module_types():
         "Embedding", "MultiheadAttention", "Linear", "LayerNorm", "ReLU"}
 
 
+class Permute(nn.Module):
+    """torchvision.ops.misc.Permute: a module of its own that moves the channel axis."""
+
+    def __init__(self, *dims):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return x.permute(*self.dims)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """torchvision's ConvNeXt LayerNorm2d: a LayerNorm subclass over (N, C, H, W)."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ConvNeXtLike(nn.Module):
+    """A ConvNeXt block and a Swin-like stem: the channel axis moved by Permute modules, the
+    stem a Sequential returning its Permute's output."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), LayerNorm2d(6),
+                                  Permute(0, 2, 3, 1))
+        self.norm = nn.LayerNorm(6)
+        self.expand = nn.Linear(6, 12)
+        self.act = nn.GELU()
+        self.project = nn.Linear(12, 6)
+        self.to_first = Permute(0, 3, 1, 2)
+        self.scale = nn.Hardtanh()
+
+    def forward(self, x):
+        x = self.project(self.act(self.expand(self.norm(self.stem(x)))))
+        return self.scale(self.to_first(x))
+
+
+@pytest.mark.parametrize("size", [5, 9])
+def test_layouts_follow_a_moved_channel_axis(size):
+    captured = capture_lib.TorchCapture(seeded(ConvNeXtLike), images(2, (3, 3, size, size)))
+    plans = {record.path: record.layout for record in captured.records}
+    first = {path: plan.channels_first for path, plan in plans.items()}
+    assert first == {"stem/0": True, "stem/1": True, "stem/2": False, "norm": False,
+                     "expand": False, "act": False, "project": False, "to_first": True,
+                     "scale": True}
+    channels = {path: plan.channels_total for path, plan in plans.items()}
+    assert channels == dict.fromkeys(plans, 6) | {"expand": 12, "act": 12}
+
+
 def test_transformer_attention_is_drawn_as_a_module_computing_its_own_output():
     activations = tbat.get_activations(seeded(TokenEncoder), CASES["transformer"][1]())
     # MultiheadAttention uses out_proj's weights directly: out_proj never runs.
@@ -531,6 +581,31 @@ def test_logging_and_torch_compile_work_where_tensorflow_cannot_be_imported(tmp_
     for run, step in (("ours", 1), ("theirs", 2)):
         records = list(tba.read_activations(tmp_path / run))
         assert {(record.layer, record.step) for record in records} == {("0", step), ("1", step)}
+
+
+WITH_TENSORFLOW_AFTER = """
+import sys
+import tb_activations.torch as tbat
+import torch
+from torch.utils.tensorboard import SummaryWriter
+writer = SummaryWriter(sys.argv[1])  # loads TensorFlow where it is installed
+assert "tensorflow" in sys.modules
+model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
+optimizer = torch.optim.Adam(model.parameters())  # loads triton where it is installed
+model(torch.ones(4, 1, 5, 5)).sum().backward()
+optimizer.step()
+assert tbat.log_activations(torch.compile(model), torch.ones(2, 1, 5, 5), step=1, writer=writer)
+writer.close()
+"""
+
+
+def test_a_training_loop_with_a_summary_writer_and_an_optimizer_survives_tensorflow(tmp_path):
+    """torch 2.14's triton loaded after TensorFlow 2.21 segfaults; tb_activations.torch,
+    imported first, loads triton first."""
+    subprocess.run([sys.executable, "-c", WITH_TENSORFLOW_AFTER, str(tmp_path)], check=True,
+                   env=dict(os.environ, PYTHONPATH=REPO), cwd=REPO, timeout=300)
+    records = list(tba.read_activations(tmp_path))
+    assert {(record.layer, record.step) for record in records} == {("0", 1), ("1", 1)}
 
 
 @pytest.mark.parametrize("kwargs, error, message", [

@@ -8,9 +8,29 @@ Capture by forward hooks (capture.py), reduction in torch ops on the model's dev
 (reduction.py); the render and write stages and the stored format are shared with Keras.
 """
 
+import contextlib
+import importlib
+import importlib.util
+import sys
+
 from tb_activations import extras
 
 extras.import_module("torch", extras.TORCH)  # first: without torch, say which extra brings it
+
+
+def _load_triton_before_tensorflow():
+    """Loads triton now where TensorFlow could be loaded after it: torch 2.14's triton and
+    TensorFlow 2.21 bundle clashing native libraries, and loading triton after TensorFlow
+    (as torch.optim and torch.compile do, and torch.utils.tensorboard loads TensorFlow when
+    it is installed) ends the process with a segmentation fault. The other order works."""
+    if "tensorflow" in sys.modules or "triton" in sys.modules:
+        return
+    if importlib.util.find_spec("tensorflow") and importlib.util.find_spec("triton"):
+        with contextlib.suppress(Exception):  # a broken triton is torch's to report
+            importlib.import_module("triton")
+
+
+_load_triton_before_tensorflow()
 
 from tb_activations.torch.capture import get_activations  # noqa: E402
 from tb_activations.torch.log import log_activations  # noqa: E402

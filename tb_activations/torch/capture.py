@@ -162,14 +162,18 @@ class _Recorder:
         self._calls = 0
         self._layouts = {}  # id(tensor) -> (weakref to it, channels_first, batch axis)
 
+    def _layout_of(self, tensor):
+        """(channels_first, batch axis) recorded for `tensor`, (None, None) if none was."""
+        ref, flag, axis = self._layouts.get(id(tensor), (None, None, None))
+        return (flag, axis) if ref is not None and ref() is tensor else (None, None)
+
     def _input_layout(self, args):
-        """(channels_first, batch axis) of the first tensor argument, (None, None) unless
-        it is a recorded output."""
+        """(the first tensor argument, its channels_first, its batch axis); the last two
+        None unless it is a recorded output."""
         for value in args:
             if isinstance(value, torch.Tensor):
-                ref, flag, axis = self._layouts.get(id(value), (None, None, None))
-                return (flag, axis) if ref is not None and ref() is value else (None, None)
-        return None, None
+                return (value, *self._layout_of(value))
+        return None, None, None
 
     def before(self, module, args):
         self._starts.append(self._calls)
@@ -178,13 +182,17 @@ class _Recorder:
         ran_submodules = self._calls > self._starts.pop()
         self._calls += 1
         leaves = tensor_leaves(output)
-        input_flag, input_axis = self._input_layout(args)
-        flag = modules_lib.channels_first(module, leaves[0], input_flag) if leaves else None
+        called_on, input_flag, input_axis = self._input_layout(args)
+        # A container returning its last submodule's tensor: that submodule said its layout.
+        flag = self._layout_of(leaves[0])[0] if leaves else None
+        if flag is None and leaves:
+            flag = modules_lib.channels_first(module, leaves[0], called_on, input_flag)
         axes = [modules_lib.batch_axes(module, index, self.batch_first[path], input_axis)
                 for index in range(len(leaves))]
         for leaf, leaf_axes in zip(leaves, axes):
-            self._layouts[id(leaf)] = (weakref.ref(leaf), flag,
-                                       find_batch_axis(leaf, leaf_axes, self.batch))
+            if self._layout_of(leaf)[0] is None:
+                self._layouts[id(leaf)] = (weakref.ref(leaf), flag,
+                                           find_batch_axis(leaf, leaf_axes, self.batch))
         if path in self.called:
             return
         self.called.add(path)

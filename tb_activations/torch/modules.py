@@ -13,9 +13,14 @@ Which outputs are channels first (layout.plan_layout's `channels_first`):
 - Feature-last modules give (N, ..., F): Linear, Bilinear, LayerNorm, RMSNorm, Embedding,
   recurrent layers, attention and transformers. Their outputs are channels last ((B, T, F) is
   a sequence).
+- A module whose output has the shape of the output it was called on keeps its layout
+  (torchvision's LayerNorm2d, a LayerNorm over (N, C, H, W), stays channels first).
 - Every other module (activations, custom and container modules) follows the module whose
-  output it was called on (a ReLU after a Conv1d is (N, C, L), after a Linear (B, T, F));
-  called on a model input, its output is channels first from rank 4 (N, C, H, W) up.
+  output it was called on (a ReLU after a Conv1d is (N, C, L), after a Linear (B, T, F)),
+  unless the channel axis moved: an output whose last axis, not its second, has as many
+  entries as the channels it was called on is channels last, and the other way round
+  (torchvision's Permute in Swin and ConvNeXt); called on a model input, its output is
+  channels first from rank 4 (N, C, H, W) up.
 
 Which axis holds the batch (batch_axes):
 - A module says which with a bool `batch_first`: RNN, LSTM, GRU, MultiheadAttention and
@@ -71,15 +76,21 @@ INTEGER_DTYPES = frozenset(getattr(torch, name) for name in (
     if hasattr(torch, name))
 
 
-def channels_first(module, output, input_channels_first):
-    """Whether `module`'s tensor `output` is channels first; `input_channels_first` is that
-    of the output the module was called on (None if it was called on something else)."""
+def channels_first(module, output, called_on=None, input_channels_first=None):
+    """Whether `module`'s tensor `output` is channels first; `called_on` is the recorded
+    output the module was called on and `input_channels_first` its flag (None if it was
+    called on something else)."""
     if isinstance(module, CHANNELS_FIRST_MODULES):
         return True
+    known = input_channels_first is not None
+    if known and called_on.shape == output.shape:
+        return input_channels_first
     if isinstance(module, CHANNELS_LAST_MODULES):
         return False
-    if input_channels_first is not None:
-        return input_channels_first
+    if known and output.ndim >= 2:
+        channels = called_on.shape[1 if input_channels_first else -1]
+        first, last = output.shape[1] == channels, output.shape[-1] == channels
+        return first if first != last else input_channels_first
     return output.ndim >= 4
 
 
