@@ -1,11 +1,18 @@
 """Shared fixtures: quiet TensorFlow, bounded hypothesis runs, one real training run per session,
 a tiny file system to fill."""
 
+import contextlib
 import os
 import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# torch's CUDA build imports triton with torch._dynamo (Lightning imports that through
+# torchmetrics and torchvision), and triton imported after TensorFlow segfaults the process
+# (torch 2.14.1 beside TensorFlow 2.21): imported here, before any test module loads TensorFlow.
+with contextlib.suppress(ImportError):
+    import triton  # noqa: E402,F401
 
 import hypothesis  # noqa: E402
 import pytest  # noqa: E402

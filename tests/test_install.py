@@ -60,6 +60,9 @@ from tb_activations import cli
     ("tensorflow", "tba.log_activations", "[tensorflow]' (or [jax], or keras with torch)"),
     ("torch", "import tb_activations.torch", "tb_activations.torch needs PyTorch: pip install "
                                              "'tb-activations[torch]'"),
+    ("lightning", "import tb_activations.torch.lightning",
+     "tb_activations.torch.lightning needs PyTorch Lightning: pip install "
+     "'tb-activations[lightning]'"),
     ("PIL", "sys.exit(cli.main(['export', '--logdir', '.', '--out', 'out']))",
      "exporting activations needs Pillow: pip install 'tb-activations[export]'"),
     ("sklearn", "sys.exit(cli.main(['demo', '--no-serve', '--logdir', 'unused']))",
