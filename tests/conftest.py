@@ -8,9 +8,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-# torch's CUDA build imports triton with torch._dynamo (Lightning imports that through
-# torchmetrics and torchvision), and triton imported after TensorFlow segfaults the process
-# (torch 2.14.1 beside TensorFlow 2.21): imported here, before any test module loads TensorFlow.
+# triton loaded after TensorFlow segfaults the process (torch 2.14.1 beside TensorFlow 2.21;
+# see tb_activations.torch, which does the same for users): loaded here, before any test
+# module loads TensorFlow.
 with contextlib.suppress(ImportError):
     import triton  # noqa: E402,F401
 

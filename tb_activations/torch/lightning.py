@@ -9,9 +9,9 @@ extras.import_module, so a missing one names the extra that installs it.
 """
 
 import os
-import warnings
 
 from tb_activations import extras
+from tb_activations import failures
 from tb_activations import step_rendering
 from tb_activations.torch import log as log_lib
 
@@ -60,14 +60,12 @@ class ActivationsCallback(pl.Callback):
                 or every_n_steps < 1:
             raise ValueError("every_n_steps must be a positive int (global steps between "
                              "logs), got %r" % (every_n_steps,))
-        if on_error not in ("warn", "raise"):
-            raise ValueError('on_error must be "warn" or "raise", got %r' % (on_error,))
+        self.on_error = failures.check_on_error(on_error)
         step_rendering.render_options(**options)  # names an unknown option now
         self.probe = probe
         self.every_n_steps = every_n_steps
         self.layers = layers
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
-        self.on_error = on_error
         self.options = options
         self._target = None
         self._last_step = None
@@ -107,7 +105,8 @@ class ActivationsCallback(pl.Callback):
         self._last_step = step
         try:
             log_lib.log_activations(pl_module, self.probe, step, layers=self.layers,
-                                    **self._destination(trainer), **self.options)
+                                    on_error="raise", **self._destination(trainer),
+                                    **self.options)
         except Exception as error:
             if first and not isinstance(error, OSError):
                 raise
@@ -115,12 +114,8 @@ class ActivationsCallback(pl.Callback):
 
     def _fail(self, error, trainer):
         self._stopped = True
-        if self.on_error == "raise":
-            raise error
         where = self._target["log_dir"] if self._target else tensorboard_logger(trainer).log_dir
-        warnings.warn("tb-activations stops logging activations to %s for the rest of this "
-                      "training run, which goes on: %s: %s"
-                      % (where, type(error).__name__, error), stacklevel=3)
+        failures.fail(self.on_error, error, where, stacklevel=3)
 
     def on_train_start(self, trainer, pl_module):
         self._log(trainer, pl_module, first=True)
