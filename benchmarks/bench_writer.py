@@ -34,14 +34,11 @@ import argparse
 import contextlib
 import datetime
 import gc
-import glob
 import io
 import json
 import os
 import platform
 import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +54,8 @@ from rich.table import Table  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tb_activations as tba  # noqa: E402
+from benchmarks.timing import (  # noqa: E402
+    event_bytes, git_commit, interleaved, loadavg, median, now, stat, timed)
 from tb_activations import events, extraction, selection, step_rendering  # noqa: E402
 from tb_activations import summary, writing  # noqa: E402
 
@@ -111,32 +110,6 @@ MODELS = {
 
 # ----------------------------------------------------------------------------- helpers
 
-def now():
-    return time.perf_counter()
-
-
-def timed(fn):
-    start = now()
-    fn()
-    return now() - start
-
-
-def median(values):
-    return float(statistics.median(values)) if values else None
-
-
-def loadavg():
-    try:
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
-
-
-def event_bytes(directory):
-    return sum(os.path.getsize(path) for path in
-               glob.glob(os.path.join(directory, "**", "events.out.tfevents.*"), recursive=True))
-
-
 @contextlib.contextmanager
 def quiet_stdout():
     """Keras progress bars (tf-explain calls predict with the default verbose) go nowhere."""
@@ -159,23 +132,6 @@ class Forward:
         elapsed = now() - start
         self.samples.append(elapsed)
         return elapsed
-
-
-def interleaved(forward, fn, repeats, warmup=1):
-    """(method samples, forward samples): forward, method, forward, method, ..."""
-    for _ in range(warmup):
-        fn()
-    method, base = [], []
-    for _ in range(repeats):
-        base.append(forward())
-        method.append(timed(fn))
-    return method, base
-
-
-def stat(method, base, note=""):
-    return {"median_s": median(method), "min_s": min(method), "runs": len(method),
-            "forward_median_s": median(base), "ratio": median(method) / median(base),
-            "note": note}
 
 
 def evenly_picked(items, limit):
@@ -743,14 +699,6 @@ def evaluate_targets(results, callback):
         console.print("note: MobileNetV2 with a 4-image probe writes %s per step"
                       % mib(m["tba_4"]["bytes_per_step"]))
     return out
-
-
-def git_commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except Exception:
-        return None
 
 
 def main():

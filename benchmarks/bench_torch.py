@@ -1,0 +1,286 @@
+"""PyTorch benchmark: what tb_activations.torch costs next to one forward pass, and next to
+what PyTorch users write today (forward hooks + torchvision's make_grid + add_image).
+
+torchvision's ResNet-18 and MobileNetV2 (`weights=None`: random weights, nothing downloaded)
+at 224x224x3 on CPU, a 4-image probe:
+
+  forward            the baseline: model(x) in eval mode under torch.no_grad()
+  get_activations    tb_activations.torch.get_activations: every default module as numpy
+  log_activations    the public call with log_dir= (our own event file, written before the
+    log_dir=         call returns)
+  log_activations    the call with writer=SummaryWriter (blocking), and the call plus
+    writer=          writer.flush() (total: the SummaryWriter's thread has the step on disk)
+  hooks + make_grid  the peer: forward hooks on the same modules as ours keep the first
+    + add_image      call's output of the first sample, cloned (torchvision's in-place ReLUs
+                     would overwrite it), up to RenderOptions.max_channels channels; per
+                     module torchvision.utils.make_grid(normalize=True, scale_each=True) and
+                     SummaryWriter.add_image; blocking is that, total adds writer.flush()
+
+log_activations has no background stage: the forward pass, the reduction, rendering and PNG
+encoding all run in the calling thread. With log_dir= the write is synchronous too, so
+blocking == total (one row). With a SummaryWriter only the write to disk is left to the
+writer's own thread, as it is for the peer's add_image. Bytes per step are the event file's
+growth for one step (for ours after the first step, which also stores the probe pictures);
+that step is read back with TensorBoard's loader, and the run stops if a method did not draw
+every module.
+
+Every timed method is interleaved with forward passes, and its ratio is taken against the
+forward passes timed next to it, so slow drifts of a shared machine cancel out.
+
+Usage:  python benchmarks/bench_torch.py            (full, ~10 min on 2 cores)
+        python benchmarks/bench_torch.py --quick    (64x64 inputs, probe 2, 3 repeats, < 1 min)
+Results: a table on stdout and JSON in benchmarks/results/torch.json (torch-quick.json with
+--quick).
+"""
+
+import argparse
+import datetime
+import itertools
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # SummaryWriter imports TensorFlow if present
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from tensorboard.backend.event_processing import event_file_loader  # noqa: E402
+from torch.utils.tensorboard import SummaryWriter  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import tb_activations.torch as tbat  # noqa: E402
+from benchmarks.timing import (  # noqa: E402
+    event_bytes, git_commit, interleaved, loadavg, median, now, stat, timed)
+from tb_activations import layout, metadata  # noqa: E402
+
+MIB = 1024 * 1024
+HERE = os.path.dirname(os.path.abspath(__file__))
+MODELS = {"resnet18": torchvision.models.resnet18,
+          "mobilenet_v2": torchvision.models.mobilenet_v2}
+MAX_CHANNELS = layout.RenderOptions().max_channels
+console = Console(width=150)
+
+
+# ----------------------------------------------------------------------------- the peer
+
+class HookGrids:
+    """What PyTorch users write today: forward hooks on the modules to show, then per module
+    a torchvision.utils.make_grid of the first sample's channels and SummaryWriter.add_image.
+    The hooks are on only while a step is logged, so other forward passes do not pay for them.
+    """
+
+    def __init__(self, model, paths, writer):
+        modules = dict(model.named_modules())
+        self.model, self.writer = model, writer
+        self.modules = [(path, modules[path.replace("/", ".")]) for path in paths]
+        self.kept = {}
+
+    def _keep(self, path):
+        def hook(module, args, output):
+            if path not in self.kept:  # a module called twice (ResNet's ReLU) is drawn once
+                first = output.detach()[0]
+                self.kept[path] = (first[:MAX_CHANNELS] if first.ndim == 3 else first).clone()
+        return hook
+
+    def log(self, x, step):
+        self.kept.clear()
+        handles = [module.register_forward_hook(self._keep(path))
+                   for path, module in self.modules]
+        try:
+            with torch.no_grad():
+                self.model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
+        for path, kept in self.kept.items():
+            # (C, H, W) maps become C gray tiles; a vector (Linear) one strip.
+            tiles = kept.unsqueeze(1) if kept.ndim == 3 else kept.reshape(1, 1, 1, -1)
+            grid = torchvision.utils.make_grid(tiles, nrow=math.ceil(math.sqrt(len(tiles))),
+                                               normalize=True, scale_each=True)
+            self.writer.add_image(path, grid, step)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def forward_pass(model, x):
+    """The baseline, a callable returning the seconds one pass took."""
+    def run():
+        with torch.no_grad():
+            model(x)
+    return lambda: timed(run)
+
+
+class Blocking:
+    """A logged step as a call and a flush: the call's seconds are kept in `samples` (what the
+    training loop waits for), and timing the whole gives the total."""
+
+    def __init__(self, call, flush):
+        self.call, self.flush, self.samples = call, flush, []
+
+    def __call__(self):
+        start = now()
+        self.call()
+        self.samples.append(now() - start)
+        self.flush()
+
+
+def drawn_per_step(directory, step):
+    """Modules drawn at `step`, read back with TensorBoard's own event file loader: our layer
+    tags, and add_image's images (which the loader files under the "images" plugin)."""
+    drawn = 0
+    for path in sorted(os.listdir(directory)):
+        for event in event_file_loader.EventFileLoader(os.path.join(directory, path)).Load():
+            if event.step == step:
+                drawn += sum(value.tag.startswith(metadata.LAYER_TAG_PREFIX)
+                             or value.metadata.plugin_data.plugin_name == "images"
+                             for value in event.summary.value)
+    return drawn
+
+
+def step_bytes(directory, log_step, flush, modules):
+    """Event file growth of the second of two logged steps; raises unless that step drew
+    every one of the `modules`, so a method that draws less is not timed as if it did."""
+    sizes = []
+    for step in (0, 1):
+        log_step(step)
+        flush()
+        sizes.append(event_bytes(directory))
+    drawn = drawn_per_step(directory, 1)
+    if drawn != modules:
+        raise RuntimeError("%s holds %d modules' pictures at step 1, expected all %d"
+                           % (directory, drawn, modules))
+    return sizes[1] - sizes[0]
+
+
+# ----------------------------------------------------------------------------- one model
+
+def bench_model(name, x, repeats, workdir):
+    torch.manual_seed(0)
+    model = MODELS[name](weights=None).eval()
+    forward = forward_pass(model, x)
+    for _ in range(3):
+        forward()
+    base = [forward() for _ in range(repeats)]
+    result = {"model": name, "input_shape": list(x.shape), "repeats": repeats,
+              "params": sum(p.numel() for p in model.parameters()), "loadavg_start": loadavg(),
+              "forward": {"median_s": median(base), "min_s": min(base), "runs": len(base),
+                          "method": "model.eval(), torch.no_grad(), model(x)"}}
+
+    result["get_activations_first_s"] = timed(lambda: tbat.get_activations(model, x))
+    paths = list(tbat.get_activations(model, x))
+    result["modules"] = len(paths)
+    console.log("[bold]%s[/]: %d default modules, input %s, %d repeats"
+                % (name, len(paths), tuple(x.shape), repeats))
+    method, base = interleaved(forward, lambda: tbat.get_activations(model, x), repeats)
+    result["get_activations"] = stat(method, base)
+
+    steps = itertools.count(2)
+    log_dir = os.path.join(workdir, name, "log_dir")
+    result["log_dir_bytes_per_step"] = step_bytes(
+        log_dir, lambda step: tbat.log_activations(model, x, step, log_dir=log_dir),
+        lambda: None, len(paths))
+    method, base = interleaved(
+        forward, lambda: tbat.log_activations(model, x, next(steps), log_dir=log_dir), repeats)
+    result["log_dir"] = stat(method, base, "log_dir=: blocking == total")
+
+    def writer_rows(key, log_step, writer, note):
+        """Blocking and total of one method writing to a SummaryWriter."""
+        directory = writer.get_logdir()
+        result[key + "_bytes_per_step"] = step_bytes(directory, log_step, writer.flush,
+                                                     len(paths))
+        blocking = Blocking(lambda: log_step(next(steps)), writer.flush)
+        method, base = interleaved(forward, blocking, repeats)
+        result[key + "_blocking"] = stat(blocking.samples[1:], base, note + ", the call")
+        result[key + "_total"] = stat(method, base, note + " + writer.flush()")
+        writer.close()
+
+    writer = SummaryWriter(os.path.join(workdir, name, "writer"))
+    writer_rows("writer", lambda step: tbat.log_activations(model, x, step, writer=writer),
+                writer, "log_activations(writer=SummaryWriter)")
+    peer_writer = SummaryWriter(os.path.join(workdir, name, "peer"))
+    peer = HookGrids(model, paths, peer_writer)
+    writer_rows("peer", lambda step: peer.log(x, step), peer_writer,
+                "hooks + make_grid + add_image per module")
+    result["loadavg_end"] = loadavg()
+    return result
+
+
+# ----------------------------------------------------------------------------- report
+
+ROWS = (
+    ("forward (eval, no_grad)", "forward", None),
+    ("get_activations", "get_activations", None),
+    ("log_activations log_dir= (blocking = total)", "log_dir", "log_dir"),
+    ("log_activations writer=SummaryWriter: blocking", "writer_blocking", None),
+    ("log_activations writer=SummaryWriter: total", "writer_total", "writer"),
+    ("hooks + make_grid + add_image: blocking", "peer_blocking", None),
+    ("hooks + make_grid + add_image: total", "peer_total", "peer"),
+)
+
+
+def print_table(results):
+    table = Table(title="PyTorch on CPU: ratios to the forward passes timed next to each method")
+    for column in ("model", "method", "median", "x forward", "forward beside", "runs",
+                   "bytes / step"):
+        table.add_column(column, justify="left" if column in ("model", "method") else "right")
+    for name, result in results.items():
+        for label, key, bytes_key in ROWS:
+            row = result[key]
+            table.add_row(
+                name if key == "forward" else "", label, "%.1f ms" % (1e3 * row["median_s"]),
+                "%.2fx" % row.get("ratio", 1.0),
+                "%.1f ms" % (1e3 * row.get("forward_median_s", row["median_s"])),
+                str(row["runs"]),
+                "" if bytes_key is None else "%.2f MiB"
+                % (result[bytes_key + "_bytes_per_step"] / MIB),
+                end_section=key == ROWS[-1][1])
+    console.print(table)
+    console.print("ours draws every sample of the probe plus statistics per module; the peer "
+                  "draws the first sample only. log_activations runs all its work in the "
+                  "calling thread: with log_dir= blocking is total.")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="64x64 inputs, a probe of 2, 3 repeats (smoke test)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per method")
+    parser.add_argument("--output", default=None, help="JSON path")
+    args = parser.parse_args()
+    side, batch = (64, 2) if args.quick else (224, 4)
+    repeats = args.repeats or (3 if args.quick else 10)
+    output = args.output or os.path.join(HERE, "results",
+                                         "torch-quick.json" if args.quick else "torch.json")
+    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "git_commit": git_commit(), "python": platform.python_version(),
+            "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": np.__version__, "torch_threads": torch.get_num_threads(),
+            "cpus": os.cpu_count(), "machine": platform.machine(), "loadavg_start": loadavg(),
+            "argv": sys.argv[1:], "max_channels": MAX_CHANNELS}
+    x = torch.rand(batch, 3, side, side, generator=torch.Generator().manual_seed(0))
+    started = now()
+    workdir = tempfile.mkdtemp(prefix="tba-bench-torch-")
+    try:
+        results = {name: bench_model(name, x, repeats, workdir) for name in MODELS}
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    meta["seconds"] = now() - started
+    meta["loadavg_end"] = loadavg()
+    print_table(results)
+    console.print("total %.0f s; load average at start %s, at end %s; JSON: %s"
+                  % (meta["seconds"], meta["loadavg_start"], meta["loadavg_end"],
+                     os.path.relpath(output)))
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    with open(output, "w") as handle:
+        json.dump({"meta": meta, "models": results}, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()
