@@ -8,8 +8,6 @@ whatever was written survives a crash.
 
 import logging
 import os
-import queue
-import threading
 import warnings
 
 import keras
@@ -21,61 +19,9 @@ from tb_activations import failures
 from tb_activations import model_file
 from tb_activations import step_rendering
 from tb_activations import summary
-from tb_activations import writing
+from tb_activations.background import BackgroundWriter
 
 logger = logging.getLogger(__name__)
-
-_STOP = object()
-
-
-class BackgroundWriter:
-    """A thread that renders and writes captures to one event file writer, in order."""
-
-    def __init__(self, writer, max_queue):
-        self._writer = writer
-        self._queue = queue.Queue(maxsize=max_queue)
-        self._failure = None
-        self._thread = threading.Thread(target=self._run, name="tb-activations-writer",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self):
-        while True:
-            item = self._queue.get()
-            try:
-                if item is _STOP:
-                    return
-                rendered, step = item
-                if callable(rendered):
-                    rendered = rendered()
-                writing.write_rendered(rendered, step, self._writer)
-            except Exception as error:  # reported on the training thread, see raise_failure
-                logger.exception("tb-activations could not write step %s", item[1])
-                self._failure = self._failure or error
-            finally:
-                self._queue.task_done()
-
-    def raise_failure(self):
-        if self._failure is not None:
-            error, self._failure = self._failure, None
-            raise RuntimeError("tb-activations failed to write activations: %s" % error) from error
-
-    def put(self, rendered, step):
-        """Queue work; `rendered` is a list or a function that returns it (run off-thread).
-        Raises the failure of earlier work, if any."""
-        self.raise_failure()
-        self._queue.put((rendered, step))
-
-    def close(self):
-        """Waits for everything queued to be written; raises the first failure, if any."""
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join()
-        try:
-            self._writer.close()
-        except Exception as error:  # e.g. an error the OS reports on closing the file
-            self._failure = self._failure or error
-        self.raise_failure()
 
 
 class ActivationsCallback(keras.callbacks.Callback):

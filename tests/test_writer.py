@@ -29,6 +29,7 @@ from tensorboard.context import RequestContext
 from tensorboard.util import tensor_util
 
 from tb_activations import ActivationsCallback
+from tb_activations import background
 from tb_activations import callback as callback_lib
 from tb_activations import events
 from tb_activations import extraction
@@ -400,11 +401,11 @@ def test_a_render_failure_in_the_background_writes_nothing_for_that_step(tmp_pat
                                 tiles=broken.reduce()[last]["tiles"][..., :-1])  # misfit tiles
     with pytest.raises(ValueError, match="do not fit"):
         step_rendering.render_capture(broken)
-    background = callback_lib.BackgroundWriter(events.EventFileWriter(tmp_path), 4)
-    background.put(lambda: step_rendering.render_capture(good), 0)
-    background.put(lambda: step_rendering.render_capture(broken), 1)
+    writer = background.BackgroundWriter(events.EventFileWriter(tmp_path), 4)
+    writer.put(lambda: step_rendering.render_capture(good), 0)
+    writer.put(lambda: step_rendering.render_capture(broken), 1)
     with pytest.raises(RuntimeError, match="failed to write activations"):
-        background.close()
+        writer.close()
     steps = steps_by_tag(written(tmp_path))
     assert sorted(steps) == ["activations/" + path for path in sorted(models.SMALL_CNN_DRAWN)]
     assert all(value == [0] for value in steps.values())

@@ -224,8 +224,7 @@ def describe_probe(args, kwargs):
 
 def run_pass(model, probe, layers=None):
     """({path: (module, channels_first, [(name, tensor, batch axes)])} in call order, batch
-    size) of one
-    forward pass: the first call of each selected module (`layers` as
+    size) of one forward pass: the first call of each selected module (`layers` as
     path_selection.select, None for every module that computes a new value)."""
     model = check_model(model)
     args, kwargs, batch = prepare_probe(model, probe)

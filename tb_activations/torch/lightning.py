@@ -1,5 +1,7 @@
-"""`ActivationsCallback` for PyTorch Lightning: log_activations at fit start, every N global
-steps and at train end, into the trainer's TensorBoard run.
+"""`ActivationsCallback` for PyTorch Lightning: the probe's activations at fit start, every N
+global steps and at train end, into the trainer's TensorBoard run. The training loop waits
+for the probe's forward pass only; the reduction, rendering and writing run on a thread of
+their own (background.BackgroundWriter), as in the Keras callback.
 
     from tb_activations.torch.lightning import ActivationsCallback
     trainer = Trainer(callbacks=[ActivationsCallback(probe=x_val[:4], every_n_steps=100)])
@@ -8,11 +10,16 @@ Lightning is imported here only (`import tb_activations.torch` does not), throug
 extras.import_module, so a missing one names the extra that installs it.
 """
 
+import contextlib
 import os
 
+from tb_activations import events
 from tb_activations import extras
 from tb_activations import failures
 from tb_activations import step_rendering
+from tb_activations import writing
+from tb_activations.background import BackgroundWriter
+from tb_activations.torch import capture as capture_lib
 from tb_activations.torch import log as log_lib
 
 pl = extras.import_module("lightning.pytorch", extras.LIGHTNING)
@@ -61,22 +68,20 @@ class ActivationsCallback(pl.Callback):
             raise ValueError("every_n_steps must be a positive int (global steps between "
                              "logs), got %r" % (every_n_steps,))
         self.on_error = failures.check_on_error(on_error)
-        step_rendering.render_options(**options)  # names an unknown option now
+        self.settings = step_rendering.render_options(**options)  # names an unknown one now
         self.probe = probe
         self.every_n_steps = every_n_steps
         self.layers = layers
         self.log_dir = None if log_dir is None else os.fspath(log_dir)
-        self.options = options
         self._target = None
+        self._background = None
         self._last_step = None
-        self._stopped = False
 
     def setup(self, trainer, pl_module, stage):
         """Decides where the steps go. On every process: `trainer.log_dir` is a broadcast."""
         if stage != "fit":
             return
         self._last_step = None
-        self._stopped = False
         if self.log_dir is not None:
             self._target = {"log_dir": self.log_dir}
         elif tensorboard_logger(trainer) is not None:
@@ -90,35 +95,54 @@ class ActivationsCallback(pl.Callback):
                     "ActivationsCallback" % type(trainer.loggers[0]).__name__)
             self._target = {"log_dir": log_dir}
 
-    def _destination(self, trainer):
-        """log_activations's writer= or log_dir= argument."""
+    def _writer(self, trainer):
+        """The logger's SummaryWriter, or our event file writer for the log_dir."""
         if self._target is not None:
-            return self._target
-        return {"writer": tensorboard_logger(trainer).experiment}
+            return events.shared_writer(self._target["log_dir"])
+        return tensorboard_logger(trainer).experiment
 
-    def _log(self, trainer, pl_module, first=False):
-        """Logs the global step once; a failure stops logging ("warn") or ends fit ("raise").
-        At fit start, any error but a failure to write is the arguments' and raises."""
+    def _log(self, trainer, pl_module):
+        """Captures the global step once and queues its rendering; a failure stops logging
+        ("warn") or ends fit ("raise")."""
         step = trainer.global_step
-        if self._stopped or step == self._last_step or not trainer.is_global_zero:
+        if self._background is None or step == self._last_step:
             return
         self._last_step = step
         try:
-            log_lib.log_activations(pl_module, self.probe, step, layers=self.layers,
-                                    on_error="raise", **self._destination(trainer),
-                                    **self.options)
+            captured = capture_lib.TorchCapture(pl_module, self.probe, self.layers,
+                                                self.settings)
+            self._background.put(lambda: step_rendering.render_capture(captured), step)
         except Exception as error:
-            if first and not isinstance(error, OSError):
-                raise
             self._fail(error, trainer)
 
     def _fail(self, error, trainer):
-        self._stopped = True
+        background, self._background = self._background, None
         where = self._target["log_dir"] if self._target else tensorboard_logger(trainer).log_dir
-        failures.fail(self.on_error, error, where, stacklevel=3)
+        try:
+            failures.fail(self.on_error, error, where, stacklevel=4)
+        finally:
+            if background is not None:
+                with contextlib.suppress(Exception):  # the failure just reported, or its kin
+                    background.close()
 
     def on_train_start(self, trainer, pl_module):
-        self._log(trainer, pl_module, first=True)
+        """Checks the probe and the selection with a first capture (their errors raise,
+        whatever on_error says), then starts the writer thread with the probe pictures."""
+        if not trainer.is_global_zero:
+            return
+        self._last_step = None
+        captured = capture_lib.TorchCapture(pl_module, self.probe, self.layers, self.settings)
+        try:
+            writer = self._writer(trainer)
+            self._background = BackgroundWriter(writer, max_queue=1, close_writer=False)
+            module = capture_lib.check_model(pl_module)
+            probe = log_lib.probe_rendering(module, self.probe, writer, self.settings)
+            writing.record_probe(writer, module)
+            self._last_step = trainer.global_step
+            self._background.put(lambda: probe + step_rendering.render_capture(captured),
+                                 trainer.global_step)
+        except OSError as error:
+            self._fail(error, trainer)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step % self.every_n_steps == 0:
@@ -126,3 +150,16 @@ class ActivationsCallback(pl.Callback):
 
     def on_train_end(self, trainer, pl_module):
         self._log(trainer, pl_module)
+        self._close(trainer)
+
+    def teardown(self, trainer, pl_module, stage):
+        self._close(trainer)  # fit ended by an exception: what was queued is still written
+
+    def _close(self, trainer):
+        background, self._background = self._background, None
+        if background is None:
+            return
+        try:
+            background.close()
+        except Exception as error:
+            self._fail(error, trainer)

@@ -9,6 +9,7 @@ from tb_activations import step_rendering
 from tb_activations import writing
 from tb_activations.torch import capture as capture_lib
 
+
 def is_rank_zero():
     """False on every rank but 0 of a torch.distributed job: asked of the process group's
     own state, no collective op (one that only rank 0 reached would hang)."""
@@ -56,6 +57,16 @@ def probe_images(args, kwargs, batch_axis=0):
     return arrays, names
 
 
+def probe_rendering(module, inputs, target, settings):
+    """The probe pictures' [(tag, metadata, values)] if the writer `target` holds none of
+    `module`'s yet (writing.holds_probe), else []."""
+    if writing.holds_probe(target, module):
+        return []
+    args, kwargs, _ = capture_lib.prepare_probe(module, inputs)
+    arrays, names = probe_images(args, kwargs, capture_lib.probe_batch_axis(module))
+    return step_rendering.render_probe(arrays, names, settings.max_image)
+
+
 def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
                     on_error="warn", **options):
     """Writes every selected module's grids and statistics for `inputs` at `step`.
@@ -85,13 +96,8 @@ def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
 
     def write():
         target = writer_for(writer, log_dir)
-        step_rendered = rendered
-        if not writing.holds_probe(target, module):
-            args, kwargs, _ = capture_lib.prepare_probe(module, inputs)
-            arrays, names = probe_images(args, kwargs, capture_lib.probe_batch_axis(module))
-            step_rendered = step_rendering.render_probe(arrays, names,
-                                                        settings.max_image) + rendered
-        written = writing.write_rendered(step_rendered, step, target)
+        written = writing.write_rendered(
+            probe_rendering(module, inputs, target, settings) + rendered, step, target)
         if written:
             writing.record_probe(target, module)
         return written
