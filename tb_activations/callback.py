@@ -28,9 +28,10 @@ class ActivationsCallback(keras.callbacks.Callback):
     """Logs every selected layer's activations for a fixed probe batch during `fit`.
 
     Args:
-      log_dir: the run directory, or a URL (gs://, s3://, hdfs://: see `events`). The same `log_dir` as `keras.callbacks.TensorBoard` is fine:
-        that callback writes into its `train/` and `validation/` subfolders, this one into
-        `log_dir` itself, so the two never share an event file.
+      log_dir: the run directory, or a URL (gs://, s3://, hdfs://: see `events`). The same
+        `log_dir` as `keras.callbacks.TensorBoard` is fine: that callback writes into its
+        `train/` and `validation/` subfolders, this one into `log_dir` itself, so the two
+        never share an event file.
       probe: the inputs to look at, batch first (a few samples, e.g. `x_val[:4]`); a list or
         dict for several inputs.
       layers: which layers (see `get_activations`); default every layer that computes a

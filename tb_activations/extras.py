@@ -14,13 +14,16 @@ KERAS = ("tb-activations needs Keras and a backend for this: pip install "
 TORCH = "tb_activations.torch needs PyTorch: pip install 'tb-activations[torch]'"
 LIGHTNING = ("tb_activations.torch.lightning needs PyTorch Lightning: pip install "
              "'tb-activations[lightning]'")
+PYTORCH_LIGHTNING = ("tb_activations.torch.pytorch_lightning needs PyTorch Lightning under its "
+                     "older name: pip install 'tb-activations[torch]' pytorch-lightning (or use "
+                     "tb_activations.torch.lightning with the lightning package)")
 DEMO = "the demo needs TensorFlow, Keras and scikit-learn: pip install 'tb-activations[demo]'"
 EXPORT = "exporting activations needs Pillow: pip install 'tb-activations[export]'"
 
 # Top-level modules that only an extra installs; any other missing module is a broken install
 # and keeps its own error.
-EXTRA_MODULES = frozenset({"keras", "tensorflow", "jax", "jaxlib", "torch", "lightning", "sklearn",
-                           "PIL"})
+EXTRA_MODULES = frozenset({"keras", "tensorflow", "jax", "jaxlib", "torch", "lightning",
+                           "pytorch_lightning", "sklearn", "PIL"})
 
 
 def import_module(name, hint):

@@ -63,6 +63,9 @@ from tb_activations import cli
     ("lightning", "import tb_activations.torch.lightning",
      "tb_activations.torch.lightning needs PyTorch Lightning: pip install "
      "'tb-activations[lightning]'"),
+    ("pytorch_lightning", "import tb_activations.torch.pytorch_lightning",
+     "tb_activations.torch.pytorch_lightning needs PyTorch Lightning under its older name: pip "
+     "install 'tb-activations[torch]' pytorch-lightning"),
     ("PIL", "sys.exit(cli.main(['export', '--logdir', '.', '--out', 'out']))",
      "exporting activations needs Pillow: pip install 'tb-activations[export]'"),
     ("sklearn", "sys.exit(cli.main(['demo', '--no-serve', '--logdir', 'unused']))",

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+import pytorch_lightning as ptl
 import torch
 from lightning import pytorch as pl
 from lightning.pytorch.loggers import CSVLogger
@@ -26,13 +27,16 @@ import tb_activations.torch as tbat
 from tb_activations import reader
 from tb_activations import step_rendering
 from tb_activations.torch.lightning import ActivationsCallback
+from tb_activations.torch.pytorch_lightning import ActivationsCallback as OlderNameCallback
 from tests.test_events import fill
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DDP_WORKER = os.path.join(REPO, "tests", "lightning_ddp_worker.py")
 
 
-class DigitsCNN(pl.LightningModule):
+class DigitsNet:
+    """A small CNN on sklearn's digits, for a LightningModule of either package name."""
+
     def __init__(self):
         super().__init__()
         self.net = nn.Sequential(
@@ -52,6 +56,14 @@ class DigitsCNN(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.2)
 
 
+class DigitsCNN(DigitsNet, pl.LightningModule):
+    pass
+
+
+class OlderNameDigitsCNN(DigitsNet, ptl.LightningModule):
+    pass
+
+
 def digits():
     """(images (N, 1, 8, 8) in [0, 1], labels) of scikit-learn's bundled digits."""
     data = load_digits()
@@ -68,14 +80,15 @@ PROBE = digits()[0][:4]
 LAYERS = {"net/0", "net/1", "net/2", "net/3", "net/4", "net/5", "net/7"}  # not Flatten
 
 
-def fit(callbacks, max_steps=6, **trainer_options):
-    """(trainer, module) after fitting DigitsCNN for `max_steps` on CPU."""
+def fit(callbacks, max_steps=6, package=pl, module_class=DigitsCNN, **trainer_options):
+    """(trainer, module) after fitting a `module_class` for `max_steps` on CPU with
+    `package`'s Trainer."""
     torch.manual_seed(0)
     options = dict(accelerator="cpu", max_steps=max_steps, enable_progress_bar=False,
                    enable_checkpointing=False, enable_model_summary=False, log_every_n_steps=1,
                    logger=False, callbacks=callbacks)
-    trainer = pl.Trainer(**dict(options, **trainer_options))
-    module = DigitsCNN()
+    trainer = package.Trainer(**dict(options, **trainer_options))
+    module = module_class()
     trainer.fit(module, digits_loader())
     return trainer, module
 
@@ -126,6 +139,17 @@ def test_the_training_loop_waits_for_the_probe_pass_only(tmp_path, monkeypatch):
     fit([ActivationsCallback(PROBE, every_n_steps=2, log_dir=tmp_path)], max_steps=4)
     assert len(threads) == 3 and threading.main_thread() not in threads
     assert logged_steps(tmp_path) == {layer: [0, 2, 4] for layer in LAYERS}
+
+
+def test_the_older_package_name_gets_the_same_callback(tmp_path):
+    logger = ptl.loggers.TensorBoardLogger(str(tmp_path))
+    trainer, _ = fit([OlderNameCallback(PROBE, every_n_steps=5)], max_steps=12, package=ptl,
+                     module_class=OlderNameDigitsCNN, logger=logger)
+    assert trainer.global_step == 12
+    run = logger.log_dir
+    assert len([name for name in os.listdir(run) if "tfevents" in name]) == 1  # the logger's
+    assert logged_steps(run) == {layer: [0, 5, 10, 12] for layer in LAYERS}
+    assert not issubclass(OlderNameCallback, pl.Callback)
 
 
 class DirectoryLessLogger(Logger):

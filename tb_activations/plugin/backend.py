@@ -33,6 +33,7 @@ from tb_activations.plugin import answers
 from tb_activations.plugin import queries
 from tb_activations.plugin import run_reader
 from tb_activations.plugin import static_files
+from tb_activations.plugin.queries import QueryError
 
 logger = logging.getLogger(__name__)
 
@@ -167,13 +168,14 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         tags = self._run_series(request, run)
         for fresh in (False, True):
             if fresh:
-                tags = self._series(queries.context(request), queries.experiment(request), run).get(run)
+                tags = self._series(queries.context(request), queries.experiment(request),
+                                    run).get(run)
             for tag, (content, _) in sorted((tags or {}).items()):
                 if content["kind"] == kind and (value is None or content.get(key) == value):
                     return run, tag, content
         if tags is None:
-            raise queries.QueryError(404, "no activation data for run %r" % run)
-        raise queries.QueryError(404, "run %r has no %s %r" % (run, kind, value))
+            raise QueryError(404, "no activation data for run %r" % run)
+        raise QueryError(404, "run %r has no %s %r" % (run, kind, value))
 
     def _reader(self, run):
         """The data provider that can read `run`'s blobs: TensorBoard's, or for a run the Rust
@@ -183,7 +185,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                 and run_reader.UNKEYABLE.search(run)):
             return self._data_provider
         if not self._logdir or "://" in self._logdir:
-            raise queries.QueryError(422, "the Rust data server cannot read run %r: a run name holding "
+            raise QueryError(422, "the Rust data server cannot read run %r: a run name holding "
                                   "\" or \\ breaks its blob keys. Start TensorBoard with "
                                   "--load_fast=false to see this run." % run)
         reader = self._own_readers.get(run)
@@ -191,7 +193,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             root = os.path.realpath(self._logdir)
             path = os.path.realpath(os.path.join(root, run))
             if path != root and not path.startswith(root + os.sep):
-                raise queries.QueryError(404, "run %r is outside the logdir" % run)
+                raise QueryError(404, "run %r is outside the logdir" % run)
             reader = self._own_readers.put(run, run_reader.RunReader(run, path, self._logdir),
                                            size=run_reader.directory_bytes(path))
         reader.reload()
@@ -223,28 +225,29 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         if step not in steps:
             steps = {datum.step: datum for datum in self._data(request, run, tag)}
         if step not in steps:
-            raise queries.QueryError(404, "no step %d for %r in run %r" % (step, tag, run))
+            raise QueryError(404, "no step %d for %r in run %r" % (step, tag, run))
         return steps[step]
 
     def _blob(self, request, run, reference):
-        """The bytes of one blob of `run`; queries.QueryError if the event file holds something else
+        """The bytes of one blob of `run`; QueryError if the event file holds something else
         there (a float tensor, a rank-2 one: the loaders fail on those in their own ways)."""
         try:
-            blob = self._reader(run).read_blob(queries.context(request), blob_key=reference.blob_key)
-        except (errors.PublicError, queries.QueryError):
+            blob = self._reader(run).read_blob(queries.context(request),
+                                               blob_key=reference.blob_key)
+        except (errors.PublicError, QueryError):
             raise
         except Exception as error:
-            raise queries.QueryError(404, "a value under the activations plugin could not be read as "
+            raise QueryError(404, "a value under the activations plugin could not be read as "
                                   "a blob: %s: %s" % (type(error).__name__, error)) from None
         if not isinstance(blob, bytes):
-            raise queries.QueryError(404, "a value under the activations plugin is a %s, not a blob "
+            raise QueryError(404, "a value under the activations plugin is a %s, not a blob "
                                   "of bytes" % type(blob).__name__)
         return blob
 
     def _statistics(self, request, run, tag, content, datum):
         """The decoded statistics blob of a step of the layer tag whose content is `content`."""
         if not datum.values:
-            raise queries.QueryError(404, "step %d of %r in run %r holds no values"
+            raise QueryError(404, "step %d of %r in run %r holds no values"
                              % (datum.step, tag, run))
         key = (datum.values[-1].blob_key, datum.wall_time)
         cached = self._statistics_cache.get(key)
@@ -254,7 +257,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             arrays = rendering.decode_statistics(self._blob(request, run, datum.values[-1]),
                                                  content, reader.layer_layout(content))
         except ValueError as error:
-            raise queries.QueryError(404, "step %d of %r in run %r has no readable statistics: %s"
+            raise QueryError(404, "step %d of %r in run %r has no readable statistics: %s"
                              % (datum.step, tag, run, error)) from None
         return self._statistics_cache.put(key, arrays)
 
@@ -340,21 +343,21 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         experiment = queries.experiment(request)
         listing = self._series(queries.context(request), experiment, run)
         if run is not None and run not in listing:
-            raise queries.QueryError(404, "no activation data for run %r" % run)
+            raise QueryError(404, "no activation data for run %r" % run)
         with self._index_lock:
             problems = dict(self._problems.get(experiment, {}))
         if run is not None:
             # Bad epoch records are known only once read: for the run asked for, not for
             # every run of a sweep at once.
             entry = answers.run_entry(run, listing[run],
-                               problems.get(run, []) + self._epoch_ends(request, run)[1])
+                                      problems.get(run, []) + self._epoch_ends(request, run)[1])
             entry["layers"], entry["more"] = answers.page(entry["layers"], offset)
             return {"runs": [entry]}
         answer = {"runs": [answers.run_entry(name, tags, problems.get(name, []))
                            for name, tags in sorted(listing.items())]}
         size = len(json.dumps(answer))
         if size > answers.ANSWER_MAX_BYTES:
-            raise queries.QueryError(400, "every run's layers would be %.1f MiB of JSON, over this "
+            raise QueryError(400, "every run's layers would be %.1f MiB of JSON, over this "
                                   "route's %d MiB: list the runs with ./runs, then ask for one "
                                   "run's layers with ./layers?run=<run>"
                              % (size / (1 << 20), answers.ANSWER_MAX_BYTES >> 20))
@@ -375,18 +378,18 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             count = len(datum.values) - 1
             for sample in samples or ():
                 if not 0 <= sample < count:
-                    raise queries.QueryError(404, "no probe sample %d at step %d (the layer has %d)"
+                    raise QueryError(404, "no probe sample %d at step %d (the layer has %d)"
                                      % (sample, datum.step, count))
 
         def read(task):
             datum, sample = task
             try:
                 if sample is None:
-                    return answers.statistics_answer(self._statistics(request, run, tag, content,
-                                                              datum))
+                    return answers.statistics_answer(
+                        self._statistics(request, run, tag, content, datum))
                 return base64.b64encode(self._blob(request, run, datum.values[sample])).decode(
                     "ascii")
-            except queries.QueryError as error:  # one unreadable step does not hide the others
+            except QueryError as error:  # one unreadable step does not hide the others
                 return error
 
         wanted = [samples if samples else range(len(datum.values) - 1) for datum in data]
@@ -396,7 +399,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         frames, left, size = [], [], 0
         for datum, chosen in zip(data, wanted):
             stats, grids = next(results), [next(results) for _ in chosen]
-            failed = [value for value in [stats, *grids] if isinstance(value, queries.QueryError)]
+            failed = [value for value in [stats, *grids] if isinstance(value, QueryError)]
             frame = {"step": datum.step, "wall_time": datum.wall_time}
             if failed:
                 frame["error"] = str(failed[0])
@@ -412,9 +415,10 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     @queries.handler
     def _serve_frames(self, request):
         run, tag, content = self._layer(request)
-        steps = [queries.integer("steps", text) for text in queries.arg(request, "steps").split(",")]
+        steps = [queries.integer("steps", text)
+                 for text in queries.arg(request, "steps").split(",")]
         if len(steps) > FRAMES_MAX_STEPS:
-            raise queries.QueryError(400, "at most %d steps per request, got %d"
+            raise QueryError(400, "at most %d steps per request, got %d"
                              % (FRAMES_MAX_STEPS, len(steps)))
         samples = [queries.integer("sample", text) for text in request.args.getlist("sample")]
         return http_util.Respond(request, self._frames_impl(request, run, tag, content, steps,
@@ -446,7 +450,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                 try:
                     found = datum.step, epochs.parse_record(
                         datum.values, lambda reference: self._blob(request, run, reference))
-                except (queries.QueryError, errors.PublicError, ValueError) as error:
+                except (QueryError, errors.PublicError, ValueError) as error:
                     found = "%s: step %d: %s" % (tag, datum.step, error)
                 self._answer_cache.put(key, found)
             return found
@@ -463,7 +467,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             return [result for result in results if isinstance(result, tuple)], problems
         try:
             return self._answer_cache.put(listed, self._whole_run(request, run, tag, build, data))
-        except (queries.QueryError, errors.PublicError) as error:  # e.g. not on this loader (_reader)
+        except (QueryError, errors.PublicError) as error:  # e.g. not on this loader (_reader)
             return [], ["%s: %s" % (tag, error)]
 
     @queries.handler
@@ -484,9 +488,10 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         step, sample = queries.int_arg(request, "step"), queries.int_arg(request, "sample", 0)
         datum = self._datum(request, run, tag, step)
         if not 0 <= sample < len(datum.values) - 1:
-            raise queries.QueryError(404, "no probe sample %d (the layer has %d)"
+            raise QueryError(404, "no probe sample %d (the layer has %d)"
                              % (sample, len(datum.values) - 1))
-        return http_util.Respond(request, self._blob(request, run, datum.values[sample]), "image/png")
+        return http_util.Respond(request, self._blob(request, run, datum.values[sample]),
+                                 "image/png")
 
     @queries.handler
     def _serve_stats(self, request):
@@ -516,7 +521,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         def read(datum):
             try:
                 return self._statistics(request, run, tag, content, datum)
-            except queries.QueryError as error:  # one unreadable step does not hide the others
+            except QueryError as error:  # one unreadable step does not hide the others
                 logger.warning("%s", error)
                 return None
 
@@ -539,7 +544,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         def read(datum):
             try:
                 return overview.decode_overview(self._blob(request, run, datum.values[0]))
-            except (queries.QueryError, ValueError, IndexError) as error:
+            except (QueryError, ValueError, IndexError) as error:
                 logger.warning("step %d of run %r has no readable overview: %s",
                                datum.step, run, error)
                 return {}
@@ -563,7 +568,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         found = [tag for tag, (content, _) in tags.items()
                  if content["kind"] == metadata.KIND_OVERVIEW]
         if not found:
-            raise queries.QueryError(404, "run %r has no overview: it was logged before tb-activations "
+            raise QueryError(404, "run %r has no overview: it was logged before tb-activations "
                                   "wrote one per step" % run)
         layers = sorted((content for content, _ in tags.values()
                          if content["kind"] == metadata.KIND_LAYER), key=answers.model_order)
@@ -577,10 +582,10 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         sample = queries.int_arg(request, "sample", 0)
         data = self._data(request, run, tag)
         if not data:
-            raise queries.QueryError(404, "run %r stored no probe input yet" % run)
+            raise QueryError(404, "run %r stored no probe input yet" % run)
         values = data[0].values
         if not 0 <= sample < len(values):
-            raise queries.QueryError(404, "no probe sample %d (the probe has %d)" % (sample, len(values)))
+            raise QueryError(404, "no probe sample %d (the probe has %d)" % (sample, len(values)))
         return http_util.Respond(request, self._blob(request, run, values[sample]), "image/png")
 
     # The live probe (live.py): the run's saved model answers one input.
@@ -590,19 +595,19 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         run = queries.arg(request, "run")
         tags = self._run_series(request, run)
         if tags is None:
-            raise queries.QueryError(404, "no activation data for run %r" % run)
+            raise QueryError(404, "no activation data for run %r" % run)
         return run, tags
 
     def _model_path(self, run):
-        """run_dir/model.keras of a listed run, confined to the logdir; queries.QueryError if the
+        """run_dir/model.keras of a listed run, confined to the logdir; QueryError if the
         logdir is not a local folder or the path (or a symlink on it) leaves it."""
         if not self._logdir or "://" in self._logdir:
-            raise queries.QueryError(404, "the live probe needs a local --logdir (this TensorBoard has "
+            raise QueryError(404, "the live probe needs a local --logdir (this TensorBoard has "
                                   "%r)" % (self._logdir or "none"))
         root = os.path.realpath(self._logdir)
         path = os.path.realpath(model_file.model_path(os.path.join(root, run)))
         if not path.startswith(root + os.sep):
-            raise queries.QueryError(403, "the model file of run %r is outside the logdir" % run)
+            raise QueryError(403, "the model file of run %r is outside the logdir" % run)
         return path
 
     def _live(self):
@@ -618,18 +623,18 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             return answers.unavailable(_LIVE_OFF)
         try:
             path = self._model_path(run)
-        except queries.QueryError as error:
+        except QueryError as error:
             return answers.unavailable(str(error))
         if not os.path.isfile(path):
-            return answers.unavailable("run %r has no %s: train with ActivationsCallback(..., "
-                                "save_model=True), or save the model there" % (run,
-                                                                              model_file.MODEL_FILE))
+            return answers.unavailable(
+                "run %r has no %s: train with ActivationsCallback(..., save_model=True), or save "
+                "the model there" % (run, model_file.MODEL_FILE))
         try:
             with zipfile.ZipFile(path) as archive:
                 described = model_file.describe_record(model_file.read_record(archive))
         except (OSError, zipfile.BadZipFile, ValueError) as error:
             return answers.unavailable("%s of run %r cannot be read: %s"
-                                % (model_file.MODEL_FILE, run, error))
+                                       % (model_file.MODEL_FILE, run, error))
         if described is None:  # a model saved there by hand: only loading it tells its inputs
             live = importlib.import_module("tb_activations.live")
             try:
@@ -648,7 +653,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     @queries.handler
     def _serve_live(self, request):
         if not self._live_enabled:
-            raise queries.QueryError(403, _LIVE_OFF)
+            raise QueryError(403, _LIVE_OFF)
         run, tags = self._listed_run(request)
         body = queries.live_body(request)
         path = self._model_path(run)
@@ -659,13 +664,14 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             loaded, layers, outputs = self._live().answer(path, body, answers.run_options(tags),
                                                           drawn)
         except live.LiveError as error:
-            raise queries.QueryError(error.code, str(error)) from None
+            raise QueryError(error.code, str(error)) from None
         described = live.describe(loaded)
         names = [output["name"] for output in described["outputs"]]
         if len(names) != len(outputs):
             names = ["output_%d" % i for i in range(len(outputs))]
         answer = {
-            "layers": [answers.live_layer(content, png, reduced) for content, png, reduced in layers],
+            "layers": [answers.live_layer(content, png, reduced)
+                       for content, png, reduced in layers],
             "outputs": [{"name": name, "shape": list(value.shape),
                          "values": answers.json_array(np.ravel(value))}
                         for name, value in zip(names, outputs)],

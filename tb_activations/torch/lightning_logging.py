@@ -1,0 +1,163 @@
+"""What the PyTorch Lightning callbacks do, written once for both package names
+(tb_activations.torch.lightning for `lightning.pytorch`, .pytorch_lightning for
+`pytorch_lightning`): the probe's activations at fit start, every N global steps and at train
+end, into the trainer's TensorBoard run. The training loop waits for the probe's forward pass
+only; the reduction, rendering and writing run on a thread of their own
+(background.BackgroundWriter), as in the Keras callback. Imports no Lightning itself.
+"""
+
+import contextlib
+import os
+
+from tb_activations import events
+from tb_activations import failures
+from tb_activations import step_rendering
+from tb_activations import writing
+from tb_activations.background import BackgroundWriter
+from tb_activations.torch import capture as capture_lib
+from tb_activations.torch import log as log_lib
+
+def tensorboard_logger(trainer, logger_class):
+    """The trainer's first `logger_class` (its package's TensorBoardLogger), or None."""
+    for logger in trainer.loggers:
+        if isinstance(logger, logger_class):
+            return logger
+    return None
+
+
+class ActivationsLogging:
+    """Logs every selected module's activations of the LightningModule for a fixed probe.
+
+    Args:
+      probe: the inputs to look at, batch first (a few samples, e.g. `x_val[:4]`): a tensor or
+        numpy array (the module's one positional argument), a tuple or list (positional
+        arguments) or a dict (keyword arguments); moved to the module's device at each log.
+      every_n_steps: log when `trainer.global_step` (optimizer steps) is a multiple of this;
+        the step at fit start (0, or the resumed one) and the last step are logged too.
+      layers: which modules (see `tb_activations.torch.get_activations`); default every
+        module that computes a new value.
+      log_dir: where to write. Default: the run of the trainer's TensorBoardLogger (through
+        its SummaryWriter, beside its scalars); without one, `trainer.log_dir` (another
+        logger's directory, or `default_root_dir` when there is no logger).
+      on_error: "warn" (default): a failure to log during training (a full disk, say) warns
+        once and stops logging for the rest of the run, and training goes on; "raise" ends
+        `fit` with the error. Errors in the arguments (a probe the module cannot take, a
+        selection that matches nothing) raise at fit start either way.
+      **options: RenderOptions fields: max_channels, channel_selection, max_tile,
+        max_depth_slices, max_image, columns.
+
+    Only the global zero process logs (`trainer.is_global_zero`, no collective op); the
+    probe pass runs in eval mode under no_grad, each module's training flag restored after.
+    A subclass adds its package's Callback and names its TensorBoardLogger class.
+    """
+
+    tensorboard_logger_class = None
+
+    def __init__(self, probe, every_n_steps=50, layers=None, log_dir=None, on_error="warn",
+                 **options):
+        super().__init__()
+        if probe is None:
+            raise ValueError("the probe is None: pass a batch of inputs, e.g. x_val[:4]")
+        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) \
+                or every_n_steps < 1:
+            raise ValueError("every_n_steps must be a positive int (global steps between "
+                             "logs), got %r" % (every_n_steps,))
+        self.on_error = failures.check_on_error(on_error)
+        self.settings = step_rendering.render_options(**options)  # names an unknown one now
+        self.probe = probe
+        self.every_n_steps = every_n_steps
+        self.layers = layers
+        self.log_dir = None if log_dir is None else os.fspath(log_dir)
+        self._target = None
+        self._background = None
+        self._last_step = None
+
+    def setup(self, trainer, pl_module, stage):
+        """Decides where the steps go. On every process: `trainer.log_dir` is a broadcast."""
+        if stage != "fit":
+            return
+        self._last_step = None
+        if self.log_dir is not None:
+            self._target = {"log_dir": self.log_dir}
+        elif self._logger(trainer) is not None:
+            self._target = None  # its SummaryWriter, asked for on the global zero only
+        else:
+            log_dir = trainer.log_dir
+            if log_dir is None:
+                raise ValueError(
+                    "tb-activations finds no directory to write into: the trainer has no "
+                    "TensorBoardLogger and its logger %s has no save_dir; pass log_dir= to "
+                    "ActivationsCallback" % type(trainer.loggers[0]).__name__)
+            self._target = {"log_dir": log_dir}
+
+    def _logger(self, trainer):
+        return tensorboard_logger(trainer, self.tensorboard_logger_class)
+
+    def _writer(self, trainer):
+        """The logger's SummaryWriter, or our event file writer for the log_dir."""
+        if self._target is not None:
+            return events.shared_writer(self._target["log_dir"])
+        return self._logger(trainer).experiment
+
+    def _log(self, trainer, pl_module):
+        """Captures the global step once and queues its rendering; a failure stops logging
+        ("warn") or ends fit ("raise")."""
+        step = trainer.global_step
+        if self._background is None or step == self._last_step:
+            return
+        self._last_step = step
+        try:
+            captured = capture_lib.TorchCapture(pl_module, self.probe, self.layers,
+                                                self.settings)
+            self._background.put(lambda: step_rendering.render_capture(captured), step)
+        except Exception as error:
+            self._fail(error, trainer)
+
+    def _fail(self, error, trainer):
+        background, self._background = self._background, None
+        where = self._target["log_dir"] if self._target else self._logger(trainer).log_dir
+        try:
+            failures.fail(self.on_error, error, where, stacklevel=4)
+        finally:
+            if background is not None:
+                with contextlib.suppress(Exception):  # the failure just reported, or its kin
+                    background.close()
+
+    def on_train_start(self, trainer, pl_module):
+        """Checks the probe and the selection with a first capture (their errors raise,
+        whatever on_error says), then starts the writer thread with the probe pictures."""
+        if not trainer.is_global_zero:
+            return
+        self._last_step = None
+        captured = capture_lib.TorchCapture(pl_module, self.probe, self.layers, self.settings)
+        try:
+            writer = self._writer(trainer)
+            self._background = BackgroundWriter(writer, max_queue=1, close_writer=False)
+            module = capture_lib.check_model(pl_module)
+            probe = log_lib.probe_rendering(module, self.probe, writer, self.settings)
+            writing.record_probe(writer, module)
+            self._last_step = trainer.global_step
+            self._background.put(lambda: probe + step_rendering.render_capture(captured),
+                                 trainer.global_step)
+        except OSError as error:
+            self._fail(error, trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step % self.every_n_steps == 0:
+            self._log(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module):
+        self._log(trainer, pl_module)
+        self._close(trainer)
+
+    def teardown(self, trainer, pl_module, stage):
+        self._close(trainer)  # fit ended by an exception: what was queued is still written
+
+    def _close(self, trainer):
+        background, self._background = self._background, None
+        if background is None:
+            return
+        try:
+            background.close()
+        except Exception as error:
+            self._fail(error, trainer)
