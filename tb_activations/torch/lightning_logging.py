@@ -17,6 +17,7 @@ from tb_activations.background import BackgroundWriter
 from tb_activations.torch import capture as capture_lib
 from tb_activations.torch import log as log_lib
 
+
 def tensorboard_logger(trainer, logger_class):
     """The trainer's first `logger_class` (its package's TensorBoardLogger), or None."""
     for logger in trainer.loggers:
