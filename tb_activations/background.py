@@ -64,3 +64,11 @@ class BackgroundWriter:
         except Exception as error:  # e.g. an error the OS reports on closing the file
             self._failure = self._failure or error
         self.raise_failure()
+
+    def abandon(self):
+        """Closes after a failure that was reported already: waits for the thread, and only
+        logs what closing raises (that failure again, or its consequences)."""
+        try:
+            self.close()
+        except Exception:
+            logger.debug("writer closed after a failure", exc_info=True)

@@ -6,7 +6,6 @@ queue, into an event file of our own (`events`), each step handed to the OS whol
 whatever was written survives a crash.
 """
 
-import logging
 import os
 import warnings
 
@@ -20,8 +19,6 @@ from tb_activations import model_file
 from tb_activations import step_rendering
 from tb_activations import summary
 from tb_activations.background import BackgroundWriter
-
-logger = logging.getLogger(__name__)
 
 
 class ActivationsCallback(keras.callbacks.Callback):
@@ -123,13 +120,11 @@ class ActivationsCallback(keras.callbacks.Callback):
 
     def _fail(self, error):
         background, self._background = self._background, None
-        failures.fail(self.on_error, error, self.log_dir, stacklevel=2)
-        if background is None:
-            return
         try:
-            background.close()
-        except Exception:  # the failure just reported, or its consequences
-            logger.debug("writer closed after a failure", exc_info=True)
+            failures.fail(self.on_error, error, self.log_dir, stacklevel=2)
+        finally:
+            if background is not None:
+                background.abandon()
 
     def _save_model(self):
         if not self.save_model or self._save_failed:

@@ -6,7 +6,6 @@ only; the reduction, rendering and writing run on a thread of their own
 (background.BackgroundWriter), as in the Keras callback. Imports no Lightning itself.
 """
 
-import contextlib
 import os
 
 from tb_activations import events
@@ -121,8 +120,7 @@ class ActivationsLogging:
             failures.fail(self.on_error, error, where, stacklevel=4)
         finally:
             if background is not None:
-                with contextlib.suppress(Exception):  # the failure just reported, or its kin
-                    background.close()
+                background.abandon()
 
     def on_train_start(self, trainer, pl_module):
         """Checks the probe and the selection with a first capture (their errors raise,
