@@ -147,15 +147,10 @@ def log_activations(model, inputs, step=None, layers=None, log_dir=None, on_erro
 
     def write():
         writer = _default_writer() if log_dir is None else events.shared_writer(log_dir)
-        step_rendered = rendered
-        if not writing.holds_probe(writer, model):
-            step_rendered = step_rendering.render_probe(
-                arrays, input_names(model, arrays), settings.max_image) + rendered
-        written = writing.write_rendered(step_rendered, step,
-                                         None if log_dir is None else writer)
-        if written:
-            writing.record_probe(writer, model)
-        return written
+        return writing.write_with_probe(
+            rendered, step, None if log_dir is None else writer, model,
+            lambda: step_rendering.render_probe(arrays, input_names(model, arrays),
+                                                settings.max_image), holder=writer)
 
     return failures.write_or_stop(on_error, place, "the default tf.summary writer"
                                   if log_dir is None else log_dir, write)

@@ -63,6 +63,19 @@ def record_probe(writer, model):
         _writers_with_probe.setdefault(writer, weakref.WeakSet()).add(model)
 
 
+def write_with_probe(rendered, step, writer, model, render_probe, holder=None):
+    """write_rendered of `rendered`, after the probe pictures (`render_probe()`) the first
+    time `model` is written to `writer`'s run, so they are stored once; `holder` keeps that
+    record where `writer` is None (the default tf.summary writer's object)."""
+    holder = writer if holder is None else holder
+    if not holds_probe(holder, model):
+        rendered = render_probe() + rendered
+    written = write_rendered(rendered, step, writer)
+    if written:
+        record_probe(holder, model)
+    return written
+
+
 def step_summary_bytes(rendered):
     """The serialized Summary of a rendered step: per tag, its values as a string tensor of
     shape [n] with the tag's metadata. Encoded here, to the bytes protobuf's serializer gives

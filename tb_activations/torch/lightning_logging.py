@@ -133,7 +133,8 @@ class ActivationsLogging:
             writer = self._writer(trainer)
             self._background = BackgroundWriter(writer, max_queue=1, close_writer=False)
             module = capture_lib.check_model(pl_module)
-            probe = log_lib.probe_rendering(module, self.probe, writer, self.settings)
+            probe = ([] if writing.holds_probe(writer, module)
+                     else log_lib.probe_pictures(module, self.probe, self.settings))
             writing.record_probe(writer, module)
             self._last_step = trainer.global_step
             self._background.put(lambda: probe + step_rendering.render_capture(captured),

@@ -57,11 +57,8 @@ def probe_images(args, kwargs, batch_axis=0):
     return arrays, names
 
 
-def probe_rendering(module, inputs, target, settings):
-    """The probe pictures' [(tag, metadata, values)] if the writer `target` holds none of
-    `module`'s yet (writing.holds_probe), else []."""
-    if writing.holds_probe(target, module):
-        return []
+def probe_pictures(module, inputs, settings):
+    """The probe pictures' [(tag, metadata, values)]."""
     args, kwargs, _ = capture_lib.prepare_probe(module, inputs)
     arrays, names = probe_images(args, kwargs, capture_lib.probe_batch_axis(module))
     return step_rendering.render_probe(arrays, names, settings.max_image)
@@ -95,12 +92,8 @@ def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
     module = capture_lib.check_model(model)
 
     def write():
-        target = writer_for(writer, log_dir)
-        written = writing.write_rendered(
-            probe_rendering(module, inputs, target, settings) + rendered, step, target)
-        if written:
-            writing.record_probe(target, module)
-        return written
+        return writing.write_with_probe(rendered, step, writer_for(writer, log_dir), module,
+                                        lambda: probe_pictures(module, inputs, settings))
 
     return failures.write_or_stop(on_error, place, writer.get_logdir()
                                   if log_dir is None else log_dir, write)
