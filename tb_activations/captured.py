@@ -5,7 +5,22 @@ them."""
 
 import collections
 
+import numpy as np
+
+from tb_activations import metadata
+
 LayerRecord = collections.namedtuple("LayerRecord", "path layer_class order layout")
+
+
+def reduce_finite_if_needed(reduce_all):
+    """reduce_all(finite_only=False), the plain statistics; again with finite_only=True, the
+    NaN/Inf-safe ones, only if some layer's came out non-finite (its layer-level mean, over
+    every unit, is then non-finite)."""
+    reduced = reduce_all(finite_only=False)
+    mean = metadata.STAT_FIELDS.index("mean")
+    if all(np.isfinite(output["layer"][..., mean]).all() for output in reduced.values()):
+        return reduced
+    return reduce_all(finite_only=True)
 
 
 class UndrawableLayerError(ValueError):

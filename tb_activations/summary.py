@@ -10,14 +10,13 @@ TensorFlow is imported only for the default tf.summary writer.
 
 
 import keras
-import numpy as np
 
+from tb_activations import captured as captured_lib
 from tb_activations import distribute
 from tb_activations import events
 from tb_activations import extraction
 from tb_activations import failures
 from tb_activations import layout as layout_lib
-from tb_activations import metadata
 from tb_activations import step_rendering
 from tb_activations import writing
 
@@ -40,17 +39,13 @@ class Capture:
         self._reduced = None
 
     def reduce(self):
-        """{path: reduction.reduce_layer_output's arrays} with plain statistics; reduced again
-        with the NaN/Inf-safe ones (traced the first time they are needed) only if some
-        layer's come out non-finite (its layer-level mean, over every unit, is then
-        non-finite). Done once; the layer outputs are let go."""
+        """{path: reduction.reduce_layer_output's arrays} by
+        captured.reduce_finite_if_needed (the NaN/Inf-safe reduction is traced the first time
+        it is needed). Done once; the layer outputs are let go."""
         if self._reduced is None:
-            reduced = self._probe.reduce(self._layers)
-            mean = metadata.STAT_FIELDS.index("mean")
-            if not all(np.isfinite(output["layer"][..., mean]).all()
-                       for output in reduced.values()):
-                reduced = self._probe.reduce(self._layers, finite_only=True)
-            self._reduced, self._layers = reduced, None
+            self._reduced = captured_lib.reduce_finite_if_needed(
+                lambda finite_only: self._probe.reduce(self._layers, finite_only))
+            self._layers = None
         return self._reduced
 
 

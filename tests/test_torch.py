@@ -453,6 +453,21 @@ def test_reduced_statistics_match_the_captured_values():
                                    per_channel[:, channels].mean(-1), rtol=1e-4, atol=1e-5)
 
 
+def test_non_finite_outputs_get_the_nan_safe_statistics():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+    x = images(3, (2, 1, 8, 8))
+    x[0, 0, 4, 4] = float("nan")  # sample 0: a patch of NaN in every channel
+    reduced = capture_lib.TorchCapture(model, x).reduce()["0"]
+    fields = list(metadata.STAT_FIELDS)
+    layer = reduced["layer"]
+    assert layer[0, fields.index("nan_count")] == 2 * 9  # 3x3 positions in each channel
+    assert layer[1, fields.index("nan_count")] == 0
+    assert np.isfinite(layer[:, fields.index("mean")]).all()
+    activations = tbat.get_activations(model, x)["0"]
+    np.testing.assert_allclose(layer[:, fields.index("mean")],
+                               np.nanmean(activations.reshape(2, -1), axis=1), rtol=1e-5)
+
+
 # ---------------------------------------------------------------- log_activations
 
 

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from tb_activations import layout as layout_lib
-from tb_activations import metadata
 from tb_activations import path_selection
 from tb_activations.captured import LayerRecord, UndrawableLayerError
+from tb_activations.captured import reduce_finite_if_needed
 from tb_activations.torch import modules as modules_lib
 from tb_activations.torch import reduction
 
@@ -326,17 +326,12 @@ class TorchCapture:
             for record in self.records)
 
     def reduce(self):
-        """{path: the reduction's arrays as numpy}, reduced on the model's device with plain
-        statistics, again with the NaN/Inf-safe ones if some layer-level mean came out
-        non-finite. Done once; the outputs are let go."""
+        """{path: the reduction's arrays as numpy}, reduced on the model's device by
+        captured.reduce_finite_if_needed. Done once; the outputs are let go."""
         if self._reduced is None:
             with torch.no_grad():
-                reduced = self._reduce_all(finite_only=False)
-                mean = metadata.STAT_FIELDS.index("mean")
-                if not all(np.isfinite(output["layer"][..., mean]).all()
-                           for output in reduced.values()):
-                    reduced = self._reduce_all(finite_only=True)
-            self._reduced, self._outputs = reduced, None
+                self._reduced = reduce_finite_if_needed(self._reduce_all)
+            self._outputs = None
         return self._reduced
 
 
