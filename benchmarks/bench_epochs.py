@@ -42,7 +42,7 @@ def write_logdir(logdir, steps, epochs):
     import tensorflow as tf
 
     import tb_activations as tba
-    from tb_activations import step_rendering
+    from tb_activations.rendering import steps as steps_lib
 
     model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name=LAYER)])
     probe = np.ones((2, 6), np.float32)
@@ -52,7 +52,7 @@ def write_logdir(logdir, steps, epochs):
             for step in range(1, steps + 1):
                 tba.log_activations(model, probe, step=step)
                 if run == "epochs" and step % per_epoch == 0:
-                    ((tag, metadata, values),) = step_rendering.render_epoch_end(
+                    ((tag, metadata, values),) = steps_lib.render_epoch_end(
                         step // per_epoch - 1)
                     tf.summary.write(tag, tf.constant(values), step=step, metadata=metadata)
 

@@ -52,14 +52,14 @@ def write_logdir(logdir, layers, steps):
 def export_once(logdir, out, traced):
     """Runs one export in this process; its figures as JSON on stdout."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from tb_activations import exporting
-    from tb_activations import reader
+    from tb_activations.exporting import run_export
+    from tb_activations.reading import reader
 
     reader.run_directories(logdir)  # imports TensorBoard's loader (and TensorFlow) first
     if traced:
         tracemalloc.start()
     started = time.perf_counter()
-    result = exporting.export(logdir, out, progress=False)
+    result = run_export.export(logdir, out, progress=False)
     seconds = time.perf_counter() - started
     peak = tracemalloc.get_traced_memory()[1] if traced else None
     print(json.dumps({"seconds": seconds, "files": result.files, "traced_peak": peak,

@@ -10,9 +10,9 @@ Each backend runs in a subprocess of its own (Keras fixes its backend at `import
                    model called eagerly under torch.no_grad())
   first call       the first get_activations of a fresh model (trace/compile + one pass)
   get_activations  warm: every default layer as numpy
-  capture          summary.capture, what the callback's training thread waits for (on JAX
+  capture          log.capture, what the callback's training thread waits for (on JAX
                    until the layer outputs are ready, as async dispatch would hide the pass)
-  render           step_rendering.render_capture of a fresh capture: the reduction, the copy
+  render           steps.render_capture of a fresh capture: the reduction, the copy
                    to numpy, tiling and PNG encoding (the callback's writer thread)
 
 Methods are interleaved with forward passes and their ratio is taken against the forward
@@ -98,7 +98,9 @@ def measure(model_name, repeats):
     import numpy as np
 
     import tb_activations as tba
-    from tb_activations import extraction, step_rendering, summary
+    from tb_activations.keras import capture as capture_lib
+    from tb_activations.rendering import steps
+    from tb_activations.keras import log
 
     keras.utils.set_random_seed(0)
     model = build(model_name)
@@ -106,10 +108,10 @@ def measure(model_name, repeats):
     forward_fn = compiled_forward(model)
     run = lambda: forward_fn(x)  # noqa: E731
     first = timed(lambda: tba.get_activations(model, x))
-    arrays = extraction.prepare_probe(model, x)
+    arrays = capture_lib.prepare_probe(model, x)
 
     def capture():
-        captured = summary.capture(model, arrays)
+        captured = log.capture(model, arrays)
         keras.tree.map_structure(
             lambda t: t.block_until_ready() if hasattr(t, "block_until_ready") else t,
             captured._layers)
@@ -123,7 +125,7 @@ def measure(model_name, repeats):
     for _ in range(repeats + 1):
         captures.append(capture())
     result["render"] = interleaved(
-        run, lambda: step_rendering.render_capture(captures.pop()), repeats)
+        run, lambda: steps.render_capture(captures.pop()), repeats)
     return result
 
 

@@ -58,7 +58,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tb_activations.torch as tbat  # noqa: E402
 from benchmarks.timing import (  # noqa: E402
     event_bytes, git_commit, interleaved, loadavg, median, now, stat, timed)
-from tb_activations import layout, metadata  # noqa: E402
+from tb_activations.format import layout  # noqa: E402
+from tb_activations.format import metadata  # noqa: E402
 
 MIB = 1024 * 1024
 HERE = os.path.dirname(os.path.abspath(__file__))

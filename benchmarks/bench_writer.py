@@ -6,10 +6,10 @@ random weights) and a 1-image probe (plus a 4-image probe for the tb-activations
   forward          warm `tf.function(lambda x: model(x, training=False))` (the baseline;
                    `predict_on_batch` is shown too, for information)
   get_activations  every default layer as numpy (first call traces: shown apart)
-  capture          `summary.capture`: the part of a logged step the callback blocks the
+  capture          `log_lib.capture`: the part of a logged step the callback blocks the
                    training thread for (the forward pass, layer outputs kept as tensors)
-  render, write    `step_rendering.render_capture` of a fresh capture (in-graph reduction,
-                   copy to numpy, tiling, encoding); `writing.write_rendered` to our own
+  render, write    `steps.render_capture` of a fresh capture (in-graph reduction,
+                   copy to numpy, tiling, encoding); `destinations.write_rendered` to our own
                    event file writer, as the callback writes (handed to the OS, no buffer),
                    and to the default tf.summary writer + its flush, as log_activations
   log_activations  the whole public call, under a default file writer
@@ -56,8 +56,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tb_activations as tba  # noqa: E402
 from benchmarks.timing import (  # noqa: E402
     event_bytes, git_commit, interleaved, loadavg, median, now, stat, timed)
-from tb_activations import events, extraction, selection, step_rendering  # noqa: E402
-from tb_activations import summary, writing  # noqa: E402
+from tb_activations.keras import capture as capture_lib  # noqa: E402
+from tb_activations.keras import log as log_lib  # noqa: E402
+from tb_activations.keras import selection  # noqa: E402
+from tb_activations.rendering import steps  # noqa: E402
+from tb_activations.writing import destinations  # noqa: E402
+from tb_activations.writing import events  # noqa: E402
 
 MIB = 1024 * 1024
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -267,7 +271,7 @@ def run_per_layer_models(model, x, chosen, limit):
 def bench_tb_activations(model, x, forward, repeats, workdir):
     """get_activations, capture, render, write, log_activations and bytes per step."""
     out = {}
-    arrays = extraction.prepare_probe(model, x)
+    arrays = capture_lib.prepare_probe(model, x)
 
     out["get_activations_first_s"] = timed(lambda: tba.get_activations(model, x))
     method, base = interleaved(forward, lambda: tba.get_activations(model, x), repeats)
@@ -277,20 +281,20 @@ def bench_tb_activations(model, x, forward, repeats, workdir):
     out["layers"] = len(activations)
     del activations
 
-    out["capture_first_s"] = timed(lambda: summary.capture(model, arrays))
-    method, base = interleaved(forward, lambda: summary.capture(model, arrays), repeats)
+    out["capture_first_s"] = timed(lambda: log_lib.capture(model, arrays))
+    method, base = interleaved(forward, lambda: log_lib.capture(model, arrays), repeats)
     out["capture"] = stat(method, base)
 
-    captured = summary.capture(model, arrays)
+    captured = log_lib.capture(model, arrays)
     out["copied_bytes"] = int(sum(sum(np.asarray(v).nbytes for v in reduced.values())
                                   for reduced in captured.reduce().values()))
     renders = []
     for _ in range(max(3, repeats // 2)):
-        fresh = summary.capture(model, arrays)  # its reduction is part of rendering
-        renders.append(timed(lambda: step_rendering.render_capture(fresh)))
+        fresh = log_lib.capture(model, arrays)  # its reduction is part of rendering
+        renders.append(timed(lambda: steps.render_capture(fresh)))
     out["render"] = {"median_s": median(renders), "runs": len(renders),
                      "ratio": median(renders) / median(forward.samples)}
-    rendered = step_rendering.render_capture(captured)
+    rendered = steps.render_capture(captured)
     out["rendered_bytes"] = {
         "png": int(sum(len(b) for _, _, values in rendered for b in values[:-1])),
         "statistics": int(sum(len(values[-1]) for _, _, values in rendered)),
@@ -313,13 +317,13 @@ def bench_tb_activations(model, x, forward, repeats, workdir):
         step = [2]
 
         def write_tf():
-            writing.write_rendered(rendered, step[0])
+            destinations.write_rendered(rendered, step[0])
             writer.flush()
             step[0] += 1
 
         with events.EventFileWriter(directory + "_events") as own_writer:
             def write():
-                writing.write_rendered(rendered, step[0], own_writer)
+                destinations.write_rendered(rendered, step[0], own_writer)
                 step[0] += 1
 
             writes, tf_writes = [], []

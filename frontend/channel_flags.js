@@ -1,4 +1,4 @@
-// What a channel's statistics say about it. The words, as tb_activations/overview.py defines
+// What a channel's statistics say about it. The words, as tb_activations/rendering/overview.py defines
 // them for the server (one vocabulary for the tab, the routes and the docs):
 //
 //   sparsity   the fraction of exact zeros (the `zero_fraction` statistic)

@@ -20,7 +20,7 @@ const PICTURE_CHANNELS = [1, 3, 4];
 const DIGITS = 7;
 
 // Whether a picture can stand for the input: (h, w) or (h, w, 1|3|4) of known sizes, as
-// tb_activations.rendering.is_image_like decides for probe pictures.
+// tb_activations.rendering.grid_images.is_image_like decides for probe pictures.
 export function drawable(input) {
   const { shape } = input;
   if (input.image === false || !shape.every((d) => Number.isInteger(d) && d > 0)) return false;

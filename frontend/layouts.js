@@ -1,4 +1,4 @@
-// The four grid layouts a layer can be drawn in (docs/format.md, tb_activations/layout.py),
+// The four grid layouts a layer can be drawn in (docs/format.md, tb_activations/format/layout.py),
 // as one table: whatever a view needs to know about a layout kind is answered here, so no
 // other module compares layout names.
 

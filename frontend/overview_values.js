@@ -1,5 +1,5 @@
 // The overview's numbers (./overview: every layer of a run summarised at every step, the fields
-// of tb_activations/overview.py) and how the heat map turns them into colours. Pure: the view
+// of tb_activations/rendering/overview.py) and how the heat map turns them into colours. Pure: the view
 // (views/overview.js) draws what these answer. Words as in channel_flags.js.
 
 import { colormap } from "./colormaps.js";

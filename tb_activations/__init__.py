@@ -14,14 +14,14 @@ from tb_activations import extras
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "ActivationsCallback": "tb_activations.callback",
-    "ActivationRecord": "tb_activations.reader",
-    "RenderOptions": "tb_activations.layout",
-    "export": "tb_activations.exporting",
-    "get_activations": "tb_activations.extraction",
-    "is_chief": "tb_activations.distribute",
-    "log_activations": "tb_activations.summary",
-    "read_activations": "tb_activations.reader",
+    "ActivationsCallback": "tb_activations.keras.callback",
+    "ActivationRecord": "tb_activations.reading.reader",
+    "RenderOptions": "tb_activations.format.layout",
+    "export": "tb_activations.exporting.run_export",
+    "get_activations": "tb_activations.keras.capture",
+    "is_chief": "tb_activations.keras.distribute",
+    "log_activations": "tb_activations.keras.log",
+    "read_activations": "tb_activations.reading.reader",
 }
 __all__ = sorted(_EXPORTS)
 

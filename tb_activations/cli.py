@@ -56,14 +56,14 @@ def run_demo(args, console):
 
 
 def run_export(args, console):
-    from tb_activations import exporting
+    from tb_activations.exporting import run_export as run_export_lib
 
     try:
-        result = exporting.export(args.logdir, args.out, run=args.run, layers=args.layers,
+        result = run_export_lib.export(args.logdir, args.out, run=args.run, layers=args.layers,
                                steps=args.steps, sample=args.sample, cmap=args.cmap,
                                scale=args.scale, formats=args.format, values=args.values,
                                progress=sys.stdout.isatty())
-    except (exporting.ExportError, ImportError) as error:
+    except (run_export_lib.ExportError, ImportError) as error:
         console.print("[red]error:[/red] " + markup.escape(str(error)), highlight=False)
         return 2
     console.print("Wrote %d files into [bold]%s[/bold] (index: %s%s)"

@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from sklearn.datasets import load_digits
 
-from tb_activations.callback import ActivationsCallback
+from tb_activations.keras.callback import ActivationsCallback
 
 
 def load_digits_28():

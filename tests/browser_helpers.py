@@ -140,7 +140,7 @@ def sweep_run(index):
 def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
     """A hyperparameter sweep in the real stored format, fast (no model is trained): `runs`
     runs of `layers` small layers (8x8x4 ReLU-like maps) with their probe and overview, every
-    value written by `writing.write_rendered` to our own event file writer. Runs whose index
+    value written by `destinations.write_rendered` to our own event file writer. Runs whose index
     is in `unreadable` also hold two tags of a future format version, which the tab must
     report without failing."""
     import json
@@ -151,8 +151,13 @@ def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
 
     import tensorflow as tf
 
-    from tb_activations import (events, layout, metadata, overview, rendering, step_rendering,
-                                writing)
+    from tb_activations.writing import events
+    from tb_activations.format import layout
+    from tb_activations.format import metadata
+    from tb_activations.rendering import overview
+    from tb_activations.rendering import grid_images
+    from tb_activations.rendering import steps as steps_lib
+    from tb_activations.writing import destinations
     from tb_activations.tensorflow import reduction
 
     rng = np.random.default_rng(7)
@@ -162,7 +167,7 @@ def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
     def rendered():
         maps = np.maximum(rng.normal(size=(samples, 8, 8, 4)), 0).astype(np.float32)
         reduced = reduction.reduce_layer_output(tf.constant(maps), plan, options)
-        return rendering.render_layer({key: value.numpy() for key, value in reduced.items()},
+        return grid_images.render_layer({key: value.numpy() for key, value in reduced.items()},
                                       plan)
 
     variants = [rendered() for _ in range(steps)]
@@ -171,7 +176,7 @@ def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
         record = types.SimpleNamespace(layout=plan, path="block%02d/conv%03d" % (index // 3, index),
                                        layer_class="Conv2D", order=index)
         summary_metadata = metadata.create_summary_metadata(
-            step_rendering.layer_content(record, samples, options))
+            steps_lib.layer_content(record, samples, options))
         for step in range(steps):
             per_step[step].append((metadata.layer_tag(record.path), summary_metadata,
                                    variants[(index + step) % steps]))
@@ -181,7 +186,7 @@ def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
                  for index in range(layers)}
     overview_entry = (metadata.OVERVIEW_TAG, metadata.create_summary_metadata(
         {"kind": metadata.KIND_OVERVIEW}), [overview.encode_overview(summaries)])
-    probe = step_rendering.render_probe(
+    probe = steps_lib.render_probe(
         rng.uniform(0, 1, (samples, 8, 8, 1)).astype(np.float32), ["input_layer"])
     future = summary_pb2.SummaryMetadata(
         plugin_data=summary_pb2.SummaryMetadata.PluginData(
@@ -194,7 +199,7 @@ def write_sweep(logdir, runs, layers, steps=3, samples=2, unreadable=()):
                 extra = [(metadata.layer_tag(name), future, [b"?"]) for name in
                          ("from_the_future", "also_new")] if run in unreadable else []
                 first = probe + extra if step == 0 else []
-                assert writing.write_rendered(first + per_step[step] + [overview_entry],
+                assert destinations.write_rendered(first + per_step[step] + [overview_entry],
                                               10 * step, writer)
 
 
@@ -232,7 +237,7 @@ def wait_loaded(url, logdir, timeout=60):
     """Waits until TensorBoard serves every layer of every run of `logdir` up to its last
     logged step: its loaders read event files in the background, and a page opened before
     they finish sees the steps grow (and, at the last step, follows them)."""
-    from tb_activations import reader
+    from tb_activations.reading import reader
 
     logged = {}
     for name, directory in reader.run_directories(logdir):

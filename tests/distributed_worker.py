@@ -109,8 +109,8 @@ def multiworker(logdir):
 
     import keras
     import tb_activations as tba
-    from tb_activations import distribute
-    from tb_activations import summary
+    from tb_activations.keras import distribute
+    from tb_activations.keras import log
     from tensorflow.python.distribute import multi_worker_util
 
     resolver = strategy.cluster_resolver
@@ -125,15 +125,15 @@ def multiworker(logdir):
     with strategy.scope():
         chief_checks["package_in_scope"] = distribute.is_chief()
 
-    # Count the forward passes log_activations makes (it calls summary.capture for each).
+    # Count the forward passes log_activations makes (it calls log.capture for each).
     captures = []
-    real_capture = summary.capture
+    real_capture = log.capture
 
     def counting_capture(*args, **kwargs):
         captures.append(len(captures))
         return real_capture(*args, **kwargs)
 
-    summary.capture = counting_capture
+    log.capture = counting_capture
 
     keras.utils.set_random_seed(SEED)
     x, y = data()

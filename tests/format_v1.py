@@ -8,7 +8,7 @@ import json
 import numpy as np
 from tensorboard.compat.proto import summary_pb2
 
-from tb_activations import metadata
+from tb_activations.format import metadata
 
 
 def statistics_blob(stats, ranges, channels):
@@ -37,19 +37,19 @@ def write_run(logdir, model, probe, steps, **options):
     layer tag with per-channel statistics of every channel, and a version 1 overview."""
     import tensorflow as tf
 
-    from tb_activations import extraction
-    from tb_activations import overview
+    from tb_activations.keras import capture
+    from tb_activations.rendering import overview
     from tb_activations.tensorflow import reduction
-    from tb_activations import rendering
-    from tb_activations import step_rendering
-    from tb_activations import summary
+    from tb_activations.rendering import grid_images
+    from tb_activations.rendering import steps as steps_lib
+    from tb_activations.keras import log
 
-    settings = step_rendering.render_options(**options)
-    arrays = extraction.prepare_probe(model, probe)
-    outputs = extraction.get_activations(model, arrays)
+    settings = steps_lib.render_options(**options)
+    arrays = capture.prepare_probe(model, probe)
+    outputs = capture.get_activations(model, arrays)
     with tf.summary.create_file_writer(str(logdir)).as_default():
         for step in steps:
-            captured = summary.capture(model, arrays, None, settings)
+            captured = log.capture(model, arrays, None, settings)
             summaries = {}
             for record in captured.records:
                 reduced = captured.reduce()[record.path]
@@ -59,13 +59,13 @@ def write_run(logdir, model, probe, steps, **options):
                 drawn = (reduced["channels"] if plan.layout in ("channels", "volume")
                          else np.arange(plan.channels_total))
                 blob = statistics_blob(full.numpy(), reduced["ranges"], drawn)
-                content = step_rendering.layer_content(record, len(reduced["tiles"]), settings)
-                pictures = rendering.render_layer(reduced, plan, statistics=False)
+                content = steps_lib.layer_content(record, len(reduced["tiles"]), settings)
+                pictures = grid_images.render_layer(reduced, plan, statistics=False)
                 tf.summary.write(metadata.layer_tag(record.path),
                                  tf.constant(pictures + [blob], dtype=tf.string), step=step,
                                  metadata=summary_metadata(content))
                 summaries[record.path] = overview.layer_summary(
-                    rendering.decode_statistics(blob, dict(content, version=1), plan))
+                    grid_images.decode_statistics(blob, dict(content, version=1), plan))
             tf.summary.write(metadata.OVERVIEW_TAG,
                              tf.constant([overview.encode_overview(summaries)], dtype=tf.string),
                              step=step, metadata=summary_metadata({"kind": "overview"}))

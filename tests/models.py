@@ -10,8 +10,8 @@ import os
 import keras
 import numpy as np
 
-from tb_activations import callback as callback_lib
-from tb_activations import extraction
+from tb_activations.keras import callback as callback_lib
+from tb_activations.keras import capture
 
 
 def rng(seed=0):
@@ -190,7 +190,7 @@ def train_and_log(log_dir, epochs=2, batch_size=64, samples=256, update_freq="ep
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     probe = images[:probe_size]
-    initial = extraction.get_activations(model, probe)
+    initial = capture.get_activations(model, probe)
     callbacks = [callback_lib.ActivationsCallback(
         log_dir, probe, update_freq=update_freq, save_model=save_model, **options)]
     if tensorboard:
@@ -204,4 +204,4 @@ def train_and_log(log_dir, epochs=2, batch_size=64, samples=256, update_freq="ep
         every = 1 if update_freq == "batch" else update_freq
         steps = [0] + list(range(every, batches * epochs + 1, every))
     return TrainedRun(os.fspath(log_dir), model, probe, steps, list(SMALL_CNN_DRAWN),
-                      history.history, initial, extraction.get_activations(model, probe))
+                      history.history, initial, capture.get_activations(model, probe))

@@ -6,7 +6,7 @@ import types
 
 import numpy as np
 
-from tb_activations import layout
+from tb_activations.format import layout
 
 # A layer record as a capture holds it: hashable (the render stage caches by it).
 Record = collections.namedtuple("Record", "path layer_class order layout")

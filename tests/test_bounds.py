@@ -14,10 +14,10 @@ from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.util import tensor_util
 
 import tb_activations as tba
-from tb_activations import extraction
-from tb_activations import metadata
-from tb_activations import reader
-from tb_activations import rendering
+from tb_activations.format import metadata
+from tb_activations.keras import capture
+from tb_activations.reading import reader
+from tb_activations.rendering import grid_images
 from tests import format_v1
 from tests import models
 from tests.test_plugin import get, get_json, plugin_client, query
@@ -56,8 +56,8 @@ def logdir(tmp_path_factory):
               callbacks=[tba.ActivationsCallback(str(root / "wide"), probe)])
     small, images = models.small_cnn(), models.digits(3)[0]
     format_v1.write_run(root / "v1", small, images, V1_STEPS)
-    return root, {"wide": extraction.get_activations(model, probe)["wide"],
-                  "v1": extraction.get_activations(small, images)}
+    return root, {"wide": capture.get_activations(model, probe)["wide"],
+                  "v1": capture.get_activations(small, images)}
 
 
 def step_bytes_bound(content, layout):
@@ -68,7 +68,7 @@ def step_bytes_bound(content, layout):
         return raw + raw // 1000 + 5 * (raw // 16383 + 1) + 64
 
     png = deflated(layout.grid_height * (layout.grid_width + 1))
-    return content["samples"] * png + deflated(rendering.statistics_bytes(content, layout)) + (
+    return content["samples"] * png + deflated(grid_images.statistics_bytes(content, layout)) + (
         5 * 128)
 
 
@@ -101,7 +101,7 @@ def test_a_wide_dense_layer_stores_at_most_the_formula_per_step(logdir):
     for _, _, blobs in steps:
         assert len(blobs) == PROBE_SAMPLES + 1
         assert sum(len(blob) for blob in blobs) <= bound
-        assert len(blobs[-1]) <= rendering.statistics_bytes(content, layout)
+        assert len(blobs[-1]) <= grid_images.statistics_bytes(content, layout)
 
 
 def served(root, loader):

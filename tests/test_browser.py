@@ -468,7 +468,7 @@ def test_live_view_answers_a_drawn_stroke(page, tensorboard):
 
 def test_live_view_reads_an_uploaded_png_in_the_browser(page, tensorboard, tmp_path):
     import numpy as np
-    from tb_activations.rendering import encode_png
+    from tb_activations.rendering.grid_images import encode_png
 
     picture = np.zeros((16, 16), np.uint8)
     picture[2:7, 10:15] = 255  # a blob top right, as exp1 was trained on

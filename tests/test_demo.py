@@ -8,8 +8,8 @@ import zipfile
 
 import pytest
 
-from tb_activations import model_file
-from tb_activations import reader
+from tb_activations.keras import model_file
+from tb_activations.reading import reader
 
 
 @pytest.mark.slow

@@ -21,9 +21,9 @@ from tensorboard.backend.event_processing import event_file_loader
 from tensorflow.python.distribute import multi_worker_util
 
 import tb_activations as tba
-from tb_activations import distribute
-from tb_activations import metadata
-from tb_activations import summary
+from tb_activations.format import metadata
+from tb_activations.keras import distribute
+from tb_activations.keras import log as log_lib
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_worker.py")
 REPO = os.path.dirname(os.path.dirname(WORKER))
@@ -333,13 +333,13 @@ def test_log_activations_on_a_non_chief_does_nothing(monkeypatch, tmp_path):
     model = tiny_model()
     probe = np.random.RandomState(0).normal(size=(2, 4, 4, 1)).astype(np.float32)
     captures = []
-    real_capture = summary.capture
+    real_capture = log_lib.capture
 
     def counting_capture(*args, **kwargs):
         captures.append(args)
         return real_capture(*args, **kwargs)
 
-    monkeypatch.setattr(summary, "capture", counting_capture)
+    monkeypatch.setattr(log_lib, "capture", counting_capture)
 
     set_tf_config(monkeypatch, WORKERS_ONLY, "worker", 1)
     writer = tf.summary.create_file_writer(str(tmp_path / "worker1"))

@@ -16,10 +16,10 @@ import tensorflow as tf
 from hypothesis import strategies as st
 
 import tb_activations as tba
-from tb_activations import epochs
-from tb_activations import metadata
-from tb_activations import reader
-from tb_activations import step_rendering
+from tb_activations.format import metadata
+from tb_activations.reading import epochs
+from tb_activations.reading import reader
+from tb_activations.rendering import steps as steps_lib
 from tests import models
 
 
@@ -79,7 +79,7 @@ def test_any_bytes_are_an_epoch_or_a_value_error(blob):
 
 
 def _write_epoch(tag, values, step, dtype=tf.string):
-    ((_, summary_metadata, _),) = step_rendering.render_epoch_end(0)
+    ((_, summary_metadata, _),) = steps_lib.render_epoch_end(0)
     tf.summary.write(tag, tf.constant(values, dtype=dtype), step=step, metadata=summary_metadata)
 
 
@@ -110,7 +110,7 @@ def test_read_run_leaves_bad_records_out_naming_them(tmp_path):
 
 _READ_AS_UNPRIVILEGED = textwrap.dedent("""
     import sys, warnings
-    from tb_activations import reader
+    from tb_activations.reading import reader
     import tb_activations as tba
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

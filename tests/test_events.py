@@ -23,11 +23,11 @@ from tensorboard.compat.proto import summary_pb2
 from tensorboard.compat.tensorflow_stub import pywrap_tensorflow as tensorboard_records
 from tensorboard.util import tensor_util
 
-from tb_activations import events
-from tb_activations import metadata
-from tb_activations import reader
-from tb_activations import step_rendering
-from tb_activations import writing
+from tb_activations.format import metadata
+from tb_activations.reading import reader
+from tb_activations.rendering import steps
+from tb_activations.writing import destinations
+from tb_activations.writing import events
 from tests.full_disk import fill
 from tests.numpy_capture import numpy_capture
 
@@ -44,10 +44,10 @@ def loaded(path):
 
 
 def test_a_step_reads_back_through_tensorboards_loader(tmp_path):
-    rendered = step_rendering.render_capture(numpy_capture())
+    rendered = steps.render_capture(numpy_capture())
     with events.EventFileWriter(tmp_path) as writer:
-        assert writing.write_rendered(rendered, 5, writer)
-        assert writing.write_rendered(step_rendering.render_epoch_end(0), 6, writer)
+        assert destinations.write_rendered(rendered, 5, writer)
+        assert destinations.write_rendered(steps.render_epoch_end(0), 6, writer)
     (path,) = event_files(tmp_path)
     assert path == writer.path
     assert re.fullmatch(r"events\.out\.tfevents\.\d+\.%s\.%d\.\d+\.activations"
@@ -67,7 +67,7 @@ def test_a_step_reads_back_through_tensorboards_loader(tmp_path):
 
 def test_tf_record_dataset_verifies_our_crcs(tmp_path):
     with events.EventFileWriter(tmp_path) as writer:
-        writing.write_rendered(step_rendering.render_capture(numpy_capture()), 1, writer)
+        destinations.write_rendered(steps.render_capture(numpy_capture()), 1, writer)
     records = [bytes(r.numpy()) for r in tf.data.TFRecordDataset(writer.path)]
     assert [event_pb2.Event.FromString(r).step for r in records] == [0, 1]
     data = bytearray(open(writer.path, "rb").read())
@@ -112,9 +112,9 @@ def test_a_step_is_encoded_as_protobuf_serializes_it(entries, step, wall_time):
                                          tensor=tensor_util.make_tensor_proto(
                                              np.array(values, dtype=object), shape=[len(values)]))
                for tag, summary_metadata, values in rendered]))
-    encoded = writing.step_event_bytes(rendered, step, wall_time)
+    encoded = destinations.step_event_bytes(rendered, step, wall_time)
     assert encoded == expected.SerializeToString()
-    assert writing.step_summary_bytes(rendered) == expected.summary.SerializeToString()
+    assert destinations.step_summary_bytes(rendered) == expected.summary.SerializeToString()
 
 
 def test_a_closed_writer_refuses_writes_naming_its_file(tmp_path):
@@ -122,7 +122,7 @@ def test_a_closed_writer_refuses_writes_naming_its_file(tmp_path):
     writer.close()
     writer.close()
     with pytest.raises(events.EventFileError, match="closed") as raised:
-        writing.write_rendered(step_rendering.render_epoch_end(0), 1, writer)
+        destinations.write_rendered(steps.render_epoch_end(0), 1, writer)
     assert raised.value.errno == errno.EBADF and raised.value.filename == writer.path
 
 
@@ -134,12 +134,12 @@ def test_a_log_dir_that_is_a_file_is_named(tmp_path):
 
 
 def test_a_url_log_dir_is_written_through_tensorflows_file_systems():
-    rendered = step_rendering.render_capture(numpy_capture())
+    rendered = steps.render_capture(numpy_capture())
     writer = events.shared_writer("ram://events_test/run")
     assert events.shared_writer("ram://events_test/run") is writer  # keyed by the URL itself
     assert writer.path.startswith("ram://events_test/run/events.out.tfevents.")
     for step in (1, 2):
-        assert writing.write_rendered(rendered, step, writer)
+        assert destinations.write_rendered(rendered, step, writer)
     assert tf.io.gfile.listdir("ram://events_test/run") == [os.path.basename(writer.path)]
     read = loaded(writer.path)  # TensorBoard's loader reads it through tf.io.gfile
     assert [event.step for event in read] == [0, 1, 2]
@@ -157,19 +157,19 @@ def test_a_url_no_file_system_writes_is_named_with_what_to_install():
 
 def test_a_full_disk_raises_naming_the_file_and_keeps_whole_steps_only(tiny_disk):
     writer = events.EventFileWriter(tiny_disk / "run")
-    small = step_rendering.render_capture(numpy_capture())
-    assert writing.write_rendered(small, 1, writer)
+    small = steps.render_capture(numpy_capture())
+    assert destinations.write_rendered(small, 1, writer)
     written = os.path.getsize(writer.path)
     filler = fill(tiny_disk, leaving=300_000)
     noise = [np.random.default_rng(1).bytes(600_000)]  # incompressible, larger than what's left
     with pytest.raises(events.EventFileError, match="No space left on device") as raised:
-        writing.write_rendered([("activations/big", small[0][1], noise)], 2, writer)
+        destinations.write_rendered([("activations/big", small[0][1], noise)], 2, writer)
     assert raised.value.errno == errno.ENOSPC and raised.value.filename == writer.path
     assert os.path.getsize(writer.path) == written  # the torn step is cut off
     assert [event.step for event in loaded(writer.path)] == [0, 1]
     os.unlink(filler)
     with pytest.raises(events.EventFileError, match="earlier write failed"):
-        writing.write_rendered(small, 3, writer)  # room again, but the writer stays stopped
+        destinations.write_rendered(small, 3, writer)  # room again, but the writer stays stopped
     assert [event.step for event in loaded(writer.path)] == [0, 1]
     writer.close()
 
@@ -188,22 +188,24 @@ sys.modules["tensorflow"] = None  # `import tensorflow` now raises ImportError
 sys.path.insert(0, %(root)r)
 from tensorboard.backend.event_processing import event_file_loader
 from torch.utils.tensorboard import SummaryWriter
-from tb_activations import events, reader, step_rendering, writing
+from tb_activations.reading import reader
+from tb_activations.rendering import steps
+from tb_activations.writing import destinations, events
 from tests.full_disk import fill
 from tests.numpy_capture import numpy_capture
 
-rendered = step_rendering.render_capture(numpy_capture())
+rendered = steps.render_capture(numpy_capture())
 with events.EventFileWriter(%(own)r) as writer:
-    writing.write_rendered(rendered, 3, writer)
+    destinations.write_rendered(rendered, 3, writer)
 print([event.step for event in event_file_loader.EventFileLoader(writer.path).Load()])
 user = SummaryWriter(%(torch)r)
 user.add_scalar("loss", 0.5, 3)
-writing.write_rendered(rendered, 3, user)
+destinations.write_rendered(rendered, 3, user)
 user.close()
 for directory in (%(own)r, %(torch)r):
     print(sorted({(r.layer, r.step) for r in reader.read_activations(directory)}))
 with events.EventFileWriter("memory://own") as writer:  # fsspec's file system, in memory
-    writing.write_rendered(rendered, 4, writer)
+    destinations.write_rendered(rendered, 4, writer)
 print([event.step for event in event_file_loader.EventFileLoader(writer.path).Load()])
 try:
     events.EventFileWriter("gs://bucket/run")
@@ -231,8 +233,8 @@ def test_a_torch_summary_writer_gets_the_step_in_its_own_event_file(tmp_path):
 
     user = SummaryWriter(str(tmp_path))
     user.add_scalar("loss", 0.25, 7)
-    rendered = step_rendering.render_capture(numpy_capture())
-    assert writing.write_rendered(rendered, 7, user)
+    rendered = steps.render_capture(numpy_capture())
+    assert destinations.write_rendered(rendered, 7, user)
     user.add_scalar("loss", 0.125, 8)
     user.close()
     (path,) = event_files(tmp_path)

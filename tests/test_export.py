@@ -17,11 +17,11 @@ from PIL import Image
 
 import tb_activations as tba
 from tb_activations import cli
-from tb_activations import export_files
-from tb_activations import exporting
-from tb_activations import figures
-from tb_activations import metadata
-from tb_activations import reader
+from tb_activations.exporting import figures
+from tb_activations.exporting import files as files_lib
+from tb_activations.exporting import run_export
+from tb_activations.format import metadata
+from tb_activations.reading import reader
 from tests import browser_helpers as helpers
 from tests import models
 from tests.test_epochs import write_hostile_epochs
@@ -80,7 +80,7 @@ def test_file_names_sort_by_step_and_are_safe(exported):
     _, rows = exported
     for row in rows_of(rows, HOSTILE_RUN, "png"):
         run_folder, layer_folder, name = row["file"].split("/")
-        assert run_folder == export_files.safe_name(HOSTILE_RUN, set())
+        assert run_folder == files_lib.safe_name(HOSTILE_RUN, set())
         assert not set('<>:"/\\|?*') & set(run_folder)
         assert layer_folder == row["layer"]
         assert name == "step-%06d_sample-%s.png" % (int(row["step"]), row["sample"])
@@ -356,7 +356,7 @@ def test_hostile_epoch_records_are_left_out_of_the_export(tmp_path):
 ])
 def test_bad_requests_are_refused_before_anything_is_written(logdir, tmp_path, options,
                                                              message):
-    with pytest.raises(exporting.ExportError, match=message):
+    with pytest.raises(run_export.ExportError, match=message):
         tba.export(logdir[0], tmp_path / "out", progress=False, **options)
     assert not (tmp_path / "out").exists()
 
@@ -364,17 +364,17 @@ def test_bad_requests_are_refused_before_anything_is_written(logdir, tmp_path, o
 def test_a_logdir_without_activation_data(tmp_path):
     with tf.summary.create_file_writer(str(tmp_path / "scalars")).as_default():
         tf.summary.scalar("loss", 1.0, step=0)
-    with pytest.raises(exporting.ExportError,
+    with pytest.raises(run_export.ExportError,
                        match=r"no activation data under .* \(runs with event files: scalars\)"):
         tba.export(tmp_path, tmp_path / "out", progress=False)
-    with pytest.raises(exporting.ExportError, match=r"is not a directory"):
+    with pytest.raises(run_export.ExportError, match=r"is not a directory"):
         tba.export(tmp_path / "missing", tmp_path / "out", progress=False)
 
 
 def test_an_unwritable_out(logdir, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    with pytest.raises(exporting.ExportError, match=r"cannot write to .*a_file"):
+    with pytest.raises(run_export.ExportError, match=r"cannot write to .*a_file"):
         tba.export(logdir[0], blocker / "out", run=PLAIN_RUN, progress=False)
 
 
@@ -404,7 +404,7 @@ def _leftovers(folder):
 def test_an_interrupted_export_leaves_no_partial_file(logdir, tmp_path, monkeypatch, target,
                                                       calls):
     owner_name, method_name = target.split(".")
-    owner = getattr(export_files, owner_name)
+    owner = getattr(files_lib, owner_name)
     original = getattr(owner, method_name)
     seen = []
 
@@ -442,10 +442,10 @@ def _assert_safe(name):
 @hypothesis.given(strategies.lists(strategies.text(), min_size=1, max_size=8))
 def test_safe_names_are_safe_non_empty_and_unique(texts):
     taken = set()
-    names = [export_files.safe_name(text, taken) for text in texts]
+    names = [files_lib.safe_name(text, taken) for text in texts]
     for name in names:
         _assert_safe(name)
-    assert len({export_files.name_key(name) for name in names}) == len(names)
+    assert len({files_lib.name_key(name) for name in names}) == len(names)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -453,12 +453,12 @@ def test_safe_names_are_safe_non_empty_and_unique(texts):
     ("CON", "_CON"), ("nul.tar.gz", "_nul.tar.gz"), ("conv1 ", "conv1_"),
     ("a\\b:c", "a_b_c"), ("é", "é"), ("", "_")])
 def test_safe_name_examples(text, expected):
-    assert export_files.safe_name(text, set()) == expected
+    assert files_lib.safe_name(text, set()) == expected
 
 
 def test_safe_names_of_look_alikes_and_long_names_differ():
     taken = set()
-    names = [export_files.safe_name(text, taken)
+    names = [files_lib.safe_name(text, taken)
              for text in ["Conv", "conv", "a/b", "a_b", "x" * 300, "x" * 301]]
     assert names[:4] == ["Conv", "conv~2", "a_b", "a_b~2"]
     assert names[4] != names[5] and all(len(n.encode()) <= 96 for n in names[4:])
@@ -467,8 +467,8 @@ def test_safe_names_of_look_alikes_and_long_names_differ():
 @hypothesis.given(strategies.lists(strategies.text(), min_size=1, max_size=6))
 def test_index_cells_never_start_a_formula_and_read_back_as_written(names):
     with tempfile.TemporaryDirectory() as folder:
-        temporaries = export_files.Temporaries()
-        index = export_files.CsvIndex(temporaries, os.path.join(folder, "index.csv"))
+        temporaries = files_lib.Temporaries()
+        index = files_lib.CsvIndex(temporaries, os.path.join(folder, "index.csv"))
         for name in names:
             index.add(run=name, layer=name, layer_class="Dense", step=3, sample=0,
                       format="png", file="f.png")

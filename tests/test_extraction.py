@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from tests import models
-from tb_activations import extraction
 from tb_activations import get_activations
+from tb_activations.keras import capture
 
 
 def reference(model, x, names):
@@ -329,5 +329,5 @@ def test_probe_traced_once_per_signature_and_cached_on_the_model():
     assert len(cache) == 2
     get_activations(model, x[:2])  # another batch size is another signature
     assert len(cache) == 3
-    assert not isinstance(extraction.prepare_probe(model, x.astype("float64")), list)
-    assert extraction.prepare_probe(model, x.astype("float64")).dtype == np.float32
+    assert not isinstance(capture.prepare_probe(model, x.astype("float64")), list)
+    assert capture.prepare_probe(model, x.astype("float64")).dtype == np.float32

@@ -12,8 +12,8 @@ import threading
 import numpy as np
 import pytest
 
-from tb_activations import layout as layout_module
-from tb_activations import rendering
+from tb_activations.format import layout as layout_module
+from tb_activations.rendering import grid_images
 from tests import browser_helpers as helpers
 
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -117,11 +117,11 @@ def test_layouts_table_answers_what_views_ask(page):
                          ids=lambda shape: "x".join(map(str, shape)))
 def test_geometry_finds_every_tile_where_the_python_tiler_put_it(page, shape):
     """The Python↔JavaScript contract: tile t's pixels carry code t in a grid tiled by
-    tb_activations.rendering; the browser must name tile t for exactly those pixels."""
+    tb_activations.rendering.grid_images; the browser must name tile t for exactly those pixels."""
     plan = layout_module.plan_layout(shape)
     codes = np.broadcast_to(np.arange(plan.tiles, dtype=np.uint8)[None, :, None, None],
                             (1, plan.tiles, plan.tile_height, plan.tile_width))
-    grid = rendering.tile_feature_maps(codes, plan)[0]
+    grid = grid_images.tile_feature_maps(codes, plan)[0]
     expected = np.where(grid == 255, -1, grid.astype(int))
     found = run(page, """
         const [layer, width, height] = arg;
@@ -247,7 +247,7 @@ def test_url_state_round_trips_names_numbers_and_the_live_flag(page):
     assert out["hand"] == {"run": "r", "sample": 3}
 
 
-# --- channel_flags.js: one vocabulary (tb_activations/overview.py) ---
+# --- channel_flags.js: one vocabulary (tb_activations/rendering/overview.py) ---
 
 def test_channel_flags_say_silent_per_sample_and_dead_in_every_sample(page):
     out = run(page, """

@@ -19,9 +19,9 @@ from tensorboard.plugins import base_plugin
 from werkzeug import test as werkzeug_test
 
 import tb_activations as tba
-from tb_activations import metadata
 from tb_activations import plugin
-from tb_activations import rendering
+from tb_activations.format import metadata
+from tb_activations.rendering import grid_images
 from tests import models
 from tests.test_epochs import write_hostile_epochs
 from tests.test_plugin import get, get_json, python_provider, query, rust_provider
@@ -67,7 +67,7 @@ def _write(tag, content, values, dtype=tf.string):
     tf.summary.write(tag, tf.constant(values, dtype=dtype), step=0, metadata=summary_metadata)
 
 
-GOOD_PNG = rendering.encode_png(np.zeros((2, 2), np.uint8))
+GOOD_PNG = grid_images.encode_png(np.zeros((2, 2), np.uint8))
 GOOD_STATS = dict(stats=np.zeros((1, 4, 7), np.float32), ranges=np.zeros((1, 1, 2), np.float32),
                   channels=np.arange(4, dtype=np.int32))
 V2 = {"version": 2, "channels_kept": 2}

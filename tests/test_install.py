@@ -13,7 +13,7 @@ import tomllib
 
 import pytest
 
-from tb_activations import metadata
+from tb_activations.format import metadata
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCH_ONLY_SCRIPT = os.path.join(REPO, "tests", "torch_only_venv.py")

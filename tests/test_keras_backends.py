@@ -12,8 +12,8 @@ import keras
 import numpy as np
 import pytest
 
-from tb_activations import extraction
 from tb_activations import read_activations
+from tb_activations.keras import capture
 from tests import keras_backend_worker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,7 +49,7 @@ def test_activations_equal_tensorflow_ones_for_the_same_weights(backend_run, nam
     model, x = build(), probe()
     weights = load(folder, name + "_weights.npz")
     model.set_weights([weights["arr_%d" % i] for i in range(len(weights))])
-    expected = extraction.get_activations(model, x)
+    expected = capture.get_activations(model, x)
     activations = load(folder, name + "_activations.npz")
     # In call order: names Keras makes up (softmax_3) depend on what the process built before.
     assert len(activations) == len(expected)

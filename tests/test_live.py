@@ -20,11 +20,11 @@ import tensorflow as tf
 from hypothesis import strategies as st
 
 import tb_activations as tba
-from tb_activations import live
-from tb_activations import model_file
+from tb_activations.keras import live
+from tb_activations.keras import log
+from tb_activations.keras import model_file
 from tb_activations.plugin import queries
-from tb_activations import rendering
-from tb_activations import summary
+from tb_activations.rendering import grid_images
 from tests import models
 from tests.test_plugin import PREFIX, get_json, plugin_client, query
 
@@ -113,7 +113,7 @@ def test_live_answer_equals_the_logged_last_step(client, logdir):
         assert [layer["layer"] for layer in result["layers"]] == trained.layers
         for layer in result["layers"]:
             logged = records[(layer["layer"], sample)]
-            codes = rendering.decode_png(base64.b64decode(layer["grid"]))
+            codes = grid_images.decode_png(base64.b64decode(layer["grid"]))
             assert codes.shape == logged.image.shape
             assert np.abs(codes.astype(int) - logged.image).max() <= 1
             ours = np.array(layer["stats"]["samples"][0]["stats"], dtype=float)
@@ -321,10 +321,10 @@ def test_live_statistics_equal_those_logged_for_the_same_input(tmp_path_factory,
     _, layers, _ = live.LiveModels().answer(model_file.model_path(folder),
                                             {"inputs": {"picture": sample.tolist()}},
                                             tba.RenderOptions())
-    captured = summary.capture(model, sample[None].astype(np.float32))
+    captured = log.capture(model, sample[None].astype(np.float32))
     assert [content["layer"] for content, _, _ in layers] == [r.path for r in captured.records]
     for (content, png, reduced), record in zip(layers, captured.records):
         logged = captured.reduce()[record.path]
         np.testing.assert_allclose(reduced["stats"], logged["stats"], rtol=1e-5, atol=1e-6)
         assert np.array_equal(reduced["channels"], logged["channels"])
-        assert png == rendering.render_layer(logged, record.layout)[0]
+        assert png == grid_images.render_layer(logged, record.layout)[0]

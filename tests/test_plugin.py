@@ -29,13 +29,13 @@ from tensorboard.util import grpc_util
 from werkzeug import test as werkzeug_test
 
 import tb_activations as tba
-from tb_activations import epochs
-from tb_activations import metadata
 from tb_activations import plugin
+from tb_activations.format import metadata
 from tb_activations.plugin import answers
 from tb_activations.plugin import backend
-from tb_activations import rendering
-from tb_activations import step_rendering
+from tb_activations.reading import epochs
+from tb_activations.rendering import grid_images
+from tb_activations.rendering import steps as steps_lib
 from tests import models
 
 HOSTILE_LAYER = "dense>1.a-b"
@@ -205,9 +205,9 @@ def test_grid_is_the_stored_png_of_the_requested_sample(client):
     second = get(client, "/grid?" + query(run="cnn", layer="conv2", step=trained.steps[-1],
                                            sample=1))
     assert first.status_code == 200 and first.headers["Content-Type"] == "image/png"
-    image = rendering.decode_png(first.get_data())
+    image = grid_images.decode_png(first.get_data())
     assert image.shape == (3 * 16 + 2, 4 * 16 + 3)  # 12 channels of 16x16, 3 rows x 4, gutters
-    assert not np.array_equal(image, rendering.decode_png(second.get_data()))
+    assert not np.array_equal(image, grid_images.decode_png(second.get_data()))
     records = [r for r in tba.read_activations(trained.log_dir, layer="conv2")
                if r.step == trained.steps[-1] and r.sample == 0]
     np.testing.assert_array_equal(image, records[0].image)
@@ -217,7 +217,7 @@ def test_grid_of_hostile_layer_name(client):
     client, _ = client
     response = get(client, "/grid?" + query(run="vectors", layer=HOSTILE_LAYER, step=1))
     assert response.status_code == 200
-    assert rendering.decode_png(response.get_data()).shape == (2, 3)  # 5 units + 1 padding
+    assert grid_images.decode_png(response.get_data()).shape == (2, 3)  # 5 units + 1 padding
 
 
 # Every layer name Keras accepts on the TensorFlow backend, i.e. TensorFlow's node-name rule:
@@ -254,7 +254,7 @@ def test_any_layer_name_is_written_listed_and_served(tmp_path_factory, outer, in
     assert [layer["layer"] for layer in run["layers"]] == [path, "head"]
     response = get(names_client, "/grid?" + query(run="run", layer=path, step=1, sample=1))
     assert response.status_code == 200
-    assert rendering.decode_png(response.get_data()).shape == (2, 2)  # 3 units + 1 padding
+    assert grid_images.decode_png(response.get_data()).shape == (2, 2)  # 3 units + 1 padding
 
 
 def test_stats_match_what_was_written(client):
@@ -316,8 +316,8 @@ def test_probe_serves_the_probe_pictures(client):
     client, trained = client
     response = get(client, "/probe?" + query(run="cnn", sample=3))
     assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
-    np.testing.assert_array_equal(rendering.decode_png(response.get_data()),
-                                  rendering.probe_picture(trained.probe[3]))
+    np.testing.assert_array_equal(grid_images.decode_png(response.get_data()),
+                                  grid_images.probe_picture(trained.probe[3]))
     assert get(client, "/probe?" + query(run="cnn", input="image", sample=0)).status_code == 200
 
 
@@ -498,7 +498,7 @@ def test_a_run_name_the_rust_server_cannot_key_is_served(tmp_path, loader):
     with tf.summary.create_file_writer(str(tmp_path / QUOTED_RUN)).as_default():
         for step in range(2):
             assert tba.log_activations(model, np.ones((2, 6), np.float32), step=step)
-        ((tag, epoch_metadata, values),) = step_rendering.render_epoch_end(0)
+        ((tag, epoch_metadata, values),) = steps_lib.render_epoch_end(0)
         tf.summary.write(tag, tf.constant(values), step=0, metadata=epoch_metadata)
     client = plugin_client(tmp_path, loader)
     deadline = time.monotonic() + 60
@@ -515,7 +515,7 @@ def test_a_run_name_the_rust_server_cannot_key_is_served(tmp_path, loader):
     assert grid.status_code == 200, grid.get_data(as_text=True)
     (record,) = [r for r in tba.read_activations(str(tmp_path), layer="dense")
                  if r.step == 1 and r.sample == 1]
-    np.testing.assert_array_equal(rendering.decode_png(grid.get_data()), record.image)
+    np.testing.assert_array_equal(grid_images.decode_png(grid.get_data()), record.image)
     frames = get_json(client, "/frames?" + query(run=QUOTED_RUN, layer="dense", steps="0,1"))
     assert [frame["step"] for frame in frames["frames"]] == [0, 1]
     assert get_json(client, "/stats?" + query(run=QUOTED_RUN, layer="dense", step=0))["step"] == 0

@@ -16,10 +16,10 @@ from tensorboard.util import grpc_util
 
 from tb_activations import ActivationRecord
 from tb_activations import log_activations
-from tb_activations import metadata
 from tb_activations import read_activations
-from tb_activations import reader
-from tb_activations import rendering
+from tb_activations.format import metadata
+from tb_activations.reading import reader
+from tb_activations.rendering import grid_images
 from tests import models
 
 EXPERIMENT = ""
@@ -122,21 +122,21 @@ def test_every_step_of_every_layer_reads_back(provider, trained_run):
             assert len(datum.values) == samples + 1
             for sample in range(samples):
                 png = provider.read_blob(ctx, blob_key=datum.values[sample].blob_key)
-                grid = rendering.decode_png(png)
+                grid = grid_images.decode_png(png)
                 assert grid.shape == (
                     tiling["rows"] * (tiling["tile_height"] + 1) - 1,
                     tiling["columns"] * (tiling["tile_width"] + 1) - 1)
                 np.testing.assert_array_equal(grid, records[path, datum.step, sample].image)
-            stats = rendering.decode_statistics(
+            stats = grid_images.decode_statistics(
                 provider.read_blob(ctx, blob_key=datum.values[-1].blob_key), tiling,
                 reader.layer_layout(tiling))
             assert stats["stats"].shape == (samples, tiling["channels_kept"], 7)
     probe = read[metadata.probe_tag("image")]
     assert [datum.step for datum in probe] == [0]
     for sample, reference in enumerate(probe[0].values):
-        picture = rendering.decode_png(provider.read_blob(ctx, blob_key=reference.blob_key))
+        picture = grid_images.decode_png(provider.read_blob(ctx, blob_key=reference.blob_key))
         np.testing.assert_array_equal(picture,
-                                      rendering.probe_picture(trained_run.probe[sample]))
+                                      grid_images.probe_picture(trained_run.probe[sample]))
 
 
 @pytest.mark.slow

@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tb_activations import get_activations
-from tb_activations import layout
 from tb_activations import log_activations
-from tb_activations import metadata
-from tb_activations import overview
 from tb_activations import read_activations
-from tb_activations.tensorflow import reduction
+from tb_activations.format import layout
+from tb_activations.format import metadata
 from tb_activations.jax import reduction as jax_reduction
+from tb_activations.rendering import overview
+from tb_activations.tensorflow import reduction
 from tests import models
 
 # ---------------------------------------------------------------- the oracle (plain numpy)

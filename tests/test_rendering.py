@@ -13,9 +13,9 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tb_activations import layout
-from tb_activations import metadata
-from tb_activations import rendering
+from tb_activations.format import layout
+from tb_activations.format import metadata
+from tb_activations.rendering import grid_images
 from tests import format_v1
 
 DTYPES = ["float16", "float32", "float64", "int8", "int32", "int64", "uint8", "uint16", "bool"]
@@ -170,7 +170,7 @@ def tiles_and_ranges(draw):
 @hypothesis.settings(max_examples=150, deadline=None)
 def test_quantize_codes(case):
     tiles, ranges = case
-    codes = rendering.quantize(tiles, ranges)
+    codes = grid_images.quantize(tiles, ranges)
     assert codes.dtype == np.uint8 and codes.shape == tiles.shape
     values = tiles.astype(np.float64)
     finite = np.isfinite(values)
@@ -242,15 +242,15 @@ def float32_tiles_and_their_ranges(draw):
 @hypothesis.settings(max_examples=300, deadline=None)
 def test_quantize_matches_the_reference_rules_bit_for_bit(case):
     tiles, ranges = case
-    np.testing.assert_array_equal(rendering.quantize(tiles, ranges),
+    np.testing.assert_array_equal(grid_images.quantize(tiles, ranges),
                                   quantize_reference(tiles, ranges))
 
 
 def test_quantize_endpoints_and_specials():
     tiles = np.array([[[[0.0, 1.0, 2.0, np.nan, np.inf, -np.inf]]]], np.float32)
-    codes = rendering.quantize(tiles, np.array([[[0.0, 2.0]]]))
+    codes = grid_images.quantize(tiles, np.array([[[0.0, 2.0]]]))
     np.testing.assert_array_equal(codes[0, 0, 0], [0, 126, 253, 254, 254, 254])
-    constant = rendering.quantize(np.full((1, 1, 2, 2), 7.0), np.array([[[7.0, 7.0]]]))
+    constant = grid_images.quantize(np.full((1, 1, 2, 2), 7.0), np.array([[[7.0, 7.0]]]))
     np.testing.assert_array_equal(constant, 0)
 
 
@@ -272,7 +272,7 @@ def plans_and_codes(draw):
 @hypothesis.settings(max_examples=150, deadline=None)
 def test_tile_feature_maps_places_tiles_and_gutters(case):
     plan, codes = case
-    grids = rendering.tile_feature_maps(codes, plan)
+    grids = grid_images.tile_feature_maps(codes, plan)
     batch = codes.shape[0]
     assert grids.dtype == np.uint8
     assert grids.shape == (batch, plan.grid_height, plan.grid_width)
@@ -299,9 +299,9 @@ def test_tile_feature_maps_places_tiles_and_gutters(case):
 def test_tile_feature_maps_rejects_tiles_that_do_not_fit_the_plan():
     plan = layout.plan_layout((4, 4, 3))
     with pytest.raises(ValueError, match="do not fit"):
-        rendering.tile_feature_maps(np.zeros((1, 2, 4, 4), np.uint8), plan)
+        grid_images.tile_feature_maps(np.zeros((1, 2, 4, 4), np.uint8), plan)
     with pytest.raises(ValueError, match="do not fit"):
-        rendering.tile_feature_maps(np.zeros((1, 3, 4, 5), np.uint8), plan)
+        grid_images.tile_feature_maps(np.zeros((1, 3, 4, 5), np.uint8), plan)
 
 
 def finite_ranges(tiles):
@@ -351,19 +351,19 @@ def content_of(batch, version=2):
 def test_render_layer_pngs_decode_to_the_tiled_codes(case):
     plan, reduced = case
     with np.errstate(all="ignore"):
-        blobs = rendering.render_layer(reduced, plan)
+        blobs = grid_images.render_layer(reduced, plan)
     batch = reduced["tiles"].shape[0]
     assert len(blobs) == batch + 1
-    expected = rendering.tile_feature_maps(
-        rendering.quantize(reduced["tiles"], reduced["ranges"]), plan)
+    expected = grid_images.tile_feature_maps(
+        grid_images.quantize(reduced["tiles"], reduced["ranges"]), plan)
     for sample, png in enumerate(blobs[:-1]):
-        grid = rendering.decode_png(png)
+        grid = grid_images.decode_png(png)
         assert grid.shape == (plan.grid_height, plan.grid_width)
         np.testing.assert_array_equal(grid, expected[sample])
         finite = np.isfinite(reduced["tiles"][sample].astype(np.float64))
         if plan.layout != "vector" and not finite.all():
             assert (grid == metadata.NONFINITE_CODE).any()
-    arrays = rendering.decode_statistics(blobs[-1], content_of(batch), plan)
+    arrays = grid_images.decode_statistics(blobs[-1], content_of(batch), plan)
     np.testing.assert_array_equal(arrays["channels"], reduced["channels"])
     np.testing.assert_array_equal(arrays["units"], reduced["channels"])
 
@@ -382,8 +382,8 @@ def images(draw):
 @hypothesis.given(images(), st.integers(0, 9))
 @hypothesis.settings(max_examples=100, deadline=None)
 def test_png_round_trip(image, compression):
-    data = rendering.encode_png(image, compression)
-    decoded = rendering.decode_png(data)
+    data = grid_images.encode_png(image, compression)
+    decoded = grid_images.decode_png(data)
     expected = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
     assert decoded.dtype == np.uint8
     np.testing.assert_array_equal(decoded, expected)
@@ -394,7 +394,7 @@ def test_png_is_readable_by_an_independent_decoder():
     generator = np.random.default_rng(0)
     for shape, mode in [((7, 5), "L"), ((3, 9, 3), "RGB"), ((4, 4, 4), "RGBA")]:
         image = generator.integers(0, 256, size=shape, dtype=np.uint8)
-        decoded = image_module.open(io.BytesIO(rendering.encode_png(image)))
+        decoded = image_module.open(io.BytesIO(grid_images.encode_png(image)))
         assert decoded.mode == mode
         np.testing.assert_array_equal(np.asarray(decoded), image)
 
@@ -407,15 +407,15 @@ def test_png_is_readable_by_an_independent_decoder():
 ])
 def test_encode_png_rejects(image, error):
     with pytest.raises(error):
-        rendering.encode_png(image)
+        grid_images.encode_png(image)
 
 
 def test_decode_png_rejects_foreign_data():
     with pytest.raises(ValueError, match="not a PNG"):
-        rendering.decode_png(b"GIF89a")
-    truncated = rendering.encode_png(np.zeros((2, 2), np.uint8))
+        grid_images.decode_png(b"GIF89a")
+    truncated = grid_images.encode_png(np.zeros((2, 2), np.uint8))
     with pytest.raises(ValueError):
-        rendering.decode_png(truncated[:8] + truncated[33:])  # no IHDR
+        grid_images.decode_png(truncated[:8] + truncated[33:])  # no IHDR
 
 
 # ---------------------------------------------------------------- statistics blob
@@ -440,8 +440,8 @@ def statistics(draw):
 @hypothesis.settings(max_examples=60, deadline=None)
 def test_statistics_round_trip(case):
     plan, batch, reduced = case
-    blob = rendering.encode_statistics(reduced)
-    arrays = rendering.decode_statistics(blob, content_of(batch), plan)
+    blob = grid_images.encode_statistics(reduced)
+    arrays = grid_images.decode_statistics(blob, content_of(batch), plan)
     assert arrays["stats"].dtype == np.float32 and arrays["ranges"].dtype == np.float32
     assert arrays["channels"].dtype == np.int32
     np.testing.assert_array_equal(arrays["stats"], reduced["stats"])
@@ -450,7 +450,7 @@ def test_statistics_round_trip(case):
     np.testing.assert_array_equal(arrays["units"], reduced["channels"])
     np.testing.assert_array_equal(arrays["silent"], reduced["silent"])
     assert sum(info.file_size for info in zipfile.ZipFile(io.BytesIO(blob)).infolist()) <= (
-        rendering.statistics_bytes(content_of(batch), plan))
+        grid_images.statistics_bytes(content_of(batch), plan))
 
 
 @hypothesis.given(statistics())
@@ -462,7 +462,7 @@ def test_version_1_blobs_decode_with_derived_layer_statistics(case):
     every[..., zero] = np.where(np.unpackbits(reduced["silent"], axis=-1,
                                               count=plan.channels_total), 1.0, 0.5)
     blob = format_v1.statistics_blob(every, reduced["ranges"], np.arange(plan.channels_shown))
-    arrays = rendering.decode_statistics(blob, content_of(batch, version=1), plan)
+    arrays = grid_images.decode_statistics(blob, content_of(batch, version=1), plan)
     np.testing.assert_array_equal(arrays["stats"], every)
     np.testing.assert_array_equal(arrays["units"], np.arange(plan.channels_total))
     np.testing.assert_array_equal(arrays["silent"], reduced["silent"])
@@ -490,7 +490,7 @@ def _changed(**arrays):
 
 @pytest.mark.parametrize("blob, reason", [
     (b"", "unreadable"), (b"not an npz", "unreadable"),
-    (rendering.encode_png(np.zeros((2, 2), np.uint8)), "unreadable"),
+    (grid_images.encode_png(np.zeros((2, 2), np.uint8)), "unreadable"),
     (_changed(silent=None), "unreadable"),
     (_changed(stats=np.zeros((2, 4, 6), np.float32)), r"\(stats\) of shape"),
     (_changed(stats=np.zeros((2, 10, 7), np.float32)), r"\(stats\) of shape"),
@@ -507,25 +507,25 @@ def _changed(**arrays):
         "silent-too-long", "layer-one-sample"])
 def test_decode_statistics_rejects_untrusted_blobs(blob, reason):
     with pytest.raises(ValueError, match=reason):
-        rendering.decode_statistics(blob, content_of(2), _PLAN)
+        grid_images.decode_statistics(blob, content_of(2), _PLAN)
 
 
 def test_decode_statistics_refuses_a_bomb_before_decompressing():
     bomb = _changed(stats=np.zeros((2, 4000, 7), np.float32))
     assert len(bomb) < 300_000
     with pytest.raises(ValueError, match="would decompress to 224"):
-        rendering.decode_statistics(bomb, content_of(2), _PLAN)
+        grid_images.decode_statistics(bomb, content_of(2), _PLAN)
 
 
 def test_decode_statistics_accepts_the_good_blob():
-    arrays = rendering.decode_statistics(npz(**_GOOD), content_of(2), _PLAN)
+    arrays = grid_images.decode_statistics(npz(**_GOOD), content_of(2), _PLAN)
     assert arrays["silent"].shape == (2, 2)
 
 
 def test_decode_statistics_never_unpickles():
     payload = pickle.dumps(np.zeros(3))
     with pytest.raises(ValueError):
-        rendering.decode_statistics(payload, content_of(1), _PLAN)
+        grid_images.decode_statistics(payload, content_of(1), _PLAN)
 
 
 # ---------------------------------------------------------------- probe pictures
@@ -542,8 +542,8 @@ def probe_samples(draw):
 @hypothesis.given(probe_samples())
 @hypothesis.settings(max_examples=150, deadline=None)
 def test_probe_picture(sample):
-    assert rendering.is_image_like(sample.shape)
-    picture = rendering.probe_picture(sample)
+    assert grid_images.is_image_like(sample.shape)
+    picture = grid_images.probe_picture(sample)
     expected_shape = sample.shape[:2] if sample.ndim == 2 or sample.shape[2] == 1 else sample.shape
     assert picture.dtype == np.uint8 and picture.shape == expected_shape
     data = sample[:, :, 0] if sample.ndim == 3 and sample.shape[2] == 1 else sample
@@ -562,14 +562,14 @@ def test_probe_picture(sample):
             assert np.all(np.diff(picture[finite][order].astype(int)) >= 0)  # monotone
         else:
             assert np.all(picture == 0)
-    assert rendering.decode_png(rendering.encode_png(picture)).shape == expected_shape
+    assert grid_images.decode_png(grid_images.encode_png(picture)).shape == expected_shape
 
 
 @pytest.mark.parametrize("shape, image_like", [
     ((28, 28), True), ((28, 28, 1), True), ((28, 28, 3), True), ((28, 28, 4), True),
     ((28, 28, 2), False), ((28,), False), ((4, 28, 28, 1), False), ((), False)])
 def test_is_image_like(shape, image_like):
-    assert rendering.is_image_like(shape) == image_like
+    assert grid_images.is_image_like(shape) == image_like
 
 
 @hypothesis.given(height=st.integers(1, 70), width=st.integers(1, 70), colour=st.booleans(),
@@ -577,12 +577,12 @@ def test_is_image_like(shape, image_like):
 def test_probe_pictures_are_bounded_by_max_image(height, width, colour, max_side):
     sample = np.random.default_rng(height * 71 + width).uniform(
         -1, 1, (height, width, 3) if colour else (height, width))
-    picture = rendering.probe_picture(sample, max_side)
+    picture = grid_images.probe_picture(sample, max_side)
     factor = -(-max(height, width) // max_side)
     assert picture.shape[:2] == (-(-height // factor), -(-width // factor))
     assert max(picture.shape[:2]) <= max_side
     assert picture.shape[2:] == sample.shape[2:]
-    full = rendering.probe_picture(sample, max(height, width)).astype(np.float64)
+    full = grid_images.probe_picture(sample, max(height, width)).astype(np.float64)
     if height >= factor and width >= factor:  # a whole block: its plain mean
         assert abs(float(picture[0, 0].mean()) - full[:factor, :factor].mean()) <= 0.5 + 1e-9
 
@@ -590,13 +590,13 @@ def test_probe_pictures_are_bounded_by_max_image(height, width, colour, max_side
 def test_a_large_probe_is_stored_at_max_image(tmp_path):
     import tensorflow as tf
     import keras
-    from tb_activations import summary
+    from tb_activations.keras import log
 
     model = keras.Sequential([keras.Input((512, 512, 3)), keras.layers.Conv2D(2, 3, name="c")])
     photos = np.random.default_rng(0).uniform(0, 1, (4, 512, 512, 3)).astype(np.float32)
     with tf.summary.create_file_writer(str(tmp_path)).as_default():
-        summary.log_activations(model, photos, step=0, max_image=128)
+        log.log_activations(model, photos, step=0, max_image=128)
     from tests.test_writer import written
     (probe,) = [value for value in written(tmp_path) if value.tag.startswith("activations_probe")]
-    assert [rendering.decode_png(png).shape for png in probe.blobs] == [(128, 128, 3)] * 4
+    assert [grid_images.decode_png(png).shape for png in probe.blobs] == [(128, 128, 3)] * 4
     assert sum(map(len, probe.blobs)) < 4 * 128 * 128 * 3 * 1.1

@@ -17,13 +17,13 @@ from torch import nn
 
 import tb_activations as tba
 import tb_activations.torch as tbat
-from tb_activations import events as tba_events
-from tb_activations import layout
-from tb_activations import metadata
-from tb_activations import reader
-from tb_activations import rendering
-from tb_activations.captured import UndrawableLayerError
+from tb_activations.capture.records import UndrawableLayerError
+from tb_activations.format import layout
+from tb_activations.format import metadata
+from tb_activations.reading import reader
+from tb_activations.rendering import grid_images
 from tb_activations.torch import capture as capture_lib
+from tb_activations.writing import events as tba_events
 from tests import browser_helpers
 from tests import test_plugin
 from tests.browser_helpers import free_port
@@ -693,7 +693,7 @@ def test_the_plugin_serves_a_torch_run_on_both_loaders(torch_logdir, loader):
         run="torch", layer="layer2/0/bn2", step=2, sample=1))
     (record,) = [r for r in tba.read_activations(torch_logdir, layer="layer2/0/bn2")
                  if r.step == 2 and r.sample == 1]
-    np.testing.assert_array_equal(rendering.decode_png(grid.get_data()), record.image)
+    np.testing.assert_array_equal(grid_images.decode_png(grid.get_data()), record.image)
     overview = test_plugin.get_json(client, "/overview?" + test_plugin.query(run="torch"))
     assert overview["steps"] == [0, 1, 2]
 

@@ -24,8 +24,8 @@ from torch import nn
 
 import tb_activations as tba
 import tb_activations.torch as tbat
-from tb_activations import reader
-from tb_activations import step_rendering
+from tb_activations.reading import reader
+from tb_activations.rendering import steps as steps_lib
 from tb_activations.torch.lightning import ActivationsCallback
 from tb_activations.torch.pytorch_lightning import ActivationsCallback as OlderNameCallback
 from tests.test_events import fill
@@ -131,11 +131,11 @@ def test_steps_land_in_the_tensorboard_loggers_run_beside_its_scalars(tmp_path):
 def test_the_training_loop_waits_for_the_probe_pass_only(tmp_path, monkeypatch):
     threads = []
 
-    def render_capture(captured, real=step_rendering.render_capture):
+    def render_capture(captured, real=steps_lib.render_capture):
         threads.append(threading.current_thread())
         return real(captured)
 
-    monkeypatch.setattr(step_rendering, "render_capture", render_capture)
+    monkeypatch.setattr(steps_lib, "render_capture", render_capture)
     fit([ActivationsCallback(PROBE, every_n_steps=2, log_dir=tmp_path)], max_steps=4)
     assert len(threads) == 3 and threading.main_thread() not in threads
     assert logged_steps(tmp_path) == {layer: [0, 2, 4] for layer in LAYERS}

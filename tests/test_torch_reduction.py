@@ -7,9 +7,9 @@ import pytest
 import tensorflow as tf
 import torch
 
-from tb_activations import layout
-from tb_activations import metadata
-from tb_activations import overview
+from tb_activations.format import layout
+from tb_activations.format import metadata
+from tb_activations.rendering import overview
 from tb_activations.tensorflow import reduction as tf_reduction
 from tb_activations.torch import reduction
 from tests import models

@@ -12,8 +12,8 @@ from torch import nn
 
 import tb_activations as tba
 import tb_activations.torch as tbat
-from tb_activations import reader
-from tb_activations.captured import UndrawableLayerError
+from tb_activations.capture.records import UndrawableLayerError
+from tb_activations.reading import reader
 from tb_activations.torch import capture as capture_lib
 from tests.test_torch import hook_oracle
 

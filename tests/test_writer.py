@@ -29,21 +29,21 @@ from tensorboard.context import RequestContext
 from tensorboard.util import tensor_util
 
 from tb_activations import ActivationsCallback
-from tb_activations import background
-from tb_activations import callback as callback_lib
-from tb_activations import events
-from tb_activations import extraction
-from tb_activations import layout
 from tb_activations import log_activations
-from tb_activations import metadata
-from tb_activations import model_file
-from tb_activations import overview
 from tb_activations import read_activations
-from tb_activations import reader
-from tb_activations import rendering
-from tb_activations import step_rendering
-from tb_activations import summary
-from tb_activations import writing
+from tb_activations.format import layout
+from tb_activations.format import metadata
+from tb_activations.keras import callback as callback_lib
+from tb_activations.keras import capture
+from tb_activations.keras import log
+from tb_activations.keras import model_file
+from tb_activations.reading import reader
+from tb_activations.rendering import grid_images
+from tb_activations.rendering import overview
+from tb_activations.rendering import steps as steps_lib
+from tb_activations.writing import background
+from tb_activations.writing import destinations
+from tb_activations.writing import events
 from tests import models
 from tests.full_disk import fill
 
@@ -97,7 +97,7 @@ def test_log_activations_writes_one_tag_per_layer(tmp_path, cnn):
     assert sorted(steps_by_tag(values)) == sorted(layer_tags + ["activations_probe/image"])
     assert all(value.step == 7 for value in values)
     found = first_metadata(values)
-    activations = extraction.get_activations(model, x)
+    activations = capture.get_activations(model, x)
     for order, path in enumerate(models.SMALL_CNN_DRAWN):
         meta = found["activations/" + path]
         assert meta.plugin_data.plugin_name == "activations"
@@ -120,10 +120,10 @@ def test_log_activations_writes_one_tag_per_layer(tmp_path, cnn):
         assert len(blobs) == 4  # a PNG per probe sample, then the statistics
         content = json.loads(found["activations/" + path].plugin_data.content)
         for png in blobs[:-1]:
-            assert rendering.decode_png(png).shape == (
+            assert grid_images.decode_png(png).shape == (
                 content["rows"] * content["tile_height"] + content["rows"] - 1,
                 content["columns"] * content["tile_width"] + content["columns"] - 1)
-        stats = rendering.decode_statistics(blobs[-1], content,
+        stats = grid_images.decode_statistics(blobs[-1], content,
                                             reader.layer_layout(content))["stats"]
         assert stats.shape == (3, content["channels_kept"], 7)
         assert content["channels_kept"] == min(content["channels_total"], 64)
@@ -152,7 +152,7 @@ def test_probe_is_stored_once_per_writer(tmp_path, cnn):
     assert content == {"version": metadata.PROTOCOL_VERSION, "kind": "probe", "input": "image",
                        "shape": [None, 16, 16, 1], "samples": 3}
     for png, sample in zip(probe.blobs, x):
-        np.testing.assert_array_equal(rendering.decode_png(png), rendering.probe_picture(sample))
+        np.testing.assert_array_equal(grid_images.decode_png(png), grid_images.probe_picture(sample))
 
 
 def test_only_image_like_inputs_are_stored_as_probes(tmp_path):
@@ -183,8 +183,8 @@ def test_every_writer_writes_the_values_tf_summary_write_writes(tmp_path, cnn):
     """A step is one event (one record) of every tag's value, each value byte for byte the
     one tf.summary.write makes (which writes an event per tag)."""
     model, x = cnn
-    captured = summary.capture(model, extraction.prepare_probe(model, x))
-    rendered = step_rendering.render_capture(captured) + step_rendering.render_epoch_end(3)
+    captured = log.capture(model, capture.prepare_probe(model, x))
+    rendered = steps_lib.render_capture(captured) + steps_lib.render_epoch_end(3)
 
     def summary_events(directory):
         found = []
@@ -198,12 +198,12 @@ def test_every_writer_writes_the_values_tf_summary_write_writes(tmp_path, cnn):
                 for event in found for value in event.summary.value]
 
     with tf.summary.create_file_writer(str(tmp_path / "default")).as_default() as writer:
-        assert writing.write_rendered(rendered, 12) is True
+        assert destinations.write_rendered(rendered, 12) is True
         with tf.summary.record_if(False):
-            assert writing.write_rendered(rendered, 13) is False
+            assert destinations.write_rendered(rendered, 13) is False
         writer.flush()
     with events.EventFileWriter(tmp_path / "events") as writer:
-        assert writing.write_rendered(rendered, 12, writer) is True
+        assert destinations.write_rendered(rendered, 12, writer) is True
     with tf.summary.create_file_writer(str(tmp_path / "tf")).as_default() as writer:
         for tag, summary_metadata, blobs in rendered:
             assert tf.summary.write(tag, tf.constant(blobs), step=12,
@@ -214,11 +214,11 @@ def test_every_writer_writes_the_values_tf_summary_write_writes(tmp_path, cnn):
     for directory in ("default", "events"):
         assert len(summary_events(tmp_path / directory)) == 1
         assert values(summary_events(tmp_path / directory)) == expected
-    assert writing.write_rendered(rendered, 14) is False  # no default writer
+    assert destinations.write_rendered(rendered, 14) is False  # no default writer
     with tf.summary.create_noop_writer().as_default():
-        assert writing.write_rendered(rendered, 14) is False
+        assert destinations.write_rendered(rendered, 14) is False
     with pytest.raises(TypeError, match="EventFileWriter.*not a str"):
-        writing.write_rendered(rendered, 14, str(tmp_path))
+        destinations.write_rendered(rendered, 14, str(tmp_path))
 
 
 def test_non_chief_worker_writes_nothing(tmp_path, cnn, monkeypatch):
@@ -267,8 +267,8 @@ def test_render_options_reach_the_stored_tiling(tmp_path, cnn):
     assert content["caps"] == {"max_channels": 5, "channel_selection": "top", "max_tile": 6,
                                "max_depth_slices": 8, "max_image": 256, "columns": 5}
     blob = {value.tag: value for value in values}["activations/conv2"].blobs[-1]
-    chosen = rendering.decode_statistics(blob, content, reader.layer_layout(content))["channels"]
-    scores = np.abs(extraction.get_activations(model, x)["conv2"]).mean(axis=(0, 1, 2))
+    chosen = grid_images.decode_statistics(blob, content, reader.layer_layout(content))["channels"]
+    scores = np.abs(capture.get_activations(model, x)["conv2"]).mean(axis=(0, 1, 2))
     np.testing.assert_array_equal(chosen, np.argsort(-scores, kind="stable")[:5])
 
 
@@ -325,9 +325,9 @@ def test_a_layer_of_unknown_size_is_named_as_such(tmp_path):
     inputs = keras.Input((5,), name="vector")
     model = keras.Model(inputs, Positive(name="positive")(keras.layers.Dense(5, name="d")(inputs)))
     x = np.ones((2, 5), "float32")
-    assert extraction.get_activations(model, x)["positive"].shape[0] == 2  # drawable or not
+    assert capture.get_activations(model, x)["positive"].shape[0] == 2  # drawable or not
     with tf.summary.create_file_writer(str(tmp_path / "asked")).as_default():
-        with pytest.raises(extraction.UndrawableLayerError,
+        with pytest.raises(capture.UndrawableLayerError,
                            match=r"cannot be drawn: positive \(Positive\): .*unknown axis"):
             log_activations(model, x, step=0, layers=["d", "positive"])
     assert written(tmp_path / "asked") == []
@@ -341,11 +341,11 @@ def test_a_layer_with_text_output_is_skipped(tmp_path):
     model = DenseThen(AsText(name="text"), side_branch=True, name="with_text")
     x = np.ones((2, 4), "float32")
     model(x)
-    assert extraction.get_activations(model, x)["text"].dtype == object
+    assert capture.get_activations(model, x)["text"].dtype == object
     with tf.summary.create_file_writer(str(tmp_path)).as_default():
         with pytest.warns(UserWarning, match=r"text \(AsText\): its dtype string is not real"):
             assert log_activations(model, x, step=0)
-        with pytest.raises(extraction.UndrawableLayerError,
+        with pytest.raises(capture.UndrawableLayerError,
                            match=r"cannot be drawn: text \(AsText\): its dtype"):
             log_activations(model, x, step=1, layers=[AsText])
     assert steps_by_tag(written(tmp_path)) == {"activations/dense": [0]}
@@ -353,12 +353,12 @@ def test_a_layer_with_text_output_is_skipped(tmp_path):
 
 def test_a_capture_reduced_later_shows_the_model_as_it_was_when_captured(cnn):
     model, x = cnn
-    arrays = extraction.prepare_probe(model, x)
-    deferred = summary.capture(model, arrays)
+    arrays = capture.prepare_probe(model, x)
+    deferred = log.capture(model, arrays)
     assert deferred._reduced is None  # the callback's writer thread reduces it, later
-    at_capture = summary.capture(model, arrays).reduce()
+    at_capture = log.capture(model, arrays).reduce()
     model.set_weights([weight * 0.5 for weight in model.get_weights()])  # training goes on
-    after = summary.capture(model, arrays).reduce()
+    after = log.capture(model, arrays).reduce()
     assert any(not np.array_equal(after[path]["stats"], at_capture[path]["stats"])
                for path in at_capture)
     assert list(deferred.reduce()) == list(at_capture)
@@ -369,10 +369,10 @@ def test_a_capture_reduced_later_shows_the_model_as_it_was_when_captured(cnn):
 
 def test_a_capture_larger_than_the_deferral_limit_is_reduced_at_once(cnn, monkeypatch):
     model, x = cnn
-    arrays = extraction.prepare_probe(model, x)
-    deferred = summary.capture(model, arrays).reduce()
-    monkeypatch.setattr(summary, "MAX_DEFERRED_BYTES", 0)
-    captured = summary.capture(model, arrays)
+    arrays = capture.prepare_probe(model, x)
+    deferred = log.capture(model, arrays).reduce()
+    monkeypatch.setattr(log, "MAX_DEFERRED_BYTES", 0)
+    captured = log.capture(model, arrays)
     assert captured._layers is None and captured._reduced is not None
     for path, expected in deferred.items():
         np.testing.assert_array_equal(captured.reduce()[path]["tiles"], expected["tiles"])
@@ -382,7 +382,7 @@ def test_non_finite_activations_get_statistics_over_their_finite_values(cnn):
     model, x = cnn
     x = x.copy()
     x[1, 9, 9, 0] = np.inf
-    reduced = summary.capture(model, extraction.prepare_probe(model, x)).reduce()
+    reduced = log.capture(model, capture.prepare_probe(model, x)).reduce()
     field = {name: i for i, name in enumerate(metadata.STAT_FIELDS)}
     stats = reduced["conv1"]["stats"]
     assert stats[1, :, field["inf_count"]].sum() > 0  # around the Inf pixel
@@ -393,17 +393,17 @@ def test_non_finite_activations_get_statistics_over_their_finite_values(cnn):
 
 def test_a_render_failure_in_the_background_writes_nothing_for_that_step(tmp_path, cnn):
     model, x = cnn
-    arrays = extraction.prepare_probe(model, x)
-    good = summary.capture(model, arrays)
-    broken = summary.capture(model, arrays)
+    arrays = capture.prepare_probe(model, x)
+    good = log.capture(model, arrays)
+    broken = log.capture(model, arrays)
     last = broken.records[-1].path
     broken.reduce()[last] = dict(broken.reduce()[last],
                                 tiles=broken.reduce()[last]["tiles"][..., :-1])  # misfit tiles
     with pytest.raises(ValueError, match="do not fit"):
-        step_rendering.render_capture(broken)
+        steps_lib.render_capture(broken)
     writer = background.BackgroundWriter(events.EventFileWriter(tmp_path), 4)
-    writer.put(lambda: step_rendering.render_capture(good), 0)
-    writer.put(lambda: step_rendering.render_capture(broken), 1)
+    writer.put(lambda: steps_lib.render_capture(good), 0)
+    writer.put(lambda: steps_lib.render_capture(broken), 1)
     with pytest.raises(RuntimeError, match="failed to write activations"):
         writer.close()
     steps = steps_by_tag(written(tmp_path))
@@ -571,7 +571,7 @@ def test_every_logged_step_has_an_overview_of_its_layers(tmp_path, cnn):
     content = json.loads(overviews[0].metadata.plugin_data.content)
     assert content == {"kind": "overview", "version": metadata.PROTOCOL_VERSION}
     records = list(read_activations(str(tmp_path)))
-    activations = extraction.get_activations(model, x)
+    activations = capture.get_activations(model, x)
     for value in overviews:
         (blob,) = value.blobs
         layers = overview.decode_overview(blob)

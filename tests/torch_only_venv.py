@@ -23,8 +23,8 @@ from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 
 import tb_activations as tba  # noqa: E402
 import tb_activations.torch as tbat  # noqa: E402
-from tb_activations import metadata  # noqa: E402
 from tb_activations import plugin  # noqa: E402
+from tb_activations.format import metadata  # noqa: E402
 from tb_activations.plugin import static_files  # noqa: E402
 
 logdir = sys.argv[1]

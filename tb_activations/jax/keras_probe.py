@@ -2,7 +2,7 @@
 interface of tb_activations.tensorflow.keras_probe).
 
 The forward pass calls the model in a keras.StatelessScope, so the variable values are
-arguments: read right before each call (keras_compat.variable_values), the compiled function
+arguments: read right before each call (compat.variable_values), the compiled function
 follows training without being traced again.
 """
 
@@ -10,8 +10,8 @@ import jax
 import keras
 import numpy as np
 
-from tb_activations import keras_compat
 from tb_activations.jax import reduction
+from tb_activations.keras import compat
 
 reduce_layer_output = reduction.reduce_layer_output
 to_numpy = np.asarray  # waits for the device, copies to the host
@@ -33,14 +33,14 @@ def trace_forward(model, run, signature, recording):
         with keras.StatelessScope(state_mapping=mapping):
             return run(lambda: model(inputs, training=False))
 
-    trainable, non_trainable = keras_compat.variable_values(model)
+    trainable, non_trainable = compat.variable_values(model)
     with recording():
         compiled = jax.jit(stateless).lower(
             [_spec(value) for value in trainable], [_spec(value) for value in non_trainable],
             jax.tree.map(_spec, signature)).compile()
 
     def forward(arrays):
-        return compiled(*keras_compat.variable_values(model), arrays)
+        return compiled(*compat.variable_values(model), arrays)
 
     return forward
 

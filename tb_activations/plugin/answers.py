@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
-from tb_activations import layout
-from tb_activations import metadata
-from tb_activations import overview
+from tb_activations.format import layout
+from tb_activations.format import metadata
+from tb_activations.rendering import overview
 
 # Listing answers (runs, a run's layers) and frame windows stay under this many bytes of JSON;
 # a listing says how many entries it left for the next page.

@@ -22,18 +22,18 @@ from tensorboard.data import provider
 from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
-from tb_activations import caches
-from tb_activations import epochs
-from tb_activations import metadata
-from tb_activations import model_file
-from tb_activations import overview
-from tb_activations import reader
-from tb_activations import rendering
+from tb_activations.format import metadata
+from tb_activations.keras import model_file
 from tb_activations.plugin import answers
+from tb_activations.plugin import caches
 from tb_activations.plugin import queries
 from tb_activations.plugin import run_reader
 from tb_activations.plugin import static_files
 from tb_activations.plugin.queries import QueryError
+from tb_activations.reading import epochs
+from tb_activations.reading import reader
+from tb_activations.rendering import grid_images
+from tb_activations.rendering import overview
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         if cached is not None:
             return cached
         try:
-            arrays = rendering.decode_statistics(self._blob(request, run, datum.values[-1]),
+            arrays = grid_images.decode_statistics(self._blob(request, run, datum.values[-1]),
                                                  content, reader.layer_layout(content))
         except ValueError as error:
             raise QueryError(404, "step %d of %r in run %r has no readable statistics: %s"
@@ -613,7 +613,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
     def _live(self):
         with self._live_lock:
             if self._live_models is None:
-                self._live_models = importlib.import_module("tb_activations.live").LiveModels()
+                self._live_models = importlib.import_module("tb_activations.keras.live").LiveModels()
             return self._live_models
 
     def _live_info_impl(self, run, tags):
@@ -636,7 +636,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             return answers.unavailable("%s of run %r cannot be read: %s"
                                        % (model_file.MODEL_FILE, run, error))
         if described is None:  # a model saved there by hand: only loading it tells its inputs
-            live = importlib.import_module("tb_activations.live")
+            live = importlib.import_module("tb_activations.keras.live")
             try:
                 described = live.describe(self._live().get(path))
             except live.LiveError as error:
@@ -659,7 +659,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         path = self._model_path(run)
         drawn = request.args.getlist("layer") or None
         started = time.perf_counter()
-        live = importlib.import_module("tb_activations.live")
+        live = importlib.import_module("tb_activations.keras.live")
         try:
             loaded, layers, outputs = self._live().answer(path, body, answers.run_options(tags),
                                                           drawn)

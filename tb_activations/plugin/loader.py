@@ -2,7 +2,7 @@
 
 from tensorboard.plugins import base_plugin
 
-from tb_activations import metadata
+from tb_activations.format import metadata
 from tb_activations.plugin import backend
 
 

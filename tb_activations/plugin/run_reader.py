@@ -8,7 +8,7 @@ import time
 from tensorboard.backend.event_processing import data_provider as multiplexer_provider
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 
-from tb_activations import metadata
+from tb_activations.format import metadata
 
 # Runs whose name the Rust data server cannot put in a blob key (it fails to parse its own
 # key), read from their event files instead.

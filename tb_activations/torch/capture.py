@@ -18,10 +18,10 @@ import weakref
 import numpy as np
 import torch
 
-from tb_activations import layout as layout_lib
-from tb_activations import path_selection
-from tb_activations.captured import LayerRecord, UndrawableLayerError
-from tb_activations.captured import reduce_finite_if_needed
+from tb_activations.capture import path_selection
+from tb_activations.capture.records import LayerRecord, UndrawableLayerError
+from tb_activations.capture.records import reduce_finite_if_needed
+from tb_activations.format import layout as layout_lib
 from tb_activations.torch import modules as modules_lib
 from tb_activations.torch import reduction
 

@@ -8,13 +8,13 @@ only; the reduction, rendering and writing run on a thread of their own
 
 import os
 
-from tb_activations import events
-from tb_activations import failures
-from tb_activations import step_rendering
-from tb_activations import writing
-from tb_activations.background import BackgroundWriter
+from tb_activations.rendering import steps as steps_lib
 from tb_activations.torch import capture as capture_lib
 from tb_activations.torch import log as log_lib
+from tb_activations.writing import destinations
+from tb_activations.writing import events
+from tb_activations.writing import failures
+from tb_activations.writing.background import BackgroundWriter
 
 
 def tensorboard_logger(trainer, logger_class):
@@ -63,7 +63,7 @@ class ActivationsLogging:
             raise ValueError("every_n_steps must be a positive int (global steps between "
                              "logs), got %r" % (every_n_steps,))
         self.on_error = failures.check_on_error(on_error)
-        self.settings = step_rendering.render_options(**options)  # names an unknown one now
+        self.settings = steps_lib.render_options(**options)  # names an unknown one now
         self.probe = probe
         self.every_n_steps = every_n_steps
         self.layers = layers
@@ -109,7 +109,7 @@ class ActivationsLogging:
         try:
             captured = capture_lib.TorchCapture(pl_module, self.probe, self.layers,
                                                 self.settings)
-            self._background.put(lambda: step_rendering.render_capture(captured), step)
+            self._background.put(lambda: steps_lib.render_capture(captured), step)
         except Exception as error:
             self._fail(error, trainer)
 
@@ -133,11 +133,11 @@ class ActivationsLogging:
             writer = self._writer(trainer)
             self._background = BackgroundWriter(writer, max_queue=1, close_writer=False)
             module = capture_lib.check_model(pl_module)
-            probe = ([] if writing.holds_probe(writer, module)
+            probe = ([] if destinations.holds_probe(writer, module)
                      else log_lib.probe_pictures(module, self.probe, self.settings))
-            writing.record_probe(writer, module)
+            destinations.record_probe(writer, module)
             self._last_step = trainer.global_step
-            self._background.put(lambda: probe + step_rendering.render_capture(captured),
+            self._background.put(lambda: probe + steps_lib.render_capture(captured),
                                  trainer.global_step)
         except OSError as error:
             self._fail(error, trainer)

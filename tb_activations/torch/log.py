@@ -3,11 +3,11 @@ and write stages, into a torch SummaryWriter's run or a log_dir of our own."""
 
 import torch
 
-from tb_activations import events
-from tb_activations import failures
-from tb_activations import step_rendering
-from tb_activations import writing
+from tb_activations.rendering import steps as steps_lib
 from tb_activations.torch import capture as capture_lib
+from tb_activations.writing import destinations
+from tb_activations.writing import events
+from tb_activations.writing import failures
 
 
 def is_rank_zero():
@@ -61,7 +61,7 @@ def probe_pictures(module, inputs, settings):
     """The probe pictures' [(tag, metadata, values)]."""
     args, kwargs, _ = capture_lib.prepare_probe(module, inputs)
     arrays, names = probe_images(args, kwargs, capture_lib.probe_batch_axis(module))
-    return step_rendering.render_probe(arrays, names, settings.max_image)
+    return steps_lib.render_probe(arrays, names, settings.max_image)
 
 
 def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
@@ -78,9 +78,9 @@ def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
     "raise" raises the EventFileError. Errors in the arguments raise either way. `options`
     are RenderOptions fields (max_channels, channel_selection, max_tile, ...).
     """
-    settings = step_rendering.render_options(**options)
+    settings = steps_lib.render_options(**options)
     failures.check_on_error(on_error)
-    step = writing.step_number(step)
+    step = destinations.step_number(step)
     if not is_rank_zero():
         return False
     check_destination(writer, log_dir)
@@ -88,11 +88,11 @@ def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
     if failures.is_stopped(place):
         return False
     captured = capture_lib.TorchCapture(model, inputs, layers, settings)
-    rendered = step_rendering.render_capture(captured)
+    rendered = steps_lib.render_capture(captured)
     module = capture_lib.check_model(model)
 
     def write():
-        return writing.write_with_probe(rendered, step, writer_for(writer, log_dir), module,
+        return destinations.write_with_probe(rendered, step, writer_for(writer, log_dir), module,
                                         lambda: probe_pictures(module, inputs, settings))
 
     return failures.write_or_stop(on_error, place, writer.get_logdir()

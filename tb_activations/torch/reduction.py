@@ -9,7 +9,7 @@ torch backend) can use it.
 
 import torch
 
-from tb_activations.metadata import STAT_FIELDS
+from tb_activations.format.metadata import STAT_FIELDS
 
 PACKBITS_WEIGHTS = (128, 64, 32, 16, 8, 4, 2, 1)
 

@@ -7,7 +7,7 @@ import collections
 
 import numpy as np
 
-from tb_activations import metadata
+from tb_activations.format import metadata
 
 LayerRecord = collections.namedtuple("LayerRecord", "path layer_class order layout")
 

@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 
-from tb_activations import metadata
+from tb_activations.format import metadata
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR_TYPES = {1: 0, 3: 2, 4: 6}

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from tb_activations import metadata
+from tb_activations.format import metadata
 
 SUMMARY_FIELDS = ("zero_fraction", "dead_channels", "silent_channels", "nan_count",
                   "inf_count", "low", "high")

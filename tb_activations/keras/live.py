@@ -2,7 +2,7 @@
 
 The plugin imports this module on the first live request only: it is the one part of the
 plugin that imports TensorFlow and Keras. An answer goes through the same capture, reduction
-and rendering as a logged step (summary.capture, step_rendering.render_layers), so a live
+and rendering as a logged step (log.capture, steps.render_layers), so a live
 grid and a logged one can never differ for the same input.
 
 Safety on a shared TensorBoard: models are loaded with Keras's safe mode (a `Lambda` layer or
@@ -23,10 +23,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tb_activations import extraction
-from tb_activations import model_file
-from tb_activations import step_rendering
-from tb_activations import summary
+from tb_activations.keras import capture as capture_lib
+from tb_activations.keras import log
+from tb_activations.keras import model_file
+from tb_activations.rendering import steps
 
 
 class LiveError(Exception):
@@ -80,7 +80,7 @@ def load_model(data, stamp):
         except Exception as error:
             raise LiveError(422, "the saved model cannot be loaded safely, so it is not run: %s "
                                  "(Lambda layers and custom classes are refused)"
-                            % extraction.trace_error_text(error)) from None
+                            % capture_lib.trace_error_text(error)) from None
     if not isinstance(model, keras.Model):
         raise LiveError(422, "%s holds a %s, not a model"
                         % (model_file.MODEL_FILE, type(model).__name__))
@@ -89,13 +89,13 @@ def load_model(data, stamp):
 
 def input_specs(model):
     """[(name, shape without batch, dtype)] of a loaded model's inputs, in call order."""
-    inputs = extraction.model_inputs(model)
+    inputs = capture_lib.model_inputs(model)
     if inputs is None:
         raise LiveError(422, "model %r does not say what inputs it takes (a subclassed model "
                              "saved without a build): the live probe needs a Functional or "
                              "Sequential model" % model.name)
     specs = tf.nest.flatten(inputs)
-    names = summary.input_names(model, inputs)
+    names = log.input_names(model, inputs)
     return [(name, list(spec.shape[1:]), keras.backend.standardize_dtype(spec.dtype))
             for name, spec in zip(names, specs)]
 
@@ -108,7 +108,7 @@ def describe(loaded):
                "high": 255.0 if np.dtype(dtype).kind in "iub" else 1.0, "range_known": False}
               for name, shape, dtype in input_specs(loaded.model)]
     return dict(model_file.record_facts(loaded.record), inputs=inputs,
-                outputs=extraction.describe_outputs(loaded.model))
+                outputs=capture_lib.describe_outputs(loaded.model))
 
 
 def parse_sample(body, specs):
@@ -152,21 +152,21 @@ def answer_sample(loaded, sample, options, drawn=None):
     """(layers [(content, grid PNG or None, reduced arrays)], model outputs as numpy) for
     `sample`, the arrays of parse_sample. Only the layers whose paths are in `drawn` (every
     layer if None) are rendered; the others carry their statistics only."""
-    inputs = extraction.model_inputs(loaded.model)
+    inputs = capture_lib.model_inputs(loaded.model)
     if isinstance(inputs, dict):
-        sample = dict(zip(summary.input_names(loaded.model, inputs), sample))
+        sample = dict(zip(log.input_names(loaded.model, inputs), sample))
     elif len(sample) == 1:
         sample = sample[0]
-    arrays = extraction.prepare_probe(loaded.model, sample)
-    captured = summary.capture(loaded.model, arrays, None, options, model_outputs=True)
+    arrays = capture_lib.prepare_probe(loaded.model, sample)
+    captured = log.capture(loaded.model, arrays, None, options, model_outputs=True)
     known = {record.path for record in captured.records}
     unknown = sorted(set(drawn or ()) - known)
     if unknown:
         raise LiveError(400, "the model has no layer %s; its layers are %s"
                         % (", ".join(map(repr, unknown)), ", ".join(sorted(known))))
     rendered = {content["layer"]: pictures[0] for content, pictures
-                in step_rendering.render_layers(captured, statistics=False, only=drawn)}
-    layers = [(step_rendering.layer_content(record, 1, captured.options), rendered.get(record.path),
+                in steps.render_layers(captured, statistics=False, only=drawn)}
+    layers = [(steps.layer_content(record, 1, captured.options), rendered.get(record.path),
                captured.reduce()[record.path]) for record in captured.records]
     return layers, [output[0] for output in captured.model_outputs]
 
@@ -224,8 +224,8 @@ class LiveModels:
         except LiveError:
             raise
         except ValueError as error:  # the model's own refusal of this input
-            raise LiveError(400, extraction.trace_error_text(error)) from None
+            raise LiveError(400, capture_lib.trace_error_text(error)) from None
         except Exception as error:  # whatever the model does, TensorBoard keeps serving
             raise LiveError(500, "the model failed on this input: %s"
-                            % extraction.trace_error_text(error)) from None
+                            % capture_lib.trace_error_text(error)) from None
         return loaded, layers, outputs

@@ -21,7 +21,7 @@ import numpy as np
 from tensorboard.compat.proto import summary_pb2
 from tensorboard.compat.proto import types_pb2
 
-from tb_activations import events
+from tb_activations.writing import events
 
 # Field numbers of the protos a step is made of (tensorboard/compat/proto/*.proto).
 _EVENT_WALL_TIME, _EVENT_STEP, _EVENT_SUMMARY = 1, 2, 5
@@ -136,10 +136,10 @@ def write_rendered(rendered, step, writer=None):
                 summary_pb2.Summary.FromString(step_summary_bytes(rendered)), int(step))
         return True
     if writer is None:
-        from tb_activations import summary  # TensorFlow: only the default writer needs it
+        from tb_activations.keras import log as log_lib  # TensorFlow: only the default writer needs it
         with events.as_event_file_error("the default tf.summary writer"):
-            return summary.write_to_default_writer(step_summary_bytes(rendered), step)
-    raise TypeError("activations are written to a tb_activations.events.EventFileWriter, a "
+            return log_lib.write_to_default_writer(step_summary_bytes(rendered), step)
+    raise TypeError("activations are written to a tb_activations.writing.events.EventFileWriter, a "
                     "torch.utils.tensorboard.SummaryWriter or (None) the default tf.summary "
                     "writer, not a %s" % type(writer).__name__)
 

@@ -3,7 +3,7 @@ for (the rules for `layers=` are path_selection's)."""
 
 import keras
 
-from tb_activations import path_selection
+from tb_activations.capture import path_selection
 
 # Layers whose output is a copy, reshape or pad of their input at inference: drawing them
 # again costs bytes and shows nothing new, so the default selection skips them.

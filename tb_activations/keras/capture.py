@@ -25,10 +25,10 @@ import warnings
 import keras
 import numpy as np
 
-from tb_activations import layout as layout_lib
-from tb_activations import selection
-from tb_activations.captured import LayerRecord, UndrawableLayerError
-from tb_activations.keras_compat import model_inputs, producing_layer_name
+from tb_activations.capture.records import LayerRecord, UndrawableLayerError
+from tb_activations.format import layout as layout_lib
+from tb_activations.keras import selection
+from tb_activations.keras.compat import model_inputs, producing_layer_name
 
 # The module that traces and reduces on each Keras backend we support.
 BACKEND_MODULES = {"tensorflow": "tb_activations.tensorflow.keras_probe",

@@ -10,10 +10,10 @@ import dataclasses
 import functools
 import json
 
-from tb_activations import layout as layout_lib
-from tb_activations import metadata
-from tb_activations import overview
-from tb_activations import rendering
+from tb_activations.format import layout as layout_lib
+from tb_activations.format import metadata
+from tb_activations.rendering import grid_images
+from tb_activations.rendering import overview
 
 
 def render_options(**options):
@@ -52,7 +52,7 @@ def render_layers(captured, statistics=True, only=None):
         reduced = captured.reduce()[record.path]
         samples = reduced["tiles"].shape[0]
         rendered.append((layer_content(record, samples, captured.options),
-                         rendering.render_layer(reduced, record.layout, statistics)))
+                         grid_images.render_layer(reduced, record.layout, statistics)))
     return rendered
 
 
@@ -76,11 +76,11 @@ def render_probe(arrays, input_names, max_image=layout_lib.RenderOptions().max_i
     dict of them (taken in key order), named by `input_names` in that order."""
     rendered = []
     for name, array in zip(input_names, _in_order(arrays)):
-        if not rendering.is_image_like(array.shape[1:]):
+        if not grid_images.is_image_like(array.shape[1:]):
             continue
         content = {"kind": metadata.KIND_PROBE, "input": name,
                    "shape": [None] + list(array.shape[1:]), "samples": int(array.shape[0])}
-        pictures = [rendering.encode_png(rendering.probe_picture(sample, max_image))
+        pictures = [grid_images.encode_png(grid_images.probe_picture(sample, max_image))
                     for sample in array]
         rendered.append((metadata.probe_tag(name), metadata.create_summary_metadata(content),
                          pictures))

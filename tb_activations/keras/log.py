@@ -3,22 +3,22 @@ tf.summary writer or into a `log_dir=`.
 
 Logging is two phases so the callback can split them across threads: `capture` runs the
 probe through the model (the only part the training thread must wait for); rendering the
-capture (step_rendering.render_capture) reduces the layer outputs in the backend's ops,
-copies the reductions out, tiles and encodes them, and `writing.write_rendered` writes them.
+capture (steps.render_capture) reduces the layer outputs in the backend's ops,
+copies the reductions out, tiles and encodes them, and `destinations.write_rendered` writes them.
 TensorFlow is imported only for the default tf.summary writer.
 """
 
 
 import keras
 
-from tb_activations import captured as captured_lib
-from tb_activations import distribute
-from tb_activations import events
-from tb_activations import extraction
-from tb_activations import failures
-from tb_activations import layout as layout_lib
-from tb_activations import step_rendering
-from tb_activations import writing
+from tb_activations.capture import records as captured_lib
+from tb_activations.format import layout as layout_lib
+from tb_activations.keras import capture as capture_lib
+from tb_activations.keras import distribute
+from tb_activations.rendering import steps
+from tb_activations.writing import destinations
+from tb_activations.writing import events
+from tb_activations.writing import failures
 
 # A capture whose layer outputs take more than this is reduced at once, so the few captures
 # the callback's queue holds stay small (MobileNetV2's take 75 MB a probe sample).
@@ -53,10 +53,10 @@ def capture(model, arrays, layers=None, options=layout_lib.RenderOptions(),
             model_outputs=False):
     """The probe pass: what whoever logs must wait for before the model changes (and the
     reduction too when the layer outputs are larger than MAX_DEFERRED_BYTES)."""
-    probe = extraction.probe_for(model, arrays, layers, options)
+    probe = capture_lib.probe_for(model, arrays, layers, options)
     layer_outputs, outputs = probe.run(arrays)
     captured = Capture(probe, layer_outputs,
-                       [extraction.backend_module().to_numpy(output) for output in outputs]
+                       [capture_lib.backend_module().to_numpy(output) for output in outputs]
                        if model_outputs else [])
     if probe.output_bytes > MAX_DEFERRED_BYTES:
         captured.reduce()
@@ -66,7 +66,7 @@ def capture(model, arrays, layers=None, options=layout_lib.RenderOptions(),
 def input_names(model, arrays):
     if isinstance(arrays, dict):
         return sorted(arrays)
-    names = [extraction.producing_layer_name(t) for t in getattr(model, "inputs", None) or []]
+    names = [capture_lib.producing_layer_name(t) for t in getattr(model, "inputs", None) or []]
     count = len(keras.tree.flatten(arrays))
     if len(names) != count or not all(names):
         names = ["input"] if count == 1 else ["input_%d" % i for i in range(count)]
@@ -116,7 +116,7 @@ def log_activations(model, inputs, step=None, layers=None, log_dir=None, on_erro
     "raise" raises the EventFileError. Errors in the arguments raise either way.
     `options` are RenderOptions fields (max_channels, channel_selection, max_tile, ...).
     """
-    settings = step_rendering.render_options(**options)
+    settings = steps.render_options(**options)
     failures.check_on_error(on_error)
     if log_dir is None and keras.backend.backend() != "tensorflow":
         raise ValueError("on Keras's %r backend there is no default tf.summary writer: pass "
@@ -133,18 +133,18 @@ def log_activations(model, inputs, step=None, layers=None, log_dir=None, on_erro
             return False
         if step is None:
             step = _default_step()
-    step = writing.step_number(step)
+    step = destinations.step_number(step)
     place = _default_writer() if log_dir is None else events.shared_writer_key(log_dir)
     if failures.is_stopped(place):
         return False
-    arrays = extraction.prepare_probe(model, inputs)
-    rendered = step_rendering.render_capture(capture(model, arrays, layers, settings))
+    arrays = capture_lib.prepare_probe(model, inputs)
+    rendered = steps.render_capture(capture(model, arrays, layers, settings))
 
     def write():
         writer = _default_writer() if log_dir is None else events.shared_writer(log_dir)
-        return writing.write_with_probe(
+        return destinations.write_with_probe(
             rendered, step, None if log_dir is None else writer, model,
-            lambda: step_rendering.render_probe(arrays, input_names(model, arrays),
+            lambda: steps.render_probe(arrays, input_names(model, arrays),
                                                 settings.max_image), holder=writer)
 
     return failures.write_or_stop(on_error, place, "the default tf.summary writer"

@@ -15,8 +15,8 @@ import re
 import numpy as np
 
 from tb_activations import extras
-from tb_activations import metadata
-from tb_activations import reader
+from tb_activations.format import metadata
+from tb_activations.reading import reader
 
 COLORMAPS = ("viridis", "magma", "gray", "diverging")
 SCALES = ("channel", "layer", "global")

@@ -22,13 +22,13 @@ import warnings
 
 import numpy as np
 
-from tb_activations import epochs as epochs_lib
-from tb_activations import export_files
-from tb_activations import export_html
-from tb_activations import figures
-from tb_activations import metadata
-from tb_activations import reader
-from tb_activations import rendering
+from tb_activations.exporting import figures
+from tb_activations.exporting import files as files_lib
+from tb_activations.exporting import html_page
+from tb_activations.format import metadata
+from tb_activations.reading import epochs as epochs_lib
+from tb_activations.reading import reader
+from tb_activations.rendering import grid_images
 
 FORMATS = ("png", "gif", "npz", "html")
 INDEX_NAME = "index.csv"
@@ -294,13 +294,13 @@ class _LayerExport:
         if "gif" in options.formats:
             for sample in samples:
                 name = "steps_sample-%0*d.gif" % (self.sample_digits, sample)
-                self.gifs[sample] = export_files.GifWriter(
+                self.gifs[sample] = files_lib.GifWriter(
                     context.temporaries, os.path.join(folder, name), GIF_FRAME_MS,
                     "%s · %s · sample %d" % (context.run, self.content["layer"], sample))
                 context.index_file(self.row(format="gif", sample=sample), name, folder)
         self.npz = None
         if "npz" in options.formats:
-            self.npz = export_files.NpzWriter(
+            self.npz = files_lib.NpzWriter(
                 context.temporaries, os.path.join(folder, STATISTICS_NAME), context.scratch,
                 {"fields": np.array(metadata.STAT_FIELDS), "samples": np.array(samples)})
 
@@ -326,7 +326,7 @@ class _LayerExport:
                 if "gif" in options.formats:
                     self.gifs[sample].add(figures.to_palette(figure, cmap.name))
             if self.context.page is not None:
-                self.context.page.add_grid(rendering.encode_png(rgba), self.run_index,
+                self.context.page.add_grid(grid_images.encode_png(rgba), self.run_index,
                                            self.layer_index, item.step, sample, labels)
         if self.npz is not None:
             epoch = self.epochs[item.step]
@@ -394,10 +394,10 @@ class _Context:
 
     out: str
     options: _Options
-    temporaries: export_files.Temporaries
+    temporaries: files_lib.Temporaries
     scratch: str
-    index: export_files.CsvIndex
-    page: export_html.HtmlPage | None
+    index: files_lib.CsvIndex
+    page: html_page.HtmlPage | None
     run: str | None = None
     files: int = 0
 
@@ -414,7 +414,7 @@ def _export_run(context, listing, run_index, layers, chosen_steps, samples, fold
     taken = set()
     exports = {}
     for number, layer in enumerate(layers):
-        layer_folder = os.path.join(folder, export_files.safe_name(layer.content["layer"], taken))
+        layer_folder = os.path.join(folder, files_lib.safe_name(layer.content["layer"], taken))
         exports[layer.tag] = _LayerExport(
             context, layer, run_index, number, layer_folder, samples[(listing.name, layer.tag)],
             dict(zip(layer.steps, epochs_lib.epochs_of(layer.steps, listing.epochs))))
@@ -535,28 +535,28 @@ def export(logdir: str | os.PathLike, out: str | os.PathLike, run: str | None = 
 
 def _write(logdir, out, listings, layers_by_run, chosen_steps, samples, options, total,
            progress):
-    temporaries = export_files.Temporaries()
+    temporaries = files_lib.Temporaries()
     scratch = tempfile.mkdtemp(prefix=".tb-activations-", dir=out)
-    index = export_files.CsvIndex(temporaries, os.path.join(out, INDEX_NAME))
+    index = files_lib.CsvIndex(temporaries, os.path.join(out, INDEX_NAME))
     html_path = os.path.join(out, HTML_NAME) if "html" in options.formats else None
     page_path = temporaries.create(html_path) if html_path else None
     page_file = open(page_path, "w", encoding="utf-8") if page_path else None
     context = _Context(out, options, temporaries, scratch, index,
-                       export_html.HtmlPage(page_file) if page_file else None)
-    taken = {export_files.name_key(name) for name in (INDEX_NAME, HTML_NAME)}
+                       html_page.HtmlPage(page_file) if page_file else None)
+    taken = {files_lib.name_key(name) for name in (INDEX_NAME, HTML_NAME)}
     finished = False
     try:
         with _progress_bar(progress, total) as advance:
             exported = [listing for listing in listings if layers_by_run[listing.name]]
             for run_index, listing in enumerate(exported):
-                folder = os.path.join(out, export_files.safe_name(
+                folder = os.path.join(out, files_lib.safe_name(
                     _run_label(listing.name, logdir), taken))
                 _export_run(context, listing, run_index, layers_by_run[listing.name],
                             chosen_steps, samples, folder, advance)
         if page_file:
             context.page.close(_manifest(exported, layers_by_run, chosen_steps, samples,
                                          options, logdir),
-                               rendering.encode_png(options.cmap.table[None]))
+                               grid_images.encode_png(options.cmap.table[None]))
             page_file.close()
             temporaries.finish(page_path, html_path)
             context.index_file({"format": "html"}, HTML_NAME, out)

@@ -11,14 +11,14 @@ import warnings
 
 import keras
 
-from tb_activations import distribute
-from tb_activations import events
-from tb_activations import extraction
-from tb_activations import failures
-from tb_activations import model_file
-from tb_activations import step_rendering
-from tb_activations import summary
-from tb_activations.background import BackgroundWriter
+from tb_activations.keras import capture as capture_lib
+from tb_activations.keras import distribute
+from tb_activations.keras import log as log_lib
+from tb_activations.keras import model_file
+from tb_activations.rendering import steps as steps_lib
+from tb_activations.writing import events
+from tb_activations.writing import failures
+from tb_activations.writing.background import BackgroundWriter
 
 
 class ActivationsCallback(keras.callbacks.Callback):
@@ -89,7 +89,7 @@ class ActivationsCallback(keras.callbacks.Callback):
         # Keras runs batch hooks off the training loop's thread only when every callback says
         # it may (or keeps the default hooks); logging per epoch, this one's do nothing.
         self.async_safe = update_freq == "epoch"
-        self.options = step_rendering.render_options(**options)
+        self.options = steps_lib.render_options(**options)
         self._arrays = None
         self._background = None
         self._last_step = None
@@ -103,8 +103,8 @@ class ActivationsCallback(keras.callbacks.Callback):
         if self._background is None or step == self._last_step:
             return
         try:
-            captured = summary.capture(self.model, self._arrays, self.layers, self.options)
-            self._background.put(lambda: step_rendering.render_capture(captured), step)
+            captured = log_lib.capture(self.model, self._arrays, self.layers, self.options)
+            self._background.put(lambda: steps_lib.render_capture(captured), step)
         except Exception as error:
             self._fail(error)
         self._last_step = step
@@ -114,7 +114,7 @@ class ActivationsCallback(keras.callbacks.Callback):
         if self._background is None:
             return
         try:
-            self._background.put(step_rendering.render_epoch_end(epoch), self._global_step())
+            self._background.put(steps_lib.render_epoch_end(epoch), self._global_step())
         except Exception as error:
             self._fail(error)
 
@@ -140,18 +140,18 @@ class ActivationsCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if not distribute.is_chief():
             return
-        self._arrays = extraction.prepare_probe(self.model, self.probe)
+        self._arrays = capture_lib.prepare_probe(self.model, self.probe)
         # Traced here, outside _log's guard, so a selection or probe the model cannot take
         # raises at train begin whatever on_error says.
-        extraction.probe_for(self.model, self._arrays, self.layers, self.options)
+        capture_lib.probe_for(self.model, self._arrays, self.layers, self.options)
         self._last_step = None
         self._save_failed = False
         step = self._global_step()
         try:
             self._background = BackgroundWriter(events.EventFileWriter(self.log_dir),
                                                 self.max_queue)
-            self._background.put(step_rendering.render_probe(
-                self._arrays, summary.input_names(self.model, self._arrays),
+            self._background.put(steps_lib.render_probe(
+                self._arrays, log_lib.input_names(self.model, self._arrays),
                 self.options.max_image), step)
         except ValueError:  # a log_dir URL that no installed file system writes
             raise
@@ -190,8 +190,8 @@ class ActivationsCallback(keras.callbacks.Callback):
 def model_record(model, arrays, step, class_names):
     """What the live probe needs besides the weights: the step, class names, and per input its
     shape and the probe's value range (a drawn picture is mapped into it)."""
-    names = summary.input_names(model, arrays)
+    names = log_lib.input_names(model, arrays)
     inputs = [dict(model_file.value_range(array), name=name, shape=list(array.shape[1:]))
               for name, array in zip(names, keras.tree.flatten(arrays))]
     return {"step": step, "class_names": class_names, "inputs": inputs,
-            "outputs": extraction.describe_outputs(model)}
+            "outputs": capture_lib.describe_outputs(model)}

@@ -17,11 +17,11 @@ from tensorboard.backend.event_processing import io_wrapper
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.util import tensor_util
 
-from tb_activations import epochs
-from tb_activations import events
-from tb_activations import layout as layout_lib
-from tb_activations import metadata
-from tb_activations import rendering
+from tb_activations.format import layout as layout_lib
+from tb_activations.format import metadata
+from tb_activations.reading import epochs
+from tb_activations.rendering import grid_images
+from tb_activations.writing import events
 
 # The longest side of a grid read (the writer's are at most a few thousand pixels).
 _MAX_GRID_SIDE = 1 << 14
@@ -89,14 +89,14 @@ def read_activations(logdir, run=None, layer=None):
             layout = layer_layout(content)
             for event in multiplexer.Tensors(run_name, tag):
                 blobs = tensor_util.make_ndarray(event.tensor_proto).tolist()
-                arrays = rendering.decode_statistics(blobs[-1], content, layout)
+                arrays = grid_images.decode_statistics(blobs[-1], content, layout)
                 silent = np.unpackbits(arrays["silent"], axis=-1, count=layout.channels_total)
                 for sample, png in enumerate(blobs[:-1]):
                     stats = arrays["stats"][sample]
                     yield ActivationRecord(
                         run=run_name, layer=content["layer"], step=event.step,
                         wall_time=event.wall_time, sample=sample,
-                        image=rendering.decode_png(png),
+                        image=grid_images.decode_png(png),
                         statistics={field: stats[:, i]
                                     for i, field in enumerate(metadata.STAT_FIELDS)},
                         ranges=arrays["ranges"][sample], channels=arrays["channels"],
@@ -163,7 +163,7 @@ class LayerStep:
     len(STAT_FIELDS)), row r of unit units[r]; ranges: float32 (samples, tiles, 2); channels:
     the channel drawn in each tile (volumes: each grid row); layer: float32 (samples,
     len(STAT_FIELDS)) over every unit; silent: packed bits (samples, ceil(channels_total / 8))
-    of the units all zero in each sample (rendering.decode_statistics).
+    of the units all zero in each sample (grid_images.decode_statistics).
     """
 
     tag: str
@@ -252,8 +252,8 @@ def _layer_step(tag, parsed, event, blobs):
     samples = content["samples"]
     if len(blobs) != samples + 1:
         raise ValueError("%d blobs, expected %d PNGs and the statistics" % (len(blobs), samples))
-    arrays = rendering.decode_statistics(blobs[-1], content, layout)
-    grids = [rendering.decode_png(png) for png in blobs[:-1]]
+    arrays = grid_images.decode_statistics(blobs[-1], content, layout)
+    grids = [grid_images.decode_png(png) for png in blobs[:-1]]
     if any(grid.shape != (layout.grid_height, layout.grid_width) for grid in grids):
         raise ValueError("a grid is not %dx%d" % (layout.grid_height, layout.grid_width))
     return LayerStep(tag, content, layout, event.step, event.wall_time, grids,
@@ -264,7 +264,7 @@ def _layer_step(tag, parsed, event, blobs):
 
 def _probe_step(tag, parsed, event, blobs):
     for png in blobs:
-        rendering.decode_png(png)
+        grid_images.decode_png(png)
     return ProbeStep(tag, parsed[0], event.step, blobs)
 
 

@@ -6,7 +6,7 @@ import logging
 import queue
 import threading
 
-from tb_activations import writing
+from tb_activations.writing import destinations as destinations_lib
 
 logger = logging.getLogger(__name__)
 
@@ -14,7 +14,7 @@ _STOP = object()
 
 
 class BackgroundWriter:
-    """A thread that renders and writes captures to one writer (writing.write_rendered's
+    """A thread that renders and writes captures to one writer (destinations_lib.write_rendered's
     destinations), in order; `close_writer`: close it too when closing."""
 
     def __init__(self, writer, max_queue, close_writer=True):
@@ -35,7 +35,7 @@ class BackgroundWriter:
                 rendered, step = item
                 if callable(rendered):
                     rendered = rendered()
-                writing.write_rendered(rendered, step, self._writer)
+                destinations_lib.write_rendered(rendered, step, self._writer)
             except Exception as error:  # reported on the training thread, see raise_failure
                 logger.exception("tb-activations could not write step %s", item[1])
                 self._failure = self._failure or error

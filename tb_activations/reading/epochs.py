@@ -9,7 +9,7 @@ reason this module gives.
 import bisect
 import json
 
-from tb_activations import metadata
+from tb_activations.format import metadata
 
 # A record is `{"epoch": E}`, a few bytes: a longer one is refused before it is parsed.
 _MAX_RECORD_BYTES = 256
