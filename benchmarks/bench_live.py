@@ -43,7 +43,7 @@ from werkzeug import test as werkzeug_test  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tb_activations as tba  # noqa: E402
 from tb_activations import demo, plugin  # noqa: E402
-from tb_activations.keras import model_file  # noqa: E402
+from tb_activations.format import model_file  # noqa: E402
 from tb_activations.plugin import queries  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from tb_activations.keras import model_file
+from tb_activations.format import model_file
 from tb_activations.reading import reader
 
 

@@ -20,9 +20,9 @@ import tensorflow as tf
 from hypothesis import strategies as st
 
 import tb_activations as tba
+from tb_activations.format import model_file
 from tb_activations.keras import live
 from tb_activations.keras import log
-from tb_activations.keras import model_file
 from tb_activations.plugin import queries
 from tb_activations.rendering import grid_images
 from tests import models

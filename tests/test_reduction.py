@@ -181,7 +181,7 @@ def test_reduce_layer_output_matches_numpy_oracle(reduce, case):
     assert canonical.shape[1:] == plan.canonical_shape
     index = {field: i for i, field in enumerate(metadata.STAT_FIELDS)}
     batch = x.shape[0]
-    # What summary.capture does: plain statistics, whose non-finite layer-level mean
+    # What keras.log.capture does: plain statistics, whose non-finite layer-level mean
     # triggers the masked ones whenever some value is NaN or Inf.
     plain = reduce(x, plan, options)
     finite_only = not np.isfinite(plain["layer"][..., index["mean"]]).all()

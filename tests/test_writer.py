@@ -33,10 +33,10 @@ from tb_activations import log_activations
 from tb_activations import read_activations
 from tb_activations.format import layout
 from tb_activations.format import metadata
+from tb_activations.format import model_file
 from tb_activations.keras import callback as callback_lib
 from tb_activations.keras import capture
 from tb_activations.keras import log
-from tb_activations.keras import model_file
 from tb_activations.reading import reader
 from tb_activations.rendering import grid_images
 from tb_activations.rendering import overview

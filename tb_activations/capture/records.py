@@ -1,4 +1,4 @@
-"""What any framework's capture hands to the render stage (step_rendering.render_capture):
+"""What any framework's capture hands to the render stage (rendering.steps.render_capture):
 one LayerRecord per drawn output, in call order (a namedtuple: the render stage caches by it),
 and the error for a selected output no grid can show. Framework-free, so every capture shares
 them."""

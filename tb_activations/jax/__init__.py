@@ -1,2 +1,2 @@
 """Keras 3 on its JAX backend: the reduction in jax.numpy (`reduction`), and the tracing of
-extraction's capture with jax.jit (`keras_probe`)."""
+keras/capture.py's capture with jax.jit (`keras_probe`)."""

@@ -11,10 +11,10 @@ import warnings
 
 import keras
 
+from tb_activations.format import model_file
 from tb_activations.keras import capture as capture_lib
 from tb_activations.keras import distribute
 from tb_activations.keras import log as log_lib
-from tb_activations.keras import model_file
 from tb_activations.rendering import steps as steps_lib
 from tb_activations.writing import events
 from tb_activations.writing import failures

@@ -23,9 +23,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tb_activations.format import model_file
 from tb_activations.keras import capture as capture_lib
 from tb_activations.keras import log
-from tb_activations.keras import model_file
 from tb_activations.rendering import steps
 
 

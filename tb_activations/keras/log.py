@@ -19,6 +19,7 @@ from tb_activations.rendering import steps
 from tb_activations.writing import destinations
 from tb_activations.writing import events
 from tb_activations.writing import failures
+from tb_activations.writing import tf_summary
 
 # A capture whose layer outputs take more than this is reduced at once, so the few captures
 # the callback's queue holds stay small (MobileNetV2's take 75 MB a probe sample).
@@ -40,7 +41,7 @@ class Capture:
 
     def reduce(self):
         """{path: reduction.reduce_layer_output's arrays} by
-        captured.reduce_finite_if_needed (the NaN/Inf-safe reduction is traced the first time
+        records.reduce_finite_if_needed (the NaN/Inf-safe reduction is traced the first time
         it is needed). Done once; the layer outputs are let go."""
         if self._reduced is None:
             self._reduced = captured_lib.reduce_finite_if_needed(
@@ -71,25 +72,6 @@ def input_names(model, arrays):
     if len(names) != count or not all(names):
         names = ["input"] if count == 1 else ["input_%d" % i for i in range(count)]
     return names
-
-
-def write_to_default_writer(serialized_summary, step):
-    """Writes a serialized Summary proto to the default tf.summary writer as one event, in
-    one op (tf.summary.write's checks and conversions, repeated per tag, took as long as the
-    writes themselves); True if it was recorded."""
-    import tensorflow as tf
-
-    if _default_writer() is None or not bool(tf.summary.should_record_summaries()):
-        return False
-    with tf.device("cpu:0"):
-        return bool(tf.summary.experimental.write_raw_pb(
-            tf.constant(serialized_summary, tf.string), step=step))
-
-
-def _default_writer():
-    from tensorflow.python.ops import summary_ops_v2
-
-    return getattr(summary_ops_v2._summary_state, "writer", None)
 
 
 def _default_step():
@@ -134,14 +116,14 @@ def log_activations(model, inputs, step=None, layers=None, log_dir=None, on_erro
         if step is None:
             step = _default_step()
     step = destinations.step_number(step)
-    place = _default_writer() if log_dir is None else events.shared_writer_key(log_dir)
+    place = tf_summary.default_writer() if log_dir is None else events.shared_writer_key(log_dir)
     if failures.is_stopped(place):
         return False
     arrays = capture_lib.prepare_probe(model, inputs)
     rendered = steps.render_capture(capture(model, arrays, layers, settings))
 
     def write():
-        writer = _default_writer() if log_dir is None else events.shared_writer(log_dir)
+        writer = tf_summary.default_writer() if log_dir is None else events.shared_writer(log_dir)
         return destinations.write_with_probe(
             rendered, step, None if log_dir is None else writer, model,
             lambda: steps.render_probe(arrays, input_names(model, arrays),

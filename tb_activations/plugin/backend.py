@@ -23,7 +23,7 @@ from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from tb_activations.format import metadata
-from tb_activations.keras import model_file
+from tb_activations.format import model_file
 from tb_activations.plugin import answers
 from tb_activations.plugin import caches
 from tb_activations.plugin import queries

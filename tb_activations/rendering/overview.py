@@ -33,7 +33,7 @@ def _finite_or_none(value):
 
 def layer_summary(arrays):
     """The summary of a layer's step from its statistics arrays (a reduced layer output, or
-    rendering.decode_statistics of its blob): the layer-level statistics (samples, fields),
+    grid_images.decode_statistics of its blob): the layer-level statistics (samples, fields),
     the silent bits over every unit (samples, bytes) and the tile ranges (samples, tiles, 2)."""
     layer = np.asarray(arrays["layer"], dtype=np.float64)
     silent = np.asarray(arrays["silent"], dtype=np.uint8)

@@ -1,2 +1,2 @@
 """Keras 3 on its TensorFlow backend: the reduction in TensorFlow ops (`reduction`), and the
-tracing of extraction's capture with tf.function (`keras_probe`)."""
+tracing of keras/capture.py's capture with tf.function (`keras_probe`)."""

@@ -2,7 +2,7 @@
 
 Each backend module of the Keras capture (this one, tb_activations.jax.keras_probe and
 tb_activations.torch.keras_probe) gives
-extraction.ActivationProbe the same four things: `reduce_layer_output` (in the backend's
+keras.capture.ActivationProbe the same four things: `reduce_layer_output` (in the backend's
 ops), `trace_forward`, `trace_reduction` and `to_numpy` (one output's copy to the host).
 """
 
@@ -19,7 +19,7 @@ to_numpy = np.asarray  # an eager tensor's own host buffer, no copy
 def trace_forward(model, run, signature, recording):
     """`run(call_model)` traced once, under `recording()` (the layer-call wrappers), as a
     tf.function of the probe inputs (shapes and dtypes as `signature`, a structure of
-    extraction.ArraySpec); the model's variables are read at each call, so it follows
+    keras.capture.ArraySpec); the model's variables are read at each call, so it follows
     training.
 
     Without AutoGraph: ~10x faster to trace (the MNIST CNN's probe function 1.2 s -> 0.1 s,

@@ -284,9 +284,9 @@ def plan_drawable(tensor, axes, batch, options, channels_first):
 
 
 class TorchCapture:
-    """One probe pass of a torch model: `records` (captured.LayerRecord per drawn output,
+    """One probe pass of a torch model: `records` (records.LayerRecord per drawn output,
     call order), `options`, and `reduce()`, the reduced arrays as numpy, which
-    step_rendering.render_capture renders. Outputs no grid can show are skipped with a
+    rendering.steps.render_capture renders. Outputs no grid can show are skipped with a
     warning under the default selection and raise UndrawableLayerError when `layers=`
     selects them."""
 
@@ -327,7 +327,7 @@ class TorchCapture:
 
     def reduce(self):
         """{path: the reduction's arrays as numpy}, reduced on the model's device by
-        captured.reduce_finite_if_needed. Done once; the outputs are let go."""
+        records.reduce_finite_if_needed. Done once; the outputs are let go."""
         if self._reduced is None:
             with torch.no_grad():
                 self._reduced = reduce_finite_if_needed(self._reduce_all)

@@ -1,6 +1,6 @@
 """The write stage: a rendered step, as events, to whichever writer the activations go to.
 
-A rendered step is [(tag, SummaryMetadata, [bytes per value])] (see `step_rendering`); it
+A rendered step is [(tag, SummaryMetadata, [bytes per value])] (see rendering/steps.py); it
 becomes one event whose summary holds, per tag, a string tensor of shape [n] with the tag's
 metadata: the value tf.summary.write makes. One event, so a step is one record, which a
 reader sees whole or not at all. Where it goes is decided here only:
@@ -22,6 +22,7 @@ from tensorboard.compat.proto import summary_pb2
 from tensorboard.compat.proto import types_pb2
 
 from tb_activations.writing import events
+from tb_activations.writing import tf_summary
 
 # Field numbers of the protos a step is made of (tensorboard/compat/proto/*.proto).
 _EVENT_WALL_TIME, _EVENT_STEP, _EVENT_SUMMARY = 1, 2, 5
@@ -136,11 +137,10 @@ def write_rendered(rendered, step, writer=None):
                 summary_pb2.Summary.FromString(step_summary_bytes(rendered)), int(step))
         return True
     if writer is None:
-        from tb_activations.keras import log as log_lib  # TensorFlow: only the default writer needs it
         with events.as_event_file_error("the default tf.summary writer"):
-            return log_lib.write_to_default_writer(step_summary_bytes(rendered), step)
-    raise TypeError("activations are written to a tb_activations.writing.events.EventFileWriter, a "
-                    "torch.utils.tensorboard.SummaryWriter or (None) the default tf.summary "
+            return tf_summary.write_summary(step_summary_bytes(rendered), step)
+    raise TypeError("activations are written to a tb_activations.writing.events.EventFileWriter, "
+                    "a torch.utils.tensorboard.SummaryWriter or (None) the default tf.summary "
                     "writer, not a %s" % type(writer).__name__)
 
 

@@ -44,7 +44,7 @@ def write_or_stop(on_error, place, destination, write):
     caller (the user's call of log_activations)."""
     try:
         return write()
-    except OSError as error:  # writing.write_rendered raises an EventFileError, an OSError
+    except OSError as error:  # destinations.write_rendered raises an EventFileError, an OSError
         fail(on_error, error, "%s (later calls return False at once)" % destination,
              stacklevel=3)
         stop(place)
