@@ -7,7 +7,7 @@ import { fmt, percent } from "./dom.js";
 // compared with `b` if any; `shown` is the frame whose panel is pointed at (frames: model.js).
 export function describePixel(info, index, a, b, shown) {
   const layout = shown.geometry.layout;
-  const lines = [{ text: layout.label(info), class: "tooltip-title" }];
+  const lines = [{ text: layout.label(info, shown.geometry.layer), class: "tooltip-title" }];
   if (b) {
     lines.push(`${a.label}: ${fmt(a.values[index])}`, `${b.label}: ${fmt(b.values[index])}`,
       `difference: ${fmt(a.values[index] - b.values[index])}`);

@@ -21,6 +21,10 @@
  * @property {number[]} depth_slices
  * @property {boolean} channels_first
  * @property {number} samples
+ * @property {"token_grid"|"prefix_tokens"|"attention"|"attention_map"} [source]  what the grid's
+ *   values are when not the layer's output as it is
+ * @property {{rows: number, columns: number, prefix_tokens: number}} [token_grid]
+ * @property {"class_token"|"mean"} [attention_query]
  */
 
 /**
@@ -53,14 +57,35 @@
  *   fills in what the pixel at info.x, info.y of tile info.tile shows
  * @property {(layer: LayerEntry, channel: number, tileWidth: number, tileHeight: number) => (object|null)} unitRect
  *   the cell of a vector's unit or the column of a sequence's feature (null: tiled)
- * @property {(info: PixelInfo) => string} label  "channel 5", "unit 12", "t 4, feature 7"…
+ * @property {(info: PixelInfo, layer: LayerEntry) => string} label  "channel 5", "unit 12", "t 4, feature 7",
+ *   "head 3, query 0, key 14"…
  * @property {(layer: LayerEntry) => string[]} facts  what the layer header says about the grid
  */
 
-function drawnChannels(layer) {
+function drawnChannels(layer, unit = "channel") {
   const selection = layer.channel_selection === "top" ? "largest mean |activation|" : "the first";
   const subset = layer.channels_shown < layer.channels_total ? ` (${selection})` : "";
-  return `${layer.channels_shown} of ${layer.channels_total} channels drawn${subset}`;
+  return `${layer.channels_shown} of ${layer.channels_total} ${unit}s drawn${subset}`;
+}
+
+// "12" or "12–18" when one pixel of a tile averages `factor` positions from `start`.
+function span(start, factor) {
+  return factor > 1 ? `${start}–${start + factor - 1}` : `${start}`;
+}
+
+// Where tile pixel (info.y, info.x) lies on a token grid: its patch and token index.
+function patchOf(layer, info) {
+  const [fy, fx] = layer.downscale;
+  const grid = layer.token_grid;
+  const row = info.y * fy;
+  const column = info.x * fx;
+  const token = fy * fx === 1 ? `, token ${grid.prefix_tokens + row * grid.columns + column}` : "";
+  return `patch (${span(row, fy)}, ${span(column, fx)})${token}`;
+}
+
+function prefixText(layer) {
+  const count = layer.token_grid.prefix_tokens;
+  return count ? `after ${count} prefix token${count === 1 ? "" : "s"}` : "no prefix token";
 }
 
 // "–17" when one pixel averages units 12..17.
@@ -153,11 +178,45 @@ export const LAYOUTS = {
   },
 };
 
+// What a grid shows when it is not the layer's output as it is (docs/format.md, `source`):
+// each entry overrides what it changes of its layout kind.
+const SOURCES = {
+  token_grid: {
+    unit: "feature",
+    label: (info, layer) => `feature ${info.channel}, ${patchOf(layer, info)}`,
+    facts: (layer) => [drawnChannels(layer, "feature"),
+      `tokens on a ${layer.token_grid.rows}×${layer.token_grid.columns} patch grid, ${prefixText(layer)}`],
+  },
+  prefix_tokens: {
+    facts: () => ["prefix tokens (class, distillation, register) × features"],
+  },
+  attention: {
+    unit: "head",
+    overlaysInput: false,
+    label: (info, layer) => `head ${info.channel}, query ${span(info.y * layer.downscale[0], layer.downscale[0])}, ` +
+      `key ${span(info.x * layer.downscale[1], layer.downscale[1])}`,
+    facts: (layer) => [drawnChannels(layer, "head"), "query tokens down, key tokens across; each row sums to 1"],
+  },
+  attention_map: {
+    unit: "head",
+    label: (info, layer) => `head ${info.channel}, ${patchOf(layer, info)}`,
+    facts: (layer) => [drawnChannels(layer, "head"),
+      layer.attention_query === "class_token" ? "the class token's attention over the patch grid"
+        : "the mean query's attention over the patch grid"],
+  },
+};
+
+const resolved = new Map();
+
 /** @returns {LayoutKind} */
 export function layoutOf(layer) {
   const kind = Object.hasOwn(LAYOUTS, layer.layout) ? LAYOUTS[layer.layout] : null;
   if (!kind) throw new Error(`unknown grid layout "${layer.layout}" of layer ${layer.layer}`);
-  return kind;
+  const source = layer.source && Object.hasOwn(SOURCES, layer.source) ? layer.source : null;
+  if (!source) return kind;
+  const key = `${layer.layout}/${source}`;
+  if (!resolved.has(key)) resolved.set(key, { ...kind, ...SOURCES[source] });
+  return resolved.get(key);
 }
 
 // "Channel 3", "Unit 3", "Feature 3".

@@ -111,7 +111,7 @@ export class ChannelPanel {
       flags: layout.tiled ? flagText(channelFlags(a, channel)) : "",
       note: !s ? `No statistics for this ${layout.unit} ${where}: they are kept for ${a.stats.units.length} of ` +
           `${a.layer.channels_total} ${layout.unit}s (${a.layer.channel_selection === "top" ? "the most active" : "the first"}).`
-        : layout.tiled && !rect ? `Not drawn ${where}: this layer draws the ${a.layer.channels_shown} channels ` +
+        : layout.tiled && !rect ? `Not drawn ${where}: this layer draws the ${a.layer.channels_shown} ${layout.unit}s ` +
           `with the largest mean |activation|, chosen per ${a.source === "live" ? "input" : "step"}. Its statistics are below.` : "",
       stats: statsRows(s, a, channel),
       image: rect ? paint(a.values, a.grid.codes, geometry, rangesOf(a, shared), cmap, rect) : blank,
@@ -119,7 +119,7 @@ export class ChannelPanel {
         if (!rect) return "";
         const info = geometry.describe(rect.x + x, rect.y + y, a.stats.channels);
         const value = a.values[(rect.y + y) * geometry.width + rect.x + x];
-        return info ? `${layout.label(info)}${layout.tiled ? ` (${info.y}, ${info.x})` : ""}: ${fmt(value)}` : "";
+        return info ? `${layout.label(info, a.layer)}${layout.tiled ? ` (${info.y}, ${info.x})` : ""}: ${fmt(value)}` : "";
       },
       overlay: overlay && pictureSize(overlay) ? { picture: overlay } : null,
       film: film && {

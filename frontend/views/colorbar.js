@@ -36,12 +36,12 @@ export class ColorBar {
   showView(view, { cmap, scale, channel }) {
     const { a, shared } = view;
     let own = null;
-    let note = "per channel: each tile spans its own min…max";
+    let note = `per ${a.geometry.layout.unit}: each tile spans its own min…max`;
     let hint = "hover a tile for its values";
     if (!shared && a.geometry.tiles === 1) {
       [own, note, hint] = [a.ranges[0], `this ${a.source === "live" ? "input" : "sample"}'s range`, ""];
     } else if (!shared && channel !== null && a.geometry.layout.tiled && a.stats.channels.includes(channel)) {
-      [own, note, hint] = [a.ranges[a.geometry.tileOfChannel(a.stats.channels, channel)], `channel ${channel}'s own range`, ""];
+      [own, note, hint] = [a.ranges[a.geometry.tileOfChannel(a.stats.channels, channel)], `${a.geometry.layout.unit} ${channel}'s own range`, ""];
     }
     const range = shared || usable(own);
     if (shared) [note, hint] = [SCALINGS.find((s) => s.name === scale).label, ""];
@@ -52,7 +52,7 @@ export class ColorBar {
   showTile(frame, info, { cmap, scale }) {
     if (scale !== "channel" || !frame.geometry.layout.tiled) return;
     const range = usable(frame.ranges[info.tile]);
-    if (range) this.update(cmap, isDiverging(cmap) ? centred(range) : range, `channel ${info.channel}'s own range`);
+    if (range) this.update(cmap, isDiverging(cmap) ? centred(range) : range, `${frame.geometry.layout.unit} ${info.channel}'s own range`);
   }
 
   // range: the [low, high] the map spans, or null when each tile has its own (labels say so);

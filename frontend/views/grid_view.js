@@ -30,7 +30,7 @@ function flagMarks(frame) {
     const kind = markKind(f);
     if (!kind) return;
     const rect = frame.geometry.channelRect(frame.stats.channels, channel);
-    if (rect) marks.push({ kind, rect, title: `channel ${channel}: ${flagText(f)}` });
+    if (rect) marks.push({ kind, rect, title: `${frame.geometry.layout.unit} ${channel}: ${flagText(f)}` });
   });
   return marks;
 }

@@ -16,11 +16,12 @@ export class StatusLine {
   // server over every channel.
   showSummary(frame) {
     const channels = frame.geometry.layout.tiled ? frame.layer.channels_total : 0;
+    const units = `${frame.geometry.layout.unit}s`;
     const silent = frame.stats.samples[frame.sample].silent_channels;
     const dead = frame.stats.dead_channels;
     let text = "";
-    if (channels && frame.source === "live") text = `${silent} of ${channels} channels silent for this input. `;
-    else if (channels) text = `${silent} of ${channels} channels silent in this sample · ${dead} dead in every sample. `;
+    if (channels && frame.source === "live") text = `${silent} of ${channels} ${units} silent for this input. `;
+    else if (channels) text = `${silent} of ${channels} ${units} silent in this sample · ${dead} dead in every sample. `;
     this.setText(`${text}Hover the grid for values, click to look closer.`);
   }
 }

@@ -9,6 +9,13 @@ import dataclasses
 import math
 
 CHANNEL_SELECTIONS = ("first", "top")
+# What a grid's values are, when not the layer's output as it is (docs/format.md, `source`):
+# a token output (B, prefix + rows * columns, D) over its patch grid, its prefix tokens (class,
+# distillation, register) beside it, an attention module's probabilities per head (B, heads,
+# queries, keys), and one query's attention per head folded onto the keys' patch grid.
+SOURCES = ("output", "token_grid", "prefix_tokens", "attention", "attention_map")
+# Which query an attention map shows: the class token's, or the mean over every query.
+ATTENTION_QUERIES = ("class_token", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +59,9 @@ class LayerLayout:
 
     canonical_shape is the per-sample shape after moving channels last and folding extra
     axes (see plan_layout); channels_kept is how many units (the drawn channels of a tiled
-    layout) have their own statistics; every other field describes the drawn grid.
+    layout) have their own statistics; source says what the grid's values are (SOURCES),
+    token_grid the (rows, columns, prefix tokens) of the patch grid they lie on, and
+    attention_query the query an attention map shows; every other field describes the grid.
     """
 
     layout: str
@@ -70,6 +79,9 @@ class LayerLayout:
     downscale: tuple
     depth_slices: tuple = ()
     gutter: int = 1
+    source: str = "output"
+    token_grid: tuple = ()
+    attention_query: str = ""
 
     @property
     def tiles(self):
@@ -86,8 +98,9 @@ class LayerLayout:
         return self.columns * self.tile_width + (self.columns - 1) * self.gutter
 
     def to_content(self):
-        """The JSON-able part the viewer needs (stored as plugin content)."""
-        return {
+        """The JSON-able part the viewer needs (stored as plugin content); the source fields
+        only where they say something, so a plain layer's content is what it always was."""
+        content = {
             "layout": self.layout,
             "output_shape": [None] + list(self.source_shape),
             "channels_first": self.channels_first,
@@ -103,6 +116,14 @@ class LayerLayout:
             "downscale": list(self.downscale),
             "depth_slices": list(self.depth_slices),
         }
+        if self.source != "output":
+            content["source"] = self.source
+        if self.token_grid:
+            rows, columns, prefix = self.token_grid
+            content["token_grid"] = {"rows": rows, "columns": columns, "prefix_tokens": prefix}
+        if self.attention_query:
+            content["attention_query"] = self.attention_query
+        return content
 
 
 def near_square(count, columns=None):

@@ -8,6 +8,8 @@ import json
 
 from tensorboard.compat.proto import summary_pb2
 
+from tb_activations.format import layout
+
 PLUGIN_NAME = "activations"
 
 # Bumped when the stored format changes in a way an older reader would misread. Version 2
@@ -104,6 +106,11 @@ def parse_plugin_content(content):
             raise ValueError("activations plugin content field %r is %s, expected %s"
                              % (field, "missing" if field not in payload
                                 else _shown(payload[field]), expected))
+    if payload["kind"] == KIND_LAYER:
+        for field, (check, expected) in _OPTIONAL_LAYER_FIELDS.items():
+            if field in payload and not check(payload[field]):
+                raise ValueError("activations plugin content field %r is %s, expected %s"
+                                 % (field, _shown(payload[field]), expected))
     return payload
 
 
@@ -169,6 +176,17 @@ _LAYER_SCHEMA = {
 # Version 2 stores per-unit statistics for at most channels_kept units (the caps' max_channels).
 _LAYER_SCHEMA_V2 = dict(_LAYER_SCHEMA, channels_kept=(lambda v: _is_int(v, 1),
                                                       "a kept unit count >= 1"))
+# Fields a layer's content has only where they say something (layout.LayerLayout.to_content).
+_OPTIONAL_LAYER_FIELDS = {
+    "source": (lambda v: v in layout.SOURCES, "one of %s" % ", ".join(layout.SOURCES)),
+    "token_grid": (lambda v: isinstance(v, dict) and set(v) == {"rows", "columns",
+                                                                "prefix_tokens"}
+                   and _is_int(v["rows"], 1, _MAX_SIDE) and _is_int(v["columns"], 1, _MAX_SIDE)
+                   and _is_int(v["prefix_tokens"], 0, _MAX_SIDE),
+                   "{rows, columns, prefix_tokens} as counts"),
+    "attention_query": (lambda v: v in layout.ATTENTION_QUERIES,
+                        "one of %s" % ", ".join(layout.ATTENTION_QUERIES)),
+}
 _SCHEMAS = {
     KIND_LAYER: _LAYER_SCHEMA,
     KIND_PROBE: {

@@ -138,7 +138,11 @@ def layer_layout(content):
         channel_selection=str(content.get("channel_selection")), rows=content["rows"],
         columns=content["columns"], tile_height=content["tile_height"],
         tile_width=content["tile_width"], downscale=tuple(content["downscale"]),
-        depth_slices=tuple(content["depth_slices"]), gutter=content["gutter"])
+        depth_slices=tuple(content["depth_slices"]), gutter=content["gutter"],
+        source=content.get("source", "output"),
+        token_grid=tuple(content["token_grid"][key] for key in ("rows", "columns", "prefix_tokens"))
+        if "token_grid" in content else (),
+        attention_query=content.get("attention_query", ""))
     if max(layout.channels_shown, layout.channels_kept) > layout.channels_total:
         raise ValueError("%d channels shown and %d kept of %d" % (
             layout.channels_shown, layout.channels_kept, layout.channels_total))

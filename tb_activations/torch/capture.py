@@ -8,10 +8,17 @@ when it raises. Paths are module names with `.` shown as `/` (`features.3` -> `f
 an output holding several tensors adds `path:1`, `path:2`... (tuples and lists in order,
 dicts in insertion order). Sequence-first outputs ((T, B, F) of batch_first=False layers)
 are drawn batch first, moved on the device (modules.batch_axes says where the batch is).
+
+Transformers: a token output (B, prefix + rows * columns, D) on a patch grid the model
+declares or the pass shows (token_grids) is drawn over that grid, its prefix tokens apart at
+`path:prefix_tokens`; every attention module's probabilities (attention.recording_attention)
+at `path:attention`, and where the keys lie on a patch grid, one query's attention per head
+folded onto it at `path:attention_map`.
 """
 
 import collections
 import contextlib
+import dataclasses
 import warnings
 import weakref
 
@@ -22,8 +29,10 @@ from tb_activations.capture import path_selection
 from tb_activations.capture.records import LayerRecord, UndrawableLayerError
 from tb_activations.capture.records import reduce_finite_if_needed
 from tb_activations.format import layout as layout_lib
+from tb_activations.torch import attention as attention_lib
 from tb_activations.torch import modules as modules_lib
 from tb_activations.torch import reduction
+from tb_activations.torch import token_grids
 
 
 def check_model(model):
@@ -157,6 +166,8 @@ class _Recorder:
         self.batch = batch
         self.batch_first = batch_first
         self.outputs = collections.OrderedDict()  # path -> (module, channels_first, outputs)
+        self.completed = {}  # path -> position in the order modules' first calls ended
+        self.observed_grids = []  # token_grids.TokenGrid of each patch embedding's output
         self.called = set()
         self._starts = []
         self._calls = 0
@@ -193,9 +204,13 @@ class _Recorder:
             if self._layout_of(leaf)[0] is None:
                 self._layouts[id(leaf)] = (weakref.ref(leaf), flag,
                                            find_batch_axis(leaf, leaf_axes, self.batch))
+        grid = token_grids.observed_grid(module, output, args, path)
+        if grid is not None and grid not in self.observed_grids:
+            self.observed_grids.append(grid)
         if path in self.called:
             return
         self.called.add(path)
+        self.completed[path] = len(self.completed)
         if self.wanted(path, module, ran_submodules):
             self.outputs[path] = (module, flag, [
                 (name, tensor.detach().clone(), leaf_axes)
@@ -222,10 +237,18 @@ def describe_probe(args, kwargs):
     return ", ".join(map(str, shapes))
 
 
-def run_pass(model, probe, layers=None):
-    """({path: (module, channels_first, [(name, tensor, batch axes)])} in call order, batch
-    size) of one forward pass: the first call of each selected module (`layers` as
-    path_selection.select, None for every module that computes a new value)."""
+ProbePass = collections.namedtuple("ProbePass", "outputs batch attention observed_grids order")
+ProbePass.__doc__ = """One forward pass: `outputs` {path: (module, channels_first, [(name, tensor,
+batch axes)])} of the selected modules, the `batch` size, `attention` [AttentionProbabilities]
+of the selected modules (every attention module under the default selection), the token
+grids the pass showed, and `order` {path: position} of every module's first call's end."""
+
+
+def run_pass(model, probe, layers=None, attention_side=None):
+    """ProbePass of one forward pass: the first call of each selected module (`layers` as
+    path_selection.select, None for every module that computes a new value); attention
+    probabilities area-averaged to at most `attention_side` queries and keys (None: kept
+    whole)."""
     model = check_model(model)
     args, kwargs, batch = prepare_probe(model, probe)
     candidates = walk_modules(model)
@@ -239,7 +262,8 @@ def run_pass(model, probe, layers=None):
     else:
         chosen = {path for path, _ in path_selection.select(candidates, layers)}
         recorder = _Recorder(lambda path, module, ran: path in chosen, batch, batch_first)
-    with recorder.hooked(candidates), inference_pass(model):
+    with recorder.hooked(candidates), inference_pass(model), \
+            attention_lib.recording_attention(model, attention_side) as attention:
         try:
             model(*args, **kwargs)
         except Exception as error:
@@ -255,7 +279,9 @@ def run_pass(model, probe, layers=None):
         if never_called:
             raise ValueError("layers %s were selected but never called by the model's forward "
                              "pass" % ", ".join(never_called))
-    return recorder.outputs, batch
+        attention = [entry for entry in attention if entry.module_path in chosen]
+    return ProbePass(recorder.outputs, batch, attention, recorder.observed_grids,
+                     recorder.completed)
 
 
 def describe_axis(tensor, axis):
@@ -283,32 +309,105 @@ def plan_drawable(tensor, axes, batch, options, channels_first):
                                   channels_first=channels_first), tensor
 
 
+def token_drawings(name, tensor, plan, options, token_grid, declared, observed):
+    """[(name, tensor, plan)] of one batch-first output: a token output on a patch grid as
+    its grid (channels last) and its prefix tokens, anything else as it is."""
+    split = None
+    if tensor.ndim == 3 and not plan.channels_first:
+        split = token_grids.grid_for(name, tensor, token_grid, declared, observed)
+    if split is None:
+        return [(name, tensor, plan)]
+    grid = dataclasses.replace(
+        layout_lib.plan_layout(tuple(split.grid_tokens.shape[1:]), options),
+        source="token_grid", token_grid=(split.grid.rows, split.grid.columns, split.prefix))
+    drawings = [(name, split.grid_tokens, grid)]
+    if split.extra_tokens is not None:
+        drawings.append((name + ":prefix_tokens", split.extra_tokens, dataclasses.replace(
+            layout_lib.plan_layout(tuple(split.extra_tokens.shape[1:]), options),
+            source="prefix_tokens")))
+    return drawings
+
+
+def attention_drawings(entry, batch, options, token_grid, declared, observed):
+    """[(name, tensor, stored plan, reduction plan)] of one module's attention: its
+    probabilities per head (area-averaged already, so the reduction plans the averaged
+    shape while the stored plan says the whole one), and, when its keys lie on a patch grid,
+    the class token's (else the mean query's) attention per head folded onto that grid."""
+    path = entry.module_path
+    if entry.probabilities.shape[0] != batch:
+        raise ValueError("its attention holds %d maps where the probe batch has %d (windows "
+                         "or patches folded into the batch axis)"
+                         % (entry.probabilities.shape[0], batch))
+    averaged = layout_lib.plan_layout(tuple(entry.probabilities.shape[1:]), options,
+                                      channels_first=True)
+    stored = dataclasses.replace(
+        averaged, source="attention", downscale=tuple(entry.downscale),
+        source_shape=(averaged.source_shape[0], entry.queries, entry.keys))
+    drawings = [(path + ":attention", entry.probabilities, stored, averaged)]
+    split = token_grids.grid_for(path, entry.first_query.transpose(1, 2), token_grid,
+                                 declared, observed)
+    if split is not None:
+        query = "class_token" if split.prefix else "mean"
+        if not split.prefix:
+            split = token_grids.split_tokens(entry.mean_query.transpose(1, 2), [split.grid])
+        maps = split.grid_tokens
+        plan = dataclasses.replace(
+            layout_lib.plan_layout(tuple(maps.shape[1:]), options), source="attention_map",
+            token_grid=(split.grid.rows, split.grid.columns, split.prefix),
+            attention_query=query)
+        drawings.append((path + ":attention_map", maps, plan, plan))
+    return drawings
+
+
 class TorchCapture:
     """One probe pass of a torch model: `records` (records.LayerRecord per drawn output,
     call order), `options`, and `reduce()`, the reduced arrays as numpy, which
     rendering.steps.render_capture renders. Outputs no grid can show are skipped with a
     warning under the default selection and raise UndrawableLayerError when `layers=`
-    selects them."""
+    selects them. `token_grid`: token_grids.resolve_token_grid_option's values."""
 
-    def __init__(self, model, probe, layers=None, options=layout_lib.RenderOptions()):
+    def __init__(self, model, probe, layers=None, options=layout_lib.RenderOptions(),
+                 token_grid=None):
         self.options = options
         self.records = []
         self._outputs = {}
+        self._reduction_plans = {}  # path -> the plan its reduction follows, where not its own
         self._reduced = None
-        recorded, batch = run_pass(model, probe, layers)
-        skipped = []
-        for path, (module, channels_first, outputs) in recorded.items():
+        token_grid = token_grids.resolve_token_grid_option(token_grid)
+        probe_pass = run_pass(model, probe, layers, attention_side=options.max_tile)
+        grids = (token_grids.declared_token_grids(check_model(model)), probe_pass.observed_grids)
+        drawn, skipped = [], []  # drawn: ((order, part), name, class, tensor, plan, reduction plan)
+        for path, (module, channels_first, outputs) in probe_pass.outputs.items():
             layer_class = type(module).__name__
             if not outputs:
                 skipped.append("%s (%s): its output holds no tensor" % (path, layer_class))
             for name, tensor, axes in outputs:
                 try:
-                    plan, tensor = plan_drawable(tensor, axes, batch, options, channels_first)
+                    plan, tensor = plan_drawable(tensor, axes, probe_pass.batch, options,
+                                                 channels_first)
                 except ValueError as error:
                     skipped.append("%s (%s): %s" % (name, layer_class, error))
                     continue
-                self._outputs[name] = tensor
-                self.records.append(LayerRecord(name, layer_class, len(self.records), plan))
+                drawn.extend(((probe_pass.order[path], 0), drawing, layer_class, part, plan, plan)
+                             for drawing, part, plan in token_drawings(
+                                 name, tensor, plan, options, token_grid, *grids))
+        for entry in probe_pass.attention:
+            try:
+                drawings = attention_drawings(entry, probe_pass.batch, options, token_grid,
+                                              *grids)
+            except ValueError as error:
+                skipped.append("%s:attention (%s): %s"
+                               % (entry.module_path, entry.module_class, error))
+                continue
+            drawn.extend(((probe_pass.order.get(entry.module_path, -1), 1), name,
+                          entry.module_class, tensor, stored, reduced)
+                         for name, tensor, stored, reduced in drawings)
+        for _, name, layer_class, tensor, plan, reduction_plan in sorted(
+                drawn, key=lambda item: item[0]):
+            self._outputs[name] = tensor
+            if reduction_plan is not plan:
+                self._reduction_plans[name] = reduction_plan
+            self.records.append(LayerRecord(name, layer_class, len(self.records), plan))
         if layers is not None and skipped:
             raise UndrawableLayerError("layers= selects outputs that cannot be drawn: %s; "
                                        "leave them out" % "; ".join(skipped))
@@ -322,7 +421,9 @@ class TorchCapture:
     def _reduce_all(self, finite_only):
         return collections.OrderedDict(
             (record.path, reduction.to_host(reduction.reduce_layer_output(
-                self._outputs[record.path], record.layout, self.options, finite_only)))
+                self._outputs[record.path],
+                self._reduction_plans.get(record.path, record.layout), self.options,
+                finite_only)))
             for record in self.records)
 
     def reduce(self):
@@ -350,8 +451,15 @@ def get_activations(model, inputs, layers=None):
     them (the positional arguments) or a dict (keyword arguments). `layers` selects as in
     path_selection.select (default: every module that computes a new value); a module called
     more than once reports its first call; several tensors in one output add `path:1`, ...
+    Each attention module's probabilities, (B, heads, Tq, Tk), are at `path:attention` (every
+    attention module under the default selection, the selected ones under `layers=`).
     """
-    recorded, _ = run_pass(model, inputs, layers)
-    return collections.OrderedDict(
-        (name, _as_numpy(tensor))
-        for _, _, outputs in recorded.values() for name, tensor, _ in outputs)
+    probe_pass = run_pass(model, inputs, layers)
+    arrays = [((probe_pass.order[path], 0), name, tensor)
+              for path, (_, _, outputs) in probe_pass.outputs.items()
+              for name, tensor, _ in outputs]
+    arrays += [((probe_pass.order.get(entry.module_path, -1), 1),
+                entry.module_path + ":attention", entry.probabilities)
+               for entry in probe_pass.attention]
+    return collections.OrderedDict((name, _as_numpy(tensor))
+                                   for _, name, tensor in sorted(arrays, key=lambda a: a[0]))

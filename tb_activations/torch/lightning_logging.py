@@ -11,6 +11,7 @@ import os
 from tb_activations.rendering import steps as steps_lib
 from tb_activations.torch import capture as capture_lib
 from tb_activations.torch import log as log_lib
+from tb_activations.torch import token_grids
 from tb_activations.writing import destinations
 from tb_activations.writing import events
 from tb_activations.writing import failures
@@ -43,6 +44,10 @@ class ActivationsLogging:
         once and stops logging for the rest of the run, and training goes on; "raise" ends
         `fit` with the error. Errors in the arguments (a probe the module cannot take, a
         selection that matches nothing) raise at fit start either way.
+      token_grid: which token outputs are drawn over a patch grid: None (default: where
+        the model declares one or a patch embedding shows it), False (never), (rows,
+        columns) (every output that fits it), or {layer path or glob: (rows, columns),
+        False or None}.
       **options: RenderOptions fields: max_channels, channel_selection, max_tile,
         max_depth_slices, max_image, columns.
 
@@ -54,7 +59,7 @@ class ActivationsLogging:
     tensorboard_logger_class = None
 
     def __init__(self, probe, every_n_steps=50, layers=None, log_dir=None, on_error="warn",
-                 **options):
+                 token_grid=None, **options):
         super().__init__()
         if probe is None:
             raise ValueError("the probe is None: pass a batch of inputs, e.g. x_val[:4]")
@@ -64,6 +69,7 @@ class ActivationsLogging:
                              "logs), got %r" % (every_n_steps,))
         self.on_error = failures.check_on_error(on_error)
         self.settings = steps_lib.render_options(**options)  # names an unknown one now
+        self.token_grid = token_grids.resolve_token_grid_option(token_grid)
         self.probe = probe
         self.every_n_steps = every_n_steps
         self.layers = layers
@@ -108,7 +114,7 @@ class ActivationsLogging:
         self._last_step = step
         try:
             captured = capture_lib.TorchCapture(pl_module, self.probe, self.layers,
-                                                self.settings)
+                                                self.settings, self.token_grid)
             self._background.put(lambda: steps_lib.render_capture(captured), step)
         except Exception as error:
             self._fail(error, trainer)
@@ -128,7 +134,8 @@ class ActivationsLogging:
         if not trainer.is_global_zero:
             return
         self._last_step = None
-        captured = capture_lib.TorchCapture(pl_module, self.probe, self.layers, self.settings)
+        captured = capture_lib.TorchCapture(pl_module, self.probe, self.layers, self.settings,
+                                            self.token_grid)
         try:
             writer = self._writer(trainer)
             self._background = BackgroundWriter(writer, max_queue=1, close_writer=False)

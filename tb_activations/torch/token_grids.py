@@ -19,7 +19,6 @@ tuples only, so another framework's capture can reuse them; the torch parts are 
 """
 
 import dataclasses
-import math
 import numbers
 
 from tb_activations.capture import path_selection
