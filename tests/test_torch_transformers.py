@@ -270,3 +270,19 @@ def test_the_tab_draws_tokens_on_their_grid_and_heads_as_tiles(vit_logdir):
     facts, _, (title, overlaid) = seen["blocks/3/attn:attention_map"]
     assert "the class token's attention over the patch grid" in facts
     assert title == "Head 1" and overlaid
+
+
+def test_attention_false_leaves_torchs_attention_functions_alone(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("attention=False must not record attention")
+
+    monkeypatch.setattr("tb_activations.torch.attention.recording_attention", refuse)
+    assert tbat.log_activations(vit_tiny(), digit_images(1), step=0, log_dir=str(tmp_path),
+                                attention=False)
+    sources = {r.tiling.get("source", "output") for r in tba.read_activations(str(tmp_path))}
+    assert sources == {"output", "token_grid", "prefix_tokens"}
+    assert not any(name.endswith(":attention") for name in tbat.get_activations(
+        vit_tiny(), digit_images(1), attention=False))
+    with pytest.raises(TypeError, match="attention must be True .* or False, got 'no'"):
+        tbat.log_activations(vit_tiny(), digit_images(1), step=1, log_dir=str(tmp_path),
+                             attention="no")

@@ -244,11 +244,19 @@ of the selected modules (every attention module under the default selection), th
 grids the pass showed, and `order` {path: position} of every module's first call's end."""
 
 
-def run_pass(model, probe, layers=None, attention_side=None):
+def check_attention_flag(attention):
+    if not isinstance(attention, bool):
+        raise TypeError("attention must be True (draw every attention module's heads) or "
+                        "False, got %r" % (attention,))
+    return attention
+
+
+def run_pass(model, probe, layers=None, attention_side=None, attention=True):
     """ProbePass of one forward pass: the first call of each selected module (`layers` as
     path_selection.select, None for every module that computes a new value); attention
     probabilities area-averaged to at most `attention_side` queries and keys (None: kept
-    whole)."""
+    whole), none recorded (and torch's attention functions left alone) if not `attention`."""
+    check_attention_flag(attention)
     model = check_model(model)
     args, kwargs, batch = prepare_probe(model, probe)
     candidates = walk_modules(model)
@@ -262,8 +270,9 @@ def run_pass(model, probe, layers=None, attention_side=None):
     else:
         chosen = {path for path, _ in path_selection.select(candidates, layers)}
         recorder = _Recorder(lambda path, module, ran: path in chosen, batch, batch_first)
-    with recorder.hooked(candidates), inference_pass(model), \
-            attention_lib.recording_attention(model, attention_side) as attention:
+    recording = (attention_lib.recording_attention(model, attention_side) if attention
+                 else contextlib.nullcontext([]))
+    with recorder.hooked(candidates), inference_pass(model), recording as attention:
         try:
             model(*args, **kwargs)
         except Exception as error:
@@ -364,17 +373,18 @@ class TorchCapture:
     call order), `options`, and `reduce()`, the reduced arrays as numpy, which
     rendering.steps.render_capture renders. Outputs no grid can show are skipped with a
     warning under the default selection and raise UndrawableLayerError when `layers=`
-    selects them. `token_grid`: token_grids.resolve_token_grid_option's values."""
+    selects them. `token_grid`: token_grids.resolve_token_grid_option's values; `attention`:
+    whether attention modules' probabilities are drawn."""
 
     def __init__(self, model, probe, layers=None, options=layout_lib.RenderOptions(),
-                 token_grid=None):
+                 token_grid=None, attention=True):
         self.options = options
         self.records = []
         self._outputs = {}
         self._reduction_plans = {}  # path -> the plan its reduction follows, where not its own
         self._reduced = None
         token_grid = token_grids.resolve_token_grid_option(token_grid)
-        probe_pass = run_pass(model, probe, layers, attention_side=options.max_tile)
+        probe_pass = run_pass(model, probe, layers, options.max_tile, attention)
         grids = (token_grids.declared_token_grids(check_model(model)), probe_pass.observed_grids)
         drawn, skipped = [], []  # drawn: ((order, part), name, class, tensor, plan, reduction plan)
         for path, (module, channels_first, outputs) in probe_pass.outputs.items():
@@ -443,7 +453,7 @@ def _as_numpy(tensor):
     return tensor.numpy()
 
 
-def get_activations(model, inputs, layers=None):
+def get_activations(model, inputs, layers=None, attention=True):
     """{module path: numpy array, shaped as the module output is ((N, C, H, W) stays, and so
     does a sequence-first (T, B, F)} from one forward pass, in call order.
 
@@ -452,9 +462,10 @@ def get_activations(model, inputs, layers=None):
     path_selection.select (default: every module that computes a new value); a module called
     more than once reports its first call; several tensors in one output add `path:1`, ...
     Each attention module's probabilities, (B, heads, Tq, Tk), are at `path:attention` (every
-    attention module under the default selection, the selected ones under `layers=`).
+    attention module under the default selection, the selected ones under `layers=`; none
+    with `attention=False`).
     """
-    probe_pass = run_pass(model, inputs, layers)
+    probe_pass = run_pass(model, inputs, layers, attention=attention)
     arrays = [((probe_pass.order[path], 0), name, tensor)
               for path, (_, _, outputs) in probe_pass.outputs.items()
               for name, tensor, _ in outputs]

@@ -48,6 +48,8 @@ class ActivationsLogging:
         the model declares one or a patch embedding shows it), False (never), (rows,
         columns) (every output that fits it), or {layer path or glob: (rows, columns),
         False or None}.
+      attention: draw every attention module's heads (default True; False leaves torch's
+        attention functions alone).
       **options: RenderOptions fields: max_channels, channel_selection, max_tile,
         max_depth_slices, max_image, columns.
 
@@ -59,7 +61,7 @@ class ActivationsLogging:
     tensorboard_logger_class = None
 
     def __init__(self, probe, every_n_steps=50, layers=None, log_dir=None, on_error="warn",
-                 token_grid=None, **options):
+                 token_grid=None, attention=True, **options):
         super().__init__()
         if probe is None:
             raise ValueError("the probe is None: pass a batch of inputs, e.g. x_val[:4]")
@@ -70,6 +72,7 @@ class ActivationsLogging:
         self.on_error = failures.check_on_error(on_error)
         self.settings = steps_lib.render_options(**options)  # names an unknown one now
         self.token_grid = token_grids.resolve_token_grid_option(token_grid)
+        self.attention = capture_lib.check_attention_flag(attention)
         self.probe = probe
         self.every_n_steps = every_n_steps
         self.layers = layers
@@ -114,7 +117,8 @@ class ActivationsLogging:
         self._last_step = step
         try:
             captured = capture_lib.TorchCapture(pl_module, self.probe, self.layers,
-                                                self.settings, self.token_grid)
+                                                self.settings, self.token_grid,
+                                                self.attention)
             self._background.put(lambda: steps_lib.render_capture(captured), step)
         except Exception as error:
             self._fail(error, trainer)
@@ -135,7 +139,7 @@ class ActivationsLogging:
             return
         self._last_step = None
         captured = capture_lib.TorchCapture(pl_module, self.probe, self.layers, self.settings,
-                                            self.token_grid)
+                                            self.token_grid, self.attention)
         try:
             writer = self._writer(trainer)
             self._background = BackgroundWriter(writer, max_queue=1, close_writer=False)

@@ -65,7 +65,7 @@ def probe_pictures(module, inputs, settings):
 
 
 def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
-                    on_error="warn", token_grid=None, **options):
+                    on_error="warn", token_grid=None, attention=True, **options):
     """Writes every selected module's grids and statistics for `inputs` at `step`.
 
     One forward pass by capture.get_activations's rules (inputs: a tensor or array, a tuple
@@ -79,12 +79,14 @@ def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
     `token_grid`: which token outputs (B, prefix + rows * columns, D) are drawn over their
     patch grid: None (default: where the model declares a grid or a patch embedding shows
     one), False (never), (rows, columns), or {layer path or glob: (rows, columns), False or
-    None}. Attention modules' probabilities are drawn as one tile per head
+    None}. `attention`: attention modules' probabilities drawn as one tile per head
     (`path:attention`), and over the patch grid (`path:attention_map`) where the keys lie on
-    one. `options` are RenderOptions fields (max_channels, channel_selection, max_tile, ...).
+    one (default True; False leaves torch's attention functions alone). `options` are
+    RenderOptions fields (max_channels, channel_selection, max_tile, ...).
     """
     settings = steps_lib.render_options(**options)
     failures.check_on_error(on_error)
+    capture_lib.check_attention_flag(attention)
     step = destinations.step_number(step)
     if not is_rank_zero():
         return False
@@ -92,7 +94,7 @@ def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
     place = writer if log_dir is None else events.shared_writer_key(log_dir)
     if failures.is_stopped(place):
         return False
-    captured = capture_lib.TorchCapture(model, inputs, layers, settings, token_grid)
+    captured = capture_lib.TorchCapture(model, inputs, layers, settings, token_grid, attention)
     rendered = steps_lib.render_capture(captured)
     module = capture_lib.check_model(model)
 
