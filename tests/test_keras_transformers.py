@@ -260,3 +260,29 @@ def test_the_jax_and_torch_backends_capture_the_same_attention(other_backends, b
     probe = work.images(16, seed=2)[:2]
     check_vit_log(records_by_layer(folder / "fit", step=result["fit_step"]),
                   *vit_references(fitted, probe))
+
+
+def test_long_attention_is_area_averaged_before_it_leaves_the_backend(tmp_path):
+    model, ids = work.text_encoder(), work.token_ids()
+    assert tba.log_activations(model, ids, step=0, log_dir=str(tmp_path), max_tile=3)
+    heads = records_by_layer(tmp_path)["self_attention:attention"]
+    tiling = heads[0].tiling
+    assert tiling["downscale"] == [3, 3] and (tiling["tile_height"], tiling["tile_width"]) == (3, 3)
+    assert tiling["output_shape"] == [None, work.HEADS, work.STEPS, work.STEPS]  # the whole
+    whole = tba.get_activations(model, ids)["self_attention:attention"]
+    for record in heads:
+        for head in range(work.HEADS):
+            padded = np.pad(whole[record.sample, head], ((0, 1), (0, 1)), mode="symmetric")
+            want = padded.reshape(3, 3, 3, 3).mean(axis=(1, 3))
+            np.testing.assert_allclose(tile(record, head), want, atol=quantum(want))
+
+
+def test_the_flash_attention_setting_is_put_back_even_when_the_call_raises():
+    from tb_activations.keras import attention
+
+    layer = keras.layers.MultiHeadAttention(2, 4, flash_attention=True)
+    with pytest.raises(RuntimeError):
+        with attention.flash_attention_off(layer):
+            assert not layer._flash_attention
+            raise RuntimeError("the second call failed")
+    assert layer._flash_attention is True
