@@ -17,6 +17,15 @@ reduce_layer_output = reduction.reduce_layer_output
 to_numpy = np.asarray  # waits for the device, copies to the host
 
 
+def area_downscale_heads(x, factor_queries, factor_keys):
+    """(B, heads, Tq, Tk) averaged over factor-sized blocks of Tq x Tk (reduction.area_downscale:
+    the last partial blocks mirrored)."""
+    if factor_queries == 1 and factor_keys == 1:
+        return x
+    small = reduction.area_downscale(x.transpose(0, 2, 3, 1), factor_queries, factor_keys)
+    return small.transpose(0, 3, 1, 2)
+
+
 def _spec(value):
     return jax.ShapeDtypeStruct(value.shape, value.dtype)
 

@@ -11,6 +11,7 @@ import warnings
 
 import keras
 
+from tb_activations.capture import token_grids
 from tb_activations.format import model_file
 from tb_activations.keras import capture as capture_lib
 from tb_activations.keras import distribute
@@ -52,13 +53,21 @@ class ActivationsCallback(keras.callbacks.Callback):
         training goes on; "raise" ends `fit` with the error instead. Errors in the
         arguments (a probe the model cannot take, a selection that matches nothing) raise at
         train begin either way.
+      token_grid: which token outputs (B, prefix + rows * columns, D) of a vision
+        transformer are drawn over their patch grid: None (default: where a patch Conv2D,
+        strides == kernel_size and padding "valid", showed one), False (never), (rows,
+        columns), or {layer path or glob: (rows, columns), False or None}; checked here.
+        Every MultiHeadAttention's probabilities are drawn as one tile per head
+        (`path:attention`), and over the patch grid (`path:attention_map`) where its keys
+        lie on one.
       **options: RenderOptions fields: max_channels, channel_selection, max_tile,
         max_depth_slices, max_image, columns.
     """
 
     def __init__(self, log_dir, probe, layers=None, update_freq="epoch", save_model=False,
-                 class_names=None, max_queue=1, on_error="warn", **options):
+                 class_names=None, max_queue=1, on_error="warn", token_grid=None, **options):
         super().__init__()
+        self.token_grid = token_grids.resolve_token_grid_option(token_grid)
         if update_freq == "batch":
             update_freq = 1
         if update_freq != "epoch" and (isinstance(update_freq, bool)
@@ -103,7 +112,8 @@ class ActivationsCallback(keras.callbacks.Callback):
         if self._background is None or step == self._last_step:
             return
         try:
-            captured = log_lib.capture(self.model, self._arrays, self.layers, self.options)
+            captured = log_lib.capture(self.model, self._arrays, self.layers, self.options,
+                                       token_grid=self.token_grid)
             self._background.put(lambda: steps_lib.render_capture(captured), step)
         except Exception as error:
             self._fail(error)
@@ -143,7 +153,8 @@ class ActivationsCallback(keras.callbacks.Callback):
         self._arrays = capture_lib.prepare_probe(self.model, self.probe)
         # Traced here, outside _log's guard, so a selection or probe the model cannot take
         # raises at train begin whatever on_error says.
-        capture_lib.probe_for(self.model, self._arrays, self.layers, self.options)
+        capture_lib.probe_for(self.model, self._arrays, self.layers, self.options,
+                              token_grid=self.token_grid)
         self._last_step = None
         self._save_failed = False
         step = self._global_step()

@@ -9,6 +9,15 @@ every layer's output as a tensor of the same graph (tf.function) or jitted funct
 as soon as the trace is done (on torch, which runs eagerly, they are put back for each pass).
 What differs per backend (tracing, and the reduction's ops) is in the
 keras_probe module of tensorflow/, jax/ and torch/; nothing here imports TensorFlow, JAX or torch.
+
+Transformers: every MultiHeadAttention's probabilities (B, heads, Tq, Tk) come out of the same
+traced function (keras/attention.py), at `path:attention`, area-averaged in the backend's ops
+to the tile cap before they leave it; a token output (B, prefix + rows * columns, D) after a
+patch Conv2D whose output showed that grid while tracing (keras/token_grids.py) is drawn over
+it, its prefix tokens apart at `path:prefix_tokens`; where an attention layer's keys lie on
+such a grid, the class token's (else the mean query's) attention per head is folded onto it
+at `path:attention_map`. `token_grid=` says otherwise (capture.token_grids's rules, as on
+PyTorch).
 """
 
 import collections
@@ -25,9 +34,12 @@ import warnings
 import keras
 import numpy as np
 
+from tb_activations.capture import token_grids
 from tb_activations.capture.records import LayerRecord, UndrawableLayerError
 from tb_activations.format import layout as layout_lib
+from tb_activations.keras import attention as attention_lib
 from tb_activations.keras import selection
+from tb_activations.keras import token_grids as keras_token_grids
 from tb_activations.keras.compat import model_inputs, producing_layer_name
 
 # The module that traces and reduces on each Keras backend we support.
@@ -164,8 +176,9 @@ def probe_signature(arrays):
 
 
 @contextlib.contextmanager
-def recording_outputs(candidates, outputs):
-    """While open, each candidate layer's first output per trace lands in `outputs[path]`."""
+def recording_outputs(candidates, outputs, muted=None):
+    """While open, each candidate layer's first output per trace lands in `outputs[path]`
+    (none while `muted[0]` is non-zero)."""
     saved = []
     for path, layer in candidates:
         own = layer.__dict__.get("call")
@@ -174,7 +187,8 @@ def recording_outputs(candidates, outputs):
         @functools.wraps(original)
         def recorded(*args, _original=original, _path=path, **kwargs):
             result = _original(*args, **kwargs)
-            outputs.setdefault(_path, result)
+            if not (muted and muted[0]):
+                outputs.setdefault(_path, result)
             return result
 
         layer.call = recorded
@@ -187,6 +201,25 @@ def recording_outputs(candidates, outputs):
                 del layer.call
             else:
                 layer.call = own
+
+
+@contextlib.contextmanager
+def recording(candidates, outputs, attention_layers, attention):
+    """recording_outputs, and attention_lib.recording_attention of `attention_layers` into
+    `attention`, its second calls muted."""
+    muted = [0]
+
+    @contextlib.contextmanager
+    def mute():
+        muted[0] += 1
+        try:
+            yield
+        finally:
+            muted[0] -= 1
+
+    with recording_outputs(candidates, outputs, muted), \
+            attention_lib.recording_attention(attention_layers, attention, mute):
+        yield
 
 
 def split_outputs(path, value):
@@ -221,6 +254,88 @@ def plan_drawable(tensor, batch, options, channels_first):
     return layout_lib.plan_layout(tensor.shape[1:], options, channels_first=channels_first)
 
 
+@dataclasses.dataclass(frozen=True)
+class Drawing:
+    """One drawn output of the probe pass: its stored `plan` (None: kept whole, for
+    get_activations), the `reduction_plan` its reduction follows (the averaged shape of
+    attention probabilities), and `derive(tensors, attention)`, its tensor from the pass's
+    {name: layer output} and {path: (layer, probabilities)}, in the backend's ops."""
+
+    name: str
+    plan: object
+    reduction_plan: object
+    derive: object
+    itemsize: int
+
+
+def token_drawings(name, tensor, plan, options, token_grid, grids):
+    """[Drawing] of one layer output: a token output on a patch grid as its grid (channels
+    last) and its prefix tokens, anything else as it is."""
+    itemsize = np.dtype(keras.backend.standardize_dtype(tensor.dtype)).itemsize
+    whole = [Drawing(name, plan, plan, lambda tensors, _: tensors[name], itemsize)]
+    if len(tensor.shape) != 3 or plan.channels_first:
+        return whole
+    _, tokens, features = tuple(tensor.shape)
+    chosen = token_grids.grid_choice(name, tokens, features, token_grid, (), grids)
+    if chosen is None:
+        return whole
+    grid, prefix = chosen
+    rows, columns = grid.rows, grid.columns
+    grid_plan = dataclasses.replace(
+        layout_lib.plan_layout((rows, columns, features), options),
+        source="token_grid", token_grid=(rows, columns, prefix))
+    drawings = [Drawing(name, grid_plan, grid_plan, lambda tensors, _: keras.ops.reshape(
+        tensors[name][:, prefix:, :], (-1, rows, columns, features)), itemsize)]
+    if prefix:
+        prefix_plan = dataclasses.replace(
+            layout_lib.plan_layout((prefix, features), options), source="prefix_tokens")
+        drawings.append(Drawing(name + ":prefix_tokens", prefix_plan, prefix_plan,
+                                lambda tensors, _: tensors[name][:, :prefix, :], itemsize))
+    return drawings
+
+
+def attention_drawings(path, probabilities, batch, options, token_grid, grids, downscale):
+    """[Drawing] of one attention layer's (B, heads, Tq, Tk) probabilities: per head,
+    area-averaged by `downscale` (the backend's area_downscale_heads; None: kept whole, for
+    get_activations) so that the reduction plans the averaged shape while the stored plan
+    says the whole one; and, when its keys lie on a patch grid, the class token's (else the
+    mean query's) attention per head folded onto that grid."""
+    if probabilities.shape[0] is not None and probabilities.shape[0] != batch:
+        raise ValueError("its attention holds %d maps where the probe batch has %d (axes "
+                         "that attention_axes leaves out folded into the batch axis)"
+                         % (probabilities.shape[0], batch))
+    _, heads, queries, keys = tuple(probabilities.shape)
+    name = path + ":attention"
+    if downscale is None:
+        return [Drawing(name, None, None, lambda _, attention: attention[path][1], 4)]
+    factors = (layout_lib.downscale_factor(queries, options.max_tile),
+               layout_lib.downscale_factor(keys, options.max_tile))
+    averaged = layout_lib.plan_layout(
+        (heads, -(-queries // factors[0]), -(-keys // factors[1])), options,
+        channels_first=True)
+    stored = dataclasses.replace(averaged, source="attention", downscale=factors,
+                                 source_shape=(heads, queries, keys))
+    drawings = [Drawing(name, stored, averaged, lambda _, attention: downscale(
+        attention[path][1], *factors), 4)]
+    chosen = token_grids.grid_choice(path, keys, heads, token_grid, (), grids)
+    if chosen is not None:
+        grid, prefix = chosen
+        rows, columns = grid.rows, grid.columns
+
+        def folded(_, attention):
+            values = attention[path][1]
+            row = values[:, :, 0, prefix:] if prefix else keras.ops.mean(values, axis=2)
+            return keras.ops.transpose(keras.ops.reshape(row, (-1, heads, rows, columns)),
+                                       (0, 2, 3, 1))
+
+        plan = dataclasses.replace(
+            layout_lib.plan_layout((rows, columns, heads), options), source="attention_map",
+            token_grid=(rows, columns, prefix),
+            attention_query="class_token" if prefix else "mean")
+        drawings.append(Drawing(path + ":attention_map", plan, plan, folded, 4))
+    return drawings
+
+
 class ActivationProbe:
     """One traced function: probe batch in, every selected layer's output out.
 
@@ -236,11 +351,12 @@ class ActivationProbe:
     """
 
     def __init__(self, model, signature, layers=None, options=layout_lib.RenderOptions(),
-                 reduce=True):
+                 reduce=True, token_grid=None):
         check_model(model)
         self._backend = backend_module()
         self.options = options
         self.records = []
+        token_grid = token_grids.resolve_token_grid_option(token_grid)
         candidates = selection.walk_layers(model)
         chosen = selection.select_layers(candidates, layers)
         chosen_paths = {path for path, _ in chosen}
@@ -248,24 +364,52 @@ class ActivationProbe:
         channels_first = {path: getattr(layer, "data_format", None) == "channels_first"
                           for path, layer in candidates}
         outputs = {}
+        attention = {}  # path -> (layer, (B, heads, Tq, Tk) probabilities or None)
         called = set()
         self.skipped = []
         self.output_bytes = 0 if reduce else None
+        self._drawings = {}  # record path -> Drawing
         batch = keras.tree.flatten(signature)[0].shape[0]
+        downscale = self._backend.area_downscale_heads if reduce else None
 
-        def plan_records(named):
-            """The records (and skipped outputs) of the first pass's outputs."""
-            for path, name, tensor in named:
-                plan = None
-                if reduce:
+        def add(drawing, layer_class):
+            self._drawings[drawing.name] = drawing
+            self.records.append(LayerRecord(drawing.name, layer_class, len(self.records),
+                                            drawing.plan))
+            if reduce:
+                self.output_bytes += batch * math.prod(
+                    drawing.reduction_plan.source_shape) * drawing.itemsize
+
+        def plan_records(grids):
+            """The records (and skipped outputs) of the first pass's outputs, each attention
+            layer's after its own output."""
+            for path, value in outputs.items():
+                if path not in chosen_paths:
+                    continue
+                for name, tensor in split_outputs(path, value):
+                    if not reduce:
+                        add(Drawing(name, None, None, lambda tensors, _, _name=name:
+                                    tensors[_name], 0), classes[path])
+                        continue
                     try:
                         plan = plan_drawable(tensor, batch, options, channels_first[path])
                     except ValueError as error:
                         self.skipped.append("%s (%s): %s" % (name, classes[path], error))
                         continue
-                    self.output_bytes += batch * math.prod(plan.source_shape) * np.dtype(
-                        keras.backend.standardize_dtype(tensor.dtype)).itemsize
-                self.records.append(LayerRecord(name, classes[path], len(self.records), plan))
+                    for drawing in token_drawings(name, tensor, plan, options, token_grid,
+                                                  grids):
+                        add(drawing, classes[path])
+                probabilities = attention.get(path, (None, None))[1]
+                if probabilities is not None:
+                    try:
+                        drawings = attention_drawings(path, probabilities, batch, options,
+                                                      token_grid, grids, downscale)
+                    except ValueError as error:
+                        self.skipped.append("%s:attention (%s): %s"
+                                            % (path, classes[path], error))
+                        continue
+                    for drawing in drawings:
+                        add(drawing, classes[path])
 
         planned = False
 
@@ -273,21 +417,25 @@ class ActivationProbe:
             """One pass (traced once, or run at every call on an eager backend)."""
             nonlocal planned
             outputs.clear()
+            attention.clear()
             model_outputs = call_model()
             called.update(outputs)
-            named = [(path, name, tensor) for path, value in outputs.items()
-                     if path in chosen_paths for name, tensor in split_outputs(path, value)]
             if not planned:
                 planned = True
-                plan_records(named)
-            tensors = {name: tensor for _, name, tensor in named}
-            return {"layers": {record.path: tensors[record.path] for record in self.records},
+                plan_records(keras_token_grids.observed_grids(candidates, outputs))
+            tensors = {name: tensor for path, value in outputs.items() if path in chosen_paths
+                       for name, tensor in split_outputs(path, value)}
+            return {"layers": {record.path: self._drawings[record.path].derive(tensors,
+                                                                               attention)
+                               for record in self.records},
                     "outputs": [t for t in keras.tree.flatten(model_outputs)
                                 if keras.ops.is_tensor(t)]}
 
+        attention_layers = attention_lib.attention_layers(chosen)
         try:
             self._function = self._backend.trace_forward(
-                model, run, signature, lambda: recording_outputs(candidates, outputs))
+                model, run, signature,
+                lambda: recording(candidates, outputs, attention_layers, attention))
         except (ValueError, TypeError) as error:
             raise ValueError("the probe %s could not pass through model %r: %s"
                              % (keras.tree.map_structure(lambda s: tuple(s.shape), signature),
@@ -325,7 +473,8 @@ class ActivationProbe:
         """{path: {stats, tiles, ranges, channels} as numpy} of the outputs `run` gave, by the
         backend's reduce_layer_output (`finite_only` as there), traced on first use."""
         if finite_only not in self._reducers:
-            plans = {record.path: record.layout for record in self.records}
+            plans = {record.path: self._drawings[record.path].reduction_plan
+                     for record in self.records}
             options = self.options
             reduce_layer_output = self._backend.reduce_layer_output
 
@@ -341,30 +490,33 @@ class ActivationProbe:
             for record in self.records)
 
 
-def _cache_key(signature, layers, options, reduce):
+def _cache_key(signature, layers, options, reduce, token_grid):
     items = layers if isinstance(layers, (list, tuple)) else [layers]
     try:
         layer_key = tuple(items)
         hash(layer_key)
     except TypeError:
         layer_key = tuple(id(item) for item in items)
-    return (repr(signature), layer_key, options, reduce)
+    return (repr(signature), layer_key, options, reduce, repr(token_grid))
 
 
-def probe_for(model, arrays, layers=None, options=layout_lib.RenderOptions(), reduce=True):
+def probe_for(model, arrays, layers=None, options=layout_lib.RenderOptions(), reduce=True,
+              token_grid=None):
     """The ActivationProbe for this model and probe signature, traced on first use only.
 
-    Kept on the model object itself, so it lives and dies with the model.
+    Kept on the model object itself, so it lives and dies with the model. `token_grid`:
+    token_grids.resolve_token_grid_option's values.
     """
+    token_grid = token_grids.resolve_token_grid_option(token_grid)
     check_model(model)
     cache = model.__dict__.get("_tb_activations_probes")
     if cache is None:
         cache = {}
         object.__setattr__(model, "_tb_activations_probes", cache)
     signature = probe_signature(arrays)
-    key = _cache_key(signature, layers, options, reduce)
+    key = _cache_key(signature, layers, options, reduce, token_grid)
     if key not in cache:
-        cache[key] = ActivationProbe(model, signature, layers, options, reduce)
+        cache[key] = ActivationProbe(model, signature, layers, options, reduce, token_grid)
     return cache[key]
 
 
@@ -374,6 +526,10 @@ def get_activations(model, inputs, layers=None):
     Nested models appear as `outer/inner` paths; a layer with several outputs adds `path:1`,
     `path:2`...; a shared layer reports its first call. `layers` selects as in
     `selection.select_layers` (default: every layer that computes a new value).
+    Each MultiHeadAttention layer's attention probabilities, (B, heads, Tq, Tk) float32
+    (softmax(query·keyᵀ/√key_dim) under the layer's own masks, a row whose every key is
+    masked 0), are at `path:attention`, right after the layer's own output (every attention
+    layer under the default selection, the selected ones under `layers=`).
     """
     arrays = prepare_probe(model, inputs)
     return probe_for(model, arrays, layers, reduce=False)(arrays)

@@ -6,7 +6,18 @@
   * on JAX, the trainer holds the weights in its own state during `fit` and writes them to
     the variables only in `jax_state_sync()` (Keras's `Callback.model` calls it, and so do
     we before each probe pass); `fit` donates the variables' buffers to each train step,
-    so their values are read right before every use and never held.
+    so their values are read right before every use and never held;
+  * `MultiHeadAttention._compute_attention(query, key, value, attention_mask=None,
+    training=None, return_attention_scores=False, use_causal_mask=False)` returns
+    `(attention_output, attention_scores)`, the scores None on its fast path
+    (ops.dot_product_attention) and the softmax probabilities (B, heads, Tq, Tk) with
+    return_attention_scores=True, which raises while `_flash_attention` is truthy;
+    `MultiHeadAttention._attention_axes`: the axes attention runs over (one per query and
+    per key axis of the scores). keras-hub 0.32 (read, not installed here):
+    CachedMultiHeadAttention and the Whisper and Moonshine layers built on it call
+    `_compute_attention` with keywords; XLNet's TwoStreamRelativeAttention never calls it
+    (not captured); its ViT embeds patches by Conv2D(strides=patch_size, padding="valid").
+    Checked against Keras 3.15.1 on the TensorFlow, JAX and torch backends.
 """
 
 import keras
@@ -36,3 +47,29 @@ def variable_values(model):
         sync()
     return ([variable.value for variable in model.trainable_variables],
             [variable.value for variable in model.non_trainable_variables])
+
+
+def flash_attention_setting(layer):
+    """(whether the layer holds its own `_flash_attention`, its value)."""
+    return "_flash_attention" in layer.__dict__, layer.__dict__.get("_flash_attention")
+
+
+def set_flash_attention(layer, value):
+    object.__setattr__(layer, "_flash_attention", value)
+
+
+def restore_flash_attention(layer, had, value):
+    """Puts back what flash_attention_setting read."""
+    if had:
+        object.__setattr__(layer, "_flash_attention", value)
+    elif "_flash_attention" in layer.__dict__:
+        object.__delattr__(layer, "_flash_attention")
+
+
+def attention_axes_count(layer, scores):
+    """How many query (and as many key) axes a MultiHeadAttention's scores have: one per
+    attention axis; 1 for rank-4 scores."""
+    if len(scores.shape) == 4:
+        return 1
+    axes = getattr(layer, "_attention_axes", None)
+    return len(axes) if axes else 1

@@ -2,8 +2,9 @@
 
 Each backend module of the Keras capture (this one, tb_activations.jax.keras_probe and
 tb_activations.torch.keras_probe) gives
-keras.capture.ActivationProbe the same four things: `reduce_layer_output` (in the backend's
-ops), `trace_forward`, `trace_reduction` and `to_numpy` (one output's copy to the host).
+keras.capture.ActivationProbe the same five things: `reduce_layer_output` (in the backend's
+ops), `area_downscale_heads` (attention probabilities averaged inside the forward pass),
+`trace_forward`, `trace_reduction` and `to_numpy` (one output's copy to the host).
 """
 
 import keras
@@ -14,6 +15,15 @@ from tb_activations.tensorflow import reduction
 
 reduce_layer_output = reduction.reduce_layer_output
 to_numpy = np.asarray  # an eager tensor's own host buffer, no copy
+
+
+def area_downscale_heads(x, factor_queries, factor_keys):
+    """(B, heads, Tq, Tk) averaged over factor-sized blocks of Tq x Tk (reduction.area_downscale:
+    the last partial blocks mirrored)."""
+    if factor_queries == 1 and factor_keys == 1:
+        return x
+    small = reduction.area_downscale(tf.transpose(x, [0, 2, 3, 1]), factor_queries, factor_keys)
+    return tf.transpose(small, [0, 3, 1, 2])
 
 
 def trace_forward(model, run, signature, recording):

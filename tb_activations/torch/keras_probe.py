@@ -14,6 +14,8 @@ import torch
 from tb_activations.torch import reduction
 
 reduce_layer_output = reduction.reduce_layer_output
+# (B, heads, Tq, Tk) averaged over blocks of Tq x Tk (the heads are torch's channels).
+area_downscale_heads = reduction.area_downscale
 
 
 def to_numpy(tensor):

@@ -1,0 +1,128 @@
+"""Attention probabilities (B, heads, Tq, Tk) of every keras.layers.MultiHeadAttention (and
+subclass: keras-hub's CachedMultiHeadAttention, ...) in the probe pass, as tensors of the same
+traced function.
+
+No layer returns its probabilities unless called with return_attention_scores=True, and
+Keras's fast path (ops.dot_product_attention, flash attention or not) never forms them. So
+while the probe function is traced (on torch: during each pass), each such layer's
+`_compute_attention(query, key, value, attention_mask, training, ...)` is wrapped on the
+instance: the wrapper runs the layer's own method with the caller's arguments and returns
+its result untouched (the layer's output is bit-identical: the same ops on the same
+values), then reads the probabilities:
+
+- the scores the call returned, when it returned some (return_attention_scores=True, or
+  Keras's explicit path: dropout, attention_axes over several axes);
+- else by calling the layer's `_compute_attention` once more on the same projected query,
+  key, value and mask with return_attention_scores=True and the layer's `_flash_attention`
+  off (put back right after, also if the call raises): Keras's own explicit path,
+  einsum(query / sqrt(key_dim), key) then its masked softmax (masked keys -1e9, a row whose
+  every key is masked 0), so the values are Keras's own definition with the layer's own
+  causal and padding masks. That second call's output is discarded; layer outputs it makes
+  (the layer's Softmax sublayer) are not recorded.
+
+A subclass whose `_compute_attention` takes no return_attention_scores (Llama-style
+keras-hub layers) and returns no scores is skipped with a warning. A layer called several
+times keeps its first call's probabilities. The private APIs are in keras/compat.py.
+"""
+
+import contextlib
+import inspect
+import math
+import warnings
+
+import keras
+
+from tb_activations.keras import compat
+
+
+def attention_layers(candidates):
+    """[(path, layer)] of the candidates that are MultiHeadAttention layers."""
+    return [(path, layer) for path, layer in candidates
+            if isinstance(layer, keras.layers.MultiHeadAttention)]
+
+
+def as_batch_heads(scores, query_axes):
+    """(B, heads, Tq, Tk) float32 of scores (batch axes..., heads, query axes..., key
+    axes...): query and key axes (`query_axes` of each) flattened, extra batch axes (those
+    attention_axes leaves out) folded into the batch."""
+    shape = tuple(scores.shape)
+    if len(shape) < 4 or query_axes < 1 or len(shape) < 2 + 2 * query_axes:
+        raise ValueError("its attention scores have shape %s, not (batch, heads, queries, "
+                         "keys)" % (shape,))
+    queries = math.prod(shape[len(shape) - 2 * query_axes:len(shape) - query_axes])
+    keys = math.prod(shape[len(shape) - query_axes:])
+    heads = shape[len(shape) - 2 * query_axes - 1]
+    scores = keras.ops.cast(scores, "float32")
+    if len(shape) == 4:
+        return scores
+    return keras.ops.reshape(scores, (-1, heads, queries, keys))
+
+
+@contextlib.contextmanager
+def flash_attention_off(layer):
+    """The layer's flash-attention setting off for the context, put back as it was."""
+    had, value = compat.flash_attention_setting(layer)
+    compat.set_flash_attention(layer, False)
+    try:
+        yield
+    finally:
+        compat.restore_flash_attention(layer, had, value)
+
+
+def _scores_of(result):
+    if isinstance(result, (tuple, list)) and len(result) == 2:
+        return result[1]
+    return None
+
+
+def probabilities(layer, original, args, kwargs, result, muted):
+    """(B, heads, Tq, Tk) float32 attention probabilities of one `_compute_attention` call
+    that gave `result`; `muted()` is the context under which the second call runs."""
+    scores = _scores_of(result)
+    if scores is None:
+        signature = inspect.signature(original)
+        if "return_attention_scores" not in signature.parameters:
+            raise ValueError("its _compute_attention returns no scores and takes no "
+                             "return_attention_scores")
+        bound = signature.bind(*args, **kwargs)
+        bound.arguments["return_attention_scores"] = True
+        with muted(), flash_attention_off(layer):
+            scores = _scores_of(original(*bound.args, **bound.kwargs))
+        if scores is None:
+            raise ValueError("its _compute_attention returned no scores with "
+                             "return_attention_scores=True")
+    return as_batch_heads(scores, compat.attention_axes_count(layer, scores))
+
+
+@contextlib.contextmanager
+def recording_attention(layers, found, muted):
+    """While open, each of `layers` ([(path, MultiHeadAttention)])'s first call's
+    probabilities land in `found[path]` as (layer, (B, heads, Tq, Tk) float32 tensor).
+    `muted()`: a context during which the layer-call recording records nothing."""
+    saved = []
+    for path, layer in layers:
+        own = layer.__dict__.get("_compute_attention")
+        original = layer._compute_attention
+
+        def recorded(*args, _original=original, _path=path, _layer=layer, **kwargs):
+            result = _original(*args, **kwargs)
+            if _path not in found:
+                try:
+                    found[_path] = (_layer, probabilities(_layer, _original, args, kwargs,
+                                                          result, muted))
+                except Exception as error:  # noqa: BLE001: never break the user's pass
+                    found[_path] = (_layer, None)
+                    warnings.warn("tb-activations could not record the attention of %s (%s): "
+                                  "%s" % (_path, type(_layer).__name__, error), stacklevel=2)
+            return result
+
+        object.__setattr__(layer, "_compute_attention", recorded)
+        saved.append((layer, own))
+    try:
+        yield
+    finally:
+        for layer, own in saved:
+            if own is None:
+                object.__delattr__(layer, "_compute_attention")
+            else:
+                object.__setattr__(layer, "_compute_attention", own)
