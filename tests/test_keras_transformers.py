@@ -286,3 +286,12 @@ def test_the_flash_attention_setting_is_put_back_even_when_the_call_raises():
             assert not layer._flash_attention
             raise RuntimeError("the second call failed")
     assert layer._flash_attention is True
+
+
+def test_attention_false_draws_no_heads_and_is_checked():
+    model, images = work.vit(), work.images()
+    drawn = tba.get_activations(model, images, attention=False)
+    assert drawn and not any(name.endswith(":attention") for name in drawn)
+    assert any(name.endswith(":attention") for name in tba.get_activations(model, images))
+    with pytest.raises(TypeError, match="attention must be True .* or False, got 1"):
+        tba.ActivationsCallback("unused", probe=images, attention=1)

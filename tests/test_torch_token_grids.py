@@ -9,6 +9,7 @@ import torch
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from tb_activations.capture import token_grids as rules
 from tb_activations.torch import token_grids as tg
 
 timm = pytest.importorskip("timm")
@@ -94,7 +95,7 @@ def image(size, batch=2):
 
 def test_timm_vit_tiny_one_class_token():
     model = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=2)
-    assert tg.declared_token_grids(model) == [tg.TokenGrid(14, 14, 1, "patch_embed")]
+    assert tg.declared_token_grids(model) == [rules.TokenGrid(14, 14, 1, "patch_embed")]
     assert check_blocks(model, image(224), r"blocks/\d+", {(14, 14, 1)}, 2) == {(14, 14, 1)}
 
 
@@ -109,7 +110,7 @@ def test_timm_register_tokens_count_as_prefix():
 
     model = VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2,
                               reg_tokens=4, num_classes=3)
-    assert tg.declared_token_grids(model) == [tg.TokenGrid(4, 4, 5, "patch_embed")]
+    assert tg.declared_token_grids(model) == [rules.TokenGrid(4, 4, 5, "patch_embed")]
     check_blocks(model, image(32), r"blocks/\d+", {(4, 4, 5)}, 1)
 
 
@@ -154,7 +155,7 @@ def test_torchvision_vision_transformer():
 
     model = VisionTransformer(image_size=32, patch_size=8, num_layers=1, num_heads=2,
                               hidden_dim=16, mlp_dim=32)
-    assert tg.declared_token_grids(model) == [tg.TokenGrid(4, 4, 1, "")]
+    assert tg.declared_token_grids(model) == [rules.TokenGrid(4, 4, 1, "")]
     check_blocks(model, image(32), r"encoder/layers/encoder_layer_\d+", {(4, 4, 1)}, 1)
 
 
@@ -217,7 +218,7 @@ def test_token_grid_option_forces_and_refuses():
     split = tg.grid_for("a/b", out, (3, 4), [], [])
     assert (split.grid.rows, split.grid.columns, split.prefix) == (3, 4, 1)
     assert_exact(split, out)
-    grids = [tg.TokenGrid(3, 4, None, "x")]
+    grids = [rules.TokenGrid(3, 4, None, "x")]
     assert tg.grid_for("a/b", out, None, grids, []).prefix == 1
     assert tg.grid_for("a/b", out, False, grids, []) is None
     assert tg.grid_for("a/b", out, {"a/*": False}, grids, []) is None
@@ -231,18 +232,18 @@ def test_token_grid_option_forces_and_refuses():
 def test_option_messages_name_the_value():
     with pytest.raises(TypeError, match=r"token_grid must be None, False, \(rows, columns\)"
                                         r" or \{path: \(rows, columns\)\}, got 'x'"):
-        tg.resolve_token_grid_option("x")
+        rules.resolve_token_grid_option("x")
     with pytest.raises(ValueError, match=r"got \(0, 3\).*positive"):
-        tg.resolve_token_grid_option((0, 3))
+        rules.resolve_token_grid_option((0, 3))
     with pytest.raises(ValueError, match=r"got \(1, 2, 3\).*2 entries"):
-        tg.resolve_token_grid_option((1, 2, 3))
+        rules.resolve_token_grid_option((1, 2, 3))
     with pytest.raises(TypeError, match=r"token_grid\['blocks/\*'\] must be \(rows, columns\)"
                                         r", False or None, got True"):
-        tg.resolve_token_grid_option({"blocks/*": True})
+        rules.resolve_token_grid_option({"blocks/*": True})
     with pytest.raises(TypeError, match=r"got key 3"):
-        tg.resolve_token_grid_option({3: (2, 2)})
-    assert tg.resolve_token_grid_option([14, 14]) == (14, 14)
-    assert tg.resolve_token_grid_option({"a": [2, 3], "b": False}) == {"a": (2, 3), "b": False}
+        rules.resolve_token_grid_option({3: (2, 2)})
+    assert rules.resolve_token_grid_option([14, 14]) == (14, 14)
+    assert rules.resolve_token_grid_option({"a": [2, 3], "b": False}) == {"a": (2, 3), "b": False}
 
 
 # --- the pure rules -----------------------------------------------------------------------
@@ -250,13 +251,13 @@ def test_option_messages_name_the_value():
 sizes = st.integers(2, 24)
 
 
-@given(rows=sizes, columns=sizes, extra=st.integers(0, tg.MAX_PREFIX_TOKENS),
+@given(rows=sizes, columns=sizes, extra=st.integers(0, rules.MAX_PREFIX_TOKENS),
        features=st.integers(1, 9), batch=st.integers(1, 3), declare=st.booleans())
 def test_split_is_found_and_exact(rows, columns, extra, features, batch, declare):
     tokens = rows * columns + extra
     assume(features != tokens and extra < rows * columns)
     out = torch.randn(batch, tokens, features)
-    grid = tg.TokenGrid(rows, columns, extra if declare else None, "g")
+    grid = rules.TokenGrid(rows, columns, extra if declare else None, "g")
     split = tg.split_tokens(out, [grid])
     assert split is not None and split.prefix == extra and split.grid == grid
     assert torch.equal(split.grid_tokens.reshape(batch, rows * columns, features),
@@ -270,51 +271,51 @@ def test_split_is_found_and_exact(rows, columns, extra, features, batch, declare
 @given(rows=sizes, columns=sizes, extra=st.integers(0, 40), features=st.integers(1, 9))
 def test_tokens_that_fit_no_grid_stay_a_sequence(rows, columns, extra, features):
     cells = rows * columns
-    tokens = cells + extra if extra > tg.MAX_PREFIX_TOKENS else max(1, cells - 1 - extra)
+    tokens = cells + extra if extra > rules.MAX_PREFIX_TOKENS else max(1, cells - 1 - extra)
     out = torch.zeros(1, tokens, features)
-    assert tg.split_tokens(out, [tg.TokenGrid(rows, columns, None, "g")]) is None
+    assert tg.split_tokens(out, [rules.TokenGrid(rows, columns, None, "g")]) is None
     if tokens - cells not in (0, 1):
-        assert tg.split_tokens(out, [tg.TokenGrid(rows, columns, 1, "g")]) is None
+        assert tg.split_tokens(out, [rules.TokenGrid(rows, columns, 1, "g")]) is None
 
 
-@given(rows=sizes, columns=sizes, extra=st.integers(0, tg.MAX_PREFIX_TOKENS))
+@given(rows=sizes, columns=sizes, extra=st.integers(0, rules.MAX_PREFIX_TOKENS))
 def test_square_outputs_are_attention_maps_not_tokens(rows, columns, extra):
     assume(extra < rows * columns)  # more extra tokens than patches: not a grid
     tokens = rows * columns + extra
     out = torch.zeros(1, tokens, tokens)
-    assert tg.split_tokens(out, [tg.TokenGrid(rows, columns, None, "g")]) is None
+    assert tg.split_tokens(out, [rules.TokenGrid(rows, columns, None, "g")]) is None
     assert tg.grid_for("p", out, (rows, columns), [], []) is not None
 
 
 def test_choice_prefers_declared_prefix_then_fewest_extra_tokens():
-    a, b = tg.TokenGrid(4, 4, None, "a"), tg.TokenGrid(3, 5, None, "b")
-    assert tg.choose_grid(17, 8, [a, b]) == (a, 1)
-    assert tg.choose_grid(17, 8, [b, a]) == (a, 1)
-    declared = tg.TokenGrid(3, 5, 2, "c")
-    assert tg.choose_grid(17, 8, [a, declared]) == (declared, 2)
-    assert tg.choose_grid(15, 8, [declared]) == (declared, 0)  # the patch embedding's own
-    assert tg.choose_grid(16, 8, [declared]) is None
+    a, b = rules.TokenGrid(4, 4, None, "a"), rules.TokenGrid(3, 5, None, "b")
+    assert rules.choose_grid(17, 8, [a, b]) == (a, 1)
+    assert rules.choose_grid(17, 8, [b, a]) == (a, 1)
+    declared = rules.TokenGrid(3, 5, 2, "c")
+    assert rules.choose_grid(17, 8, [a, declared]) == (declared, 2)
+    assert rules.choose_grid(15, 8, [declared]) == (declared, 0)  # the patch embedding's own
+    assert rules.choose_grid(16, 8, [declared]) is None
 
 
 def test_downsampled_grids_of_hierarchical_models():
-    observed = [tg.TokenGrid(56, 56, None, "patch_embed")]
-    sizes = [(g.rows, g.columns) for g in tg.candidate_grids([], observed)]
+    observed = [rules.TokenGrid(56, 56, None, "patch_embed")]
+    sizes = [(g.rows, g.columns) for g in rules.candidate_grids([], observed)]
     assert sizes == [(56, 56), (28, 28), (14, 14), (7, 7), (4, 4)]
-    assert tg.candidate_grids([], observed, downsampled=False) == observed
+    assert rules.candidate_grids([], observed, downsampled=False) == observed
     # A grid with a class token is a plain ViT's: no downsampled grids.
-    assert len(tg.candidate_grids([tg.TokenGrid(14, 14, 1, "p")], [])) == 1
+    assert len(rules.candidate_grids([rules.TokenGrid(14, 14, 1, "p")], [])) == 1
     out = torch.zeros(1, 49, 8)
     assert tg.grid_for("stage3", out, None, [], observed).grid.rows == 7
-    assert tg.split_tokens(torch.zeros(1, 50, 8), tg.candidate_grids([], observed)) is None
+    assert tg.split_tokens(torch.zeros(1, 50, 8), rules.candidate_grids([], observed)) is None
 
 
 def test_observed_grids_lend_declared_prefix_counts():
-    dynamic = tg.TokenGrid(None, None, 1, "patch_embed")
-    observed = tg.TokenGrid(10, 10, None, "patch_embed/proj")
-    assert tg.candidate_grids([dynamic], [observed]) == [tg.TokenGrid(10, 10, 1,
+    dynamic = rules.TokenGrid(None, None, 1, "patch_embed")
+    observed = rules.TokenGrid(10, 10, None, "patch_embed/proj")
+    assert rules.candidate_grids([dynamic], [observed]) == [rules.TokenGrid(10, 10, 1,
                                                                       "patch_embed/proj")]
-    elsewhere = tg.TokenGrid(10, 10, None, "other/proj")
-    assert tg.candidate_grids([dynamic], [elsewhere])[0].prefix_tokens is None
+    elsewhere = rules.TokenGrid(10, 10, None, "other/proj")
+    assert rules.candidate_grids([dynamic], [elsewhere])[0].prefix_tokens is None
 
 
 @given(st.one_of(st.text(max_size=5), st.floats(), st.booleans(), st.binary(max_size=3),
@@ -329,7 +330,7 @@ def test_junk_options_raise_naming_the_value(value):
     if value is False:
         return
     with pytest.raises((TypeError, ValueError)) as raised:
-        tg.resolve_token_grid_option(value)
+        rules.resolve_token_grid_option(value)
     message = str(raised.value)
     assert "token_grid" in message
     if isinstance(value, dict):
@@ -348,14 +349,14 @@ def test_conv_output_size_matches_torch(size, kernel, stride, padding, dilation)
     conv = torch.nn.Conv2d(1, 1, kernel, stride, padding, dilation, bias=False)
     with torch.no_grad():
         height, width = conv(torch.zeros(1, 1, size, size)).shape[2:]
-    assert tg.conv_output_size((size, size), kernel, stride, padding, dilation) == (height,
+    assert rules.conv_output_size((size, size), kernel, stride, padding, dilation) == (height,
                                                                                     width)
 
 
 def test_observed_grids_come_from_patch_embeddings_only():
     x = torch.zeros(1, 3, 32, 48)
     patches = torch.nn.Conv2d(3, 8, 8, stride=8)
-    assert tg.observed_grid(patches, patches(x), (x,), "p") == tg.TokenGrid(4, 6, None, "p")
+    assert tg.observed_grid(patches, patches(x), (x,), "p") == rules.TokenGrid(4, 6, None, "p")
     valid = torch.nn.Conv2d(3, 8, 4, stride=4, padding="valid")
     assert tg.observed_grid(valid, valid(x)).rows == 8
     for conv in (torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.Conv2d(3, 8, 1),

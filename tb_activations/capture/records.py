@@ -23,5 +23,13 @@ def reduce_finite_if_needed(reduce_all):
     return reduce_all(finite_only=True)
 
 
+def check_attention_flag(attention):
+    """`attention=` of every capture: whether attention modules' probabilities are drawn."""
+    if not isinstance(attention, bool):
+        raise TypeError("attention must be True (draw every attention module's heads) or "
+                        "False, got %r" % (attention,))
+    return attention
+
+
 class UndrawableLayerError(ValueError):
     """A selected layer output that no grid can show (named in the message)."""

@@ -61,15 +61,15 @@ class TokenSplit:
 
 def as_pair(value):
     """(a, b) of positive ints from an int or a pair of ints, None for anything else."""
-    if _is_int(value):
+    if is_count(value):
         value = (value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_int, value)):
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(map(is_count, value)):
         pair = (int(value[0]), int(value[1]))
         return pair if min(pair) >= 1 else None
     return None
 
 
-def _is_int(value):
+def is_count(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
@@ -209,7 +209,7 @@ def _grid_pair(value, what, expected):
         raise TypeError(message)
     if len(value) != 2:
         raise ValueError("%s (a pair has 2 entries, this has %d)" % (message, len(value)))
-    if not all(map(_is_int, value)):
+    if not all(map(is_count, value)):
         raise TypeError("%s (rows and columns must be ints)" % message)
     if min(value) < 1:
         raise ValueError("%s (rows and columns must be positive)" % message)

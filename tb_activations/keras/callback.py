@@ -12,6 +12,7 @@ import warnings
 import keras
 
 from tb_activations.capture import token_grids
+from tb_activations.capture.records import check_attention_flag
 from tb_activations.format import model_file
 from tb_activations.keras import capture as capture_lib
 from tb_activations.keras import distribute
@@ -57,17 +58,19 @@ class ActivationsCallback(keras.callbacks.Callback):
         transformer are drawn over their patch grid: None (default: where a patch Conv2D,
         strides == kernel_size and padding "valid", showed one), False (never), (rows,
         columns), or {layer path or glob: (rows, columns), False or None}; checked here.
-        Every MultiHeadAttention's probabilities are drawn as one tile per head
+      attention: every MultiHeadAttention's probabilities drawn as one tile per head
         (`path:attention`), and over the patch grid (`path:attention_map`) where its keys
-        lie on one.
+        lie on one (default True).
       **options: RenderOptions fields: max_channels, channel_selection, max_tile,
         max_depth_slices, max_image, columns.
     """
 
     def __init__(self, log_dir, probe, layers=None, update_freq="epoch", save_model=False,
-                 class_names=None, max_queue=1, on_error="warn", token_grid=None, **options):
+                 class_names=None, max_queue=1, on_error="warn", token_grid=None,
+                 attention=True, **options):
         super().__init__()
         self.token_grid = token_grids.resolve_token_grid_option(token_grid)
+        self.attention = check_attention_flag(attention)
         if update_freq == "batch":
             update_freq = 1
         if update_freq != "epoch" and (isinstance(update_freq, bool)
@@ -113,7 +116,7 @@ class ActivationsCallback(keras.callbacks.Callback):
             return
         try:
             captured = log_lib.capture(self.model, self._arrays, self.layers, self.options,
-                                       token_grid=self.token_grid)
+                                       token_grid=self.token_grid, attention=self.attention)
             self._background.put(lambda: steps_lib.render_capture(captured), step)
         except Exception as error:
             self._fail(error)
@@ -154,7 +157,7 @@ class ActivationsCallback(keras.callbacks.Callback):
         # Traced here, outside _log's guard, so a selection or probe the model cannot take
         # raises at train begin whatever on_error says.
         capture_lib.probe_for(self.model, self._arrays, self.layers, self.options,
-                              token_grid=self.token_grid)
+                              token_grid=self.token_grid, attention=self.attention)
         self._last_step = None
         self._save_failed = False
         step = self._global_step()

@@ -36,6 +36,7 @@ import numpy as np
 
 from tb_activations.capture import token_grids
 from tb_activations.capture.records import LayerRecord, UndrawableLayerError
+from tb_activations.capture.records import check_attention_flag
 from tb_activations.format import layout as layout_lib
 from tb_activations.keras import attention as attention_lib
 from tb_activations.keras import selection
@@ -351,8 +352,9 @@ class ActivationProbe:
     """
 
     def __init__(self, model, signature, layers=None, options=layout_lib.RenderOptions(),
-                 reduce=True, token_grid=None):
+                 reduce=True, token_grid=None, attention=True):
         check_model(model)
+        record_attention = check_attention_flag(attention)
         self._backend = backend_module()
         self.options = options
         self.records = []
@@ -431,7 +433,7 @@ class ActivationProbe:
                     "outputs": [t for t in keras.tree.flatten(model_outputs)
                                 if keras.ops.is_tensor(t)]}
 
-        attention_layers = attention_lib.attention_layers(chosen)
+        attention_layers = attention_lib.attention_layers(chosen) if record_attention else []
         try:
             self._function = self._backend.trace_forward(
                 model, run, signature,
@@ -490,37 +492,40 @@ class ActivationProbe:
             for record in self.records)
 
 
-def _cache_key(signature, layers, options, reduce, token_grid):
+def _cache_key(signature, layers, options, reduce, token_grid, attention):
     items = layers if isinstance(layers, (list, tuple)) else [layers]
     try:
         layer_key = tuple(items)
         hash(layer_key)
     except TypeError:
         layer_key = tuple(id(item) for item in items)
-    return (repr(signature), layer_key, options, reduce, repr(token_grid))
+    return (repr(signature), layer_key, options, reduce, repr(token_grid), attention)
 
 
 def probe_for(model, arrays, layers=None, options=layout_lib.RenderOptions(), reduce=True,
-              token_grid=None):
+              token_grid=None, attention=True):
     """The ActivationProbe for this model and probe signature, traced on first use only.
 
     Kept on the model object itself, so it lives and dies with the model. `token_grid`:
-    token_grids.resolve_token_grid_option's values.
+    token_grids.resolve_token_grid_option's values; `attention`: whether MultiHeadAttention
+    layers' probabilities are drawn.
     """
     token_grid = token_grids.resolve_token_grid_option(token_grid)
+    check_attention_flag(attention)
     check_model(model)
     cache = model.__dict__.get("_tb_activations_probes")
     if cache is None:
         cache = {}
         object.__setattr__(model, "_tb_activations_probes", cache)
     signature = probe_signature(arrays)
-    key = _cache_key(signature, layers, options, reduce, token_grid)
+    key = _cache_key(signature, layers, options, reduce, token_grid, attention)
     if key not in cache:
-        cache[key] = ActivationProbe(model, signature, layers, options, reduce, token_grid)
+        cache[key] = ActivationProbe(model, signature, layers, options, reduce, token_grid,
+                                     attention)
     return cache[key]
 
 
-def get_activations(model, inputs, layers=None):
+def get_activations(model, inputs, layers=None, attention=True):
     """{layer path: numpy array (batch first)} from one forward pass, in call order.
 
     Nested models appear as `outer/inner` paths; a layer with several outputs adds `path:1`,
@@ -529,7 +534,8 @@ def get_activations(model, inputs, layers=None):
     Each MultiHeadAttention layer's attention probabilities, (B, heads, Tq, Tk) float32
     (softmax(query·keyᵀ/√key_dim) under the layer's own masks, a row whose every key is
     masked 0), are at `path:attention`, right after the layer's own output (every attention
-    layer under the default selection, the selected ones under `layers=`).
+    layer under the default selection, the selected ones under `layers=`; none with
+    `attention=False`).
     """
     arrays = prepare_probe(model, inputs)
-    return probe_for(model, arrays, layers, reduce=False)(arrays)
+    return probe_for(model, arrays, layers, reduce=False, attention=attention)(arrays)

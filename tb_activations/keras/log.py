@@ -13,6 +13,7 @@ import keras
 
 from tb_activations.capture import records as captured_lib
 from tb_activations.capture import token_grids
+from tb_activations.capture.records import check_attention_flag
 from tb_activations.format import layout as layout_lib
 from tb_activations.keras import capture as capture_lib
 from tb_activations.keras import distribute
@@ -52,10 +53,11 @@ class Capture:
 
 
 def capture(model, arrays, layers=None, options=layout_lib.RenderOptions(),
-            model_outputs=False, token_grid=None):
+            model_outputs=False, token_grid=None, attention=True):
     """The probe pass: what whoever logs must wait for before the model changes (and the
     reduction too when the layer outputs are larger than MAX_DEFERRED_BYTES)."""
-    probe = capture_lib.probe_for(model, arrays, layers, options, token_grid=token_grid)
+    probe = capture_lib.probe_for(model, arrays, layers, options, token_grid=token_grid,
+                                  attention=attention)
     layer_outputs, outputs = probe.run(arrays)
     captured = Capture(probe, layer_outputs,
                        [capture_lib.backend_module().to_numpy(output) for output in outputs]
@@ -87,7 +89,7 @@ def _default_step():
 
 
 def log_activations(model, inputs, step=None, layers=None, log_dir=None, on_error="warn",
-                    token_grid=None, **options):
+                    token_grid=None, attention=True, **options):
     """Writes every selected layer's grids and statistics for `inputs` at `step`.
 
     Into an event file of its own in `log_dir` when given (a directory or a URL; required off
@@ -100,13 +102,14 @@ def log_activations(model, inputs, step=None, layers=None, log_dir=None, on_erro
     `token_grid`: which token outputs (B, prefix + rows * columns, D) are drawn over their
     patch grid: None (default: where a patch Conv2D, strides == kernel_size and padding
     "valid", showed one in the pass), False (never), (rows, columns), or {layer path or glob:
-    (rows, columns), False or None}. Each MultiHeadAttention's probabilities are drawn as one
-    tile per head (`path:attention`), and over the patch grid (`path:attention_map`) where
-    the keys lie on one. `options` are RenderOptions fields (max_channels,
+    (rows, columns), False or None}. `attention`: each MultiHeadAttention's probabilities
+    drawn as one tile per head (`path:attention`), and over the patch grid
+    (`path:attention_map`) where the keys lie on one (default True). `options` are RenderOptions fields (max_channels,
     channel_selection, max_tile, ...).
     """
     settings = steps.render_options(**options)
     token_grid = token_grids.resolve_token_grid_option(token_grid)
+    check_attention_flag(attention)
     failures.check_on_error(on_error)
     if log_dir is None and keras.backend.backend() != "tensorflow":
         raise ValueError("on Keras's %r backend there is no default tf.summary writer: pass "
@@ -129,7 +132,7 @@ def log_activations(model, inputs, step=None, layers=None, log_dir=None, on_erro
         return False
     arrays = capture_lib.prepare_probe(model, inputs)
     rendered = steps.render_capture(capture(model, arrays, layers, settings,
-                                            token_grid=token_grid))
+                                            token_grid=token_grid, attention=attention))
 
     def write():
         writer = tf_summary.default_writer() if log_dir is None else events.shared_writer(log_dir)

@@ -26,7 +26,9 @@ import numpy as np
 import torch
 
 from tb_activations.capture import path_selection
+from tb_activations.capture import token_grids as grid_rules
 from tb_activations.capture.records import LayerRecord, UndrawableLayerError
+from tb_activations.capture.records import check_attention_flag
 from tb_activations.capture.records import reduce_finite_if_needed
 from tb_activations.format import layout as layout_lib
 from tb_activations.torch import attention as attention_lib
@@ -244,13 +246,6 @@ of the selected modules (every attention module under the default selection), th
 grids the pass showed, and `order` {path: position} of every module's first call's end."""
 
 
-def check_attention_flag(attention):
-    if not isinstance(attention, bool):
-        raise TypeError("attention must be True (draw every attention module's heads) or "
-                        "False, got %r" % (attention,))
-    return attention
-
-
 def run_pass(model, probe, layers=None, attention_side=None, attention=True):
     """ProbePass of one forward pass: the first call of each selected module (`layers` as
     path_selection.select, None for every module that computes a new value); attention
@@ -373,7 +368,7 @@ class TorchCapture:
     call order), `options`, and `reduce()`, the reduced arrays as numpy, which
     rendering.steps.render_capture renders. Outputs no grid can show are skipped with a
     warning under the default selection and raise UndrawableLayerError when `layers=`
-    selects them. `token_grid`: token_grids.resolve_token_grid_option's values; `attention`:
+    selects them. `token_grid`: capture.token_grids.resolve_token_grid_option's values; `attention`:
     whether attention modules' probabilities are drawn."""
 
     def __init__(self, model, probe, layers=None, options=layout_lib.RenderOptions(),
@@ -383,7 +378,7 @@ class TorchCapture:
         self._outputs = {}
         self._reduction_plans = {}  # path -> the plan its reduction follows, where not its own
         self._reduced = None
-        token_grid = token_grids.resolve_token_grid_option(token_grid)
+        token_grid = grid_rules.resolve_token_grid_option(token_grid)
         probe_pass = run_pass(model, probe, layers, options.max_tile, attention)
         grids = (token_grids.declared_token_grids(check_model(model)), probe_pass.observed_grids)
         drawn, skipped = [], []  # drawn: ((order, part), name, class, tensor, plan, reduction plan)

@@ -8,10 +8,10 @@ only; the reduction, rendering and writing run on a thread of their own
 
 import os
 
+from tb_activations.capture import token_grids as grid_rules
 from tb_activations.rendering import steps as steps_lib
 from tb_activations.torch import capture as capture_lib
 from tb_activations.torch import log as log_lib
-from tb_activations.torch import token_grids
 from tb_activations.writing import destinations
 from tb_activations.writing import events
 from tb_activations.writing import failures
@@ -71,7 +71,7 @@ class ActivationsLogging:
                              "logs), got %r" % (every_n_steps,))
         self.on_error = failures.check_on_error(on_error)
         self.settings = steps_lib.render_options(**options)  # names an unknown one now
-        self.token_grid = token_grids.resolve_token_grid_option(token_grid)
+        self.token_grid = grid_rules.resolve_token_grid_option(token_grid)
         self.attention = capture_lib.check_attention_flag(attention)
         self.probe = probe
         self.every_n_steps = every_n_steps

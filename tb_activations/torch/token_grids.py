@@ -13,17 +13,15 @@ Three sources say which grids a model has:
    PatchEmbed, a Hugging Face *PatchEmbeddings): right for any input size.
 3. split_tokens(tensor, grids): which of those grids a (B, T, D) output is on.
 
-resolve_token_grid_option validates the user's `token_grid=` and grid_for combines all.
+grid_for combines all with the user's `token_grid=`.
 The integer rules (which grid fits T, option validation, conv arithmetic) take ints and
-tuples only and live in tb_activations.capture.token_grids, which the Keras capture shares;
-they are re-exported here. The torch parts are thin.
+tuples only and live in tb_activations.capture.token_grids, which the Keras capture shares.
+The torch parts are thin.
 """
 
-from tb_activations.capture.token_grids import (  # noqa: F401: the shared rules, re-exported
-    MAX_PREFIX_TOKENS, MIN_GRID_CELLS, OPTION_EXPECTED, TokenGrid, TokenSplit,
-    as_pair, _is_int, grid_of_image, conv_output_size, fitting_prefix,
-    choose_grid, _is_under, downsampled_grids, candidate_grids, resolve_token_grid_option,
-    _grid_pair, option_for_path, grid_choice)
+from tb_activations.capture.token_grids import (
+    MIN_GRID_CELLS, TokenGrid, TokenSplit, as_pair, choose_grid, conv_output_size,
+    grid_choice, grid_of_image, is_count)
 
 
 # --- torch: what a model declares ---------------------------------------------------------
@@ -56,7 +54,7 @@ def _timm_style(path, module, modules):
     prefix, dynamic = None, _attribute(module, "strict_img_size") is False
     for owner in _owner_chain(path, modules):
         count = _attribute(owner, "num_prefix_tokens")
-        if _is_int(count) and count >= 0:
+        if is_count(count) and count >= 0:
             prefix = int(count)
             dynamic = dynamic or _attribute(owner, "dynamic_img_size") is True
             break
@@ -85,7 +83,7 @@ def _config_style(path, module):
     if grid is None:
         return None
     registers = _attribute(config, "num_register_tokens")
-    prefix = 1 + int(registers) if _is_int(registers) and registers > 0 else None
+    prefix = 1 + int(registers) if is_count(registers) and registers > 0 else None
     return TokenGrid(grid[0], grid[1], prefix, path)
 
 
