@@ -352,3 +352,31 @@ def test_a_merge_that_fails_is_the_old_skip_not_an_exception(monkeypatch, tmp_pa
     assert not any(r.layout.windows and r.layout.source != "windows" for r in taken.records)
     with pytest.warns(UserWarning):
         assert tbat.log_activations(small_swin(), probe(64), step=0, log_dir=str(tmp_path))
+
+
+def test_padded_shifted_windows_and_fused_attention():
+    """A 14 x 14 map in 4 x 4 windows: padded to 16 x 16, shifted by 2; attention through
+    F.scaled_dot_product_attention (its mask) is the explicit softmax's."""
+    torch.manual_seed(0)
+    model = swin_transformer.SwinTransformer(
+        img_size=56, patch_size=4, window_size=4, embed_dim=16, depths=(2,), num_heads=(2,),
+        num_classes=10).eval()
+    x = probe(56)
+    raw, drawn, plan = windowed_draw(model, x, "layers/0/blocks/1/attn/qkv")
+    assert raw.shape == (2 * 16, 16, 48) and plan.windows == (16, "shifted_window")
+    reference = swin_transformer.window_reverse(raw.view(-1, 4, 4, 48), (4, 4), 16, 16)
+    reference = torch.roll(reference[:, :14, :14], shifts=(2, 2), dims=(1, 2))
+    assert torch.equal(drawn, reference)
+
+    def attention(fused):
+        for module in model.modules():
+            if hasattr(module, "fused_attn"):
+                module.fused_attn = fused
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            taken = capture.TorchCapture(model, x)
+        return taken.reduce()["layers/0/blocks/1/attn:attention_map"]
+
+    explicit, fused = attention(False), attention(True)
+    assert all(np.allclose(explicit[key], fused[key], atol=1e-4) for key in explicit
+               if explicit[key].dtype.kind == "f")

@@ -6,7 +6,7 @@ from its modules' attributes (windows_of), the n entries of a sample are put bac
 sample's map (B, H, W, C), drawn over that token grid like any token output:
 
 - "window", "shifted_window": timm Swin's blocks (window_size, shift_size,
-  input_resolution; the map padded up to whole windows) and MaxViT's block attention
+  input_resolution or feat_size; the map padded up to whole windows) and MaxViT's block attention
   (partition_size, partition_block True): entry w of sample b is window w in row-major
   order, its tokens row-major inside. A shifted block rolls its map by -shift_size before
   partitioning; the put-back map is rolled back and its padding cropped, so it lies in the
@@ -165,11 +165,12 @@ def _owners(path):
 
 
 def _swin(module, shape):
-    """A Swin block (window_size, shift_size, input_resolution): its windows over the
-    block's input (B, H, W, C), else over input_resolution."""
+    """A Swin block (window_size, shift_size, input_resolution; Swin V2 CR's feat_size): its
+    windows over the block's input (B, H, W, C), else over that resolution."""
     window = _pair(_attribute(module, "window_size"))
     shift = _pair(_attribute(module, "shift_size"), low=0)
-    resolution = _pair(_attribute(module, "input_resolution"))
+    resolution = _pair(_attribute(module, "input_resolution")) or _pair(
+        _attribute(module, "feat_size"))
     if window is None or shift is None or resolution is None:
         return None
     if shape is not None and len(shape) == 4:
