@@ -380,3 +380,23 @@ def test_padded_shifted_windows_and_fused_attention():
     explicit, fused = attention(False), attention(True)
     assert all(np.allclose(explicit[key], fused[key], atol=1e-4) for key in explicit
                if explicit[key].dtype.kind == "f")
+
+
+def test_torchvision_swin_attention_map_pads_then_rolls():
+    """torchvision's shifted_window_attention pads the map, rolls the padded map, and after
+    the windows crops the rolled-back one: its mean-query maps come back in that order."""
+    from torchvision.models import swin_transformer as tv_swin
+
+    torch.manual_seed(0)
+    model = tv_swin.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2],
+                                    num_heads=[2], window_size=[4, 4], num_classes=10).eval()
+    x = probe(56)
+    probe_pass = capture.run_pass(model, x)
+    [entry] = [e for e in probe_pass.attention if e.module_path == "features/1/1/attn"]
+    context = capture.WindowContext(model, probe_pass.input_shapes, [], [])
+    [_, (_, maps, plan, _)] = capture.window_attention_drawings(
+        entry, 2, layout_lib.RenderOptions(), context)
+    assert plan.windows == (16, "shifted_window") and maps.shape == (2, 14, 14, 2)
+    padded = entry.mean_query.transpose(1, 2).reshape(2, 4, 4, 4, 4, 2)  # torchvision's reverse
+    padded = padded.permute(0, 1, 3, 2, 4, 5).reshape(2, 16, 16, 2)
+    assert torch.equal(maps, torch.roll(padded, shifts=(2, 2), dims=(1, 2))[:, :14, :14])

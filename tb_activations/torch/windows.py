@@ -10,7 +10,8 @@ sample's map (B, H, W, C), drawn over that token grid like any token output:
   (partition_size, partition_block True): entry w of sample b is window w in row-major
   order, its tokens row-major inside. A shifted block rolls its map by -shift_size before
   partitioning; the put-back map is rolled back and its padding cropped, so it lies in the
-  image frame, pixel for pixel over the block's input and the probe picture.
+  image frame, pixel for pixel over the block's input and the probe picture. torchvision's
+  ShiftedWindowAttention (its own input's size) pads first and rolls the padded map.
 - "grid": MaxViT's grid attention (partition_block False): entry w holds the tokens
   (i·H/g + w // (W/g), j·W/g + w % (W/g)) of a g x g grid strided over the map.
 - "unfold": MobileViT's blocks (patch_size, patch_area): entry p of sample b holds pixel p
@@ -41,7 +42,8 @@ class Partition:
     window's size, the grid's size, the patch count of an unfold, (1, 1) for tokens);
     `image`: the (H, W) map that was partitioned (padding included); `crop`: the sample's
     map inside it; `shift`: the roll the model applied before partitioning (undone);
-    `patch`: the unfold's patch size."""
+    `patch`: the unfold's patch size; `padded_roll`: the model rolled the padded map
+    (torchvision) rather than padding the rolled one (timm)."""
 
     kind: str
     cell: tuple
@@ -49,6 +51,7 @@ class Partition:
     crop: tuple
     shift: tuple = (0, 0)
     patch: tuple = ()
+    padded_roll: bool = False
 
     @property
     def count(self):
@@ -89,11 +92,14 @@ def merge_unfold(patches, batch, patch, image):
     return x.permute(0, 3, 1, 4, 2, 5).reshape(batch, height, width, x.shape[-1])
 
 
-def unshift(image_map, crop, shift):
+def unshift(image_map, crop, shift, padded_roll=False):
     """A (B, Hp, Wp, C) map cropped to `crop` and rolled by `shift` (a shifted-window
-    block's roll undone), as the model does after window_reverse."""
+    block's roll undone), as the model does after window_reverse: timm crops then rolls,
+    torchvision (`padded_roll`) rolls the padded map then crops."""
+    if padded_roll and any(shift):
+        image_map = torch.roll(image_map, shifts=tuple(shift), dims=(1, 2))
     image_map = image_map[:, :crop[0], :crop[1]]
-    if any(shift):
+    if not padded_roll and any(shift):
         image_map = torch.roll(image_map, shifts=tuple(shift), dims=(1, 2))
     return image_map
 
@@ -132,7 +138,7 @@ def put_back(entries, batch, partition, channels_first=False):
         merged = merge_unfold(entries, batch, partition.patch, partition.image)
     else:
         merged = merge_windows(entries, batch, partition.cell, partition.image)
-    return unshift(merged, partition.crop, partition.shift)
+    return unshift(merged, partition.crop, partition.shift, partition.padded_roll)
 
 
 # --- which partition: the modules' attributes ---------------------------------------------
@@ -180,6 +186,22 @@ def _swin(module, shape):
                      shift)
 
 
+def _torchvision_swin(module, shape):
+    """torchvision's ShiftedWindowAttention(V2): windows over its own input (B, H, W, C),
+    padded, then rolled (no shift along a side one window covers)."""
+    if not type(module).__module__.startswith("torchvision"):
+        return None
+    window = _pair(_attribute(module, "window_size"))
+    shift = _pair(_attribute(module, "shift_size"), low=0)
+    if window is None or shift is None or shape is None or len(shape) != 4:
+        return None
+    size = (shape[1], shape[2])
+    padded = tuple(-(-n // w) * w for n, w in zip(size, window))
+    shift = tuple(0 if w >= p else s for w, p, s in zip(window, padded, shift))
+    return Partition("shifted_window" if any(shift) else "window", window, padded, size,
+                     shift, padded_roll=True)
+
+
 def _maxvit(module, shape, child):
     """MaxViT's block or grid attention (partition_size; partition_block, or the child
     attn_block / attn_grid of a parallel one) over its input, NHWC (a *2d module: NCHW)."""
@@ -225,6 +247,7 @@ def windows_of(path, modules, input_shapes, entries, batch):
         child = path[len(owner):].lstrip("/").split("/")[0]
         candidates = (
             lambda: _swin(module, input_shapes.get(owner)),
+            lambda: _torchvision_swin(module, input_shapes.get(owner)),
             lambda: _maxvit(module, input_shapes.get(owner), child),
             lambda: _mobilevit(module, input_shapes.get(owner + "/conv_1x1",
                                                         input_shapes.get(owner))))
