@@ -21,10 +21,12 @@
  * @property {number[]} depth_slices
  * @property {boolean} channels_first
  * @property {number} samples
- * @property {"token_grid"|"prefix_tokens"|"attention"|"attention_map"} [source]  what the grid's
+ * @property {"token_grid"|"prefix_tokens"|"attention"|"attention_map"|"windows"} [source]  what the grid's
  *   values are when not the layer's output as it is
  * @property {{rows: number, columns: number, prefix_tokens: number}} [token_grid]
  * @property {"class_token"|"mean"} [attention_query]
+ * @property {{count: number, partition: string}} [windows]  the entries per sample a batch axis
+ *   that held windows had, and the model's partition (docs/format.md)
  */
 
 /**
@@ -178,6 +180,13 @@ export const LAYOUTS = {
   },
 };
 
+// What a layer whose batch axis held each sample's windows says about them (docs/format.md).
+function windowsFacts(layer, what) {
+  if (!layer.windows) return [];
+  const { count, partition } = layer.windows;
+  return [`${what} ${count} ${partition.replace("_", " ")} entries per sample`];
+}
+
 // What a grid shows when it is not the layer's output as it is (docs/format.md, `source`):
 // each entry overrides what it changes of its layout kind.
 const SOURCES = {
@@ -185,7 +194,8 @@ const SOURCES = {
     unit: "feature",
     label: (info, layer) => `feature ${info.channel}, ${patchOf(layer, info)}`,
     facts: (layer) => [drawnChannels(layer, "feature"),
-      `tokens on a ${layer.token_grid.rows}×${layer.token_grid.columns} patch grid, ${prefixText(layer)}`],
+      `tokens on a ${layer.token_grid.rows}×${layer.token_grid.columns} patch grid, ${prefixText(layer)}`,
+      ...windowsFacts(layer, "put back from")],
   },
   prefix_tokens: {
     facts: () => ["prefix tokens (class, distillation, register) × features"],
@@ -195,14 +205,20 @@ const SOURCES = {
     overlaysInput: false,
     label: (info, layer) => `head ${info.channel}, query ${span(info.y * layer.downscale[0], layer.downscale[0])}, ` +
       `key ${span(info.x * layer.downscale[1], layer.downscale[1])}`,
-    facts: (layer) => [drawnChannels(layer, "head"), "query tokens down, key tokens across; each row sums to 1"],
+    facts: (layer) => [drawnChannels(layer, "head"), "query tokens down, key tokens across; each row sums to 1",
+      ...windowsFacts(layer, "the mean over its")],
   },
   attention_map: {
     unit: "head",
     label: (info, layer) => `head ${info.channel}, ${patchOf(layer, info)}`,
     facts: (layer) => [drawnChannels(layer, "head"),
       layer.attention_query === "class_token" ? "the class token's attention over the patch grid"
-        : "the mean query's attention over the patch grid"],
+        : "the mean query's attention over the patch grid",
+      ...windowsFacts(layer, "each window's, put back from")],
+  },
+  windows: {
+    facts: (layer) => [`each sample's ${layer.windows.count} windows one after the other ` +
+      `(partition: ${layer.windows.partition.replace("_", " ")})`],
   },
 };
 

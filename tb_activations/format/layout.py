@@ -12,8 +12,14 @@ CHANNEL_SELECTIONS = ("first", "top")
 # What a grid's values are, when not the layer's output as it is (docs/format.md, `source`):
 # a token output (B, prefix + rows * columns, D) over its patch grid, its prefix tokens (class,
 # distillation, register) beside it, an attention module's probabilities per head (B, heads,
-# queries, keys), and one query's attention per head folded onto the keys' patch grid.
-SOURCES = ("output", "token_grid", "prefix_tokens", "attention", "attention_map")
+# queries, keys), one query's attention per head folded onto the keys' patch grid, and the
+# windows (or patches) a model folded into the batch axis, each sample's stacked one after
+# the other where no known partition puts them back onto its map.
+SOURCES = ("output", "token_grid", "prefix_tokens", "attention", "attention_map", "windows")
+# How a model folded each sample's map into batch entries (the `windows` field): Swin's and
+# MaxViT's windows (shifted ones drawn rolled back), MaxViT's strided grid, MobileViT's
+# unfolded patches, one token per entry (LeViT), or a partition not known.
+WINDOW_PARTITIONS = ("window", "shifted_window", "grid", "unfold", "tokens", "unknown")
 # Which query an attention map shows: the class token's, or the mean over every query.
 ATTENTION_QUERIES = ("class_token", "mean")
 
@@ -60,8 +66,10 @@ class LayerLayout:
     canonical_shape is the per-sample shape after moving channels last and folding extra
     axes (see plan_layout); channels_kept is how many units (the drawn channels of a tiled
     layout) have their own statistics; source says what the grid's values are (SOURCES),
-    token_grid the (rows, columns, prefix tokens) of the patch grid they lie on, and
-    attention_query the query an attention map shows; every other field describes the grid.
+    token_grid the (rows, columns, prefix tokens) of the patch grid they lie on,
+    attention_query the query an attention map shows, and windows the (count, partition) of
+    the entries each sample had on a batch axis that held its windows or patches
+    (WINDOW_PARTITIONS); every other field describes the grid.
     """
 
     layout: str
@@ -82,6 +90,7 @@ class LayerLayout:
     source: str = "output"
     token_grid: tuple = ()
     attention_query: str = ""
+    windows: tuple = ()
 
     @property
     def tiles(self):
@@ -123,6 +132,9 @@ class LayerLayout:
             content["token_grid"] = {"rows": rows, "columns": columns, "prefix_tokens": prefix}
         if self.attention_query:
             content["attention_query"] = self.attention_query
+        if self.windows:
+            count, partition = self.windows
+            content["windows"] = {"count": count, "partition": partition}
         return content
 
 

@@ -186,6 +186,11 @@ _OPTIONAL_LAYER_FIELDS = {
                    "{rows, columns, prefix_tokens} as counts"),
     "attention_query": (lambda v: v in layout.ATTENTION_QUERIES,
                         "one of %s" % ", ".join(layout.ATTENTION_QUERIES)),
+    "windows": (lambda v: isinstance(v, dict) and set(v) == {"count", "partition"}
+                and _is_int(v["count"], 2)
+                and v["partition"] in layout.WINDOW_PARTITIONS,
+                "{count, partition} with count >= 2 and partition one of %s"
+                % ", ".join(layout.WINDOW_PARTITIONS)),
 }
 _SCHEMAS = {
     KIND_LAYER: _LAYER_SCHEMA,

@@ -142,7 +142,9 @@ def layer_layout(content):
         source=content.get("source", "output"),
         token_grid=tuple(content["token_grid"][key] for key in ("rows", "columns", "prefix_tokens"))
         if "token_grid" in content else (),
-        attention_query=content.get("attention_query", ""))
+        attention_query=content.get("attention_query", ""),
+        windows=(content["windows"]["count"], content["windows"]["partition"])
+        if "windows" in content else ())
     if max(layout.channels_shown, layout.channels_kept) > layout.channels_total:
         raise ValueError("%d channels shown and %d kept of %d" % (
             layout.channels_shown, layout.channels_kept, layout.channels_total))

@@ -14,6 +14,12 @@ declares or the pass shows (token_grids) is drawn over that grid, its prefix tok
 `path:prefix_tokens`; every attention module's probabilities (attention.recording_attention)
 at `path:attention`, and where the keys lie on a patch grid, one query's attention per head
 folded onto it at `path:attention_map`.
+
+Windows: an output whose axis 0 holds B·n entries, each sample's windows or patches (Swin,
+MaxViT, MobileViT, LeViT's flattened tokens), is put back per sample onto its map where the
+model's partition is known (windows.windows_of), else drawn with each sample's n entries
+stacked; window attention is drawn as the mean over each sample's windows and each window's
+mean query put back onto the map (window_drawings, attention_drawings).
 """
 
 import collections
@@ -35,6 +41,7 @@ from tb_activations.torch import attention as attention_lib
 from tb_activations.torch import modules as modules_lib
 from tb_activations.torch import reduction
 from tb_activations.torch import token_grids
+from tb_activations.torch import windows as windows_lib
 
 
 def check_model(model):
@@ -170,6 +177,7 @@ class _Recorder:
         self.outputs = collections.OrderedDict()  # path -> (module, channels_first, outputs)
         self.completed = {}  # path -> position in the order modules' first calls ended
         self.observed_grids = []  # token_grids.TokenGrid of each patch embedding's output
+        self.input_shapes = {}  # path -> shape of the first call's first tensor argument
         self.called = set()
         self._starts = []
         self._calls = 0
@@ -211,6 +219,8 @@ class _Recorder:
             self.observed_grids.append(grid)
         if path in self.called:
             return
+        if called_on is not None:
+            self.input_shapes[path] = tuple(called_on.shape)
         self.called.add(path)
         self.completed[path] = len(self.completed)
         if self.wanted(path, module, ran_submodules):
@@ -239,11 +249,13 @@ def describe_probe(args, kwargs):
     return ", ".join(map(str, shapes))
 
 
-ProbePass = collections.namedtuple("ProbePass", "outputs batch attention observed_grids order")
+ProbePass = collections.namedtuple("ProbePass",
+                                   "outputs batch attention observed_grids order input_shapes")
 ProbePass.__doc__ = """One forward pass: `outputs` {path: (module, channels_first, [(name, tensor,
 batch axes)])} of the selected modules, the `batch` size, `attention` [AttentionProbabilities]
 of the selected modules (every attention module under the default selection), the token
-grids the pass showed, and `order` {path: position} of every module's first call's end."""
+grids the pass showed, `order` {path: position} of every module's first call's end and
+`input_shapes` {path: shape of its first call's first tensor argument}."""
 
 
 def run_pass(model, probe, layers=None, attention_side=None, attention=True):
@@ -285,7 +297,7 @@ def run_pass(model, probe, layers=None, attention_side=None, attention=True):
                              "pass" % ", ".join(never_called))
         attention = [entry for entry in attention if entry.module_path in chosen]
     return ProbePass(recorder.outputs, batch, attention, recorder.observed_grids,
-                     recorder.completed)
+                     recorder.completed, recorder.input_shapes)
 
 
 def describe_axis(tensor, axis):
@@ -294,14 +306,80 @@ def describe_axis(tensor, axis):
     return "its axis %d has %d entries" % (axis, tensor.shape[axis])
 
 
-def plan_drawable(tensor, axes, batch, options, channels_first):
-    """(the grid layout of one module output, the output batch first: its batch axis, the
-    first of `axes` holding `batch` entries, moved first on its device); raises ValueError
-    saying why it has none."""
+def check_real_dense(tensor):
+    """Raises ValueError unless `tensor` is a dense real-valued (or integer) tensor."""
     if not (tensor.dtype.is_floating_point or tensor.dtype in modules_lib.INTEGER_DTYPES):
         raise ValueError("its dtype %s is not real-valued" % tensor.dtype)
     if tensor.layout != torch.strided:
         raise ValueError("it is a %s tensor, not a dense one" % tensor.layout)
+
+
+class WindowContext:
+    """What deciding a partition needs: the model's modules by path, the pass's input
+    shapes and the token grids' sizes (for one token per entry)."""
+
+    def __init__(self, model, input_shapes, declared, observed):
+        self.modules = {name.replace(".", "/"): module for name, module in model.named_modules()}
+        self.input_shapes = input_shapes
+        self.grid_sizes = [(grid.rows, grid.columns)
+                           for grid in token_grids.candidate_grids(declared, observed)]
+
+    def partition(self, path, entries, batch, rank):
+        """(windows.Partition or None, whether the model's attributes say it): the
+        partition of an output of rank `rank` with `entries` on axis 0; one token per entry
+        (rank 2) on a `resolution` attribute's or a token grid's grid."""
+        partition = windows_lib.windows_of(path, self.modules, self.input_shapes, entries,
+                                           batch)
+        if partition is not None:
+            return partition, True
+        if rank == 2:
+            return windows_lib.tokens_partition(
+                entries // batch, windows_lib.resolution_grids(path, self.modules)
+                + self.grid_sizes), False
+        return None, False
+
+
+def window_drawings(name, path, tensor, batch, options, channels_first, context):
+    """[(name, tensor, plan)] of an output whose axis 0 holds each sample's n windows (B·n
+    entries, sample-major): put back onto the sample's (H, W, C) map as a token grid where
+    the partition is known, else the n entries stacked along the sample's first axis
+    (source "windows"). Without a partition the model's attributes say, the module must
+    have been called on a tensor with B·n entries too (the windows came in folded; a
+    position table whose length happens to be a multiple of B is no window). Raises
+    ValueError when it holds no windows."""
+    check_real_dense(tensor)
+    entries = tensor.shape[0] if tensor.ndim >= 2 else 0
+    if entries <= batch or entries % batch:
+        raise ValueError("its axis 0 has %d entries, not a multiple of the probe batch %d"
+                         % (entries, batch))
+    count = entries // batch
+    partition, declared = context.partition(path, entries, batch, tensor.ndim)
+    called_on = context.input_shapes.get(path)
+    if not declared and not (called_on and called_on[0] == entries):
+        raise ValueError("its axis 0 has %d entries where the probe batch has %d, and it was "
+                         "not called on %d windows" % (entries, batch, entries))
+    if partition is not None:
+        image_map = windows_lib.put_back(tensor, batch, partition, bool(channels_first))
+        if image_map is not None:
+            rows, columns = image_map.shape[1:3]
+            plan = dataclasses.replace(
+                layout_lib.plan_layout(tuple(image_map.shape[1:]), options),
+                source="token_grid", token_grid=(rows, columns, 0),
+                windows=(count, partition.kind))
+            return [(name, image_map, plan)]
+    stacked = windows_lib.stack_windows(tensor, batch)
+    plan = dataclasses.replace(
+        layout_lib.plan_layout(tuple(stacked.shape[1:]), options,
+                               channels_first=bool(channels_first) and tensor.ndim > 2),
+        source="windows", windows=windows_lib.describe(partition, count))
+    return [(name, stacked, plan)]
+
+
+def plan_drawable(tensor, axes, batch, options, channels_first):
+    """(the grid layout of one module output, the output batch first: its batch axis, the
+    first of `axes` holding `batch` entries, moved first on its device); raises ValueError
+    saying why it has none."""
+    check_real_dense(tensor)
     if tensor.ndim < 1:
         raise ValueError("its shape %s has no batch axis" % (tuple(tensor.shape),))
     axis = find_batch_axis(tensor, axes, batch)
@@ -332,13 +410,48 @@ def token_drawings(name, tensor, plan, options, token_grid, declared, observed):
     return drawings
 
 
-def attention_drawings(entry, batch, options, token_grid, declared, observed):
+def window_attention_drawings(entry, batch, options, context):
+    """[(name, tensor, stored plan, reduction plan)] of a window attention's probabilities,
+    (B·n, heads, Tq, Tk): per head the mean over each sample's n windows (how a head
+    attends inside a window, its relative-position pattern), and, where the partition is
+    known, each window's mean query's attention over its keys put back onto the sample's
+    map (where in the picture the heads look). Raises ValueError when the maps are not a
+    multiple of the batch."""
+    entries = entry.probabilities.shape[0]
+    if entries <= batch or entries % batch:
+        raise ValueError("its attention holds %d maps where the probe batch has %d"
+                         % (entries, batch))
+    count = entries // batch
+    partition, _ = context.partition(entry.module_path, entries, batch, 4)
+    windows = windows_lib.describe(partition, count)
+    mean = windows_lib.mean_over_windows(entry.probabilities, batch)
+    averaged = layout_lib.plan_layout(tuple(mean.shape[1:]), options, channels_first=True)
+    stored = dataclasses.replace(
+        averaged, source="attention", downscale=tuple(entry.downscale),
+        source_shape=(averaged.source_shape[0], entry.queries, entry.keys), windows=windows)
+    drawings = [(entry.module_path + ":attention", mean, stored, averaged)]
+    if partition is not None:
+        maps = windows_lib.put_back(entry.mean_query.transpose(1, 2), batch, partition)
+        if maps is not None:
+            plan = dataclasses.replace(
+                layout_lib.plan_layout(tuple(maps.shape[1:]), options), source="attention_map",
+                token_grid=(maps.shape[1], maps.shape[2], 0), attention_query="mean",
+                windows=windows)
+            drawings.append((entry.module_path + ":attention_map", maps, plan, plan))
+    return drawings
+
+
+def attention_drawings(entry, batch, options, token_grid, declared, observed, context=None):
     """[(name, tensor, stored plan, reduction plan)] of one module's attention: its
     probabilities per head (area-averaged already, so the reduction plans the averaged
     shape while the stored plan says the whole one), and, when its keys lie on a patch grid,
-    the class token's (else the mean query's) attention per head folded onto that grid."""
+    the class token's (else the mean query's) attention per head folded onto that grid.
+    Window attention (more maps than samples) as window_attention_drawings, given the
+    `context` (a WindowContext)."""
     path = entry.module_path
     if entry.probabilities.shape[0] != batch:
+        if context is not None:
+            return window_attention_drawings(entry, batch, options, context)
         raise ValueError("its attention holds %d maps where the probe batch has %d (windows "
                          "or patches folded into the batch axis)"
                          % (entry.probabilities.shape[0], batch))
@@ -381,6 +494,7 @@ class TorchCapture:
         token_grid = grid_rules.resolve_token_grid_option(token_grid)
         probe_pass = run_pass(model, probe, layers, options.max_tile, attention)
         grids = (token_grids.declared_token_grids(check_model(model)), probe_pass.observed_grids)
+        context = WindowContext(check_model(model), probe_pass.input_shapes, *grids)
         drawn, skipped = [], []  # drawn: ((order, part), name, class, tensor, plan, reduction plan)
         for path, (module, channels_first, outputs) in probe_pass.outputs.items():
             layer_class = type(module).__name__
@@ -391,7 +505,12 @@ class TorchCapture:
                     plan, tensor = plan_drawable(tensor, axes, probe_pass.batch, options,
                                                  channels_first)
                 except ValueError as error:
-                    skipped.append("%s (%s): %s" % (name, layer_class, error))
+                    drawings, why = self._windows_or_none(
+                        name, path, tensor, axes, probe_pass.batch, channels_first, context)
+                    if drawings is None:
+                        skipped.append("%s (%s): %s%s" % (name, layer_class, error, why))
+                    drawn.extend(((probe_pass.order[path], 0), drawing, layer_class, part,
+                                  plan, plan) for drawing, part, plan in drawings or ())
                     continue
                 drawn.extend(((probe_pass.order[path], 0), drawing, layer_class, part, plan, plan)
                              for drawing, part, plan in token_drawings(
@@ -399,8 +518,8 @@ class TorchCapture:
         for entry in probe_pass.attention:
             try:
                 drawings = attention_drawings(entry, probe_pass.batch, options, token_grid,
-                                              *grids)
-            except ValueError as error:
+                                              *grids, context=context)
+            except Exception as error:  # noqa: BLE001: a window merge that fails is a skip
                 skipped.append("%s:attention (%s): %s"
                                % (entry.module_path, entry.module_class, error))
                 continue
@@ -422,6 +541,21 @@ class TorchCapture:
         if skipped:
             warnings.warn("tb-activations skips modules it cannot draw: %s"
                           % "; ".join(skipped), stacklevel=3)
+
+    def _windows_or_none(self, name, path, tensor, axes, batch, channels_first, context):
+        """(window_drawings of an output whose batch axis was not found, or None when it holds
+        no windows, and what to add to its skip reason): never an exception, a merge that
+        fails is the old skip with a warning."""
+        if 0 not in axes:
+            return None, ""
+        try:
+            return window_drawings(name, path, tensor, batch, self.options, channels_first,
+                                   context), ""
+        except ValueError:
+            return None, ""
+        except Exception as error:  # noqa: BLE001: never break the user's training
+            return None, " (its windows could not be put back: %s: %s)" % (
+                type(error).__name__, error)
 
     def _reduce_all(self, finite_only):
         return collections.OrderedDict(
