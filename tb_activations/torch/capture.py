@@ -322,7 +322,7 @@ class WindowContext:
         self.modules = {name.replace(".", "/"): module for name, module in model.named_modules()}
         self.input_shapes = input_shapes
         self.grid_sizes = [(grid.rows, grid.columns)
-                           for grid in token_grids.candidate_grids(declared, observed)]
+                           for grid in grid_rules.candidate_grids(declared, observed)]
 
     def partition(self, path, entries, batch, rank):
         """(windows.Partition or None, whether the model's attributes say it): the
@@ -481,8 +481,8 @@ class TorchCapture:
     call order), `options`, and `reduce()`, the reduced arrays as numpy, which
     rendering.steps.render_capture renders. Outputs no grid can show are skipped with a
     warning under the default selection and raise UndrawableLayerError when `layers=`
-    selects them. `token_grid`: capture.token_grids.resolve_token_grid_option's values; `attention`:
-    whether attention modules' probabilities are drawn."""
+    selects them. `token_grid`: capture.token_grids.resolve_token_grid_option's values;
+    `attention`: whether attention modules' probabilities are drawn."""
 
     def __init__(self, model, probe, layers=None, options=layout_lib.RenderOptions(),
                  token_grid=None, attention=True):
