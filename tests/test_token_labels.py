@@ -90,8 +90,15 @@ def tokens_answer(plugin, run):
     return plugin._tokens_impl(request, run, tags)
 
 
-def test_a_bert_run_stores_its_tokenizers_labels_once_and_the_plugin_serves_them(tmp_path):
-    log_bert_run(tmp_path / "bert", tmp_path)
+@pytest.fixture(scope="module")
+def bert_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bert_logs")
+    log_bert_run(root / "bert", tmp_path_factory.mktemp("vocab"))
+    return root
+
+
+def test_a_bert_run_stores_its_tokenizers_labels_once_and_the_plugin_serves_them(bert_root):
+    tmp_path = bert_root
     assert reader.read_token_labels(str(tmp_path / "bert")) == EXPECTED
     stored = [item.step for item in reader.read_run(str(tmp_path / "bert"))
               if isinstance(item, reader.TokensStep)]
@@ -104,6 +111,32 @@ def test_a_bert_run_stores_its_tokenizers_labels_once_and_the_plugin_serves_them
     attention = [c for c in contents if c.get("source") == "attention"]
     assert attention and attention[0]["output_shape"] == [None, 2, 8, 8]
     assert any(c["layout"] == "sequence" and c["output_shape"][1] == 8 for c in contents)
+
+
+def test_export_titles_name_the_tokens_and_the_npz_carries_them(bert_root, tmp_path):
+    import glob
+
+    from PIL import Image
+
+    import tb_activations as tba
+
+    tba.export(str(bert_root), str(tmp_path / "out"), steps=[1], sample=1,
+               formats=["png", "npz"], progress=False,
+               layers=["encoder/layer/0/attention/self:attention",
+                       "encoder/layer/0/output/LayerNorm", "pooler/dense"])
+    npz = sorted(glob.glob(str(tmp_path / "out" / "**" / "statistics.npz"), recursive=True))
+    assert len(npz) == 3
+    for path in npz:
+        with np.load(path, allow_pickle=False) as arrays:
+            assert arrays["token_labels"].tolist() == [EXPECTED[1]]
+    subtitles = {}
+    for path in glob.glob(str(tmp_path / "out" / "**" / "*.png"), recursive=True):
+        with Image.open(path) as image:
+            subtitles[image.text["Title"].split(" · ")[0]] = image.text["Description"]
+    named = "tokens " + " ".join(EXPECTED[1])
+    assert subtitles["encoder/layer/0/attention/self:attention"].endswith(named)
+    assert subtitles["encoder/layer/0/output/LayerNorm"].endswith(named)
+    assert "tokens" not in subtitles["pooler/dense"]  # a vector names no tokens
 
 
 def test_a_run_without_labels_answers_none(tmp_path):

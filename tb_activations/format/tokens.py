@@ -153,3 +153,31 @@ def matching(labels, length):
     """`labels` if there are exactly `length` of them, else None (a layer of another
     sequence length gets no labels)."""
     return labels if labels is not None and len(labels) == length else None
+
+
+def token_axes(content):
+    """(query tokens, key tokens) a layer's grid spans by its plugin content, as counts of the
+    tokens whose labels name them: an attention layer's (Tq, Tk), a (B, T, F) sequence's
+    (T, None), prefix tokens' (their whole output's tokens, None); (None, None) otherwise."""
+    shape, source = content.get("output_shape") or [], content.get("source")
+    if source == "attention" and len(shape) == 4:
+        return shape[2], shape[3]
+    if source == "prefix_tokens" and isinstance(content.get("token_grid"), dict):
+        grid = content["token_grid"]
+        return grid["prefix_tokens"] + grid["rows"] * grid["columns"], None
+    if source is None and content.get("layout") == "sequence" and len(shape) == 3:
+        return shape[1], None
+    return None, None
+
+
+def layer_text(labels, content):
+    """What a figure's subtitle says of the tokens of one sample's layer ("tokens [CLS] the
+    cat ..."), or None where the labels are not as many as the layer's token axis."""
+    if labels is None:
+        return None
+    queries, keys = token_axes(content)
+    if queries is not None and len(labels) == queries and (keys is None or keys == queries):
+        return "tokens " + " ".join(labels)
+    if keys is not None and len(labels) == keys:
+        return "keys " + " ".join(labels)
+    return None
