@@ -180,6 +180,8 @@ export const api = {
   // One page of the run summaries, and one page of a run's layers (docs/http_api.md).
   runs: (offset) => getJson("runs", { offset }),
   layers: (run, offset) => getJson("layers", { run, offset }),
+  // {tokens: a list of labels per probe sample, or null; problem: why they are unreadable}
+  tokens: (run) => getJson("tokens", { run }),
   steps: (run, layer) => getJson("steps", { run, layer }),
   statsSeries: (run, layer) => getJson("stats_series", { run, layer }),
   overview: (run) => getJson("overview", { run }),

@@ -2,12 +2,15 @@
 
 import { channelFlags, channelStats, silentSamples } from "./channel_flags.js";
 import { fmt, percent } from "./dom.js";
+import { tokenText } from "./layouts.js";
 
 // Tooltip lines (strings or {text, class}) for pixel `index` of the current frame `a`,
 // compared with `b` if any; `shown` is the frame whose panel is pointed at (frames: model.js).
 export function describePixel(info, index, a, b, shown) {
   const layout = shown.geometry.layout;
   const lines = [{ text: layout.label(info, shown.geometry.layer), class: "tooltip-title" }];
+  const tokens = tokenText(shown.geometry.layer, info, shown.tokens);
+  if (tokens) lines.push({ text: tokens, class: "tooltip-tokens" });
   if (b) {
     lines.push(`${a.label}: ${fmt(a.values[index])}`, `${b.label}: ${fmt(b.values[index])}`,
       `difference: ${fmt(a.values[index] - b.values[index])}`);

@@ -31,24 +31,28 @@ import { Geometry, decodeValues } from "./geometry.js";
  * @property {(number|null)[][]} ranges  this sample's [low, high] per tile
  * @property {Geometry} geometry
  * @property {Float32Array} values  real value per grid pixel (NaN: NaN/Inf or gutter)
+ * @property {string[]|null} tokens  the probe sample's token labels (logged frames of a run that stored them)
  */
 
-function frame({ source, step, sample, label, caption, layer, grid, stats }) {
+function frame({ source, step, sample, label, caption, layer, grid, stats, tokens = null }) {
   const own = stats.samples[sample];
   if (!own) throw new Error(`${label} has no statistics for sample ${sample}`);
   const geometry = new Geometry(layer, grid.width, grid.height);
   return {
-    source, step, sample, label, caption, layer, grid, stats, ranges: own.ranges, geometry,
+    source, step, sample, label, caption, layer, grid, stats, ranges: own.ranges, geometry, tokens,
     values: decodeValues(grid, geometry, own.ranges),
   };
 }
 
-/** @returns {Promise<Frame>} the logged step `entry` ({step, wall_time}) of probe sample `sample`. */
-export async function loggedFrame(run, layer, entry, sample) {
+/**
+ * @param {string[]|null} tokens  the sample's token labels, if the run stored them
+ * @returns {Promise<Frame>} the logged step `entry` ({step, wall_time}) of probe sample `sample`.
+ */
+export async function loggedFrame(run, layer, entry, sample, tokens = null) {
   const [grid, stats] = await Promise.all([api.grid(run, layer.layer, entry, sample), api.stats(run, layer.layer, entry)]);
   const { step } = entry;
   const label = `step ${step}`;
-  return frame({ source: "logged", step, sample, label, caption: `${label} · sample ${sample}`, layer, grid, stats });
+  return frame({ source: "logged", step, sample, label, caption: `${label} · sample ${sample}`, layer, grid, stats, tokens });
 }
 
 /**

@@ -62,6 +62,9 @@
  * @property {(info: PixelInfo, layer: LayerEntry) => string} label  "channel 5", "unit 12", "t 4, feature 7",
  *   "head 3, query 0, key 14"…
  * @property {(layer: LayerEntry) => string[]} facts  what the layer header says about the grid
+ * @property {(layer: LayerEntry, info: PixelInfo, labels: string[]) => (string|null)} tokens
+ *   which tokens the pixel is, by the run's labels of its sample ("query 3 'cat', key 7
+ *   'sat'"); null where the labels' count is not the layer's sequence length
  */
 
 function drawnChannels(layer, unit = "channel") {
@@ -96,11 +99,43 @@ function groupEnd(info) {
   return group > 1 ? `–${info.channel + group - 1}` : "";
 }
 
+// Token labels are user text: views put them in as textContent only (dom.js).
+const WORDS = { token: "tokens", query: "queries", key: "keys" };
+
+// "token 3 'cat'", or "tokens 12–18 ('a' … 'z')" when one pixel averages `factor` positions
+// from `start`; null past the labels.
+function tokenSpan(word, labels, start, factor = 1) {
+  if (!(start >= 0 && start < labels.length)) return null;
+  const end = Math.min(start + factor, labels.length) - 1;
+  if (end === start) return `${word} ${start} '${labels[start]}'`;
+  return `${WORDS[word]} ${start}–${end} ('${labels[start]}' … '${labels[end]}')`;
+}
+
+// The labels of a layer whose token axis holds `length` tokens: none of another length.
+function matching(labels, length) {
+  return Array.isArray(labels) && labels.length === length ? labels : null;
+}
+
+// Every token of a token grid's output: its prefix tokens, then the patches row by row.
+function gridTokens(layer) {
+  const grid = layer.token_grid;
+  return grid ? grid.prefix_tokens + grid.rows * grid.columns : null;
+}
+
+// The token a pixel of a token grid tile is (one patch: no downscale), by its labels.
+function patchToken(layer, info, labels) {
+  const own = matching(labels, gridTokens(layer));
+  if (!own || layer.downscale[0] * layer.downscale[1] !== 1) return null;
+  const grid = layer.token_grid;
+  return tokenSpan("token", own, grid.prefix_tokens + info.y * grid.columns + info.x);
+}
+
 // What the two single-image layouts (sequence, vector) share.
 const UNTILED = {
   tiled: false,
   overlaysInput: false,
   tiles: () => 1,
+  tokens: () => null,
   channelIndexOfTile: () => null,
   firstTileOfChannel: () => 0,
   channelSpansRow: false,
@@ -122,6 +157,7 @@ export const LAYOUTS = {
     unitRect: () => null,
     label: (info) => `channel ${info.channel}`,
     facts: (layer) => [drawnChannels(layer)],
+    tokens: () => null,
   },
   volume: {
     name: "volume",
@@ -141,6 +177,7 @@ export const LAYOUTS = {
     unitRect: () => null,
     label: (info) => `channel ${info.channel}, depth ${info.depth}`,
     facts: (layer) => [drawnChannels(layer), `depth slices ${layer.depth_slices.join(", ")}`],
+    tokens: () => null,
   },
   sequence: {
     ...UNTILED,
@@ -160,6 +197,11 @@ export const LAYOUTS = {
       return `t ${time}, feature ${info.channel}${groupEnd(info)}`;
     },
     facts: () => ["time × features"],
+    // A (B, T, F) output's rows are its T tokens (higher ranks fold axes into T: none).
+    tokens: (layer, info, labels) => {
+      const own = layer.output_shape.length === 3 ? matching(labels, layer.output_shape[1]) : null;
+      return own && tokenSpan("token", own, info.time, info.group[0]);
+    },
   },
   vector: {
     ...UNTILED,
@@ -196,9 +238,16 @@ const SOURCES = {
     facts: (layer) => [drawnChannels(layer, "feature"),
       `tokens on a ${layer.token_grid.rows}×${layer.token_grid.columns} patch grid, ${prefixText(layer)}`,
       ...windowsFacts(layer, "put back from")],
+    tokens: patchToken,
   },
   prefix_tokens: {
     facts: () => ["prefix tokens (class, distillation, register) × features"],
+    // Row t is token t of the whole output (prefix, then the grid): its length is known from
+    // the token_grid field (logs written before it have none, so no labels).
+    tokens: (layer, info, labels) => {
+      const own = matching(labels, gridTokens(layer));
+      return own && tokenSpan("token", own, info.time, info.group[0]);
+    },
   },
   attention: {
     unit: "head",
@@ -207,6 +256,16 @@ const SOURCES = {
       `key ${span(info.x * layer.downscale[1], layer.downscale[1])}`,
     facts: (layer) => [drawnChannels(layer, "head"), "query tokens down, key tokens across; each row sums to 1",
       ...windowsFacts(layer, "the mean over its")],
+    // (B, heads, Tq, Tk): queries and keys each named where the labels are as many.
+    tokens: (layer, info, labels) => {
+      const [, , queries, keys] = layer.output_shape;
+      const [fy, fx] = layer.downscale;
+      const query = matching(labels, queries);
+      const key = matching(labels, keys);
+      const parts = [query && tokenSpan("query", query, info.y * fy, fy),
+        key && tokenSpan("key", key, info.x * fx, fx)].filter(Boolean);
+      return parts.length ? parts.join(", ") : null;
+    },
   },
   attention_map: {
     unit: "head",
@@ -215,6 +274,10 @@ const SOURCES = {
       layer.attention_query === "class_token" ? "the class token's attention over the patch grid"
         : "the mean query's attention over the patch grid",
       ...windowsFacts(layer, "each window's, put back from")],
+    tokens: (layer, info, labels) => {
+      const key = patchToken(layer, info, labels);
+      return key && `key ${key.slice("token ".length)}`;
+    },
   },
   windows: {
     facts: (layer) => [`each sample's ${layer.windows.count} windows one after the other ` +
@@ -239,4 +302,10 @@ export function layoutOf(layer) {
 export function unitTitle(layer, channel) {
   const unit = layoutOf(layer).unit;
   return `${unit[0].toUpperCase()}${unit.slice(1)} ${channel}`;
+}
+
+/** Which tokens pixel `info` of `layer` is, by its sample's `labels` (null: unnamed). */
+export function tokenText(layer, info, labels) {
+  if (!Array.isArray(labels) || !labels.length) return null;
+  return layoutOf(layer).tokens(layer, info, labels) || null;
 }

@@ -58,7 +58,10 @@ const PARTIAL_RETRY_MS = 1500;
  * @typedef {{step: number, wall_time: number, epoch?: number}} StepEntry
  */
 /** @typedef {{input: string, shape: (number|null)[], samples: number}} ProbeEntry */
-/** @typedef {{run: string, layers: import("./layouts.js").LayerEntry[], probes: ProbeEntry[], problems: string[]}} RunEntry */
+/**
+ * @typedef {{run: string, layers: import("./layouts.js").LayerEntry[], probes: ProbeEntry[], problems: string[],
+ *   tokens: string[][]|null}} RunEntry  tokens: the run's token labels per probe sample (./tokens)
+ */
 /**
  * A run as ./runs lists it (layers and problems are counts, null in a partial listing).
  * @typedef {{run: string, layers: number|null, max_step: number|null, problems: number|null}} RunSummary
@@ -193,15 +196,19 @@ export class Model extends EventTarget {
     return runs;
   }
 
-  // A run's entry with every layer, page after page of ./layers?run=.
+  // A run's entry with every layer, page after page of ./layers?run=, and its token labels
+  // (./tokens: null when it stored none; a reason among its problems when they are unreadable).
   async #fetchRun(name) {
+    const tokens = api.tokens(name).catch((error) => ({ tokens: null, problem: `tokens: ${error.message}` }));
     const layers = [];
     let entry;
     do {
       [entry] = (await api.layers(name, layers.length)).runs;
       layers.push(...entry.layers);
     } while (entry.more > 0 && entry.layers.length);
-    return { ...entry, layers };
+    const labels = await tokens;
+    const problems = [...(entry.problems || []), ...(labels.problem ? [labels.problem] : [])];
+    return { ...entry, layers, problems, tokens: Array.isArray(labels.tokens) ? labels.tokens : null };
   }
 
   async selectRun(name, wanted = {}) {
@@ -462,7 +469,7 @@ export class Model extends EventTarget {
   /** @returns {Promise<import("./frames.js").Frame>} `step` of the current layer and sample. */
   loggedFrame(step) {
     const entry = this.steps.find((s) => s.step === step) || { step, wall_time: null };
-    return loggedFrame(this.state.run, this.layer, entry, this.state.sample);
+    return loggedFrame(this.state.run, this.layer, entry, this.state.sample, this.run?.tokens?.[this.state.sample] ?? null);
   }
 
   // [low, high] over every step and probe sample of the layer ("all steps" scaling): the

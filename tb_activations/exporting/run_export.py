@@ -26,6 +26,7 @@ from tb_activations.exporting import figures
 from tb_activations.exporting import files as files_lib
 from tb_activations.exporting import html_page
 from tb_activations.format import metadata
+from tb_activations.format import tokens as tokens_lib
 from tb_activations.reading import epochs as epochs_lib
 from tb_activations.reading import reader
 from tb_activations.rendering import grid_images
@@ -65,6 +66,7 @@ class RunListing:
     layers: dict  # tag -> LayerListing
     probes: dict  # tag -> plugin content
     epochs: list  # [(step, epoch)]: where each Keras epoch ended
+    tokens: list | None = None  # the run's token labels, a list of strings per probe sample
 
 
 @dataclasses.dataclass
@@ -147,8 +149,11 @@ def _increasing(items):
 
 def list_run(name, directory):
     """The RunListing of one run: one pass over its event files."""
-    layers, probes, epochs = {}, {}, []
+    layers, probes, epochs, tokens = {}, {}, [], None
     for item in _increasing(reader.read_run(directory, name)):
+        if isinstance(item, reader.TokensStep):
+            tokens = item.labels if tokens is None else tokens
+            continue
         if isinstance(item, reader.ProbeStep):
             probes.setdefault(item.tag, item.content)
             continue
@@ -161,7 +166,7 @@ def list_run(name, directory):
                                                       array.array("q"), (np.nan, np.nan))
         listing.steps.append(item.step)
         listing.span = figures.span_of([listing.span, *item.ranges.reshape(-1, 2)])
-    return RunListing(name, directory, layers, probes, epochs)
+    return RunListing(name, directory, layers, probes, epochs, tokens)
 
 
 def _listed_runs(logdir, run):
@@ -243,6 +248,17 @@ def _run_label(name, logdir):
     return os.path.basename(os.path.abspath(logdir)) or "run"
 
 
+def _token_array(tokens, samples):
+    """{"token_labels": str array (samples, longest), "" past a shorter sample's end} of the
+    exported samples, or {} for a run without token labels."""
+    if not tokens:
+        return {}
+    rows = [tokens[sample] if sample < len(tokens) else [] for sample in samples]
+    width = max([len(row) for row in rows] + [0])
+    return {"token_labels": np.array([row + [""] * (width - len(row)) for row in rows],
+                                     dtype=str).reshape(len(rows), width)}
+
+
 def _shape_text(shape):
     return "(%s)" % ", ".join("None" if size is None else str(size) for size in shape)
 
@@ -274,8 +290,10 @@ class _Options:
 class _LayerExport:
     """Everything written for one layer of one run, fed one logged step at a time."""
 
-    def __init__(self, context, listing, run_index, layer_index, folder, samples, epochs):
+    def __init__(self, context, listing, run_index, layer_index, folder, samples, epochs,
+                 tokens=None):
         self.context = context
+        self.tokens = tokens  # the run's token labels per probe sample, or None
         self.listing = listing
         self.epochs = epochs  # step -> Keras epoch index, or None
         self.content = listing.content
@@ -302,7 +320,8 @@ class _LayerExport:
         if "npz" in options.formats:
             self.npz = files_lib.NpzWriter(
                 context.temporaries, os.path.join(folder, STATISTICS_NAME), context.scratch,
-                {"fields": np.array(metadata.STAT_FIELDS), "samples": np.array(samples)})
+                dict({"fields": np.array(metadata.STAT_FIELDS), "samples": np.array(samples)},
+                     **_token_array(tokens, samples)))
 
     def row(self, **fields):
         return dict(run=self.context.run, layer=self.content["layer"],
@@ -350,6 +369,10 @@ class _LayerExport:
             self.context.run, content["layer_class"], _shape_text(content["output_shape"]),
             content["channels_shown"], content["channels_total"],
             "channels" if self.tiled else "units")
+        named = tokens_lib.layer_text(self.tokens[sample] if self.tokens
+                                      and sample < len(self.tokens) else None, content)
+        if named:
+            subtitle += " · " + named
         return title, subtitle
 
     def figure(self, item, sample, rgba, shown, labels):
@@ -417,7 +440,8 @@ def _export_run(context, listing, run_index, layers, chosen_steps, samples, fold
         layer_folder = os.path.join(folder, files_lib.safe_name(layer.content["layer"], taken))
         exports[layer.tag] = _LayerExport(
             context, layer, run_index, number, layer_folder, samples[(listing.name, layer.tag)],
-            dict(zip(layer.steps, epochs_lib.epochs_of(layer.steps, listing.epochs))))
+            dict(zip(layer.steps, epochs_lib.epochs_of(layer.steps, listing.epochs))),
+            listing.tokens)
     probe_numbers = {tag: number for number, tag in enumerate(sorted(listing.probes))}
     probes_shown = set()
     for item in _increasing(reader.read_run(listing.directory, listing.name)):

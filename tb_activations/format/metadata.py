@@ -20,12 +20,14 @@ LAYER_TAG_PREFIX = "activations/"
 PROBE_TAG_PREFIX = "activations_probe/"
 OVERVIEW_TAG = "activations_overview"
 EPOCH_TAG = "activations_epochs"
+TOKENS_TAG = "activations_tokens"
 
 KIND_LAYER = "layer"
 KIND_PROBE = "probe"
 KIND_OVERVIEW = "overview"
 KIND_EPOCH = "epoch"
-KINDS = (KIND_LAYER, KIND_PROBE, KIND_OVERVIEW, KIND_EPOCH)
+KIND_TOKENS = "tokens"
+KINDS = (KIND_LAYER, KIND_PROBE, KIND_OVERVIEW, KIND_EPOCH, KIND_TOKENS)
 
 # Pixel codes in a grid PNG: finite values are scaled linearly onto 0..FINITE_MAX_CODE,
 # NaN/Inf get their own code, gutters and padding another, so the viewer can recover
@@ -201,4 +203,6 @@ _SCHEMAS = {
     },
     KIND_OVERVIEW: {},
     KIND_EPOCH: {},
+    # The token labels' samples (tokens.py; at most 256 are written, more is refused on read).
+    KIND_TOKENS: {"samples": (lambda v: _is_int(v, 1, 1 << 16), "a probe sample count >= 1")},
 }

@@ -14,6 +14,7 @@ import keras
 from tb_activations.capture import token_grids
 from tb_activations.capture.records import check_attention_flag
 from tb_activations.format import model_file
+from tb_activations.format import tokens as tokens_lib
 from tb_activations.keras import capture as capture_lib
 from tb_activations.keras import distribute
 from tb_activations.keras import log as log_lib
@@ -61,16 +62,21 @@ class ActivationsCallback(keras.callbacks.Callback):
       attention: every MultiHeadAttention's probabilities drawn as one tile per head
         (`path:attention`), and over the patch grid (`path:attention_map`) where its keys
         lie on one (default True).
+      token_labels: names of the sequence positions, stored once per run for the tab and
+        export: a list (one per probe sample) of lists of strings, or a tokenizer
+        (`convert_ids_to_tokens`, e.g. Hugging Face's) that names the probe's `input_ids`
+        (or its first integer input). Checked here, and against the probe at train begin.
       **options: RenderOptions fields: max_channels, channel_selection, max_tile,
         max_depth_slices, max_image, columns.
     """
 
     def __init__(self, log_dir, probe, layers=None, update_freq="epoch", save_model=False,
                  class_names=None, max_queue=1, on_error="warn", token_grid=None,
-                 attention=True, **options):
+                 attention=True, token_labels=None, **options):
         super().__init__()
         self.token_grid = token_grids.resolve_token_grid_option(token_grid)
         self.attention = check_attention_flag(attention)
+        self.token_labels = tokens_lib.check_option(token_labels)
         if update_freq == "batch":
             update_freq = 1
         if update_freq != "epoch" and (isinstance(update_freq, bool)
@@ -158,15 +164,15 @@ class ActivationsCallback(keras.callbacks.Callback):
         # raises at train begin whatever on_error says.
         capture_lib.probe_for(self.model, self._arrays, self.layers, self.options,
                               token_grid=self.token_grid, attention=self.attention)
+        labels = log_lib.probe_token_labels(self.model, self._arrays, self.token_labels)
         self._last_step = None
         self._save_failed = False
         step = self._global_step()
         try:
             self._background = BackgroundWriter(events.EventFileWriter(self.log_dir),
                                                 self.max_queue)
-            self._background.put(steps_lib.render_probe(
-                self._arrays, log_lib.input_names(self.model, self._arrays),
-                self.options.max_image), step)
+            self._background.put(log_lib.probe_rendered(
+                self.model, self._arrays, self.options.max_image, labels), step)
         except ValueError:  # a log_dir URL that no installed file system writes
             raise
         except Exception as error:

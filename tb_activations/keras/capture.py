@@ -289,7 +289,8 @@ def token_drawings(name, tensor, plan, options, token_grid, grids):
         tensors[name][:, prefix:, :], (-1, rows, columns, features)), itemsize)]
     if prefix:
         prefix_plan = dataclasses.replace(
-            layout_lib.plan_layout((prefix, features), options), source="prefix_tokens")
+            layout_lib.plan_layout((prefix, features), options), source="prefix_tokens",
+            token_grid=(rows, columns, prefix))
         drawings.append(Drawing(name + ":prefix_tokens", prefix_plan, prefix_plan,
                                 lambda tensors, _: tensors[name][:, :prefix, :], itemsize))
     return drawings

@@ -10,11 +10,13 @@ TensorFlow is imported only for the default tf.summary writer.
 
 
 import keras
+import numpy as np
 
 from tb_activations.capture import records as captured_lib
 from tb_activations.capture import token_grids
 from tb_activations.capture.records import check_attention_flag
 from tb_activations.format import layout as layout_lib
+from tb_activations.format import tokens as tokens_lib
 from tb_activations.keras import capture as capture_lib
 from tb_activations.keras import distribute
 from tb_activations.rendering import steps
@@ -77,6 +79,24 @@ def input_names(model, arrays):
     return names
 
 
+def probe_token_labels(model, arrays, token_labels):
+    """The checked token labels of a prepared probe (tokens.resolve: None, lists checked
+    against its sample count, or a tokenizer's tokens of its input_ids or first integer
+    input); raises saying what is wrong."""
+    if token_labels is None:
+        return None
+    named = [(name, np.asarray(array)) for name, array in
+             zip(input_names(model, arrays), keras.tree.flatten(arrays))]
+    samples = named[0][1].shape[0] if named and named[0][1].ndim else None
+    return tokens_lib.resolve(token_labels, named, samples)
+
+
+def probe_rendered(model, arrays, max_image, labels):
+    """The probe pictures' and token labels' [(tag, metadata, values)], stored once a run."""
+    return (steps.render_probe(arrays, input_names(model, arrays), max_image)
+            + tokens_lib.render(labels))
+
+
 def _default_step():
     """The default tf.summary step; a ValueError if there is none."""
     import tensorflow as tf
@@ -89,7 +109,7 @@ def _default_step():
 
 
 def log_activations(model, inputs, step=None, layers=None, log_dir=None, on_error="warn",
-                    token_grid=None, attention=True, **options):
+                    token_grid=None, attention=True, token_labels=None, **options):
     """Writes every selected layer's grids and statistics for `inputs` at `step`.
 
     Into an event file of its own in `log_dir` when given (a directory or a URL; required off
@@ -104,8 +124,11 @@ def log_activations(model, inputs, step=None, layers=None, log_dir=None, on_erro
     "valid", showed one in the pass), False (never), (rows, columns), or {layer path or glob:
     (rows, columns), False or None}. `attention`: each MultiHeadAttention's probabilities
     drawn as one tile per head (`path:attention`), and over the patch grid
-    (`path:attention_map`) where the keys lie on one (default True). `options` are RenderOptions fields (max_channels,
-    channel_selection, max_tile, ...).
+    (`path:attention_map`) where the keys lie on one (default True). `token_labels`: names
+    of the sequence positions, stored once per writer for the tab and export: a list (one
+    per probe sample) of lists of strings, or a tokenizer (`convert_ids_to_tokens`, e.g.
+    Hugging Face's) that names the probe's `input_ids` (or its first integer input).
+    `options` are RenderOptions fields (max_channels, channel_selection, max_tile, ...).
     """
     settings = steps.render_options(**options)
     token_grid = token_grids.resolve_token_grid_option(token_grid)
@@ -131,6 +154,7 @@ def log_activations(model, inputs, step=None, layers=None, log_dir=None, on_erro
     if failures.is_stopped(place):
         return False
     arrays = capture_lib.prepare_probe(model, inputs)
+    labels = probe_token_labels(model, arrays, token_labels)
     rendered = steps.render_capture(capture(model, arrays, layers, settings,
                                             token_grid=token_grid, attention=attention))
 
@@ -138,8 +162,7 @@ def log_activations(model, inputs, step=None, layers=None, log_dir=None, on_erro
         writer = tf_summary.default_writer() if log_dir is None else events.shared_writer(log_dir)
         return destinations.write_with_probe(
             rendered, step, None if log_dir is None else writer, model,
-            lambda: steps.render_probe(arrays, input_names(model, arrays),
-                                                settings.max_image), holder=writer)
+            lambda: probe_rendered(model, arrays, settings.max_image, labels), holder=writer)
 
     return failures.write_or_stop(on_error, place, "the default tf.summary writer"
                                   if log_dir is None else log_dir, write)

@@ -23,6 +23,7 @@ from tensorboard.plugins import base_plugin
 from werkzeug import wrappers
 
 from tb_activations.format import metadata
+from tb_activations.format import tokens as tokens_lib
 from tb_activations.format import model_file
 from tb_activations.plugin import answers
 from tb_activations.plugin import caches
@@ -107,6 +108,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             "/stats_series": self._serve_stats_series,
             "/overview": self._serve_overview,
             "/probe": self._serve_probe,
+            "/tokens": self._serve_tokens,
             "/live_info": self._serve_live_info,
             "/live": self._serve_live,
         }
@@ -133,6 +135,8 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                     content = metadata.parse_plugin_content(series.plugin_content)
                     if content["kind"] == metadata.KIND_EPOCH:
                         epochs.check_tag(tag)
+                    if content["kind"] == metadata.KIND_TOKENS:
+                        tokens_lib.check_tag(tag)
                 except ValueError as error:
                     problems.setdefault(listed, []).append("%s: %s" % (tag, error))
                     if (listed, tag) not in self._warned:
@@ -587,6 +591,37 @@ class ActivationsPlugin(base_plugin.TBPlugin):
         if not 0 <= sample < len(values):
             raise QueryError(404, "no probe sample %d (the probe has %d)" % (sample, len(values)))
         return http_util.Respond(request, self._blob(request, run, values[sample]), "image/png")
+
+    def _tokens_impl(self, request, run, tags):
+        """{"tokens": a list of labels per probe sample, or None; "problem": why the stored
+        labels could not be read, or None}: the run's token labels tag, read once (one blob,
+        at most tokens.MAX_BLOB_BYTES) and checked; cached until the tag changes."""
+        tag = metadata.TOKENS_TAG
+        content, series = tags.get(tag, (None, None))
+        if content is None or content["kind"] != metadata.KIND_TOKENS:
+            return {"tokens": None, "problem": None}
+        key = ("tokens", queries.experiment(request), run, series.max_step, series.max_wall_time)
+        answer = self._answer_cache.get(key)
+        if answer is not None:
+            return answer
+        try:
+            data = self._data(request, run, tag)
+            if not data:
+                raise ValueError("the tag holds no value yet")
+            values = data[0].values
+            if len(values) != 1:
+                raise ValueError("a token labels value holds %d blobs, expected 1" % len(values))
+            labels = tokens_lib.decode([self._blob(request, run, values[0])], content)
+            answer = {"tokens": labels, "problem": None}
+        except (QueryError, errors.PublicError, ValueError) as error:
+            answer = {"tokens": None, "problem": "%s: %s" % (tag, error)}
+        return self._answer_cache.put(key, answer)
+
+    @queries.handler
+    def _serve_tokens(self, request):
+        run, tags = self._listed_run(request)
+        return http_util.Respond(request, self._tokens_impl(request, run, tags),
+                                 "application/json")
 
     # The live probe (live.py): the run's saved model answers one input.
 

@@ -19,6 +19,7 @@ from tensorboard.util import tensor_util
 
 from tb_activations.format import layout as layout_lib
 from tb_activations.format import metadata
+from tb_activations.format import tokens as tokens_lib
 from tb_activations.reading import epochs
 from tb_activations.rendering import grid_images
 from tb_activations.writing import events
@@ -197,6 +198,16 @@ class ProbeStep:
 
 
 @dataclasses.dataclass
+class TokensStep:
+    """The run's token labels (the tokens tag, checked): a list of strings per probe sample."""
+
+    tag: str
+    content: dict
+    step: int
+    labels: list
+
+
+@dataclasses.dataclass
 class EpochStep:
     """Keras epoch `epoch` (0-based) ended at `step` (the epoch tag, checked)."""
 
@@ -239,6 +250,8 @@ def _parsed_content(tag, summary_metadata, where):
             return content, layer_layout(content)
         if content["kind"] == metadata.KIND_EPOCH:
             epochs.check_tag(tag)
+        if content["kind"] == metadata.KIND_TOKENS:
+            tokens_lib.check_tag(tag)
         return content, None
     except ValueError as error:
         warnings.warn("skipping activations tag %r of %s: %s" % (tag, where, error),
@@ -275,8 +288,8 @@ def _probe_step(tag, parsed, event, blobs):
 
 
 def read_run(directory, name=None):
-    """Yields a LayerStep, ProbeStep or EpochStep for every activations value in one run's
-    event files.
+    """Yields a LayerStep, ProbeStep, TokensStep or EpochStep for every activations value in
+    one run's event files.
 
     One pass, in the order the values were written (step by step, every layer of a step
     together), through TensorBoard's event file loader; nothing is kept but each tag's plugin
@@ -304,8 +317,20 @@ def read_run(directory, name=None):
                     yield _layer_step(value.tag, parsed, event, blobs)
                 elif kind == metadata.KIND_PROBE:
                     yield _probe_step(value.tag, parsed, event, blobs)
+                elif kind == metadata.KIND_TOKENS:
+                    yield TokensStep(value.tag, parsed[0], event.step,
+                                     tokens_lib.decode(blobs, parsed[0]))
                 else:
                     yield EpochStep(value.tag, event.step, epochs.parse_record(blobs))
             except ValueError as error:
                 warnings.warn("skipping step %d of activations tag %r of %s: %s"
                               % (event.step, value.tag, where, error), stacklevel=2)
+
+
+def read_token_labels(directory, name=None):
+    """The token labels one run stored (a list of strings per probe sample), or None: the
+    first readable value of its tokens tag (read_run's checks and warnings)."""
+    for item in read_run(directory, name):
+        if isinstance(item, TokensStep):
+            return item.labels
+    return None

@@ -406,7 +406,7 @@ def token_drawings(name, tensor, plan, options, token_grid, declared, observed):
     if split.extra_tokens is not None:
         drawings.append((name + ":prefix_tokens", split.extra_tokens, dataclasses.replace(
             layout_lib.plan_layout(tuple(split.extra_tokens.shape[1:]), options),
-            source="prefix_tokens")))
+            source="prefix_tokens", token_grid=grid.token_grid)))
     return drawings
 
 

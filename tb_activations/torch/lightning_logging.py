@@ -9,6 +9,7 @@ only; the reduction, rendering and writing run on a thread of their own
 import os
 
 from tb_activations.capture import token_grids as grid_rules
+from tb_activations.format import tokens as tokens_lib
 from tb_activations.rendering import steps as steps_lib
 from tb_activations.torch import capture as capture_lib
 from tb_activations.torch import log as log_lib
@@ -50,6 +51,10 @@ class ActivationsLogging:
         False or None}.
       attention: draw every attention module's heads (default True; False leaves torch's
         attention functions alone).
+      token_labels: names of the sequence positions, stored once per run for the tab and
+        export: a list (one per probe sample) of lists of strings, or a tokenizer
+        (`convert_ids_to_tokens`, e.g. Hugging Face's) that names the probe's `input_ids`
+        (or its first integer tensor). Checked here, and against the probe at fit start.
       **options: RenderOptions fields: max_channels, channel_selection, max_tile,
         max_depth_slices, max_image, columns.
 
@@ -61,7 +66,7 @@ class ActivationsLogging:
     tensorboard_logger_class = None
 
     def __init__(self, probe, every_n_steps=50, layers=None, log_dir=None, on_error="warn",
-                 token_grid=None, attention=True, **options):
+                 token_grid=None, attention=True, token_labels=None, **options):
         super().__init__()
         if probe is None:
             raise ValueError("the probe is None: pass a batch of inputs, e.g. x_val[:4]")
@@ -73,6 +78,7 @@ class ActivationsLogging:
         self.settings = steps_lib.render_options(**options)  # names an unknown one now
         self.token_grid = grid_rules.resolve_token_grid_option(token_grid)
         self.attention = capture_lib.check_attention_flag(attention)
+        self.token_labels = tokens_lib.check_option(token_labels)
         self.probe = probe
         self.every_n_steps = every_n_steps
         self.layers = layers
@@ -140,12 +146,13 @@ class ActivationsLogging:
         self._last_step = None
         captured = capture_lib.TorchCapture(pl_module, self.probe, self.layers, self.settings,
                                             self.token_grid, self.attention)
+        module = capture_lib.check_model(pl_module)
+        labels = log_lib.probe_token_labels(module, self.probe, self.token_labels)
         try:
             writer = self._writer(trainer)
             self._background = BackgroundWriter(writer, max_queue=1, close_writer=False)
-            module = capture_lib.check_model(pl_module)
             probe = ([] if destinations.holds_probe(writer, module)
-                     else log_lib.probe_pictures(module, self.probe, self.settings))
+                     else log_lib.probe_pictures(module, self.probe, self.settings, labels))
             destinations.record_probe(writer, module)
             self._last_step = trainer.global_step
             self._background.put(lambda: probe + steps_lib.render_capture(captured),

@@ -3,6 +3,7 @@ and write stages, into a torch SummaryWriter's run or a log_dir of our own."""
 
 import torch
 
+from tb_activations.format import tokens as tokens_lib
 from tb_activations.rendering import steps as steps_lib
 from tb_activations.torch import capture as capture_lib
 from tb_activations.writing import destinations
@@ -57,15 +58,34 @@ def probe_images(args, kwargs, batch_axis=0):
     return arrays, names
 
 
-def probe_pictures(module, inputs, settings):
+def probe_token_labels(module, inputs, token_labels):
+    """The checked token labels of the probe (tokens.resolve: None, lists checked against the
+    probe's sample count, or a tokenizer's tokens of its input_ids); raises saying what is
+    wrong."""
+    if token_labels is None:
+        return None
+    args, kwargs, _ = capture_lib.prepare_probe(module, inputs)
+    batch_axis = capture_lib.probe_batch_axis(module)
+    named = [("input" if len(args) == 1 else "input_%d" % i, value)
+             for i, value in enumerate(args)] + sorted(kwargs.items())
+    arrays = [(name, (value.movedim(batch_axis, 0) if value.ndim > batch_axis else value)
+               .detach().cpu().numpy())
+              for name, value in named if isinstance(value, torch.Tensor)
+              and not value.is_complex() and value.ndim > batch_axis]
+    samples = arrays[0][1].shape[0] if arrays else None
+    return tokens_lib.resolve(token_labels, arrays, samples)
+
+
+def probe_pictures(module, inputs, settings, labels=None):
     """The probe pictures' [(tag, metadata, values)]."""
     args, kwargs, _ = capture_lib.prepare_probe(module, inputs)
     arrays, names = probe_images(args, kwargs, capture_lib.probe_batch_axis(module))
-    return steps_lib.render_probe(arrays, names, settings.max_image)
+    return steps_lib.render_probe(arrays, names, settings.max_image) + tokens_lib.render(labels)
 
 
 def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
-                    on_error="warn", token_grid=None, attention=True, **options):
+                    on_error="warn", token_grid=None, attention=True, token_labels=None,
+                    **options):
     """Writes every selected module's grids and statistics for `inputs` at `step`.
 
     One forward pass by capture.get_activations's rules (inputs: a tensor or array, a tuple
@@ -81,8 +101,12 @@ def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
     one), False (never), (rows, columns), or {layer path or glob: (rows, columns), False or
     None}. `attention`: attention modules' probabilities drawn as one tile per head
     (`path:attention`), and over the patch grid (`path:attention_map`) where the keys lie on
-    one (default True; False leaves torch's attention functions alone). `options` are
-    RenderOptions fields (max_channels, channel_selection, max_tile, ...).
+    one (default True; False leaves torch's attention functions alone). `token_labels`:
+    names of the sequence positions, stored once per writer for the tab and export: a list
+    (one per probe sample) of lists of strings, or a tokenizer (`convert_ids_to_tokens`,
+    e.g. Hugging Face's), which names the probe's `input_ids` (or its first integer
+    tensor). `options` are RenderOptions fields (max_channels, channel_selection,
+    max_tile, ...).
     """
     settings = steps_lib.render_options(**options)
     failures.check_on_error(on_error)
@@ -94,13 +118,14 @@ def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
     place = writer if log_dir is None else events.shared_writer_key(log_dir)
     if failures.is_stopped(place):
         return False
+    module = capture_lib.check_model(model)
+    labels = probe_token_labels(module, inputs, token_labels)
     captured = capture_lib.TorchCapture(model, inputs, layers, settings, token_grid, attention)
     rendered = steps_lib.render_capture(captured)
-    module = capture_lib.check_model(model)
 
     def write():
         return destinations.write_with_probe(rendered, step, writer_for(writer, log_dir), module,
-                                        lambda: probe_pictures(module, inputs, settings))
+                                        lambda: probe_pictures(module, inputs, settings, labels))
 
     return failures.write_or_stop(on_error, place, writer.get_logdir()
                                   if log_dir is None else log_dir, write)
