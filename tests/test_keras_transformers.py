@@ -18,6 +18,7 @@ import tb_activations as tba
 from tb_activations.keras import capture
 from tb_activations.keras import log as log_lib
 from tests import keras_transformers_worker as work
+from tests.tiles import quantum, tile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = work.GRID
@@ -52,21 +53,6 @@ def other_backends(tmp_path_factory):
 @pytest.fixture(scope="module", autouse=True)
 def start_other_backends(other_backends):
     """The subprocesses start before the first test of this file."""
-
-
-def tile(record, channel):
-    """The real values of the tile of `channel` (drawn channels in their order)."""
-    tiling = record.tiling
-    index = list(record.channels).index(channel)
-    row, column = divmod(index, tiling["columns"])
-    top = row * (tiling["tile_height"] + tiling["gutter"])
-    left = column * (tiling["tile_width"] + tiling["gutter"])
-    return record.values()[top:top + tiling["tile_height"], left:left + tiling["tile_width"]]
-
-
-def quantum(values):
-    """What one 8-bit step of a tile scaled to its own range is worth."""
-    return (np.nanmax(values) - np.nanmin(values)) / 253 + 1e-6
 
 
 def records_by_layer(logdir, step=None):

@@ -18,6 +18,7 @@ import tb_activations as tba
 import tb_activations.torch as tbat
 from tb_activations.format import metadata
 from tests import browser_helpers
+from tests.tiles import quantum, tile
 
 GRID = 14  # vit_tiny_patch16_224: 224 / 16 patches a side, one class token before them
 
@@ -48,21 +49,6 @@ def records_of(logdir, layer, step=5):
     records = [r for r in tba.read_activations(str(logdir), layer=layer) if r.step == step]
     assert records, layer
     return sorted(records, key=lambda r: r.sample)
-
-
-def tile(record, channel):
-    """The real values of the tile of `channel` (drawn channels in their order)."""
-    tiling = record.tiling
-    index = list(record.channels).index(channel)
-    row, column = divmod(index, tiling["columns"])
-    top = row * (tiling["tile_height"] + tiling["gutter"])
-    left = column * (tiling["tile_width"] + tiling["gutter"])
-    return record.values()[top:top + tiling["tile_height"], left:left + tiling["tile_width"]]
-
-
-def quantum(values):
-    """What one 8-bit step of a tile scaled to its own range is worth."""
-    return (np.nanmax(values) - np.nanmin(values)) / 253 + 1e-7
 
 
 def test_a_vit_block_is_feature_maps_over_its_patch_grid(vit_logdir):

@@ -22,6 +22,7 @@ from tb_activations.format import metadata
 from tb_activations.torch import capture
 from tb_activations.torch import token_grids
 from tb_activations.torch import windows
+from tests.tiles import tile
 
 # --- partitions written here, with loops, as the models do them ---------------------------
 
@@ -247,14 +248,6 @@ def records_of(logdir, layer):
     records = sorted(tba.read_activations(str(logdir), layer=layer), key=lambda r: r.sample)
     assert records, layer
     return records
-
-
-def tile(record, channel):
-    tiling = record.tiling
-    row, column = divmod(list(record.channels).index(channel), tiling["columns"])
-    top = row * (tiling["tile_height"] + tiling["gutter"])
-    left = column * (tiling["tile_width"] + tiling["gutter"])
-    return record.values()[top:top + tiling["tile_height"], left:left + tiling["tile_width"]]
 
 
 def test_logged_and_read_back_through_tensorboard(swin_logdir):

@@ -99,30 +99,21 @@ def recording_attention(layers, found, muted):
     """While open, each of `layers` ([(path, MultiHeadAttention)])'s first call's
     probabilities land in `found[path]` as (layer, (B, heads, Tq, Tk) float32 tensor).
     `muted()`: a context during which the layer-call recording records nothing."""
-    saved = []
-    for path, layer in layers:
-        own = layer.__dict__.get("_compute_attention")
-        original = layer._compute_attention
-
-        def recorded(*args, _original=original, _path=path, _layer=layer, **kwargs):
-            result = _original(*args, **kwargs)
-            if _path not in found:
+    def recorder(path, layer, original):
+        def recorded(*args, **kwargs):
+            result = original(*args, **kwargs)
+            if path not in found:
                 try:
-                    found[_path] = (_layer, probabilities(_layer, _original, args, kwargs,
-                                                          result, muted))
+                    found[path] = (layer, probabilities(layer, original, args, kwargs, result,
+                                                        muted))
                 except Exception as error:  # noqa: BLE001: never break the user's pass
-                    found[_path] = (_layer, None)
+                    found[path] = (layer, None)
                     warnings.warn("tb-activations could not record the attention of %s (%s): "
-                                  "%s" % (_path, type(_layer).__name__, error), stacklevel=2)
+                                  "%s" % (path, type(layer).__name__, error), stacklevel=2)
             return result
+        return recorded
 
-        object.__setattr__(layer, "_compute_attention", recorded)
-        saved.append((layer, own))
-    try:
+    with compat.instance_methods(
+            [(layer, "_compute_attention", recorder(path, layer, layer._compute_attention))
+             for path, layer in layers]):
         yield
-    finally:
-        for layer, own in saved:
-            if own is None:
-                object.__delattr__(layer, "_compute_attention")
-            else:
-                object.__setattr__(layer, "_compute_attention", own)

@@ -39,6 +39,7 @@ from tb_activations.capture.records import LayerRecord, UndrawableLayerError
 from tb_activations.capture.records import check_attention_flag
 from tb_activations.format import layout as layout_lib
 from tb_activations.keras import attention as attention_lib
+from tb_activations.keras import compat
 from tb_activations.keras import selection
 from tb_activations.keras import token_grids as keras_token_grids
 from tb_activations.keras.compat import model_inputs, producing_layer_name
@@ -180,28 +181,18 @@ def probe_signature(arrays):
 def recording_outputs(candidates, outputs, muted=None):
     """While open, each candidate layer's first output per trace lands in `outputs[path]`
     (none while `muted[0]` is non-zero)."""
-    saved = []
-    for path, layer in candidates:
-        own = layer.__dict__.get("call")
-        original = layer.call
-
+    def recorder(path, original):
         @functools.wraps(original)
-        def recorded(*args, _original=original, _path=path, **kwargs):
-            result = _original(*args, **kwargs)
+        def recorded(*args, **kwargs):
+            result = original(*args, **kwargs)
             if not (muted and muted[0]):
-                outputs.setdefault(_path, result)
+                outputs.setdefault(path, result)
             return result
+        return recorded
 
-        layer.call = recorded
-        saved.append((layer, own))
-    try:
+    with compat.instance_methods([(layer, "call", recorder(path, layer.call))
+                                  for path, layer in candidates]):
         yield
-    finally:
-        for layer, own in saved:
-            if own is None:
-                del layer.call
-            else:
-                layer.call = own
 
 
 @contextlib.contextmanager

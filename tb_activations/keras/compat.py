@@ -18,7 +18,11 @@
     `_compute_attention` with keywords; XLNet's TwoStreamRelativeAttention never calls it
     (not captured); its ViT embeds patches by Conv2D(strides=patch_size, padding="valid").
     Checked against Keras 3.15.1 on the TensorFlow, JAX and torch backends.
+  * a layer's method set on the instance (`call`, `_compute_attention`) is what
+    `Layer.__call__` runs, so one pass can be recorded without touching the class.
 """
+
+import contextlib
 
 import keras
 
@@ -73,3 +77,22 @@ def attention_axes_count(layer, scores):
         return 1
     axes = getattr(layer, "_attention_axes", None)
     return len(axes) if axes else 1
+
+
+@contextlib.contextmanager
+def instance_methods(replacements):
+    """Each (layer, name, replacement) set on the layer instance while open (bypassing
+    Layer.__setattr__'s tracking); what the instance itself had (usually nothing: the
+    class's method) is put back after, also when the body raises."""
+    saved = []
+    try:
+        for layer, name, replacement in replacements:
+            saved.append((layer, name, layer.__dict__.get(name)))
+            object.__setattr__(layer, name, replacement)
+        yield
+    finally:
+        for layer, name, own in reversed(saved):
+            if own is None:
+                object.__delattr__(layer, name)
+            else:
+                object.__setattr__(layer, name, own)
