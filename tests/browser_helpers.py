@@ -292,6 +292,40 @@ def stop(process):
             process.wait()
 
 
+@contextlib.contextmanager
+def served_page(logdir, width=1366, height=900):
+    """(page, url, errors): a Chromium page beside a TensorBoard serving `logdir` with every
+    logged step loaded (the Python loader); both stopped after. `errors` collects the page's
+    uncaught errors."""
+    from playwright.sync_api import sync_playwright
+
+    process, url = start_tensorboard(logdir, load_fast=False)
+    try:
+        wait_loaded(url, logdir)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": width, "height": height})
+                errors = []
+                page.on("pageerror", lambda error: errors.append(str(error)))
+                yield page, url, errors
+            finally:
+                browser.close()
+    finally:
+        stop(process)
+
+
+def open_layer(page, url, run, layer, **state):
+    """The tab's frame showing `layer` of `run` (more URL state, e.g. sample=1, as keywords)."""
+    query = "".join("&p.activations.%s=%s" % (key, urllib.parse.quote(str(value), safe=""))
+                    for key, value in dict(run=run, layer=layer, **state).items())
+    page.goto(url + "/#activations" + query)
+    frame = activations_frame(page)
+    frame.wait_for_function("path => document.querySelector('.layer-path')?.textContent === path",
+                            arg=layer)
+    return frame
+
+
 def activations_frame(page, timeout=30):
     """The tab's iframe, once its app has drawn a grid, the overview, or a message other
     than "Loading activation runs…" (class info), which a page under load can still show."""

@@ -31,32 +31,16 @@ def hover_grid_pixel(page, frame, x, y):
 
 @pytest.mark.browser
 def test_hovering_an_attention_pixel_and_a_sequence_row_names_their_tokens(bert_logdir, tmp_path):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    process, url = browser_helpers.start_tensorboard(bert_logdir, load_fast=False)
+    pytest.importorskip("playwright.sync_api")
     tips = {}
-    try:
-        browser_helpers.wait_loaded(url, bert_logdir)
-        with playwright_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=browser_helpers.CHROMIUM,
-                                                 args=browser_helpers.CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1366, "height": 900})
-            errors = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            for layer, sample, (x, y) in ((ATTENTION, 0, (6, 3)), (SEQUENCE, 1, (5, 2)),
-                                          (ATTENTION, 1, (1, 4))):
-                query = "&p.activations.run=bert&p.activations.sample=%d&p.activations.layer=%s" % (
-                    sample, layer.replace("/", "%2F").replace(":", "%3A"))
-                page.goto(url + "/#activations" + query)
-                frame = browser_helpers.activations_frame(page)
-                frame.wait_for_function("path => document.querySelector('.layer-path')"
-                                        "?.textContent === path", arg=layer)
-                frame.wait_for_selector(".grid-canvas")
-                tips[layer, sample] = hover_grid_pixel(page, frame, x, y)
-                page.screenshot(path=str(tmp_path / ("tab_%d_%d.png" % (len(tips), sample))))
-                page.goto("about:blank")
-            browser.close()
-    finally:
-        browser_helpers.stop(process)
+    with browser_helpers.served_page(bert_logdir) as (page, url, errors):
+        for layer, sample, (x, y) in ((ATTENTION, 0, (6, 3)), (SEQUENCE, 1, (5, 2)),
+                                      (ATTENTION, 1, (1, 4))):
+            frame = browser_helpers.open_layer(page, url, "bert", layer, sample=sample)
+            frame.wait_for_selector(".grid-canvas")
+            tips[layer, sample] = hover_grid_pixel(page, frame, x, y)
+            page.screenshot(path=str(tmp_path / ("tab_%d_%d.png" % (len(tips), sample))))
+            page.goto("about:blank")
     assert errors == []
     # head 0, query row 3, key column 6 of sample 0: "sat" attends to "mat"
     assert "query 3 '%s', key 6 '%s'" % (EXPECTED[0][3], EXPECTED[0][6]) in tips[ATTENTION, 0]

@@ -720,27 +720,14 @@ def test_the_plugin_serves_a_torch_run_on_both_loaders(torch_logdir, loader):
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.exists(browser_helpers.CHROMIUM), reason="needs chromium")
 def test_the_tab_draws_a_torch_run(torch_logdir):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    process, url = browser_helpers.start_tensorboard(torch_logdir, load_fast=False)
-    try:
-        browser_helpers.wait_loaded(url, torch_logdir)
-        with playwright_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=browser_helpers.CHROMIUM,
-                                                 args=browser_helpers.CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1366, "height": 768})
-            errors = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(url + "/#activations&p.activations.run=torch"
-                      "&p.activations.layer=layer1%2F0%2Fconv1")
-            frame = browser_helpers.activations_frame(page)
-            frame.wait_for_selector(".grid-canvas", state="visible")
-            pixels = frame.query_selector(".grid-canvas").evaluate(browser_helpers.CANVAS_PIXELS)
-            paths = frame.eval_on_selector_all(  # a row's title starts with its layer path
-                ".layer-row", "rows => rows.map(row => row.title.split('\\n')[0])")
-            selected = frame.eval_on_selector(".layer-row.selected", "row => row.title")
-            browser.close()
-    finally:
-        browser_helpers.stop(process)
+    pytest.importorskip("playwright.sync_api")
+    with browser_helpers.served_page(torch_logdir, height=768) as (page, url, errors):
+        frame = browser_helpers.open_layer(page, url, "torch", "layer1/0/conv1")
+        frame.wait_for_selector(".grid-canvas", state="visible")
+        pixels = frame.query_selector(".grid-canvas").evaluate(browser_helpers.CANVAS_PIXELS)
+        paths = frame.eval_on_selector_all(  # a row's title starts with its layer path
+            ".layer-row", "rows => rows.map(row => row.title.split('\\n')[0])")
+        selected = frame.eval_on_selector(".layer-row.selected", "row => row.title")
     assert errors == []
     assert paths == RESNET_PATHS  # in call order, as the module tree nests them
     assert selected.startswith("layer1/0/conv1\nConv2d, output")

@@ -211,40 +211,22 @@ def test_hostile_source_fields_become_a_reason(source, grid):
 
 @pytest.mark.browser
 def test_the_tab_draws_tokens_on_their_grid_and_heads_as_tiles(vit_logdir):
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    process, url = browser_helpers.start_tensorboard(vit_logdir, load_fast=False)
+    pytest.importorskip("playwright.sync_api")
     seen = {}
-    try:
-        browser_helpers.wait_loaded(url, vit_logdir)
-        with playwright_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=browser_helpers.CHROMIUM,
-                                                 args=browser_helpers.CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1366, "height": 900})
-            errors = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            for layer, channel in (("blocks/6/mlp/fc1", None), ("blocks/3/attn:attention", 1),
-                                   ("blocks/3/attn:attention_map", 1)):
-                query = "&p.activations.run=vit&p.activations.layer=" + layer.replace(
-                    "/", "%2F").replace(":", "%3A")
-                if channel is not None:
-                    query += "&p.activations.channel=%d" % channel
-                page.goto(url + "/#activations" + query)
-                frame = browser_helpers.activations_frame(page)
-                frame.wait_for_function("path => document.querySelector('.layer-path')"
-                                        "?.textContent === path", arg=layer)
-                facts = frame.text_content(".layer-facts")
-                pixels = frame.query_selector(".grid-canvas").evaluate(
-                    browser_helpers.CANVAS_PIXELS)
-                panel = None
-                if channel is not None:
-                    frame.wait_for_selector(".channel-title:has-text('Head')")
-                    panel = (frame.text_content(".channel-title"),
-                             frame.eval_on_selector(".overlay", "figure => !figure.hidden"))
-                seen[layer] = (facts, pixels, panel)
-                page.goto("about:blank")
-            browser.close()
-    finally:
-        browser_helpers.stop(process)
+    with browser_helpers.served_page(vit_logdir) as (page, url, errors):
+        for layer, channel in (("blocks/6/mlp/fc1", None), ("blocks/3/attn:attention", 1),
+                               ("blocks/3/attn:attention_map", 1)):
+            state = {} if channel is None else {"channel": channel}
+            frame = browser_helpers.open_layer(page, url, "vit", layer, **state)
+            facts = frame.text_content(".layer-facts")
+            pixels = frame.query_selector(".grid-canvas").evaluate(browser_helpers.CANVAS_PIXELS)
+            panel = None
+            if channel is not None:
+                frame.wait_for_selector(".channel-title:has-text('Head')")
+                panel = (frame.text_content(".channel-title"),
+                         frame.eval_on_selector(".overlay", "figure => !figure.hidden"))
+            seen[layer] = (facts, pixels, panel)
+            page.goto("about:blank")
     assert errors == []
     facts, pixels, _ = seen["blocks/6/mlp/fc1"]
     assert "64 of 768 features drawn" in facts
