@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from tb_activations.format import layout as layout_module
+from tb_activations.format import metadata
 from tb_activations.rendering import grid_images
 from tests import browser_helpers as helpers
 
@@ -111,6 +112,16 @@ def test_layouts_table_answers_what_views_ask(page):
                                  "9 units as a block"]
     assert answers["title"] == "Unit 4"
     assert answers["unknown"] == 'unknown grid layout "cube" of layer x'
+
+
+def test_the_tab_and_export_name_units_alike(page):
+    pairs = [(layout, source) for layout in metadata.LAYOUTS for source in layout_module.SOURCES]
+    named = run(page, """
+        return arg.map(([layout, source]) => m.layouts.layoutOf(
+            {layout, source, layer: "x", token_grid: {rows: 2, columns: 2, prefix_tokens: 0}}).unit);
+    """, pairs)
+    assert named == [layout_module.unit_name(layout, source) for layout, source in pairs]
+    assert set(named) == {"channel", "feature", "unit", "head"}
 
 
 @pytest.mark.parametrize("shape", [(5, 7, 3), (9, 9, 10), (4, 6, 6, 3), (12, 5), (30,), (7,)],

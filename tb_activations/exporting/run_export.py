@@ -25,6 +25,7 @@ import numpy as np
 from tb_activations.exporting import figures
 from tb_activations.exporting import files as files_lib
 from tb_activations.exporting import html_page
+from tb_activations.format import layout as layout_lib
 from tb_activations.format import metadata
 from tb_activations.format import tokens as tokens_lib
 from tb_activations.reading import epochs as epochs_lib
@@ -368,7 +369,7 @@ class _LayerExport:
         subtitle = "run %s · %s · output %s · %d of %d %s drawn" % (
             self.context.run, content["layer_class"], _shape_text(content["output_shape"]),
             content["channels_shown"], content["channels_total"],
-            "channels" if self.tiled else "units")
+            layout_lib.unit_name(content["layout"], content.get("source", "output")) + "s")
         named = tokens_lib.layer_text(self.tokens[sample] if self.tokens
                                       and sample < len(self.tokens) else None, content)
         if named:

@@ -24,6 +24,17 @@ WINDOW_PARTITIONS = ("window", "shifted_window", "grid", "unfold", "tokens", "un
 ATTENTION_QUERIES = ("class_token", "mean")
 
 
+def unit_name(layout, source="output"):
+    """What a layer's channel index counts, as the tab names it (frontend/layouts.js, a test
+    holds the two alike): a head of attention, a feature of tokens or of a sequence, a unit
+    of a vector, else a channel."""
+    if source in ("attention", "attention_map"):
+        return "head"
+    if source == "token_grid" or layout == "sequence":
+        return "feature"
+    return "unit" if layout == "vector" else "channel"
+
+
 @dataclasses.dataclass(frozen=True)
 class RenderOptions:
     """Caps that bound the cost and size of one logged step.
