@@ -128,6 +128,17 @@ def test_timm_crossvit_two_grids():
     assert met == {(20, 20, 1), (14, 14, 1)}
 
 
+def test_timm_levit_tokens_on_the_resolution_of_their_attention():
+    """LeViT has no patch embedding to declare or show its grid: its attention modules'
+    `resolution` says it, so its Linear outputs (B, r·r, C) are drawn over r x r."""
+    model = timm.create_model("levit_128s", pretrained=False, img_size=64).eval()
+    sizes = {(g.rows, g.columns, g.prefix_tokens) for g in tg.declared_token_grids(model)}
+    assert sizes == {(4, 4, 0), (2, 2, 0), (1, 1, 0)}
+    met = check_blocks(model, image(64), r"stages/[01]/blocks/\d+/(attn/qkv|mlp/ln2)/linear",
+                       {(4, 4, 0), (2, 2, 0)})
+    assert met == {(4, 4, 0), (2, 2, 0)}
+
+
 def test_timm_mixer_tokens_without_prefix():
     from timm.models.mlp_mixer import MlpMixer
 

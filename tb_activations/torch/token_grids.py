@@ -7,7 +7,7 @@ rows x columns patch grid in row-major order: drawn as D feature maps over the g
 Three sources say which grids a model has:
 1. declared_token_grids(model): what the model's own attributes say (timm patch embeddings
    and their owner's num_prefix_tokens, torchvision's VisionTransformer, Hugging Face
-   configs with image_size and patch_size).
+   configs with image_size and patch_size, LeViT's attention resolutions).
 2. observed_grid(module, output): what the probe pass shows, one module output at a time
    (a Conv2d whose stride equals its kernel and that pads nothing, nn.Unfold, a timm
    PatchEmbed, a Hugging Face *PatchEmbeddings): right for any input size.
@@ -87,6 +87,17 @@ def _config_style(path, module):
     return TokenGrid(grid[0], grid[1], prefix, path)
 
 
+def _resolution_style(path, module):
+    """An attention module with a (rows, columns) `resolution` (LeViT's Attention and
+    AttentionDownsample, which attend over the flattened rows x columns tokens of their
+    stage; no class token): that grid."""
+    if "Attention" not in type(module).__name__:
+        return None
+    resolution = _attribute(module, "resolution")
+    grid = as_pair(resolution) if isinstance(resolution, (tuple, list)) else None
+    return None if grid is None else TokenGrid(grid[0], grid[1], 0, path)
+
+
 def declared_token_grids(model):
     """[TokenGrid] the model's modules declare (the model included, path ""), parents first,
     each size once (a declared prefix count kept over an unknown one)."""
@@ -95,7 +106,8 @@ def declared_token_grids(model):
     for path, module in modules.items():
         for rule in (lambda: _timm_style(path, module, modules),
                      lambda: _torchvision_style(path, module),
-                     lambda: _config_style(path, module)):
+                     lambda: _config_style(path, module),
+                     lambda: _resolution_style(path, module)):
             grid = rule()
             if grid is not None:
                 grids.append(grid)
