@@ -177,7 +177,7 @@ class _Recorder:
         self.outputs = collections.OrderedDict()  # path -> (module, channels_first, outputs)
         self.completed = {}  # path -> position in the order modules' first calls ended
         self.observed_grids = []  # token_grids.TokenGrid of each patch embedding's output
-        self.input_shapes = {}  # path -> shape of the first call's first tensor argument
+        self.input_shapes = {}  # path -> shape of the first call's first float tensor argument
         self.called = set()
         self._starts = []
         self._calls = 0
@@ -219,7 +219,7 @@ class _Recorder:
             self.observed_grids.append(grid)
         if path in self.called:
             return
-        if called_on is not None:
+        if called_on is not None and called_on.is_floating_point():  # not token ids, indices
             self.input_shapes[path] = tuple(called_on.shape)
         self.called.add(path)
         self.completed[path] = len(self.completed)
@@ -255,7 +255,7 @@ ProbePass.__doc__ = """One forward pass: `outputs` {path: (module, channels_firs
 batch axes)])} of the selected modules, the `batch` size, `attention` [AttentionProbabilities]
 of the selected modules (every attention module under the default selection), the token
 grids the pass showed, `order` {path: position} of every module's first call's end and
-`input_shapes` {path: shape of its first call's first tensor argument}."""
+`input_shapes` {path: shape of its first call's first tensor argument, if floating point}."""
 
 
 def run_pass(model, probe, layers=None, attention_side=None, attention=True):
