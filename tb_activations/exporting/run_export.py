@@ -160,6 +160,8 @@ def list_run(name, directory):
         if isinstance(item, reader.EpochStep):
             epochs.append((item.step, item.epoch))
             continue
+        if not isinstance(item, reader.LayerStep):
+            continue
         listing = layers.get(item.tag)
         if listing is None:
             listing = layers[item.tag] = LayerListing(item.tag, item.content, item.layout,

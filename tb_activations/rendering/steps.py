@@ -65,6 +65,9 @@ def render_capture(captured):
                 for record, (content, values) in zip(captured.records, render_layers(captured))]
     summaries = {path: overview.layer_summary(reduced)
                  for path, reduced in captured.reduce().items()}
+    for path, numbers in getattr(captured, "head_numbers", {}).items():
+        if path in summaries:
+            summaries[path]["heads"] = overview.head_summary(**numbers)
     rendered.append((metadata.OVERVIEW_TAG, metadata.create_summary_metadata(
         {"kind": metadata.KIND_OVERVIEW}), [overview.encode_overview(summaries)]))
     return rendered
