@@ -228,3 +228,26 @@ def test_the_head_map_shows_layers_by_heads_and_hover_names_them(tmp_path):
     assert "blocks/5/attn:attention · head 2" in tip
     assert "mean attention distance" in tip and "patches" in tip
     assert "dead head" in dead_tip
+
+
+def test_export_npz_carries_the_head_numbers(tmp_path):
+    from tb_activations.exporting import run_export
+
+    log_vit_run(tmp_path / "logs" / "vit")
+    run_export.export(str(tmp_path / "logs"), str(tmp_path / "out"), formats="npz",
+                      layers=["blocks/0/attn:attention", "blocks/0/mlp/fc2"], progress=False)
+    found = {path.parent.name: path for path in (tmp_path / "out").rglob("statistics.npz")}
+    assert len(found) == 2
+    attention = next(path for name, path in found.items() if "attention" in name)
+    plain = next(path for name, path in found.items() if "attention" not in name)
+    with np.load(attention, allow_pickle=False) as arrays:
+        assert arrays["head_steps"].tolist() == [0, 10]
+        assert arrays["head_entropy"].shape == arrays["head_distance"].shape == (2, 2, 3)
+        assert arrays["head_dead"].shape == (2, 3) and arrays["head_dead"][:, 0].all()
+        assert np.isfinite(arrays["head_distance"]).all()
+    read = {step: heads["blocks/0/attn:attention"]
+            for _, step, heads in reader.read_heads(str(tmp_path / "logs"))}
+    with np.load(attention, allow_pickle=False) as arrays:
+        np.testing.assert_allclose(arrays["head_entropy"][1], read[10]["entropy"], rtol=1e-6)
+    with np.load(plain, allow_pickle=False) as arrays:
+        assert "head_steps" not in arrays
