@@ -251,3 +251,27 @@ def test_export_npz_carries_the_head_numbers(tmp_path):
         np.testing.assert_allclose(arrays["head_entropy"][1], read[10]["entropy"], rtol=1e-6)
     with np.load(plain, allow_pickle=False) as arrays:
         assert "head_steps" not in arrays
+
+
+def test_keras_heads_match_numpy_brute_force(tmp_path):
+    keras = pytest.importorskip("keras")
+    import tb_activations as tba
+    from tests import keras_transformers_worker as work
+
+    keras.utils.set_random_seed(0)
+    model = work.vit()
+    x = work.images(2)
+    tba.log_activations(model, x, step=3, log_dir=str(tmp_path / "kvit"))
+    activations = tba.get_activations(model, x)
+    read = list(reader.read_heads(str(tmp_path)))
+    assert [(run, step, sorted(heads)) for run, step, heads in read] == [
+        ("kvit", 3, ["attention0:attention", "attention1:attention"])]
+    for path, heads in read[0][2].items():
+        probabilities = activations[path]
+        assert probabilities.shape == (2, work.HEADS, 17, 17) and heads["keys"] == 17
+        np.testing.assert_allclose(heads["entropy"], brute_entropy(probabilities), atol=1e-4)
+        np.testing.assert_allclose(heads["peak"], probabilities.max(-1).mean(-1), atol=1e-4)
+        np.testing.assert_allclose(heads["distance"],
+                                   brute_distance(probabilities, work.GRID, work.GRID, 1),
+                                   atol=1e-4)
+        assert len(heads["dead"]) == work.HEADS

@@ -135,24 +135,30 @@ def head_numbers(probabilities, grid=None):
     after `prefix` tokens; else None) the mean over grid queries of sum_k p(q,k) |pos(q) -
     pos(k)| in patches over grid keys, each query's mass renormalised over the grid keys
     (Dosovitskiy et al. 2020, Fig. 7); a query with no mass on the grid is left out. Each
-    (B, heads) float32."""
-    logs = torch.where(probabilities > 0, torch.log(probabilities.clamp_min(1e-38)),
-                       torch.zeros((), device=probabilities.device))
-    numbers = {"entropy": -(probabilities * logs).sum(dim=-1).mean(dim=-1),
-               "peak": probabilities.amax(dim=-1).mean(dim=-1), "distance": None}
-    del logs
+    (B, heads) float32. One sample at a time: the temporaries are one sample's maps."""
     queries, keys = probabilities.shape[-2:]
+    table = None
     if grid is not None:
         rows, columns, prefix = grid
-        cells = rows * columns
-        if queries == keys == prefix + cells:
-            on_grid = probabilities[..., prefix:, prefix:]
+        if queries == keys == prefix + rows * columns:
+            table = _patch_distances(rows, columns, probabilities.device)
+    entropy, peak, distance = [], [], []
+    for sample in probabilities:
+        logs = torch.where(sample > 0, torch.log(sample.clamp_min(1e-38)), 0.0)
+        entropy.append(-(sample * logs).sum(dim=-1).mean(dim=-1))
+        del logs
+        peak.append(sample.amax(dim=-1).mean(dim=-1))
+        if table is not None:
+            on_grid = sample[..., prefix:, prefix:]
             mass = on_grid.sum(dim=-1)
-            spread = (on_grid * _patch_distances(rows, columns, on_grid.device)).sum(dim=-1)
+            spread = (on_grid * table).sum(dim=-1)
             kept = mass > 0
-            per_query = torch.where(kept, spread / mass.clamp_min(1e-30), spread.new_zeros(()))
-            numbers["distance"] = per_query.sum(dim=-1) / kept.sum(dim=-1).clamp_min(1)
-    return numbers
+            per_query = torch.where(kept, spread / mass.clamp_min(1e-30), 0.0)
+            distance.append(per_query.sum(dim=-1) / kept.sum(dim=-1).clamp_min(1))
+    empty = probabilities.new_zeros(probabilities.shape[:2])
+    stack = (lambda parts: torch.stack(parts) if parts else empty)
+    return {"entropy": stack(entropy), "peak": stack(peak),
+            "distance": stack(distance) if table is not None else None}
 
 
 def summarise(path, module_class, probabilities, max_side=None, grid=None):
