@@ -30,7 +30,7 @@ export class HeadMap {
     this.names = el("div", { class: "head-map-names" });
     this.canvas = el("canvas", { class: "head-map-canvas", "aria-label": "Heat map of attention layers by heads" });
     this.hover = el("div", { class: "overview-hover", hidden: true });
-    this.tooltip = el("div", { class: "tooltip head-map-tooltip", hidden: true, role: "status" });
+    this.tooltip = el("div", { class: "head-map-tooltip", hidden: true, role: "status" });
     this.canvas.addEventListener("mousemove", (event) => this.#pointer(event));
     this.canvas.addEventListener("mouseleave", () => {
       this.tooltip.hidden = true;
