@@ -275,3 +275,13 @@ def test_keras_heads_match_numpy_brute_force(tmp_path):
                                    brute_distance(probabilities, work.GRID, work.GRID, 1),
                                    atol=1e-4)
         assert len(heads["dead"]) == work.HEADS
+
+
+def test_heads_give_way_when_the_overview_would_be_too_large(monkeypatch):
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), HeadsAttention())
+    captured = capture.TorchCapture(model, torch.randn(3, 10, 8))
+    monkeypatch.setattr(overview, "MAX_OVERVIEW_BYTES", 600)
+    with pytest.warns(UserWarning, match="leaves the per-head numbers out"):
+        blob = steps.render_capture(captured)[-1][2][0]
+    assert all("heads" not in summary for summary in json.loads(blob)["layers"].values())
