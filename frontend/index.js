@@ -14,6 +14,7 @@ import { ChannelPanel } from "./static/views/channel_panel.js";
 import { ColorBar } from "./static/views/colorbar.js";
 import { messageView } from "./static/views/empty_state.js";
 import { GridView } from "./static/views/grid_view.js";
+import { HeadMap } from "./static/views/head_map.js";
 import { LayerHeader } from "./static/views/layer_header.js";
 import { LayerList } from "./static/views/layer_list.js";
 import { LivePanel } from "./static/views/live_panel.js";
@@ -96,6 +97,8 @@ function buildViews(model) {
     onOpen: (path, step) => model.openLayerAt(path, step),
     onMetric: (heat) => model.set({ heat }),
   });
+  v.heads = new HeadMap();
+  v.overview.addSection(v.heads.element);
   v.stepBar = new StepBar({ onStep: (step) => model.set({ step }), onPlayToggle: () => model.togglePlay() });
   v.downloads = new Downloads(model, v);
   v.options = new ViewOptions({
@@ -173,12 +176,14 @@ function showModel(model, v) {
     v.app.classList.toggle("overview-open", state.overview);
     v.runs.setOverview(state.overview);
     v.overview.setState(state);
+    v.heads.setState(state);
     v.overview.setVisible(state.overview);
     showLiveState(state);
     showLayerNotes();
   });
   model.on("overview", (overview) => {
     v.overview.setData(overview);
+    v.heads.setData(overview);
     showLayerNotes();
   });
   model.on("runs", ({ runs, selected }) => {

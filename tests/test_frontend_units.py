@@ -63,7 +63,7 @@ def run(page, body, arg=None):
     """Evaluates `body` (an async function body; `m` holds the frontend modules) in the page."""
     return page.evaluate("""async ([body, arg]) => {
         const names = ["layouts", "geometry", "scaling", "url_state", "channel_flags", "difference",
-                       "input_values", "overview_values"];
+                       "input_values", "overview_values", "head_values"];
         const m = {};
         for (const name of names) m[name] = await import(`./${name}.js`);
         return await new Function("m", "arg", `return (async () => { ${body} })();`)(m, arg);
@@ -490,3 +490,37 @@ def test_prefetch_order_is_the_shown_step_then_outwards_next_first(page):
         return [nearestFirst(6, 2), nearestFirst(3, 0), nearestFirst(3, 2), nearestFirst(0, 0)];
     }""")
     assert orders == [[2, 3, 1, 4, 0, 5], [0, 1, 2], [2, 1, 0], []]
+
+
+# --- head_values.js: the head map's numbers (attention layers x heads) ---
+
+HEADS_LAYER = {"layer": "blocks/0/attn:attention", "heads": [
+    None,
+    {"keys": 4, "entropy": [[1.0, 0.0], [3.0, None]], "peak": [[0.5, 1.0], [0.3, 1.0]],
+     "distance": [[2.0, 0.0], [4.0, 0.0]], "dead": [False, True]},
+]}
+
+
+def test_head_values_average_samples_and_pick_the_metric(page):
+    out = run(page, """
+        const h = m.head_values;
+        const plain = {layer: "fc", heads: undefined};
+        const noGrid = {layer: "text:attention", heads: [{keys: 4, entropy: [[1]], peak: [[0.5]], distance: null, dead: [false]}]};
+        return {
+            layers: h.attentionLayers({layers: [plain, arg, noGrid]}).map((l) => l.layer),
+            at: [h.headsAt(arg, 0), h.headsAt(arg, 1) !== null, h.headsAt(arg, -1)],
+            cells: [h.headCell(arg.heads[1], 0), h.headCell(arg.heads[1], 1)],
+            metric: [h.headMetric("distance", [arg]).name, h.headMetric("entropy", [arg]).name,
+                     h.headMetric("distance", [noGrid]).name],
+            range: h.metricRange(h.headMetric("distance", [arg]), [arg]),
+        };
+    """, HEADS_LAYER)
+    assert out["layers"] == ["blocks/0/attn:attention", "text:attention"]
+    assert out["at"] == [None, True, None]
+    first, second = out["cells"]
+    assert first["entropy"] == 2.0 and first["distance"] == 3.0
+    assert first["peak"] == pytest.approx(0.4)
+    assert abs(first["normalised"] - 2.0 / np.log(4)) < 1e-12 and first["dead"] is False
+    assert second["entropy"] == 0.0 and second["dead"] is True  # a null sample is left out
+    assert out["metric"] == ["distance", "entropy", "entropy"]
+    assert out["range"] == [0, 3]

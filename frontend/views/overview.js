@@ -80,6 +80,11 @@ export class OverviewView {
     new ResizeObserver(() => this.#drawHeat()).observe(this.heatStage);
   }
 
+  // Another view's element (the head map), shown above the layer list.
+  addSection(element) {
+    this.element.insertBefore(element, this.body);
+  }
+
   setVisible(visible) {
     const appearing = visible && this.element.hidden;
     this.element.hidden = !visible;

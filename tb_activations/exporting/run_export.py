@@ -161,6 +161,8 @@ def list_run(name, directory):
         if isinstance(item, reader.EpochStep):
             epochs.append((item.step, item.epoch))
             continue
+        if not isinstance(item, reader.LayerStep):
+            continue
         listing = layers.get(item.tag)
         if listing is None:
             listing = layers[item.tag] = LayerListing(item.tag, item.content, item.layout,
@@ -317,6 +319,7 @@ class _LayerExport:
                     context.temporaries, os.path.join(folder, name), GIF_FRAME_MS,
                     "%s · %s · sample %d" % (context.run, self.content["layer"], sample))
                 context.index_file(self.row(format="gif", sample=sample), name, folder)
+        self.heads = []  # (step, heads field of the overview) of an attention layer
         self.npz = None
         if "npz" in options.formats:
             self.npz = files_lib.NpzWriter(
@@ -403,10 +406,40 @@ class _LayerExport:
         self.context.index_file(self.row(format="png", step=step, sample=sample), name,
                                 self.folder)
 
+    def add_heads(self, step, heads):
+        """Keeps one step's per-head numbers (the overview's `heads` of this layer)."""
+        if self.npz is not None and (not self.heads or step > self.heads[-1][0]):
+            self.heads.append((step, heads))
+
+    def head_arrays(self):
+        """statistics.npz's head_* arrays: steps (n,), keys (n,), entropy, peak and distance
+        (n, samples, heads) float32 (NaN where null), dead (n, heads); {} without heads or
+        when the head count changes between steps."""
+        if not self.heads or len({len(heads["dead"]) for _, heads in self.heads}) != 1:
+            return {}
+        samples = list(self.samples)
+
+        def rows(value):
+            if value is None:
+                return np.full((len(samples), len(self.heads[0][1]["dead"])), np.nan, np.float32)
+            array = np.array([[np.nan if v is None else v for v in row] for row in value],
+                             dtype=np.float32)
+            return array[[sample for sample in samples if sample < len(array)]]
+        arrays = {"head_steps": np.array([step for step, _ in self.heads], np.int64),
+                  "head_keys": np.array([heads["keys"] for _, heads in self.heads], np.int64),
+                  "head_dead": np.array([heads["dead"] for _, heads in self.heads], bool)}
+        for name in ("entropy", "peak", "distance"):
+            stacked = [rows(heads[name]) for _, heads in self.heads]
+            if len({array.shape for array in stacked}) != 1:
+                return {}
+            arrays["head_" + name] = np.stack(stacked)
+        return arrays
+
     def close(self):
         for gif in self.gifs.values():
             gif.close()
         if self.npz is not None:
+            self.npz._constants.update(self.head_arrays())
             self.npz.close()
             self.context.index_file(self.row(format="npz"), STATISTICS_NAME, self.folder)
 
@@ -451,6 +484,12 @@ def _export_run(context, listing, run_index, layers, chosen_steps, samples, fold
                 probes_shown.add(item.tag)
                 for sample, png in enumerate(item.pictures):
                     context.page.add_probe(png, run_index, probe_numbers[item.tag], sample)
+        elif isinstance(item, reader.HeadsStep):
+            for layer_export in exports.values():
+                heads = item.heads.get(layer_export.content["layer"])
+                if heads is not None and item.step in chosen_steps[
+                        (listing.name, layer_export.listing.tag)]:
+                    layer_export.add_heads(item.step, heads)
         elif item.tag in exports and item.step in chosen_steps[(listing.name, item.tag)]:
             exports[item.tag].add(item)
             advance()

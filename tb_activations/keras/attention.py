@@ -58,6 +58,35 @@ def as_batch_heads(scores, query_axes):
     return keras.ops.reshape(scores, (-1, heads, queries, keys))
 
 
+def head_numbers(probabilities, grid=None):
+    """(3, B, heads) float32 in the backend's ops, from the full-resolution (B, heads, Tq, Tk)
+    probabilities inside the traced pass: per sample and head the entropy (mean over
+    queries of -sum p log p, nats), the peak (mean over queries of the largest
+    probability) and the mean attention distance in patches over `grid` ((rows, columns,
+    prefix) of the keys and the queries; 0 without one): as torch/attention.head_numbers."""
+    ops = keras.ops
+    p = probabilities
+    logs = ops.where(p > 0, ops.log(ops.maximum(p, 1e-38)), ops.zeros_like(p))
+    entropy = -ops.mean(ops.sum(p * logs, axis=-1), axis=-1)
+    peak = ops.mean(ops.max(p, axis=-1), axis=-1)
+    distance = ops.zeros_like(entropy)
+    if grid is not None:
+        rows, columns, prefix = grid
+        cells = rows * columns
+        on_grid = p[:, :, prefix:, prefix:]
+        index = ops.arange(cells, dtype="int32")
+        row = ops.cast(index // columns, "float32")
+        column = ops.cast(index % columns, "float32")
+        table = ops.sqrt(ops.square(row[:, None] - row[None, :])
+                         + ops.square(column[:, None] - column[None, :]))
+        mass = ops.sum(on_grid, axis=-1)
+        spread = ops.sum(on_grid * table, axis=-1)
+        kept = ops.cast(mass > 0, "float32")
+        per_query = kept * spread / ops.maximum(mass, 1e-30)
+        distance = ops.sum(per_query, axis=-1) / ops.maximum(ops.sum(kept, axis=-1), 1.0)
+    return ops.stack([entropy, peak, distance])
+
+
 @contextlib.contextmanager
 def flash_attention_off(layer):
     """The layer's flash-attention setting off for the context, put back as it was."""

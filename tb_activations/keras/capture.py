@@ -329,6 +329,16 @@ def attention_drawings(path, probabilities, batch, options, token_grid, grids, d
     return drawings
 
 
+def head_grid(drawings, probabilities):
+    """(rows, columns, prefix) of the attention map among `drawings` when the queries lie on
+    it too (self-attention), else None: the grid the mean attention distance is measured on."""
+    _, _, queries, keys = tuple(probabilities.shape)
+    for drawing in drawings:
+        if drawing.name.endswith(":attention_map") and queries == keys:
+            return tuple(drawing.plan.token_grid)
+    return None
+
+
 class ActivationProbe:
     """One traced function: probe batch in, every selected layer's output out.
 
@@ -363,6 +373,7 @@ class ActivationProbe:
         self.skipped = []
         self.output_bytes = 0 if reduce else None
         self._drawings = {}  # record path -> Drawing
+        self._heads = {}  # path:attention -> (layer path, grid of its distance or None, keys)
         batch = keras.tree.flatten(signature)[0].shape[0]
         downscale = self._backend.area_downscale_heads if reduce else None
 
@@ -404,6 +415,9 @@ class ActivationProbe:
                         continue
                     for drawing in drawings:
                         add(drawing, classes[path])
+                    if reduce:
+                        self._heads[path + ":attention"] = (
+                            path, head_grid(drawings, probabilities), int(probabilities.shape[3]))
 
         planned = False
 
@@ -422,6 +436,8 @@ class ActivationProbe:
             return {"layers": {record.path: self._drawings[record.path].derive(tensors,
                                                                                attention)
                                for record in self.records},
+                    "heads": {name: attention_lib.head_numbers(attention[path][1], grid)
+                              for name, (path, grid, _) in self._heads.items()},
                     "outputs": [t for t in keras.tree.flatten(model_outputs)
                                 if keras.ops.is_tensor(t)]}
 
@@ -457,11 +473,25 @@ class ActivationProbe:
         return collections.OrderedDict((record.path, self._backend.to_numpy(layers[record.path]))
                                        for record in self.records)
 
-    def run(self, arrays):
+    def run(self, arrays, heads=False):
         """({path: layer output tensor}, [the model's own output tensors, flattened]): the
-        forward pass alone."""
+        forward pass alone; with `heads`, also {path:attention: (3, B, heads) tensor} of
+        attention.head_numbers."""
         result = self._function(arrays)
+        if heads:
+            return result["layers"], result["outputs"], result.get("heads", {})
         return result["layers"], result["outputs"]
+
+    def head_numbers(self, heads):
+        """{path:attention: {"entropy", "peak", "distance" (None off a grid), "keys"}} as
+        numpy (samples, heads) of run(..., heads=True)'s head tensors."""
+        numbers = {}
+        for name, tensor in heads.items():
+            _, grid, keys = self._heads[name]
+            array = np.asarray(self._backend.to_numpy(tensor), dtype=np.float64)
+            numbers[name] = {"entropy": array[0], "peak": array[1],
+                             "distance": array[2] if grid is not None else None, "keys": keys}
+        return numbers
 
     def reduce(self, layers, finite_only=False):
         """{path: {stats, tiles, ranges, channels} as numpy} of the outputs `run` gave, by the

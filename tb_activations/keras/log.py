@@ -35,13 +35,23 @@ class Capture:
     reduces them in the backend's ops and copies the reductions to numpy (in the callback, on the
     writer thread); `model_outputs` as numpy when they were asked for."""
 
-    def __init__(self, probe, layers, model_outputs):
+    def __init__(self, probe, layers, model_outputs, heads=None):
         self.records = probe.records
+        self._heads = heads or {}
+        self._head_numbers = None
         self.options = probe.options
         self.model_outputs = model_outputs
         self._probe = probe
         self._layers = layers
         self._reduced = None
+
+    @property
+    def head_numbers(self):
+        """{path:attention: per-head numbers as numpy} (rendering.steps.render_capture)."""
+        if self._head_numbers is None:
+            self._head_numbers = self._probe.head_numbers(self._heads)
+            self._heads = None
+        return self._head_numbers
 
     def reduce(self):
         """{path: reduction.reduce_layer_output's arrays} by
@@ -60,10 +70,10 @@ def capture(model, arrays, layers=None, options=layout_lib.RenderOptions(),
     reduction too when the layer outputs are larger than MAX_DEFERRED_BYTES)."""
     probe = capture_lib.probe_for(model, arrays, layers, options, token_grid=token_grid,
                                   attention=attention)
-    layer_outputs, outputs = probe.run(arrays)
+    layer_outputs, outputs, heads = probe.run(arrays, heads=True)
     captured = Capture(probe, layer_outputs,
                        [capture_lib.backend_module().to_numpy(output) for output in outputs]
-                       if model_outputs else [])
+                       if model_outputs else [], heads)
     if probe.output_bytes > MAX_DEFERRED_BYTES:
         captured.reduce()
     return captured

@@ -560,6 +560,9 @@ class ActivationsPlugin(base_plugin.TBPlugin):
                 path = content["layer"]
                 series = {field: [step.get(path, {}).get(field) for step in steps]
                           for field in overview.SUMMARY_FIELDS}
+                heads = [step.get(path, {}).get("heads") for step in steps]
+                if any(value is not None for value in heads):
+                    series["heads"] = heads
                 answer_layers.append(dict(series, **{key: content.get(key) for key in (
                     "layer", "layer_class", "order", "channels_total", "output_shape")}))
             return {"steps": [datum.step for datum in data],

@@ -22,6 +22,7 @@ from tb_activations.format import metadata
 from tb_activations.format import tokens as tokens_lib
 from tb_activations.reading import epochs
 from tb_activations.rendering import grid_images
+from tb_activations.rendering import overview
 from tb_activations.writing import events
 
 # The longest side of a grid read (the writer's are at most a few thousand pixels).
@@ -208,6 +209,18 @@ class TokensStep:
 
 
 @dataclasses.dataclass
+class HeadsStep:
+    """The attention layers' per-head numbers of one step, from its overview blob (checked,
+    rendering.overview.valid_heads): `heads` {layer path ("...:attention"): {"keys",
+    "entropy", "peak", "distance", "dead"}}, lists per probe sample and head
+    (docs/format.md, Overview blob). Yielded only for steps where some layer has them."""
+
+    tag: str
+    step: int
+    heads: dict
+
+
+@dataclasses.dataclass
 class EpochStep:
     """Keras epoch `epoch` (0-based) ended at `step` (the epoch tag, checked)."""
 
@@ -288,8 +301,8 @@ def _probe_step(tag, parsed, event, blobs):
 
 
 def read_run(directory, name=None):
-    """Yields a LayerStep, ProbeStep, TokensStep or EpochStep for every activations value in
-    one run's event files.
+    """Yields a LayerStep, ProbeStep, TokensStep, HeadsStep or EpochStep for every activations
+    value in one run's event files (a HeadsStep only for an overview holding per-head numbers).
 
     One pass, in the order the values were written (step by step, every layer of a step
     together), through TensorBoard's event file loader; nothing is kept but each tag's plugin
@@ -309,11 +322,13 @@ def read_run(directory, name=None):
             if not parsed or not value.HasField("tensor"):
                 continue
             kind = parsed[0]["kind"]
-            if kind == metadata.KIND_OVERVIEW:
-                continue
             try:
                 blobs = _blobs(value.tensor)
-                if kind == metadata.KIND_LAYER:
+                if kind == metadata.KIND_OVERVIEW:
+                    heads = _overview_heads(blobs)
+                    if heads:
+                        yield HeadsStep(value.tag, event.step, heads)
+                elif kind == metadata.KIND_LAYER:
                     yield _layer_step(value.tag, parsed, event, blobs)
                 elif kind == metadata.KIND_PROBE:
                     yield _probe_step(value.tag, parsed, event, blobs)
@@ -325,6 +340,24 @@ def read_run(directory, name=None):
             except ValueError as error:
                 warnings.warn("skipping step %d of activations tag %r of %s: %s"
                               % (event.step, value.tag, where, error), stacklevel=2)
+
+
+def _overview_heads(blobs):
+    if len(blobs) != 1:
+        raise ValueError("%d blobs, expected one overview" % len(blobs))
+    layers = overview.decode_overview(blobs[0])
+    return {path: summary["heads"] for path, summary in layers.items() if "heads" in summary}
+
+
+def read_heads(logdir, run=None):
+    """Yields (run, step, {attention layer path: heads}) for every logged step with per-head
+    numbers under `logdir` (read_run's checks and warnings), runs sorted, steps as written."""
+    for name, directory in run_directories(logdir):
+        if run is not None and name != run:
+            continue
+        for item in read_run(directory, name):
+            if isinstance(item, HeadsStep):
+                yield name, item.step, item.heads
 
 
 def read_token_labels(directory, name=None):

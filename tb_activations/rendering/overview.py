@@ -5,7 +5,13 @@ value range. Pure numpy, no TensorFlow.
 - dead: a channel whose map is all zeros in every probe sample;
 - silent: a channel whose map is all zeros in one probe sample (counted per sample);
 - `low`/`high`: the finite range of the drawn tiles over every sample (what "all steps"
-  scaling spans).
+  scaling spans);
+- an attention layer's (`path:attention`) `heads`, per probe sample and head, from the
+  full-resolution probabilities: `entropy` (nats, the mean over queries of -sum p log p;
+  divide by log(`keys`) for the normalised one), `peak` (the mean over queries of the largest
+  probability), `distance` (mean attention distance in patches, null off a patch grid), and
+  `dead`: a **dead head** is one whose attention, in every probe sample, is uniform
+  (normalised entropy >= DEAD_HEAD_LEVEL) or on one token (peak >= DEAD_HEAD_LEVEL).
 
 The writer stores these for every layer of a step in one overview blob (tag
 `activations_overview`), so the tab's overview of a whole run reads one blob per step instead of
@@ -22,8 +28,14 @@ from tb_activations.format import metadata
 
 SUMMARY_FIELDS = ("zero_fraction", "dead_channels", "silent_channels", "nan_count",
                   "inf_count", "low", "high")
+HEAD_FIELDS = ("keys", "entropy", "peak", "distance", "dead")
 # An overview blob larger than this was not written by us (150 layers x 64 samples fit).
 MAX_OVERVIEW_BYTES = 8 << 20
+# A dead head's normalised entropy, or its peak, reaches this in every probe sample.
+DEAD_HEAD_LEVEL = 0.99
+MAX_HEADS = 4096
+MAX_HEAD_SAMPLES = 4096
+MAX_KEYS = 1 << 24
 
 
 def _finite_or_none(value):
@@ -54,13 +66,80 @@ def layer_summary(arrays):
     }
 
 
+def _rounded_or_none(value):
+    value = float(value)
+    return round(value, 7) if math.isfinite(value) else None
+
+
+def dead_heads(entropy, peak, keys):
+    """bool (heads,): uniform or single-token attention in every probe sample (module doc)."""
+    entropy = np.asarray(entropy, dtype=np.float64)
+    peak = np.asarray(peak, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalised = entropy / math.log(keys) if keys > 1 else np.ones_like(entropy)
+    uniform = normalised >= DEAD_HEAD_LEVEL
+    single = peak >= DEAD_HEAD_LEVEL
+    return np.all(uniform | single, axis=0) if entropy.size else np.zeros(entropy.shape[-1:], bool)
+
+
+def head_summary(entropy, peak, distance, keys):
+    """The `heads` field of an attention layer's summary from (samples, heads) arrays."""
+    def rows(array):
+        return [[_rounded_or_none(value) for value in row] for row in np.asarray(array)]
+    return {"keys": int(keys), "entropy": rows(entropy), "peak": rows(peak),
+            "distance": None if distance is None else rows(distance),
+            "dead": [bool(flag) for flag in dead_heads(entropy, peak, keys)]}
+
+
+def _number_rows(value, shape, low=0.0, high=None):
+    """Whether `value` is a list of `shape[0]` lists of `shape[1]` numbers (or null) within
+    [low, high]; shape None: any consistent one within bounds. Returns the shape or None."""
+    if not isinstance(value, list) or not value or len(value) > MAX_HEAD_SAMPLES:
+        return None
+    width = len(value[0]) if isinstance(value[0], list) else -1
+    if not 0 < width <= MAX_HEADS or (shape is not None and (len(value), width) != shape):
+        return None
+    for row in value:
+        if not isinstance(row, list) or len(row) != width:
+            return None
+        for number in row:
+            if number is None:
+                continue
+            if (isinstance(number, bool) or not isinstance(number, (int, float))
+                    or not math.isfinite(number) or number < low
+                    or (high is not None and number > high)):
+                return None
+    return (len(value), width)
+
+
+def valid_heads(heads):
+    """Whether `heads` is a `heads` field as head_summary writes it (bounded: at most
+    MAX_HEAD_SAMPLES samples of MAX_HEADS heads, keys up to MAX_KEYS)."""
+    if not isinstance(heads, dict) or set(heads) != set(HEAD_FIELDS):
+        return False
+    keys = heads["keys"]
+    if isinstance(keys, bool) or not isinstance(keys, int) or not 1 <= keys <= MAX_KEYS:
+        return False
+    shape = _number_rows(heads["entropy"], None, 0.0, math.log(keys) + 1e-3)
+    if shape is None or _number_rows(heads["peak"], shape, 0.0, 1.0 + 1e-6) is None:
+        return False
+    if heads["distance"] is not None and _number_rows(heads["distance"], shape) is None:
+        return False
+    dead = heads["dead"]
+    return (isinstance(dead, list) and len(dead) == shape[1]
+            and all(isinstance(flag, bool) for flag in dead))
+
+
 def encode_overview(summaries):
     """The overview blob of one step: {layer path: layer_summary} as JSON bytes."""
     return json.dumps({"layers": summaries}, allow_nan=False).encode("utf-8")
 
 
 def _valid_summary(summary):
-    if not isinstance(summary, dict) or set(summary) != set(SUMMARY_FIELDS):
+    if not isinstance(summary, dict) or not set(SUMMARY_FIELDS) <= set(summary) or not set(
+            summary) <= set(SUMMARY_FIELDS) | {"heads"}:
+        return False
+    if "heads" in summary and not valid_heads(summary["heads"]):
         return False
     numbers = [summary[field] for field in ("zero_fraction", "low", "high")]
     counts = [summary[field] for field in ("dead_channels", "nan_count", "inf_count")]
@@ -79,6 +158,7 @@ def decode_overview(blob):
     layers = payload.get("layers") if isinstance(payload, dict) else None
     if not isinstance(layers, dict) or not all(
             isinstance(path, str) and _valid_summary(summary) for path, summary in layers.items()):
-        raise ValueError("overview blob is not {\"layers\": {path: summary}} with the fields %s"
+        raise ValueError("overview blob is not {\"layers\": {path: summary}} with the fields %s "
+                         "(and, for attention layers, a valid \"heads\")"
                          % ", ".join(SUMMARY_FIELDS))
     return layers

@@ -9,6 +9,7 @@ outputs as numpy), in numpy only, so the paths without TensorFlow render with it
 import dataclasses
 import functools
 import json
+import warnings
 
 from tb_activations.format import layout as layout_lib
 from tb_activations.format import metadata
@@ -65,8 +66,19 @@ def render_capture(captured):
                 for record, (content, values) in zip(captured.records, render_layers(captured))]
     summaries = {path: overview.layer_summary(reduced)
                  for path, reduced in captured.reduce().items()}
+    for path, numbers in getattr(captured, "head_numbers", {}).items():
+        if path in summaries:
+            summaries[path]["heads"] = overview.head_summary(**numbers)
+    blob = overview.encode_overview(summaries)
+    if len(blob) > overview.MAX_OVERVIEW_BYTES:  # readers refuse it: the heads give way
+        warnings.warn("tb-activations leaves the per-head numbers out of this step's overview: "
+                      "with them it would pass %d bytes" % overview.MAX_OVERVIEW_BYTES,
+                      stacklevel=2)
+        for summary in summaries.values():
+            summary.pop("heads", None)
+        blob = overview.encode_overview(summaries)
     rendered.append((metadata.OVERVIEW_TAG, metadata.create_summary_metadata(
-        {"kind": metadata.KIND_OVERVIEW}), [overview.encode_overview(summaries)]))
+        {"kind": metadata.KIND_OVERVIEW}), [blob]))
     return rendered
 
 

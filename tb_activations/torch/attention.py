@@ -58,7 +58,9 @@ class AttentionProbabilities:
     `downscale` (query factor, key factor; (1, 1) when not) where Tq or Tk exceeded
     max_side; `queries`, `keys`: the full Tq, Tk; `first_query` (B, heads, Tk) the row of
     query 0 (a class token) and `mean_query` (B, heads, Tk) the mean over queries, both at
-    full key resolution."""
+    full key resolution. `heads`: head_numbers of the full-resolution probabilities
+    ({"entropy", "peak", "distance"}: (B, heads) float32 on the device, distance None
+    without a grid) and `grid` the (rows, columns, prefix) the distance was measured on."""
     module_path: str
     module_class: str
     probabilities: torch.Tensor
@@ -67,6 +69,8 @@ class AttentionProbabilities:
     keys: int
     first_query: torch.Tensor
     mean_query: torch.Tensor
+    heads: dict = None
+    grid: tuple = None
 
 
 def attention_reference(query, key, value=None, attn_mask=None, is_causal=False, scale=None,
@@ -106,10 +110,62 @@ def as_batch_heads(probabilities):
     return probabilities.reshape((-1,) + tuple(probabilities.shape[-3:]))
 
 
-def summarise(path, module_class, probabilities, max_side=None):
+_distance_tables = {}  # (rows, columns, device) -> (cells, cells) distances in patches
+
+
+def _patch_distances(rows, columns, device):
+    key = (rows, columns, str(device))
+    table = _distance_tables.get(key)
+    if table is None:
+        row = torch.arange(rows * columns, device=device) // columns
+        column = torch.arange(rows * columns, device=device) % columns
+        table = torch.hypot((row[:, None] - row[None, :]).to(torch.float32),
+                            (column[:, None] - column[None, :]).to(torch.float32))
+        if len(_distance_tables) > 8:
+            _distance_tables.clear()
+        _distance_tables[key] = table
+    return table
+
+
+def head_numbers(probabilities, grid=None):
+    """Per sample and head, from full-resolution (B, heads, Tq, Tk) float32 probabilities,
+    on their device: `entropy` the mean over queries of -sum_k p log p (nats, 0 log 0 = 0);
+    `peak` the mean over queries of the largest probability; `distance` (only when `grid`,
+    (rows, columns, prefix), puts the queries and the keys on a rows x columns patch grid
+    after `prefix` tokens; else None) the mean over grid queries of sum_k p(q,k) |pos(q) -
+    pos(k)| in patches over grid keys, each query's mass renormalised over the grid keys
+    (Dosovitskiy et al. 2020, Fig. 7); a query with no mass on the grid is left out. Each
+    (B, heads) float32. One sample at a time: the temporaries are one sample's maps."""
+    queries, keys = probabilities.shape[-2:]
+    table = None
+    if grid is not None:
+        rows, columns, prefix = grid
+        if queries == keys == prefix + rows * columns:
+            table = _patch_distances(rows, columns, probabilities.device)
+    entropy, peak, distance = [], [], []
+    for sample in probabilities:
+        logs = torch.where(sample > 0, torch.log(sample.clamp_min(1e-38)), 0.0)
+        entropy.append(-(sample * logs).sum(dim=-1).mean(dim=-1))
+        del logs
+        peak.append(sample.amax(dim=-1).mean(dim=-1))
+        if table is not None:
+            on_grid = sample[..., prefix:, prefix:]
+            mass = on_grid.sum(dim=-1)
+            spread = (on_grid * table).sum(dim=-1)
+            kept = mass > 0
+            per_query = torch.where(kept, spread / mass.clamp_min(1e-30), 0.0)
+            distance.append(per_query.sum(dim=-1) / kept.sum(dim=-1).clamp_min(1))
+    empty = probabilities.new_zeros(probabilities.shape[:2])
+    stack = (lambda parts: torch.stack(parts) if parts else empty)
+    return {"entropy": stack(entropy), "peak": stack(peak),
+            "distance": stack(distance) if table is not None else None}
+
+
+def summarise(path, module_class, probabilities, max_side=None, grid=None):
     """An AttentionProbabilities of (B, heads, Tq, Tk) probabilities, area-averaged on their
     device by layout.downscale_factor of each side over `max_side` (reduction.area_downscale,
-    as the grids are: the last partial blocks mirrored)."""
+    as the grids are: the last partial blocks mirrored), with head_numbers of the whole ones
+    (`grid`: (rows, columns, prefix) of the keys, or None)."""
     probabilities = probabilities.detach().to(torch.float32)
     queries, keys = probabilities.shape[-2:]
     factors = (1, 1) if max_side is None else (layout_lib.downscale_factor(queries, max_side),
@@ -119,7 +175,8 @@ def summarise(path, module_class, probabilities, max_side=None):
         probabilities=reduction.area_downscale(probabilities, *factors),
         downscale=factors, queries=queries, keys=keys,
         first_query=probabilities[:, :, 0, :].clone(),
-        mean_query=probabilities.mean(dim=2))
+        mean_query=probabilities.mean(dim=2),
+        heads=head_numbers(probabilities, grid), grid=grid)
 
 
 _lock = threading.Lock()
@@ -182,9 +239,10 @@ class _Session:
     """The hooks' state for one recording: the stack of running modules, the modules
     already recorded, and each running MultiheadAttention call's requested flags."""
 
-    def __init__(self, model, max_side):
+    def __init__(self, model, max_side, grid_of=None):
         self.thread = threading.get_ident()
         self.max_side = max_side
+        self.grid_of = grid_of
         self.paths = {id(module): name.replace(".", "/")
                       for name, module in model.named_modules(remove_duplicate=True)}
         self.running = []
@@ -202,8 +260,16 @@ class _Session:
         with torch.no_grad():
             if borrowed:
                 probabilities = probabilities.detach().to(torch.float32, copy=True)
-            self.results.append(summarise(self.paths[id(module)], type(module).__name__,
-                                          as_batch_heads(probabilities), self.max_side))
+            probabilities = as_batch_heads(probabilities)
+            path = self.paths[id(module)]
+            grid = None
+            if self.grid_of is not None:
+                try:
+                    grid = self.grid_of(path, probabilities.shape[-1], probabilities.shape[1])
+                except Exception:  # noqa: BLE001: no grid is no distance, never a failure
+                    grid = None
+            self.results.append(summarise(path, type(module).__name__, probabilities,
+                                          self.max_side, grid))
 
     def _guarded(self, what, action):
         """Runs a recording step; a failure there becomes a warning: the user's pass goes on."""
@@ -327,20 +393,22 @@ def _patched(owner, name, replacement):
 
 
 @contextlib.contextmanager
-def recording_attention(model, max_side=None):
+def recording_attention(model, max_side=None, grid_of=None):
     """Yields a list that fills, in call order, with one AttentionProbabilities per module of
     `model` that computes attention during the context (run one forward pass in it).
 
     Patches torch.nn.functional.scaled_dot_product_attention and torch.Tensor.softmax
     (process-global, so one recording at a time: a second raises RuntimeError) and hooks
     every module of `model`; all undone on exit. `max_side`: probabilities with more than
-    that many queries or keys are area-averaged before they are kept."""
+    that many queries or keys are area-averaged before they are kept. `grid_of(path, keys,
+    heads)`: the (rows, columns, prefix) grid a module's keys lie on, or None (asked while
+    the pass runs; the mean attention distance is measured on it)."""
     global _active
     if not isinstance(model, torch.nn.Module):
         raise TypeError("expected a torch.nn.Module, got %s" % type(model).__name__)
     if max_side is not None and (not isinstance(max_side, int) or max_side < 1):
         raise ValueError("max_side must be a positive int or None, got %r" % (max_side,))
-    session = _Session(model, max_side)
+    session = _Session(model, max_side, grid_of)
     with _lock:
         if _active is not None:
             raise RuntimeError("recording_attention is already recording (patching torch's "

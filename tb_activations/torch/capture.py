@@ -258,11 +258,13 @@ grids the pass showed, `order` {path: position} of every module's first call's e
 `input_shapes` {path: shape of its first call's first tensor argument, if floating point}."""
 
 
-def run_pass(model, probe, layers=None, attention_side=None, attention=True):
+def run_pass(model, probe, layers=None, attention_side=None, attention=True, token_grid=None):
     """ProbePass of one forward pass: the first call of each selected module (`layers` as
     path_selection.select, None for every module that computes a new value); attention
     probabilities area-averaged to at most `attention_side` queries and keys (None: kept
-    whole), none recorded (and torch's attention functions left alone) if not `attention`."""
+    whole), none recorded (and torch's attention functions left alone) if not `attention`;
+    each attention's mean distance measured on the grid `token_grid=` (as TorchCapture's)
+    chooses for its keys from the grids declared and those observed so far."""
     check_attention_flag(attention)
     model = check_model(model)
     args, kwargs, batch = prepare_probe(model, probe)
@@ -277,8 +279,14 @@ def run_pass(model, probe, layers=None, attention_side=None, attention=True):
     else:
         chosen = {path for path, _ in path_selection.select(candidates, layers)}
         recorder = _Recorder(lambda path, module, ran: path in chosen, batch, batch_first)
-    recording = (attention_lib.recording_attention(model, attention_side) if attention
-                 else contextlib.nullcontext([]))
+    declared = token_grids.declared_token_grids(model)
+
+    def grid_of(path, keys, heads):
+        chosen = token_grids.grid_choice(path, keys, heads, token_grid, declared,
+                                         recorder.observed_grids)
+        return None if chosen is None else (chosen[0].rows, chosen[0].columns, chosen[1])
+    recording = (attention_lib.recording_attention(model, attention_side, grid_of)
+                 if attention else contextlib.nullcontext([]))
     with recorder.hooked(candidates), inference_pass(model), recording as attention:
         try:
             model(*args, **kwargs)
@@ -476,6 +484,30 @@ def attention_drawings(entry, batch, options, token_grid, declared, observed, co
     return drawings
 
 
+def head_numbers_on_host(entry, batch, drawings):
+    """{"entropy", "peak", "distance" (or None), "keys"} of one attention module, numpy
+    (samples, heads): window attention's numbers are the mean over each sample's windows
+    (no distance: its keys are a window, not the sample's grid); the distance is kept only
+    when the attention map was drawn on the grid it was measured on. None without numbers."""
+    numbers = entry.heads
+    if not numbers:
+        return None
+    entries = numbers["entropy"].shape[0]
+    if entries % batch:
+        return None
+    host = {}
+    for name in ("entropy", "peak"):
+        value = numbers[name].reshape(batch, entries // batch, -1).mean(dim=1)
+        host[name] = _as_numpy(value).astype(np.float64)
+    host["distance"] = None
+    if numbers["distance"] is not None and entries == batch:
+        maps = [plan for name, _, plan, _ in drawings if name.endswith(":attention_map")]
+        if maps and maps[0].token_grid == tuple(entry.grid):
+            host["distance"] = _as_numpy(numbers["distance"]).astype(np.float64)
+    host["keys"] = int(entry.keys)
+    return host
+
+
 class TorchCapture:
     """One probe pass of a torch model: `records` (records.LayerRecord per drawn output,
     call order), `options`, and `reduce()`, the reduced arrays as numpy, which
@@ -491,8 +523,9 @@ class TorchCapture:
         self._outputs = {}
         self._reduction_plans = {}  # path -> the plan its reduction follows, where not its own
         self._reduced = None
+        self.head_numbers = {}  # path:attention -> head_numbers_on_host
         token_grid = grid_rules.resolve_token_grid_option(token_grid)
-        probe_pass = run_pass(model, probe, layers, options.max_tile, attention)
+        probe_pass = run_pass(model, probe, layers, options.max_tile, attention, token_grid)
         grids = (token_grids.declared_token_grids(check_model(model)), probe_pass.observed_grids)
         context = WindowContext(check_model(model), probe_pass.input_shapes, *grids)
         drawn, skipped = [], []  # drawn: ((order, part), name, class, tensor, plan, reduction plan)
@@ -526,6 +559,9 @@ class TorchCapture:
             drawn.extend(((probe_pass.order.get(entry.module_path, -1), 1), name,
                           entry.module_class, tensor, stored, reduced)
                          for name, tensor, stored, reduced in drawings)
+            numbers = head_numbers_on_host(entry, probe_pass.batch, drawings)
+            if numbers is not None:
+                self.head_numbers[entry.module_path + ":attention"] = numbers
         for _, name, layer_class, tensor, plan, reduction_plan in sorted(
                 drawn, key=lambda item: item[0]):
             self._outputs[name] = tensor

@@ -1,0 +1,74 @@
+// Per-head numbers of attention layers (./overview's "heads": docs/format.md, Overview blob)
+// and what the head map draws of them. Pure: views/head_map.js draws what these answer.
+
+// The heads of `layer` at step index `index`, or null: {keys, entropy, peak, distance, dead}
+// as the blob holds them (lists per probe sample and head).
+export function headsAt(layer, index) {
+  const heads = Array.isArray(layer.heads) && index >= 0 ? layer.heads[index] : null;
+  if (!heads || !Array.isArray(heads.entropy) || !Array.isArray(heads.dead)) return null;
+  return heads;
+}
+
+// The attention layers of an ./overview (those with "heads" at some step), in model order.
+export function attentionLayers(data) {
+  return (data?.layers ?? []).filter((layer) => Array.isArray(layer.heads) && layer.heads.some((value) => value));
+}
+
+// The mean over probe samples of rows[sample][head], null where no sample has a number.
+export function sampleMean(rows, head) {
+  let sum = 0;
+  let count = 0;
+  for (const row of rows ?? []) {
+    const value = Array.isArray(row) ? row[head] : null;
+    if (typeof value === "number" && Number.isFinite(value)) {
+      sum += value;
+      count += 1;
+    }
+  }
+  return count ? sum / count : null;
+}
+
+export const HEAD_METRICS = [
+  { name: "distance", label: "mean attention distance", unit: "patches" },
+  { name: "entropy", label: "entropy", unit: "nats" },
+];
+
+// The metric a map shows: distance where any layer has one, unless entropy is asked for.
+export function headMetric(name, layers) {
+  const hasDistance = layers.some((layer) => layer.heads.some((heads) => heads && Array.isArray(heads.distance)));
+  if (name === "entropy" || !hasDistance) return HEAD_METRICS[1];
+  return HEAD_METRICS[0];
+}
+
+// One head's numbers at one step: {entropy, normalised, peak, distance, dead}; null parts
+// where the blob has none.
+export function headCell(heads, head) {
+  const entropy = sampleMean(heads.entropy, head);
+  return {
+    entropy,
+    normalised: entropy !== null && heads.keys > 1 ? entropy / Math.log(heads.keys) : null,
+    peak: sampleMean(heads.peak, head),
+    distance: Array.isArray(heads.distance) ? sampleMean(heads.distance, head) : null,
+    dead: heads.dead[head] === true,
+  };
+}
+
+// [low, high] of `metric` over every attention layer, head and step (a scale that stays put
+// while the step changes, so the map's change over steps shows).
+export function metricRange(metric, layers) {
+  let low = Infinity;
+  let high = -Infinity;
+  for (const layer of layers) {
+    for (const heads of layer.heads) {
+      if (!heads) continue;
+      const count = heads.dead?.length ?? 0;
+      for (let head = 0; head < count; head++) {
+        const value = headCell(heads, head)[metric.name];
+        if (value === null) continue;
+        low = Math.min(low, value);
+        high = Math.max(high, value);
+      }
+    }
+  }
+  return low <= high ? [low, high] : [0, 1];
+}
