@@ -36,7 +36,6 @@ Results: a table on stdout and JSON in benchmarks/results/torch.json (torch-quic
 import argparse
 import datetime
 import itertools
-import json
 import math
 import os
 import platform
@@ -57,7 +56,7 @@ from torch.utils.tensorboard import SummaryWriter  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tb_activations.torch as tbat  # noqa: E402
 from benchmarks.timing import (  # noqa: E402
-    event_bytes, git_commit, interleaved, loadavg, median, now, stat, timed)
+    event_bytes, git_commit, interleaved, loadavg, median, now, save_results, stat, timed)
 from tb_activations.format import layout  # noqa: E402
 from tb_activations.format import metadata  # noqa: E402
 
@@ -275,12 +274,8 @@ def main():
     meta["seconds"] = now() - started
     meta["loadavg_end"] = loadavg()
     print_table(results)
-    console.print("total %.0f s; load average at start %s, at end %s; JSON: %s"
-                  % (meta["seconds"], meta["loadavg_start"], meta["loadavg_end"],
-                     os.path.relpath(output)))
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    with open(output, "w") as handle:
-        json.dump({"meta": meta, "models": results}, handle, indent=1)
+    save_results(console, output, {"meta": meta, "models": results}, meta["seconds"],
+                 meta["loadavg_start"], meta["loadavg_end"])
 
 
 if __name__ == "__main__":

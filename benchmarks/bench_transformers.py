@@ -25,7 +25,6 @@ Results: a table on stdout and JSON in benchmarks/results/transformers.json
 import argparse
 import datetime
 import itertools
-import json
 import os
 import platform
 import shutil
@@ -41,7 +40,7 @@ from rich.table import Table
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tb_activations.torch as tbat  # noqa: E402
 from benchmarks.timing import (  # noqa: E402
-    event_bytes, git_commit, interleaved, loadavg, median, now, stat, timed)
+    event_bytes, git_commit, interleaved, loadavg, median, now, save_results, stat, timed)
 
 MIB = 1024 * 1024
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -129,12 +128,8 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
     meta["seconds"] = now() - started
     print_table(result)
-    console.print("total %.0f s; load average at start %s, at end %s; JSON: %s"
-                  % (meta["seconds"], result["loadavg_start"], result["loadavg_end"],
-                     os.path.relpath(output)))
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    with open(output, "w") as handle:
-        json.dump({"meta": meta, "result": result}, handle, indent=1)
+    save_results(console, output, {"meta": meta, "result": result}, meta["seconds"],
+                 result["loadavg_start"], result["loadavg_end"])
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ import contextlib
 import datetime
 import gc
 import io
-import json
 import os
 import platform
 import shutil
@@ -55,7 +54,7 @@ from rich.table import Table  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import tb_activations as tba  # noqa: E402
 from benchmarks.timing import (  # noqa: E402
-    event_bytes, git_commit, interleaved, loadavg, median, now, stat, timed)
+    event_bytes, git_commit, interleaved, loadavg, median, now, save_results, stat, timed)
 from tb_activations.keras import capture as capture_lib  # noqa: E402
 from tb_activations.keras import log as log_lib  # noqa: E402
 from tb_activations.keras import selection  # noqa: E402
@@ -763,13 +762,9 @@ def main():
     if callback is not None:
         print_callback_table(callback)
     targets = evaluate_targets(results, callback)
-    console.print("total %.0f s; load average at start %s, at end %s; JSON: %s"
-                  % (meta["seconds"], meta["loadavg_start"], meta["loadavg_end"],
-                     os.path.relpath(output)))
-    os.makedirs(os.path.dirname(output), exist_ok=True)
-    with open(output, "w") as handle:
-        json.dump({"meta": meta, "models": results, "callback": callback, "targets": targets},
-                  handle, indent=1)
+    save_results(console, output,
+                 {"meta": meta, "models": results, "callback": callback, "targets": targets},
+                 meta["seconds"], meta["loadavg_start"], meta["loadavg_end"])
 
 
 if __name__ == "__main__":

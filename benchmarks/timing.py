@@ -5,6 +5,7 @@ forward passes timed next to it, so slow drifts of a shared machine cancel out.
 """
 
 import glob
+import json
 import os
 import statistics
 import subprocess
@@ -63,3 +64,12 @@ def git_commit():
                               text=True, check=True).stdout.strip()
     except Exception:
         return None
+
+
+def save_results(console, output, payload, seconds, load_start, load_end):
+    """Says how long a benchmark took and under what load, and writes its JSON to `output`."""
+    console.print("total %.0f s; load average at start %s, at end %s; JSON: %s"
+                  % (seconds, load_start, load_end, os.path.relpath(output)))
+    os.makedirs(os.path.dirname(output), exist_ok=True)
+    with open(output, "w") as handle:
+        json.dump(payload, handle, indent=1)
