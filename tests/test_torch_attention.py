@@ -248,6 +248,21 @@ def test_timm_vit_one_map_per_block_output_unchanged():
     assert_restored()
 
 
+def test_only_wanted_modules_attention_is_computed(monkeypatch):
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False).eval()
+    computed = []
+    real = attention.attention_reference
+    monkeypatch.setattr(attention, "attention_reference",
+                        lambda *args, **kwargs: computed.append(1) or real(*args, **kwargs))
+    with torch.no_grad(), attention.recording_attention(
+            model, wanted=lambda path: path == "blocks/4/attn") as recorded:
+        model(torch.randn(1, 3, 224, 224))
+    assert [entry.module_path for entry in recorded] == ["blocks/4/attn"]
+    assert len(computed) == 1  # the other 11 blocks' attention is never recomputed
+
+
 def test_timm_non_fused_attention_is_recorded_from_its_softmax_like_the_fused_one():
     timm = pytest.importorskip("timm")
     from timm.layers import Attention

@@ -239,14 +239,17 @@ class _Session:
     """The hooks' state for one recording: the stack of running modules, the modules
     already recorded, and each running MultiheadAttention call's requested flags."""
 
-    def __init__(self, model, max_side, grid_of=None):
+    def __init__(self, model, max_side, grid_of=None, wanted=None):
         self.thread = threading.get_ident()
         self.max_side = max_side
         self.grid_of = grid_of
         self.paths = {id(module): name.replace(".", "/")
                       for name, module in model.named_modules(remove_duplicate=True)}
         self.running = []
-        self.recorded = set()  # ids of the modules already recorded
+        # ids of the modules already recorded, and of those not wanted: nothing is computed
+        # for either
+        self.recorded = {key for key, path in self.paths.items()
+                         if wanted is not None and not wanted(path)}
         self.results = []
         self._mha_calls = []  # (module, its BoundArguments, need_weights, average) per call
 
@@ -393,7 +396,7 @@ def _patched(owner, name, replacement):
 
 
 @contextlib.contextmanager
-def recording_attention(model, max_side=None, grid_of=None):
+def recording_attention(model, max_side=None, grid_of=None, wanted=None):
     """Yields a list that fills, in call order, with one AttentionProbabilities per module of
     `model` that computes attention during the context (run one forward pass in it).
 
@@ -402,13 +405,14 @@ def recording_attention(model, max_side=None, grid_of=None):
     every module of `model`; all undone on exit. `max_side`: probabilities with more than
     that many queries or keys are area-averaged before they are kept. `grid_of(path, keys,
     heads)`: the (rows, columns, prefix) grid a module's keys lie on, or None (asked while
-    the pass runs; the mean attention distance is measured on it)."""
+    the pass runs; the mean attention distance is measured on it). `wanted(path)`: whether a
+    module's attention is recorded (None: every module's)."""
     global _active
     if not isinstance(model, torch.nn.Module):
         raise TypeError("expected a torch.nn.Module, got %s" % type(model).__name__)
     if max_side is not None and (not isinstance(max_side, int) or max_side < 1):
         raise ValueError("max_side must be a positive int or None, got %r" % (max_side,))
-    session = _Session(model, max_side, grid_of)
+    session = _Session(model, max_side, grid_of, wanted)
     with _lock:
         if _active is not None:
             raise RuntimeError("recording_attention is already recording (patching torch's "

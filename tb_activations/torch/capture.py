@@ -249,12 +249,12 @@ def describe_probe(args, kwargs):
     return ", ".join(map(str, shapes))
 
 
-ProbePass = collections.namedtuple("ProbePass",
-                                   "outputs batch attention observed_grids order input_shapes")
+ProbePass = collections.namedtuple(
+    "ProbePass", "outputs batch attention declared_grids observed_grids order input_shapes")
 ProbePass.__doc__ = """One forward pass: `outputs` {path: (module, channels_first, [(name, tensor,
 batch axes)])} of the selected modules, the `batch` size, `attention` [AttentionProbabilities]
 of the selected modules (every attention module under the default selection), the token
-grids the pass showed, `order` {path: position} of every module's first call's end and
+grids the model declares and those the pass showed, `order` {path: position} of every module's first call's end and
 `input_shapes` {path: shape of its first call's first tensor argument, if floating point}."""
 
 
@@ -285,7 +285,8 @@ def run_pass(model, probe, layers=None, attention_side=None, attention=True, tok
         chosen = token_grids.grid_choice(path, keys, heads, token_grid, declared,
                                          recorder.observed_grids)
         return None if chosen is None else (chosen[0].rows, chosen[0].columns, chosen[1])
-    recording = (attention_lib.recording_attention(model, attention_side, grid_of)
+    wanted = None if layers is None else chosen.__contains__
+    recording = (attention_lib.recording_attention(model, attention_side, grid_of, wanted)
                  if attention else contextlib.nullcontext([]))
     with recorder.hooked(candidates), inference_pass(model), recording as attention:
         try:
@@ -303,8 +304,7 @@ def run_pass(model, probe, layers=None, attention_side=None, attention=True, tok
         if never_called:
             raise ValueError("layers %s were selected but never called by the model's forward "
                              "pass" % ", ".join(never_called))
-        attention = [entry for entry in attention if entry.module_path in chosen]
-    return ProbePass(recorder.outputs, batch, attention, recorder.observed_grids,
+    return ProbePass(recorder.outputs, batch, attention, declared, recorder.observed_grids,
                      recorder.completed, recorder.input_shapes)
 
 
@@ -526,7 +526,7 @@ class TorchCapture:
         self.head_numbers = {}  # path:attention -> head_numbers_on_host
         token_grid = grid_rules.resolve_token_grid_option(token_grid)
         probe_pass = run_pass(model, probe, layers, options.max_tile, attention, token_grid)
-        grids = (token_grids.declared_token_grids(check_model(model)), probe_pass.observed_grids)
+        grids = (probe_pass.declared_grids, probe_pass.observed_grids)
         context = WindowContext(check_model(model), probe_pass.input_shapes, *grids)
         drawn, skipped = [], []  # drawn: ((order, part), name, class, tensor, plan, reduction plan)
         for path, (module, channels_first, outputs) in probe_pass.outputs.items():
