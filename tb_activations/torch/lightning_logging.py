@@ -9,6 +9,7 @@ only; the reduction, rendering and writing run on a thread of their own
 import os
 
 from tb_activations.capture import token_grids as grid_rules
+from tb_activations.capture.records import check_attention_flag
 from tb_activations.format import tokens as tokens_lib
 from tb_activations.rendering import steps as steps_lib
 from tb_activations.torch import capture as capture_lib
@@ -77,7 +78,7 @@ class ActivationsLogging:
         self.on_error = failures.check_on_error(on_error)
         self.settings = steps_lib.render_options(**options)  # names an unknown one now
         self.token_grid = grid_rules.resolve_token_grid_option(token_grid)
-        self.attention = capture_lib.check_attention_flag(attention)
+        self.attention = check_attention_flag(attention)
         self.token_labels = tokens_lib.check_option(token_labels)
         self.probe = probe
         self.every_n_steps = every_n_steps

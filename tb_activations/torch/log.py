@@ -3,6 +3,7 @@ and write stages, into a torch SummaryWriter's run or a log_dir of our own."""
 
 import torch
 
+from tb_activations.capture.records import check_attention_flag
 from tb_activations.format import tokens as tokens_lib
 from tb_activations.rendering import steps as steps_lib
 from tb_activations.torch import capture as capture_lib
@@ -110,7 +111,7 @@ def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
     """
     settings = steps_lib.render_options(**options)
     failures.check_on_error(on_error)
-    capture_lib.check_attention_flag(attention)
+    check_attention_flag(attention)
     step = destinations.step_number(step)
     if not is_rank_zero():
         return False
