@@ -5,7 +5,8 @@ becomes one event whose summary holds, per tag, a string tensor of shape [n] wit
 metadata: the value tf.summary.write makes. One event, so a step is one record, which a
 reader sees whole or not at all. Where it goes is decided here only:
   * an `events.EventFileWriter` (ours: the callback's, or a `log_dir=`): one checked write;
-  * a `torch.utils.tensorboard.SummaryWriter`: its event file, beside the user's scalars;
+  * a `torch.utils.tensorboard.SummaryWriter`: its event file, beside and in order with the
+    user's scalars, framed by us where summary_writer.record_queue knows its internals;
   * None: the default tf.summary writer (Keras code under `with writer.as_default()`).
 Imports neither TensorFlow nor torch: each is used only when its writer is given.
 """
@@ -22,6 +23,7 @@ from tensorboard.compat.proto import summary_pb2
 from tensorboard.compat.proto import types_pb2
 
 from tb_activations.writing import events
+from tb_activations.writing import summary_writer
 from tb_activations.writing import tf_summary
 
 # Field numbers of the protos a step is made of (tensorboard/compat/proto/*.proto).
@@ -133,8 +135,13 @@ def write_rendered(rendered, step, writer=None):
         return True
     if _is_torch_summary_writer(writer):
         with events.as_event_file_error(writer.get_logdir()):
-            torch_file_writer(writer).add_summary(
-                summary_pb2.Summary.FromString(step_summary_bytes(rendered)), int(step))
+            file_writer = torch_file_writer(writer)
+            queue = summary_writer.record_queue(file_writer)
+            if queue is None:
+                file_writer.add_summary(
+                    summary_pb2.Summary.FromString(step_summary_bytes(rendered)), int(step))
+            else:
+                queue.write(summary_writer.FramedRecord(step_event_bytes(rendered, int(step))))
         return True
     if writer is None:
         with events.as_event_file_error("the default tf.summary writer"):
@@ -152,5 +159,6 @@ def _is_torch_summary_writer(writer):
 def torch_file_writer(writer):
     """The FileWriter of a torch SummaryWriter (its event file; reopened if closed), whose
     add_summary(summary, global_step) takes a ready Summary proto. The one private torch API
-    we use: `SummaryWriter._get_file_writer`, checked against torch 2.13."""
+    we use: `SummaryWriter._get_file_writer`, checked against torch 2.13 (TensorBoard's
+    internals under it: summary_writer.py)."""
     return writer._get_file_writer()
