@@ -10,6 +10,7 @@ at 224x224x3 on CPU, a 4-image probe:
     log_dir=         call returns)
   log_activations    the call with writer=SummaryWriter (blocking), and the call plus
     writer=          writer.flush() (total: the SummaryWriter's thread has the step on disk)
+  writer= / log_dir= writer='s total against log_dir='s, the two interleaved
   hooks + make_grid  the peer: forward hooks on the same modules as ours keep the first
     + add_image      call's output of the first sample, cloned (torchvision's in-place ReLUs
                      would overwrite it), up to RenderOptions.max_channels channels; per
@@ -204,6 +205,17 @@ def bench_model(name, x, repeats, workdir):
     writer = SummaryWriter(os.path.join(workdir, name, "writer"))
     writer_rows("writer", lambda step: tbat.log_activations(model, x, step, writer=writer),
                 writer, "log_activations(writer=SummaryWriter)")
+    paired = SummaryWriter(os.path.join(workdir, name, "paired"))
+
+    def writer_total():
+        tbat.log_activations(model, x, next(steps), writer=paired)
+        paired.flush()
+    method, base = interleaved(
+        lambda: timed(lambda: tbat.log_activations(model, x, next(steps), log_dir=log_dir)),
+        writer_total, repeats)
+    paired.close()
+    result["writer_over_log_dir"] = stat(method, base, "writer= total, interleaved with "
+                                         "log_dir= steps: ratio to those")
     peer_writer = SummaryWriter(os.path.join(workdir, name, "peer"))
     peer = HookGrids(model, paths, peer_writer)
     writer_rows("peer", lambda step: peer.log(x, step), peer_writer,
@@ -242,6 +254,9 @@ def print_table(results):
                 % (result[bytes_key + "_bytes_per_step"] / MIB),
                 end_section=key == ROWS[-1][1])
     console.print(table)
+    for name, result in results.items():
+        console.print("%s: log_activations writer= total / log_dir= total, the two interleaved: "
+                      "%.2f" % (name, result["writer_over_log_dir"]["ratio"]))
     console.print("ours draws every sample of the probe plus statistics per module; the peer "
                   "draws the first sample only. log_activations runs all its work in the "
                   "calling thread: with log_dir= blocking is total.")
