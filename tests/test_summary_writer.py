@@ -4,6 +4,7 @@ fallback); both read back by TensorBoard's loaders as the log_dir= path's steps,
 the user's own events, every record's CRCs those of TensorBoard's reference implementation.
 """
 
+import io
 import struct
 
 import hypothesis
@@ -120,6 +121,17 @@ def test_steps_land_in_call_order_with_the_users_events(tmp_path_factory, calls)
              for step, tags, _ in summaries(path)]
     assert kinds == list(enumerate(calls))
     assert len(framed_records(path)) == len(calls) + 1
+
+
+@hypothesis.given(st.lists(st.binary(max_size=2000), max_size=5))
+def test_the_writers_own_events_are_framed_to_the_same_bytes_as_before(payloads):
+    theirs, ours = io.BytesIO(), io.BytesIO()
+    for data in payloads:
+        record_writer.RecordWriter(theirs).write(data)
+        summary_writer.FramingRecordWriter(ours).write(data)
+    assert ours.getvalue() == theirs.getvalue()
+    summary_writer.FramingRecordWriter(ours).write(summary_writer.FramedRecord(b"step"))
+    assert ours.getvalue()[len(theirs.getvalue()):] == events.tf_record(b"step")
 
 
 def test_a_closed_file_writer_refuses_the_step_naming_the_log_dir(tmp_path, path):
