@@ -10,7 +10,7 @@ calls; the writer's RecordWriter becomes a FramingRecordWriter, which writes suc
 it is and frames every other event with the same fast CRC (the same bytes as before).
 
 These are TensorBoard's internals (EventFileWriter._async_writer, _AsyncWriter._writer and
-._worker._record_writer, RecordWriter._writer), as in tensorboard 2.16 to 2.21: record_queue
+._worker._record_writer, RecordWriter._writer), checked against tensorboard 2.21: record_queue
 checks each before use, and where one differs the public path writes the same events.
 """
 
