@@ -34,6 +34,7 @@ import warnings
 import keras
 import numpy as np
 
+from tb_activations.capture import rollout_record
 from tb_activations.capture import token_grids
 from tb_activations.capture.records import LayerRecord, UndrawableLayerError
 from tb_activations.capture.records import check_attention_flag
@@ -329,6 +330,33 @@ def attention_drawings(path, probabilities, batch, options, token_grid, grids, d
     return drawings
 
 
+def rollout_drawing(model_name, attention, batch, options, token_grid, grids, reduce):
+    """The Drawing of the attention rollout over the layers of `attention` ([(path,
+    (B, heads, Tq, Tk) probabilities)], call order), the class token's row over the patch
+    grid, or None where the pass is not a ViT-style stack (as torch/rollout.py: every layer
+    self-attention over the same tokens of each sample, a class token and a patch grid)."""
+    shapes = {tuple(probabilities.shape) if probabilities is not None else None
+              for _, probabilities in attention}
+    if len(shapes) != 1 or None in shapes:
+        return None
+    samples, heads, queries, keys = next(iter(shapes))
+    if samples != batch or queries != keys:
+        return None
+    chosen = token_grids.grid_choice(attention[0][0], keys, heads, token_grid, (), grids)
+    if chosen is None or not chosen[1]:
+        return None
+    rows, columns, prefix = chosen[0].rows, chosen[0].columns, chosen[1]
+    paths = [path for path, _ in attention]
+
+    def derive(_, recorded):
+        product = attention_lib.rollout([recorded[path][1] for path in paths])
+        maps = keras.ops.reshape(product[:, 0, prefix:], (-1, rows, columns))
+        return maps[..., None] if reduce else maps
+
+    plan = rollout_record.rollout_plan((rows, columns, prefix), options) if reduce else None
+    return Drawing(rollout_record.rollout_name(model_name), plan, plan, derive, 4)
+
+
 def head_grid(drawings, probabilities):
     """(rows, columns, prefix) of the attention map among `drawings` when the queries lie on
     it too (self-attention), else None: the grid the mean attention distance is measured on."""
@@ -418,6 +446,12 @@ class ActivationProbe:
                     if reduce:
                         self._heads[path + ":attention"] = (
                             path, head_grid(drawings, probabilities), int(probabilities.shape[3]))
+            if attention and layers is None:
+                drawing = rollout_drawing(model.name, [(path, probabilities) for path, (
+                    _, probabilities) in attention.items()], batch, options, token_grid, grids,
+                    reduce)
+                if drawing is not None:
+                    add(drawing, rollout_record.LAYER_CLASS)
 
         planned = False
 
@@ -557,7 +591,9 @@ def get_activations(model, inputs, layers=None, attention=True):
     (softmax(query·keyᵀ/√key_dim) under the layer's own masks, a row whose every key is
     masked 0), are at `path:attention`, right after the layer's own output (every attention
     layer under the default selection, the selected ones under `layers=`; none with
-    `attention=False`).
+    `attention=False`), and under the default selection the attention rollout of a
+    ViT-style model (rollout_drawing), the class token's row over its (rows, columns) patch
+    grid, last, at `<model name>:attention_rollout` (B, rows, columns).
     """
     arrays = prepare_probe(model, inputs)
     return probe_for(model, arrays, layers, reduce=False, attention=attention)(arrays)
