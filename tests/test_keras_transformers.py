@@ -301,13 +301,33 @@ def test_attention_false_draws_no_heads_and_is_checked():
         tba.ActivationsCallback("unused", probe=images, attention=1)
 
 
-def test_a_vit_without_a_class_token_has_no_rollout_and_no_warning(tmp_path):
-    images = keras.Input((32, 32, 3))
+def patch_tokens(images):
     x = keras.layers.Conv2D(work.WIDTH, work.PATCH, strides=work.PATCH, name="patches")(images)
-    x = keras.layers.Reshape((GRID * GRID, work.WIDTH), name="tokens")(x)
+    return keras.layers.Reshape((GRID * GRID, work.WIDTH), name="tokens")(x)
+
+
+def no_class_token():
+    images = keras.Input((32, 32, 3))
+    x = patch_tokens(images)
     x = keras.layers.MultiHeadAttention(work.HEADS, work.KEY_DIM, name="attention")(x, x)
-    model = keras.Model(images, keras.layers.GlobalAveragePooling1D(name="pool")(x),
-                        name="no_class_token")
+    return keras.Model(images, keras.layers.GlobalAveragePooling1D(name="pool")(x),
+                       name="no_class_token")
+
+
+def shared_attention():
+    """A class token and a grid, but one MultiHeadAttention called twice a pass."""
+    images = keras.Input((32, 32, 3))
+    x = work.ClassToken(name="cls")(patch_tokens(images))
+    attention = keras.layers.MultiHeadAttention(work.HEADS, work.KEY_DIM, name="attention")
+    x = attention(x, x)
+    x = attention(x, x)
+    return keras.Model(images, keras.layers.GlobalAveragePooling1D(name="pool")(x),
+                       name="shared_attention")
+
+
+@pytest.mark.parametrize("build", [no_class_token, shared_attention])
+def test_a_model_rollout_does_not_describe_has_none_and_no_warning(build, tmp_path):
+    model = build()
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         activations = tba.get_activations(model, work.images())

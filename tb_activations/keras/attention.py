@@ -138,13 +138,17 @@ def probabilities(layer, original, args, kwargs, result, muted):
 
 
 @contextlib.contextmanager
-def recording_attention(layers, found, muted):
+def recording_attention(layers, found, muted, repeated=None):
     """While open, each of `layers` ([(path, MultiHeadAttention)])'s first call's
-    probabilities land in `found[path]` as (layer, (B, heads, Tq, Tk) float32 tensor).
-    `muted()`: a context during which the layer-call recording records nothing."""
+    probabilities land in `found[path]` as (layer, (B, heads, Tq, Tk) float32 tensor), and
+    the paths of those called again in the set `repeated` (when given: a rollout, one step
+    per layer, cannot follow them). `muted()`: a context during which the layer-call
+    recording records nothing."""
     def recorder(path, layer, original):
         def recorded(*args, **kwargs):
             result = original(*args, **kwargs)
+            if path in found and repeated is not None:
+                repeated.add(path)
             if path not in found:
                 try:
                     found[path] = (layer, probabilities(layer, original, args, kwargs, result,

@@ -197,9 +197,9 @@ def recording_outputs(candidates, outputs, muted=None):
 
 
 @contextlib.contextmanager
-def recording(candidates, outputs, attention_layers, attention):
+def recording(candidates, outputs, attention_layers, attention, repeated=None):
     """recording_outputs, and attention_lib.recording_attention of `attention_layers` into
-    `attention`, its second calls muted."""
+    `attention` (the layers called again into `repeated`), its second calls muted."""
     muted = [0]
 
     @contextlib.contextmanager
@@ -211,7 +211,7 @@ def recording(candidates, outputs, attention_layers, attention):
             muted[0] -= 1
 
     with recording_outputs(candidates, outputs, muted), \
-            attention_lib.recording_attention(attention_layers, attention, mute):
+            attention_lib.recording_attention(attention_layers, attention, mute, repeated):
         yield
 
 
@@ -334,7 +334,8 @@ def rollout_drawing(model_name, attention, batch, options, token_grid, grids, re
     """The Drawing of the attention rollout over the layers of `attention` ([(path,
     (B, heads, Tq, Tk) probabilities)], call order), the class token's row over the patch
     grid, or None where the pass is not a ViT-style stack (as torch/rollout.py: every layer
-    self-attention over the same tokens of each sample, a class token and a patch grid)."""
+    self-attention over the same tokens of each sample, once a pass, a class token and a
+    patch grid: the caller leaves out a pass whose layers ran twice)."""
     shapes = {tuple(probabilities.shape) if probabilities is not None else None
               for _, probabilities in attention}
     if len(shapes) != 1 or None in shapes:
@@ -397,6 +398,7 @@ class ActivationProbe:
                           for path, layer in candidates}
         outputs = {}
         attention = {}  # path -> (layer, (B, heads, Tq, Tk) probabilities or None)
+        repeated = set()  # paths of the attention layers called more than once a pass
         called = set()
         self.skipped = []
         self.output_bytes = 0 if reduce else None
@@ -446,7 +448,7 @@ class ActivationProbe:
                     if reduce:
                         self._heads[path + ":attention"] = (
                             path, head_grid(drawings, probabilities), int(probabilities.shape[3]))
-            if attention and layers is None:
+            if attention and layers is None and not repeated:
                 drawing = rollout_drawing(model.name, [(path, probabilities) for path, (
                     _, probabilities) in attention.items()], batch, options, token_grid, grids,
                     reduce)
@@ -479,7 +481,7 @@ class ActivationProbe:
         try:
             self._function = self._backend.trace_forward(
                 model, run, signature,
-                lambda: recording(candidates, outputs, attention_layers, attention))
+                lambda: recording(candidates, outputs, attention_layers, attention, repeated))
         except (ValueError, TypeError) as error:
             raise ValueError("the probe %s could not pass through model %r: %s"
                              % (keras.tree.map_structure(lambda s: tuple(s.shape), signature),
