@@ -16,8 +16,9 @@ to the tile cap before they leave it; a token output (B, prefix + rows * columns
 patch Conv2D whose output showed that grid while tracing (keras/token_grids.py) is drawn over
 it, its prefix tokens apart at `path:prefix_tokens`; where an attention layer's keys lie on
 such a grid, the class token's (else the mean query's) attention per head is folded onto it
-at `path:attention_map`. `token_grid=` says otherwise (capture.token_grids's rules, as on
-PyTorch).
+at `path:attention_map`, and for a ViT-style model the attention rollout over every layer
+(attention.rollout, in the same traced function) at `<model name>:attention_rollout`.
+`token_grid=` says otherwise (capture.token_grids's rules, as on PyTorch).
 """
 
 import collections

@@ -13,7 +13,8 @@ Transformers: a token output (B, prefix + rows * columns, D) on a patch grid the
 declares or the pass shows (token_grids) is drawn over that grid, its prefix tokens apart at
 `path:prefix_tokens`; every attention module's probabilities (attention.recording_attention)
 at `path:attention`, and where the keys lie on a patch grid, one query's attention per head
-folded onto it at `path:attention_map`.
+folded onto it at `path:attention_map`; for a ViT-style model, the attention rollout over all
+of them (rollout.Rollout, accumulated in the same pass) at `<model class>:attention_rollout`.
 
 Windows: an output whose axis 0 holds B·n entries, each sample's windows or patches (Swin,
 MaxViT, MobileViT, LeViT's flattened tokens), is put back per sample onto its map where the
