@@ -21,7 +21,7 @@
  * @property {number[]} depth_slices
  * @property {boolean} channels_first
  * @property {number} samples
- * @property {"token_grid"|"prefix_tokens"|"attention"|"attention_map"|"windows"} [source]  what the grid's
+ * @property {"token_grid"|"prefix_tokens"|"attention"|"attention_map"|"windows"|"attention_rollout"} [source]  what the grid's
  *   values are when not the layer's output as it is
  * @property {{rows: number, columns: number, prefix_tokens: number}} [token_grid]
  * @property {"class_token"|"mean"} [attention_query]
@@ -128,6 +128,12 @@ function patchToken(layer, info, labels) {
   if (!own || layer.downscale[0] * layer.downscale[1] !== 1) return null;
   const grid = layer.token_grid;
   return tokenSpan("token", own, grid.prefix_tokens + info.y * grid.columns + info.x);
+}
+
+// The key a pixel of a map over the keys' patch grid is ("key 5 'cat'"), by its labels.
+function keyToken(layer, info, labels) {
+  const key = patchToken(layer, info, labels);
+  return key && `key ${key.slice("token ".length)}`;
 }
 
 // What the two single-image layouts (sequence, vector) share.
@@ -274,10 +280,15 @@ const SOURCES = {
       layer.attention_query === "class_token" ? "the class token's attention over the patch grid"
         : "the mean query's attention over the patch grid",
       ...windowsFacts(layer, "each window's, put back from")],
-    tokens: (layer, info, labels) => {
-      const key = patchToken(layer, info, labels);
-      return key && `key ${key.slice("token ".length)}`;
-    },
+    tokens: keyToken,
+  },
+  attention_rollout: {
+    unit: "map",
+    label: (info, layer) => `rollout, ${patchOf(layer, info)}`,
+    facts: (layer) => ["attention rollout: the class token's attention through every layer " +
+      `(heads averaged, the residual as identity) over the ${layer.token_grid.rows}×` +
+      `${layer.token_grid.columns} patch grid`],
+    tokens: keyToken,
   },
   windows: {
     facts: (layer) => [`each sample's ${layer.windows.count} windows one after the other ` +

@@ -121,7 +121,7 @@ def test_the_tab_and_export_name_units_alike(page):
             {layout, source, layer: "x", token_grid: {rows: 2, columns: 2, prefix_tokens: 0}}).unit);
     """, pairs)
     assert named == [layout_module.unit_name(layout, source) for layout, source in pairs]
-    assert set(named) == {"channel", "feature", "unit", "head"}
+    assert set(named) == {"channel", "feature", "unit", "head", "map"}
 
 
 @pytest.mark.parametrize("shape", [(5, 7, 3), (9, 9, 10), (4, 6, 6, 3), (12, 5), (30,), (7,)],

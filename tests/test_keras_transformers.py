@@ -1,7 +1,7 @@
 """Keras transformers as their users think of them (issue 16 for Keras): a tiny ViT's block
 outputs as feature maps over its 4 x 4 patch grid (the class token beside it), every
 MultiHeadAttention's heads as tiles checked against softmax(q·kᵀ/√d + mask) computed in numpy
-from the layer's weights, the class token's attention over the grid; a text encoder's
+from the layer's weights, the class token's attention over the grid and the attention rollout; a text encoder's
 causal and padding masks; the TensorFlow backend in this process, JAX and torch in
 subprocesses (tests/keras_transformers_worker.py)."""
 
@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 
 import keras
 import numpy as np
@@ -18,10 +19,12 @@ import tb_activations as tba
 from tb_activations.keras import capture
 from tb_activations.keras import log as log_lib
 from tests import keras_transformers_worker as work
+from tests.rollout_reference import reference_rollout
 from tests.tiles import quantum, tile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = work.GRID
+ROLLOUT = "tiny_vit:attention_rollout"
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +108,15 @@ def check_vit_log(records, references, activations):
             for head in range(work.HEADS):
                 want = reference[record.sample, head, 0, 1:].reshape(GRID, GRID)
                 np.testing.assert_allclose(tile(record, head), want, atol=quantum(want))
+    rollout = reference_rollout(references.values(), (GRID, GRID, 1))
+    maps = records[ROLLOUT]
+    tiling = maps[0].tiling
+    assert tiling["source"] == "attention_rollout" and tiling["layer_class"] == "AttentionRollout"
+    assert tiling["token_grid"] == {"rows": GRID, "columns": GRID, "prefix_tokens": 1}
+    assert tiling["output_shape"] == [None, GRID, GRID, 1]
+    for record in maps:
+        want = rollout[record.sample]
+        np.testing.assert_allclose(tile(record, 0), want, atol=quantum(want))
 
 
 def test_get_activations_returns_the_attention_probabilities_of_the_layers_weights():
@@ -116,6 +128,10 @@ def test_get_activations_returns_the_attention_probabilities_of_the_layers_weigh
         assert order.index(path) == order.index(layer) + 1  # right after the layer's output
         assert activations[path].shape == (2, work.HEADS, 17, 17)
         np.testing.assert_allclose(activations[path], reference, atol=1e-4)
+    assert order[-1] == ROLLOUT  # after every layer, from the attention of the same pass
+    np.testing.assert_allclose(activations[ROLLOUT],
+                               reference_rollout(references.values(), (GRID, GRID, 1)),
+                               atol=1e-4, rtol=0)
     # get_activations keeps outputs as they are: no grid split there.
     assert activations["block0"].shape == (2, 17, work.WIDTH)
     assert not [name for name in activations if name.endswith(("_map", "prefix_tokens"))]
@@ -164,7 +180,8 @@ def test_log_activations_draws_the_text_encoders_heads_and_keeps_its_model(tmp_p
     assert "_compute_attention" not in layer.__dict__ and "call" not in layer.__dict__
     records = records_by_layer(tmp_path)
     sources = {name: rs[0].tiling.get("source", "output") for name, rs in records.items()}
-    assert not {"token_grid", "prefix_tokens", "attention_map"} & set(sources.values())
+    assert not {"token_grid", "prefix_tokens", "attention_map",
+                "attention_rollout"} & set(sources.values())
     assert sources["self_attention:attention"] == "attention"
     heads = records["self_attention:attention"]
     assert heads[0].tiling["output_shape"] == [None, work.HEADS, work.STEPS, work.STEPS]
@@ -183,7 +200,7 @@ def test_token_grid_option_as_on_pytorch(tmp_path):
     sources = {r.tiling.get("source", "output")
                for r in tba.read_activations(str(tmp_path / "off"))}
     assert "token_grid" not in sources and "attention" in sources
-    assert "attention_map" not in sources
+    assert "attention_map" not in sources and "attention_rollout" not in sources
     text, ids = work.text_encoder(), work.token_ids()
     tba.log_activations(text, ids, step=0, log_dir=str(tmp_path / "named"),
                         token_grid={"emb*": (2, 4)})
@@ -277,7 +294,45 @@ def test_the_flash_attention_setting_is_put_back_even_when_the_call_raises():
 def test_attention_false_draws_no_heads_and_is_checked():
     model, images = work.vit(), work.images()
     drawn = tba.get_activations(model, images, attention=False)
-    assert drawn and not any(name.endswith(":attention") for name in drawn)
+    assert drawn and not any(name.endswith((":attention", ":attention_rollout"))
+                             for name in drawn)
     assert any(name.endswith(":attention") for name in tba.get_activations(model, images))
     with pytest.raises(TypeError, match="attention must be True .* or False, got 1"):
         tba.ActivationsCallback("unused", probe=images, attention=1)
+
+
+def patch_tokens(images):
+    x = keras.layers.Conv2D(work.WIDTH, work.PATCH, strides=work.PATCH, name="patches")(images)
+    return keras.layers.Reshape((GRID * GRID, work.WIDTH), name="tokens")(x)
+
+
+def no_class_token():
+    images = keras.Input((32, 32, 3))
+    x = patch_tokens(images)
+    x = keras.layers.MultiHeadAttention(work.HEADS, work.KEY_DIM, name="attention")(x, x)
+    return keras.Model(images, keras.layers.GlobalAveragePooling1D(name="pool")(x),
+                       name="no_class_token")
+
+
+def shared_attention():
+    """A class token and a grid, but one MultiHeadAttention called twice a pass."""
+    images = keras.Input((32, 32, 3))
+    x = work.ClassToken(name="cls")(patch_tokens(images))
+    attention = keras.layers.MultiHeadAttention(work.HEADS, work.KEY_DIM, name="attention")
+    x = attention(x, x)
+    x = attention(x, x)
+    return keras.Model(images, keras.layers.GlobalAveragePooling1D(name="pool")(x),
+                       name="shared_attention")
+
+
+@pytest.mark.parametrize("build", [no_class_token, shared_attention])
+def test_a_model_rollout_does_not_describe_has_none_and_no_warning(build, tmp_path):
+    model = build()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        activations = tba.get_activations(model, work.images())
+        assert tba.log_activations(model, work.images(), step=0, log_dir=str(tmp_path))
+    assert "attention:attention" in activations
+    assert not [name for name in activations if "rollout" in name]
+    sources = {r.tiling.get("source") for r in tba.read_activations(str(tmp_path))}
+    assert "attention_map" in sources and "attention_rollout" not in sources

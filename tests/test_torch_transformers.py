@@ -3,6 +3,8 @@ feature maps over the patch grid (prefix tokens beside it), every attention modu
 as tiles and the class token's attention over the grid, read back through TensorBoard's
 loader, served and drawn in the tab. Random-weight models from timm and Hugging Face."""
 
+import collections
+import csv
 import os
 
 import numpy as np
@@ -13,6 +15,7 @@ import transformers
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
+from PIL import Image
 
 import tb_activations as tba
 import tb_activations.torch as tbat
@@ -21,6 +24,7 @@ from tests import browser_helpers
 from tests.tiles import quantum, tile
 
 GRID = 14  # vit_tiny_patch16_224: 224 / 16 patches a side, one class token before them
+ROLLOUT = "VisionTransformer:attention_rollout"
 
 
 def vit_tiny():
@@ -254,3 +258,50 @@ def test_attention_false_leaves_torchs_attention_functions_alone(tmp_path, monke
     with pytest.raises(TypeError, match="attention must be True .* or False, got 'no'"):
         tbat.log_activations(vit_tiny(), digit_images(1), step=1, log_dir=str(tmp_path),
                              attention="no")
+
+
+@pytest.mark.browser
+def test_the_tab_lists_the_attention_rollout_and_draws_it_over_the_probe(vit_logdir, tmp_path):
+    pytest.importorskip("playwright.sync_api")
+    with browser_helpers.served_page(vit_logdir) as (page, url, errors):
+        frame = browser_helpers.open_layer(page, url, "vit", ROLLOUT, channel=0, sample=1)
+        names = [row.text_content() for row in frame.query_selector_all(
+            ".layer-row .layer-name")]
+        facts = frame.text_content(".layer-facts")
+        grid = frame.query_selector(".grid-canvas").evaluate(browser_helpers.CANVAS_PIXELS)
+        frame.wait_for_selector(".channel-title:has-text('Map 0')")
+        frame.wait_for_function("() => !document.querySelector('.overlay').hidden")
+        overlay = frame.query_selector(".overlay-canvas").evaluate(browser_helpers.CANVAS_PIXELS)
+        page.screenshot(path=str(tmp_path / "rollout.png"))
+    assert errors == []
+    assert names[-1] == ROLLOUT  # after every module, as the rollout is of all of them
+    assert "attention rollout: the class token's attention through every layer" in facts
+    assert "14×14 patch grid" in facts
+    assert (grid["width"], grid["height"]) == (GRID, GRID) and grid["colours"] > 20
+    assert overlay["colours"] > 20  # the map laid over the digit
+
+
+def test_export_writes_the_attention_rollout_in_every_format(vit_logdir, tmp_path):
+    result = tba.export(str(vit_logdir), tmp_path, layers=ROLLOUT, values=True, progress=False)
+    with open(result.index, newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    formats = collections.Counter(row["format"] for row in rows)
+    assert formats == {"png": 4, "gif": 2, "npz": 1, "html": 1}  # 2 steps x 2 samples
+    assert {row["layer"] for row in rows if row["format"] != "html"} == {ROLLOUT}
+    for row in rows:
+        if row["format"] == "png":
+            with Image.open(tmp_path / row["file"]) as image:
+                assert image.text["Title"].startswith(ROLLOUT + " · step " + row["step"])
+                assert "AttentionRollout · output (None, 14, 14, 1) · 1 of 1 maps drawn" in (
+                    image.text["Description"])
+        elif row["format"] == "gif":
+            with Image.open(tmp_path / row["file"]) as gif:
+                assert gif.n_frames == 2
+    (npz,) = [row["file"] for row in rows if row["format"] == "npz"]
+    with np.load(tmp_path / npz, allow_pickle=False) as arrays:
+        assert arrays["steps"].tolist() == [0, 5]
+        for record in tba.read_activations(str(vit_logdir), layer=ROLLOUT):
+            np.testing.assert_array_equal(
+                arrays["values"][[0, 5].index(record.step), record.sample], record.values())
+    page = (tmp_path / "activations.html").read_text(encoding="utf-8")
+    assert ROLLOUT in page and page.count("<img") >= 4

@@ -459,6 +459,27 @@ def test_no_output_is_drawn_as_windows_of_an_unknown_partition(name, zoo_dir):
     assert not unknown
 
 
+# A class token, a patch grid, every attention module self-attention over the same tokens
+# once a pass: the models an attention rollout describes. Swin, MaxViT, LeViT, MobileViT
+# (windows, token counts that change), CrossViT (two branches of different lengths, cross
+# attention) and the text models have none.
+ROLLOUT_MODELS = {"timm-vit_tiny", "timm-deit_tiny", "timm-eva02_tiny", "torchvision-vit",
+                  "hf-vit"}
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_vit_style_models_and_only_they_have_an_attention_rollout(name, zoo_dir):
+    log, zoo = log_of(name, zoo_dir), ZOO[name]
+    rollouts = [tiling for tiling in log.records.values()
+                if tiling.get("source") == "attention_rollout"]
+    assert len(rollouts) == (name in ROLLOUT_MODELS)
+    if rollouts:
+        (rows, columns, prefix), = set(zoo.grids.values())
+        assert rollouts[0]["token_grid"] == {"rows": rows, "columns": columns,
+                                             "prefix_tokens": prefix}
+        assert rollouts[0]["layer"] == type(log.model).__name__ + ":attention_rollout"
+
+
 # --- Keras --------------------------------------------------------------------------------
 
 def test_keras_vit_from_multi_head_attention(tmp_path):

@@ -14,8 +14,10 @@ CHANNEL_SELECTIONS = ("first", "top")
 # distillation, register) beside it, an attention module's probabilities per head (B, heads,
 # queries, keys), one query's attention per head folded onto the keys' patch grid, and the
 # windows (or patches) a model folded into the batch axis, each sample's stacked one after
-# the other where no known partition puts them back onto its map.
-SOURCES = ("output", "token_grid", "prefix_tokens", "attention", "attention_map", "windows")
+# the other where no known partition puts them back onto its map, and the attention rollout
+# (the class token's attention through every layer) over the patch grid.
+SOURCES = ("output", "token_grid", "prefix_tokens", "attention", "attention_map", "windows",
+           "attention_rollout")
 # How a model folded each sample's map into batch entries (the `windows` field): Swin's and
 # MaxViT's windows (shifted ones drawn rolled back), MaxViT's strided grid, MobileViT's
 # unfolded patches, one token per entry (LeViT), or a partition not known.
@@ -27,9 +29,11 @@ ATTENTION_QUERIES = ("class_token", "mean")
 def unit_name(layout, source="output"):
     """What a layer's channel index counts, as the tab names it (frontend/layouts.js, a test
     holds the two alike): a head of attention, a feature of tokens or of a sequence, a unit
-    of a vector, else a channel."""
+    of a vector, the one map of a rollout, else a channel."""
     if source in ("attention", "attention_map"):
         return "head"
+    if source == "attention_rollout":
+        return "map"
     if source == "token_grid" or layout == "sequence":
         return "feature"
     return "unit" if layout == "vector" else "channel"

@@ -87,6 +87,20 @@ def head_numbers(probabilities, grid=None):
     return ops.stack([entropy, peak, distance])
 
 
+def rollout(probabilities):
+    """(B, T, T) float32 attention rollout (Abnar & Zuidema 2020) of the full-resolution
+    (B, heads, T, T) probabilities of each attention layer in forward order, in the
+    backend's ops: R <- normalise_rows(0.5 * mean_heads(A) + 0.5 * I) @ R, as
+    torch/rollout.rollout_step."""
+    ops = keras.ops
+    product = None
+    for values in probabilities:
+        mixed = 0.5 * ops.mean(values, axis=1) + 0.5 * ops.eye(values.shape[-1], dtype="float32")
+        mixed = mixed / ops.sum(mixed, axis=-1, keepdims=True)
+        product = mixed if product is None else ops.matmul(mixed, product)
+    return product
+
+
 @contextlib.contextmanager
 def flash_attention_off(layer):
     """The layer's flash-attention setting off for the context, put back as it was."""
@@ -124,13 +138,17 @@ def probabilities(layer, original, args, kwargs, result, muted):
 
 
 @contextlib.contextmanager
-def recording_attention(layers, found, muted):
+def recording_attention(layers, found, muted, repeated=None):
     """While open, each of `layers` ([(path, MultiHeadAttention)])'s first call's
-    probabilities land in `found[path]` as (layer, (B, heads, Tq, Tk) float32 tensor).
-    `muted()`: a context during which the layer-call recording records nothing."""
+    probabilities land in `found[path]` as (layer, (B, heads, Tq, Tk) float32 tensor), and
+    the paths of those called again in the set `repeated` (when given: a rollout, one step
+    per layer, cannot follow them). `muted()`: a context during which the layer-call
+    recording records nothing."""
     def recorder(path, layer, original):
         def recorded(*args, **kwargs):
             result = original(*args, **kwargs)
+            if path in found and repeated is not None:
+                repeated.add(path)
             if path not in found:
                 try:
                     found[path] = (layer, probabilities(layer, original, args, kwargs, result,

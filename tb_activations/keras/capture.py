@@ -16,8 +16,9 @@ to the tile cap before they leave it; a token output (B, prefix + rows * columns
 patch Conv2D whose output showed that grid while tracing (keras/token_grids.py) is drawn over
 it, its prefix tokens apart at `path:prefix_tokens`; where an attention layer's keys lie on
 such a grid, the class token's (else the mean query's) attention per head is folded onto it
-at `path:attention_map`. `token_grid=` says otherwise (capture.token_grids's rules, as on
-PyTorch).
+at `path:attention_map`, and for a ViT-style model the attention rollout over every layer
+(attention.rollout, in the same traced function) at `<model name>:attention_rollout`.
+`token_grid=` says otherwise (capture.token_grids's rules, as on PyTorch).
 """
 
 import collections
@@ -34,6 +35,7 @@ import warnings
 import keras
 import numpy as np
 
+from tb_activations.capture import rollout_record
 from tb_activations.capture import token_grids
 from tb_activations.capture.records import LayerRecord, UndrawableLayerError
 from tb_activations.capture.records import check_attention_flag
@@ -196,9 +198,9 @@ def recording_outputs(candidates, outputs, muted=None):
 
 
 @contextlib.contextmanager
-def recording(candidates, outputs, attention_layers, attention):
+def recording(candidates, outputs, attention_layers, attention, repeated=None):
     """recording_outputs, and attention_lib.recording_attention of `attention_layers` into
-    `attention`, its second calls muted."""
+    `attention` (the layers called again into `repeated`), its second calls muted."""
     muted = [0]
 
     @contextlib.contextmanager
@@ -210,7 +212,7 @@ def recording(candidates, outputs, attention_layers, attention):
             muted[0] -= 1
 
     with recording_outputs(candidates, outputs, muted), \
-            attention_lib.recording_attention(attention_layers, attention, mute):
+            attention_lib.recording_attention(attention_layers, attention, mute, repeated):
         yield
 
 
@@ -329,6 +331,34 @@ def attention_drawings(path, probabilities, batch, options, token_grid, grids, d
     return drawings
 
 
+def rollout_drawing(model_name, attention, batch, options, token_grid, grids, reduce):
+    """The Drawing of the attention rollout over the layers of `attention` ([(path,
+    (B, heads, Tq, Tk) probabilities)], call order), the class token's row over the patch
+    grid, or None where the pass is not a ViT-style stack (as torch/rollout.py: every layer
+    self-attention over the same tokens of each sample, once a pass, a class token and a
+    patch grid: the caller leaves out a pass whose layers ran twice)."""
+    shapes = {tuple(probabilities.shape) if probabilities is not None else None
+              for _, probabilities in attention}
+    if len(shapes) != 1 or None in shapes:
+        return None
+    samples, heads, queries, keys = next(iter(shapes))
+    if samples != batch or queries != keys:
+        return None
+    chosen = token_grids.grid_choice(attention[0][0], keys, heads, token_grid, (), grids)
+    if chosen is None or not chosen[1]:
+        return None
+    rows, columns, prefix = chosen[0].rows, chosen[0].columns, chosen[1]
+    paths = [path for path, _ in attention]
+
+    def derive(_, recorded):
+        product = attention_lib.rollout([recorded[path][1] for path in paths])
+        maps = keras.ops.reshape(product[:, 0, prefix:], (-1, rows, columns))
+        return maps[..., None] if reduce else maps
+
+    plan = rollout_record.rollout_plan((rows, columns, prefix), options) if reduce else None
+    return Drawing(rollout_record.rollout_name(model_name), plan, plan, derive, 4)
+
+
 def head_grid(drawings, probabilities):
     """(rows, columns, prefix) of the attention map among `drawings` when the queries lie on
     it too (self-attention), else None: the grid the mean attention distance is measured on."""
@@ -369,6 +399,7 @@ class ActivationProbe:
                           for path, layer in candidates}
         outputs = {}
         attention = {}  # path -> (layer, (B, heads, Tq, Tk) probabilities or None)
+        repeated = set()  # paths of the attention layers called more than once a pass
         called = set()
         self.skipped = []
         self.output_bytes = 0 if reduce else None
@@ -418,6 +449,12 @@ class ActivationProbe:
                     if reduce:
                         self._heads[path + ":attention"] = (
                             path, head_grid(drawings, probabilities), int(probabilities.shape[3]))
+            if attention and layers is None and not repeated:
+                drawing = rollout_drawing(model.name, [(path, probabilities) for path, (
+                    _, probabilities) in attention.items()], batch, options, token_grid, grids,
+                    reduce)
+                if drawing is not None:
+                    add(drawing, rollout_record.LAYER_CLASS)
 
         planned = False
 
@@ -445,7 +482,7 @@ class ActivationProbe:
         try:
             self._function = self._backend.trace_forward(
                 model, run, signature,
-                lambda: recording(candidates, outputs, attention_layers, attention))
+                lambda: recording(candidates, outputs, attention_layers, attention, repeated))
         except (ValueError, TypeError) as error:
             raise ValueError("the probe %s could not pass through model %r: %s"
                              % (keras.tree.map_structure(lambda s: tuple(s.shape), signature),
@@ -557,7 +594,9 @@ def get_activations(model, inputs, layers=None, attention=True):
     (softmax(query·keyᵀ/√key_dim) under the layer's own masks, a row whose every key is
     masked 0), are at `path:attention`, right after the layer's own output (every attention
     layer under the default selection, the selected ones under `layers=`; none with
-    `attention=False`).
+    `attention=False`), and under the default selection the attention rollout of a
+    ViT-style model (rollout_drawing), the class token's row over its (rows, columns) patch
+    grid, last, at `<model name>:attention_rollout` (B, rows, columns).
     """
     arrays = prepare_probe(model, inputs)
     return probe_for(model, arrays, layers, reduce=False, attention=attention)(arrays)

@@ -27,6 +27,9 @@ path ""). Three sources, checked against torch 2.14, timm 1.0 and transformers 5
   by calling the module's forward once more with need_weights=True; forcing need_weights on
   the user's call would move the Python path from SDPA to matmuls, changing output bits.
 
+Each recorded module's full-resolution probabilities also feed the pass's attention rollout
+(torch/rollout.py), when one is asked for, before they are area-averaged.
+
 Attribution, thread and memory rules: a module that computes attention several times in
 one forward keeps its first; patched functions called from any thread but the recording one
 go straight to the originals; everything is restored when the context ends, also when the
@@ -239,7 +242,7 @@ class _Session:
     """The hooks' state for one recording: the stack of running modules, the modules
     already recorded, and each running MultiheadAttention call's requested flags."""
 
-    def __init__(self, model, max_side, grid_of=None, wanted=None):
+    def __init__(self, model, max_side, grid_of=None, wanted=None, rollout=None):
         self.thread = threading.get_ident()
         self.max_side = max_side
         self.grid_of = grid_of
@@ -251,6 +254,7 @@ class _Session:
         self.recorded = {key for key, path in self.paths.items()
                          if wanted is not None and not wanted(path)}
         self.results = []
+        self.rollout = rollout
         self._mha_calls = []  # (module, its BoundArguments, need_weights, average) per call
 
     def _keep(self, module, probabilities, borrowed=False):
@@ -258,7 +262,7 @@ class _Session:
         (eager softmax, MultiheadAttention's weights), copied so that a later in-place
         change of the model's cannot alter them."""
         if id(module) in self.recorded:
-            return
+            return self._again()
         self.recorded.add(id(module))
         with torch.no_grad():
             if borrowed:
@@ -271,14 +275,23 @@ class _Session:
                     grid = self.grid_of(path, probabilities.shape[-1], probabilities.shape[1])
                 except Exception:  # noqa: BLE001: no grid is no distance, never a failure
                     grid = None
+            if self.rollout is not None:
+                self.rollout.add(probabilities, grid)
             self.results.append(summarise(path, type(module).__name__, probabilities,
                                           self.max_side, grid))
+
+    def _again(self):
+        """A module computed attention a second time in the pass (or its attention could not
+        be recorded): the rollout, one step per module, cannot say what the model did."""
+        if self.rollout is not None:
+            self.rollout.spoil()
 
     def _guarded(self, what, action):
         """Runs a recording step; a failure there becomes a warning: the user's pass goes on."""
         try:
             action()
         except Exception as error:  # noqa: BLE001: recording must never break the pass
+            self._again()  # a layer the rollout misses
             warnings.warn("tb-activations could not record the attention of %s: %s: %s"
                           % (what, type(error).__name__, error), stacklevel=3)
 
@@ -294,8 +307,9 @@ class _Session:
                     is_causal=bool(named.get("is_causal", False)), scale=named.get("scale"),
                     enable_gqa=bool(named.get("enable_gqa", False)))
             self._keep(module, probabilities)
-        if id(module) not in self.recorded:
-            self._guarded(self.paths[id(module)] or type(module).__name__, compute)
+        if id(module) in self.recorded:
+            return self._again()
+        self._guarded(self.paths[id(module)] or type(module).__name__, compute)
 
     def record_softmax(self, output, dim):
         if output.ndim != 4 or dim not in (-1, 3) or not output.dtype.is_floating_point:
@@ -305,8 +319,9 @@ class _Session:
         if not running or "Attention" not in type(running[-1]).__name__:
             return
         module = running[-1]
-        if id(module) not in self.recorded:
-            self._guarded(self.paths[id(module)], lambda: self._keep(module, output, borrowed=True))
+        if id(module) in self.recorded:
+            return self._again()
+        self._guarded(self.paths[id(module)], lambda: self._keep(module, output, borrowed=True))
 
     def before(self, module, args):
         self.running.append(module)
@@ -351,13 +366,15 @@ class _Session:
             if average:
                 return output[0], weights.mean(dim=-3)
             return None
-        if id(module) not in self.recorded:
-            def recompute():
-                bound.arguments.update(need_weights=True, average_attn_weights=False)
-                with torch.no_grad():  # forward, not the call: no hook sees this repeat
-                    _, weights = module.forward(*bound.args, **bound.kwargs)
-                self._keep(module, _batched_mha_weights(weights))
-            self._guarded(self.paths[id(module)], recompute)
+        if id(module) in self.recorded:
+            return self._again()
+
+        def recompute():
+            bound.arguments.update(need_weights=True, average_attn_weights=False)
+            with torch.no_grad():  # forward, not the call: no hook sees this repeat
+                _, weights = module.forward(*bound.args, **bound.kwargs)
+            self._keep(module, _batched_mha_weights(weights))
+        self._guarded(self.paths[id(module)], recompute)
         return None
 
     @contextlib.contextmanager
@@ -396,7 +413,7 @@ def _patched(owner, name, replacement):
 
 
 @contextlib.contextmanager
-def recording_attention(model, max_side=None, grid_of=None, wanted=None):
+def recording_attention(model, max_side=None, grid_of=None, wanted=None, rollout=None):
     """Yields a list that fills, in call order, with one AttentionProbabilities per module of
     `model` that computes attention during the context (run one forward pass in it).
 
@@ -406,13 +423,14 @@ def recording_attention(model, max_side=None, grid_of=None, wanted=None):
     that many queries or keys are area-averaged before they are kept. `grid_of(path, keys,
     heads)`: the (rows, columns, prefix) grid a module's keys lie on, or None (asked while
     the pass runs; the mean attention distance is measured on it). `wanted(path)`: whether a
-    module's attention is recorded (None: every module's)."""
+    module's attention is recorded (None: every module's). `rollout`: a rollout.Rollout fed
+    each recorded module's full-resolution probabilities in forward order (None: none)."""
     global _active
     if not isinstance(model, torch.nn.Module):
         raise TypeError("expected a torch.nn.Module, got %s" % type(model).__name__)
     if max_side is not None and (not isinstance(max_side, int) or max_side < 1):
         raise ValueError("max_side must be a positive int or None, got %r" % (max_side,))
-    session = _Session(model, max_side, grid_of, wanted)
+    session = _Session(model, max_side, grid_of, wanted, rollout)
     with _lock:
         if _active is not None:
             raise RuntimeError("recording_attention is already recording (patching torch's "

@@ -13,7 +13,8 @@ Transformers: a token output (B, prefix + rows * columns, D) on a patch grid the
 declares or the pass shows (token_grids) is drawn over that grid, its prefix tokens apart at
 `path:prefix_tokens`; every attention module's probabilities (attention.recording_attention)
 at `path:attention`, and where the keys lie on a patch grid, one query's attention per head
-folded onto it at `path:attention_map`.
+folded onto it at `path:attention_map`; for a ViT-style model, the attention rollout over all
+of them (rollout.Rollout, accumulated in the same pass) at `<model class>:attention_rollout`.
 
 Windows: an output whose axis 0 holds B·n entries, each sample's windows or patches (Swin,
 MaxViT, MobileViT, LeViT's flattened tokens), is put back per sample onto its map where the
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from tb_activations.capture import path_selection
+from tb_activations.capture import rollout_record
 from tb_activations.capture import token_grids as grid_rules
 from tb_activations.capture.records import LayerRecord, UndrawableLayerError
 from tb_activations.capture.records import check_attention_flag
@@ -40,6 +42,7 @@ from tb_activations.format import layout as layout_lib
 from tb_activations.torch import attention as attention_lib
 from tb_activations.torch import modules as modules_lib
 from tb_activations.torch import reduction
+from tb_activations.torch import rollout as rollout_lib
 from tb_activations.torch import token_grids
 from tb_activations.torch import windows as windows_lib
 
@@ -250,12 +253,15 @@ def describe_probe(args, kwargs):
 
 
 ProbePass = collections.namedtuple(
-    "ProbePass", "outputs batch attention declared_grids observed_grids order input_shapes")
+    "ProbePass",
+    "outputs batch attention declared_grids observed_grids order input_shapes rollout")
 ProbePass.__doc__ = """One forward pass: `outputs` {path: (module, channels_first, [(name, tensor,
 batch axes)])} of the selected modules, the `batch` size, `attention` [AttentionProbabilities]
 of the selected modules (every attention module under the default selection), the token
 grids the model declares and those the pass showed, `order` {path: position} of every module's first call's end and
-`input_shapes` {path: shape of its first call's first tensor argument, if floating point}."""
+`input_shapes` {path: shape of its first call's first tensor argument, if floating point} and
+the `rollout.Rollout` of the pass's attention (None unless attention is recorded under the
+default selection)."""
 
 
 def run_pass(model, probe, layers=None, attention_side=None, attention=True, token_grid=None):
@@ -286,7 +292,9 @@ def run_pass(model, probe, layers=None, attention_side=None, attention=True, tok
                                          recorder.observed_grids)
         return None if chosen is None else (chosen[0].rows, chosen[0].columns, chosen[1])
     wanted = None if layers is None else chosen.__contains__
-    recording = (attention_lib.recording_attention(model, attention_side, grid_of, wanted)
+    rollout = rollout_lib.Rollout(batch) if attention and layers is None else None
+    recording = (attention_lib.recording_attention(model, attention_side, grid_of, wanted,
+                                                   rollout)
                  if attention else contextlib.nullcontext([]))
     with recorder.hooked(candidates), inference_pass(model), recording as attention:
         try:
@@ -305,7 +313,7 @@ def run_pass(model, probe, layers=None, attention_side=None, attention=True, tok
             raise ValueError("layers %s were selected but never called by the model's forward "
                              "pass" % ", ".join(never_called))
     return ProbePass(recorder.outputs, batch, attention, declared, recorder.observed_grids,
-                     recorder.completed, recorder.input_shapes)
+                     recorder.completed, recorder.input_shapes, rollout)
 
 
 def describe_axis(tensor, axis):
@@ -484,6 +492,17 @@ def attention_drawings(entry, batch, options, token_grid, declared, observed, co
     return drawings
 
 
+def rollout_drawing(probe_pass, model, options):
+    """(sort key, name, class, tensor, plan, plan) of the pass's attention rollout, drawn
+    after every module, or None when the pass has none (rollout.Rollout's rules)."""
+    maps = probe_pass.rollout.class_token_map() if probe_pass.rollout is not None else None
+    if maps is None:
+        return None
+    plan = rollout_record.rollout_plan(probe_pass.rollout.grid, options)
+    return ((len(probe_pass.order), 0), rollout_record.rollout_name(type(model).__name__),
+            rollout_record.LAYER_CLASS, maps[..., None], plan, plan)
+
+
 def head_numbers_on_host(entry, batch, drawings):
     """{"entropy", "peak", "distance" (or None), "keys"} of one attention module, numpy
     (samples, heads): window attention's numbers are the mean over each sample's windows
@@ -562,6 +581,9 @@ class TorchCapture:
             numbers = head_numbers_on_host(entry, probe_pass.batch, drawings)
             if numbers is not None:
                 self.head_numbers[entry.module_path + ":attention"] = numbers
+        rollout = rollout_drawing(probe_pass, model, options)
+        if rollout is not None:
+            drawn.append(rollout)
         for _, name, layer_class, tensor, plan, reduction_plan in sorted(
                 drawn, key=lambda item: item[0]):
             self._outputs[name] = tensor
@@ -628,7 +650,9 @@ def get_activations(model, inputs, layers=None, attention=True):
     more than once reports its first call; several tensors in one output add `path:1`, ...
     Each attention module's probabilities, (B, heads, Tq, Tk), are at `path:attention` (every
     attention module under the default selection, the selected ones under `layers=`; none
-    with `attention=False`).
+    with `attention=False`), and the attention rollout of a ViT-style model, the class
+    token's row over its (rows, columns) patch grid, at `<model class>:attention_rollout`
+    (B, rows, columns) (torch/rollout.py says which models have one).
     """
     probe_pass = run_pass(model, inputs, layers, attention=attention)
     arrays = [((probe_pass.order[path], 0), name, tensor)
@@ -637,5 +661,8 @@ def get_activations(model, inputs, layers=None, attention=True):
     arrays += [((probe_pass.order.get(entry.module_path, -1), 1),
                 entry.module_path + ":attention", entry.probabilities)
                for entry in probe_pass.attention]
+    rollout = rollout_drawing(probe_pass, model, layout_lib.RenderOptions())
+    if rollout is not None:
+        arrays.append((rollout[0], rollout[1], rollout[3][..., 0]))
     return collections.OrderedDict((name, _as_numpy(tensor))
                                    for _, name, tensor in sorted(arrays, key=lambda a: a[0]))
