@@ -166,21 +166,26 @@ import tb_activations.torch as tbat
 from tests.test_torch_background import small_cnn, probe
 
 model, x = small_cnn(), probe()
+if %(summary_writer)r:
+    from torch.utils.tensorboard import SummaryWriter
+    destination = {"writer": SummaryWriter(%(log_dir)r)}
+else:
+    destination = {"log_dir": %(log_dir)r}
 optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 for step in range(%(steps)d):
     loss = model(torch.randn(8, 3, 12, 12)).square().mean()
     loss.backward()
     optimizer.step()
     optimizer.zero_grad()
-    assert tbat.log_activations(model, x, step=step, log_dir=%(log_dir)r)
+    assert tbat.log_activations(model, x, step=step, **destination)
     if step == %(kill_at)d:
         os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-def run_loop(log_dir, steps, kill_at=-1):
+def run_loop(log_dir, steps, kill_at=-1, summary_writer=False):
     script = _LOOP % {"root": REPO, "log_dir": str(log_dir), "steps": steps,
-                      "kill_at": kill_at}
+                      "kill_at": kill_at, "summary_writer": summary_writer}
     return subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=300,
                           cwd=REPO)
 
@@ -193,8 +198,9 @@ def test_sigkill_loses_at_most_the_two_latest_steps(tmp_path):
     assert logged == list(range(len(logged))) and logged[-1] >= 28, logged
 
 
-def test_a_loop_that_ends_without_flush_has_every_step_written(tmp_path):
-    process = run_loop(tmp_path, steps=5)
+@pytest.mark.parametrize("summary_writer", [False, True])
+def test_a_loop_that_ends_without_flush_has_every_step_written(tmp_path, summary_writer):
+    process = run_loop(tmp_path, steps=5, summary_writer=summary_writer)
     assert process.returncode == 0, process.stderr.decode()[-2000:]
     assert steps_in_file_order(tmp_path) == list(range(5))
 

@@ -7,17 +7,20 @@ A failure of the background work is reported by the next call to that destinatio
 flush() and close(), as that destination's `on_error` says (failures.fail)."""
 
 import atexit
+import contextlib
 import threading
 
+from tb_activations.writing import events
 from tb_activations.writing import failures
 from tb_activations.writing.background import BackgroundWriter
 
 
 class _Worker:
-    """A destination's writer thread, the name its failures are reported under, and the
+    """A destination's writer, its thread, the name its failures are reported under, and the
     `on_error` of the latest call (the one flush() and close() follow)."""
 
     def __init__(self, writer, name):
+        self.writer = writer
         self.thread = BackgroundWriter(writer, max_queue=1, close_writer=False)
         self.name = name
         self.on_error = "warn"
@@ -96,10 +99,16 @@ def close():
 
 
 def _close_at_exit():
-    """close() at interpreter exit, every failure a warning: the program is ending."""
+    """close() at interpreter exit, every failure a warning: the program is ending. A torch
+    SummaryWriter is flushed after, as its own thread would not be waited for."""
+    writers = [worker.writer for worker in _workers.values()]
     for worker in _workers.values():
         worker.on_error = "warn"
     close()
+    for writer in writers:
+        if not isinstance(writer, events.EventFileWriter):  # ours writes through at once
+            with contextlib.suppress(Exception):  # a closed writer, a full disk: said above
+                writer.flush()
 
 
 atexit.register(_close_at_exit)
