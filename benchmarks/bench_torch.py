@@ -363,6 +363,10 @@ def main():
                         help="64x64 inputs, a probe of 2, 3 repeats (smoke test)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per method")
     parser.add_argument("--output", default=None, help="JSON path")
+    parser.add_argument("--training-steps", type=int, default=None,
+                        help="steps of each training loop (default 300, 100 with --quick)")
+    parser.add_argument("--training-runs", type=int, default=None,
+                        help="runs of each training arm (default 3, 1 with --quick)")
     parser.add_argument("--device", default="cpu",
                         help="torch device of the models (cuda: the reduction runs on its own "
                              "CUDA stream)")
@@ -385,7 +389,8 @@ def main():
     workdir = tempfile.mkdtemp(prefix="tba-bench-torch-")
     try:
         results = {name: bench_model(name, x, repeats, workdir, device) for name in MODELS}
-        training = bench_training(100 if args.quick else 300, 1 if args.quick else 3,
+        training = bench_training(args.training_steps or (100 if args.quick else 300),
+                                  args.training_runs or (1 if args.quick else 3),
                                   workdir, device, foreground=not args.quick)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
