@@ -6,21 +6,23 @@ at 224x224x3 on CPU, a 4-image probe:
 
   forward            the baseline: model(x) in eval mode under torch.no_grad()
   get_activations    tb_activations.torch.get_activations: every default module as numpy
-  log_activations    the public call with log_dir= (our own event file, written before the
-    log_dir=         call returns)
-  log_activations    the call with writer=SummaryWriter (blocking), and the call plus
-    writer=          writer.flush() (total: the SummaryWriter's thread has the step on disk)
-  writer= / log_dir= writer='s total against log_dir='s, the two interleaved
+  log_activations    the public call with log_dir= (our own event file), background=False:
+    log_dir=         everything in the calling thread, blocking == total; and the default,
+                     background=True: the loop is blocked for the call (the capture), the
+                     total adds tbat.flush() (the reduction, rendering and write done)
+  log_activations    the call with writer=SummaryWriter, the same two ways; the total adds
+    writer=          tbat.flush() and writer.flush() (the SummaryWriter's thread has the step
+                     on disk)
+  writer= / log_dir= writer='s total against log_dir='s, background=False, the two
+                     interleaved
   hooks + make_grid  the peer: forward hooks on the same modules as ours keep the first
     + add_image      call's output of the first sample, cloned (torchvision's in-place ReLUs
                      would overwrite it), up to RenderOptions.max_channels channels; per
                      module torchvision.utils.make_grid(normalize=True, scale_each=True) and
                      SummaryWriter.add_image; blocking is that, total adds writer.flush()
 
-log_activations has no background stage: the forward pass, the reduction, rendering and PNG
-encoding all run in the calling thread. With log_dir= the write is synchronous too, so
-blocking == total (one row). With a SummaryWriter only the write to disk is left to the
-writer's own thread, as it is for the peer's add_image. Bytes per step are the event file's
+"Loop blocked per logged step" is the call of log_activations with an idle writer thread,
+which is what a loop logging every few dozen steps sees. Bytes per step are the event file's
 growth for one step (for ours after the first step, which also stores the probe pictures);
 that step is read back with TensorBoard's loader, and the run stops if a method did not draw
 every module.
@@ -28,8 +30,15 @@ every module.
 Every timed method is interleaved with forward passes, and its ratio is taken against the
 forward passes timed next to it, so slow drifts of a shared machine cancel out.
 
-Usage:  python benchmarks/bench_torch.py            (full, ~10 min on 2 cores)
-        python benchmarks/bench_torch.py --quick    (64x64 inputs, probe 2, 3 repeats, < 1 min)
+Training slowdown: a real loop (SGD, cross-entropy) training torchvision's ResNet-18
+(10 classes) on CIFAR-sized random data (batch 32, 32x32x3), logging a 4-image probe with
+log_activations(log_dir=) every 50 steps, against the same loop not logging: wall time of
+the whole loop (a final tbat.flush() included), the arms interleaved, the median ratio.
+
+Usage:  python benchmarks/bench_torch.py            (full, ~15 min on 2 cores)
+        python benchmarks/bench_torch.py --quick    (64x64 inputs, probe 2, 3 repeats, a
+                                                     100-step loop, background=True against
+                                                     no logging, once each; ~1.5 min)
 Results: a table on stdout and JSON in benchmarks/results/torch.json (torch-quick.json with
 --quick).
 """
@@ -115,6 +124,8 @@ def forward_pass(model, x):
     def run():
         with torch.no_grad():
             model(x)
+        if x.is_cuda:
+            torch.cuda.synchronize(x.device)
     return lambda: timed(run)
 
 
@@ -162,9 +173,9 @@ def step_bytes(directory, log_step, flush, modules):
 
 # ----------------------------------------------------------------------------- one model
 
-def bench_model(name, x, repeats, workdir):
+def bench_model(name, x, repeats, workdir, device):
     torch.manual_seed(0)
-    model = MODELS[name](weights=None).eval()
+    model = MODELS[name](weights=None).to(device).eval()
     forward = forward_pass(model, x)
     for _ in range(3):
         forward()
@@ -185,33 +196,54 @@ def bench_model(name, x, repeats, workdir):
     steps = itertools.count(2)
     log_dir = os.path.join(workdir, name, "log_dir")
     result["log_dir_bytes_per_step"] = step_bytes(
-        log_dir, lambda step: tbat.log_activations(model, x, step, log_dir=log_dir),
+        log_dir, lambda step: tbat.log_activations(model, x, step, log_dir=log_dir,
+                                                   background=False),
         lambda: None, len(paths))
     method, base = interleaved(
-        forward, lambda: tbat.log_activations(model, x, next(steps), log_dir=log_dir), repeats)
-    result["log_dir"] = stat(method, base, "log_dir=: blocking == total")
+        forward, lambda: tbat.log_activations(model, x, next(steps), log_dir=log_dir,
+                                              background=False), repeats)
+    result["log_dir"] = stat(method, base, "log_dir=, background=False: blocking == total")
+
+    def rows(key, log_step, flush, note):
+        """Blocking (the call) and total (with `flush()`) of one method."""
+        blocking = Blocking(lambda: log_step(next(steps)), flush)
+        method, base = interleaved(forward, blocking, repeats)
+        result[key + "_blocking"] = stat(blocking.samples[1:], base, note + ", the call")
+        result[key + "_total"] = stat(method, base, note + " + flush")
+
+    background_dir = os.path.join(workdir, name, "background")
+    result["background_bytes_per_step"] = step_bytes(
+        background_dir, lambda step: tbat.log_activations(model, x, step, log_dir=background_dir),
+        tbat.flush, len(paths))
+    rows("background", lambda step: tbat.log_activations(model, x, step, log_dir=background_dir),
+         tbat.flush, "log_activations(log_dir=), background=True")
 
     def writer_rows(key, log_step, writer, note):
         """Blocking and total of one method writing to a SummaryWriter."""
-        directory = writer.get_logdir()
-        result[key + "_bytes_per_step"] = step_bytes(directory, log_step, writer.flush,
+        def flush():
+            tbat.flush()
+            writer.flush()
+        result[key + "_bytes_per_step"] = step_bytes(writer.get_logdir(), log_step, flush,
                                                      len(paths))
-        blocking = Blocking(lambda: log_step(next(steps)), writer.flush)
-        method, base = interleaved(forward, blocking, repeats)
-        result[key + "_blocking"] = stat(blocking.samples[1:], base, note + ", the call")
-        result[key + "_total"] = stat(method, base, note + " + writer.flush()")
+        rows(key, log_step, flush, note)
         writer.close()
 
     writer = SummaryWriter(os.path.join(workdir, name, "writer"))
-    writer_rows("writer", lambda step: tbat.log_activations(model, x, step, writer=writer),
-                writer, "log_activations(writer=SummaryWriter)")
+    writer_rows("writer", lambda step: tbat.log_activations(model, x, step, writer=writer,
+                                                            background=False),
+                writer, "log_activations(writer=SummaryWriter), background=False")
+    background_writer = SummaryWriter(os.path.join(workdir, name, "background_writer"))
+    writer_rows("background_writer", lambda step: tbat.log_activations(
+        model, x, step, writer=background_writer), background_writer,
+        "log_activations(writer=SummaryWriter), background=True")
     paired = SummaryWriter(os.path.join(workdir, name, "paired"))
 
     def writer_total():
-        tbat.log_activations(model, x, next(steps), writer=paired)
+        tbat.log_activations(model, x, next(steps), writer=paired, background=False)
         paired.flush()
     method, base = interleaved(
-        lambda: timed(lambda: tbat.log_activations(model, x, next(steps), log_dir=log_dir)),
+        lambda: timed(lambda: tbat.log_activations(model, x, next(steps), log_dir=log_dir,
+                                                   background=False)),
         writer_total, repeats)
     paired.close()
     result["writer_over_log_dir"] = stat(method, base, "writer= total, interleaved with "
@@ -224,14 +256,75 @@ def bench_model(name, x, repeats, workdir):
     return result
 
 
+# ----------------------------------------------------------------------------- training
+
+LOG_EVERY = 50
+SLOWDOWN_TARGET = 0.03
+
+
+def training_loop(model, steps, log_dir, background, device):
+    """A training loop's wall seconds: SGD on ResNet-18 over CIFAR-sized random batches,
+    logging the probe every LOG_EVERY steps to `log_dir` (None: no logging), a final
+    tbat.flush() included."""
+    generator = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    batches = [(torch.rand(32, 3, 32, 32, generator=generator).to(device),
+                torch.randint(0, 10, (32,), generator=generator).to(device))
+               for _ in range(4)]
+    probe = batches[0][0][:4].clone()
+    start = now()
+    for step in range(steps):
+        images, labels = batches[step % len(batches)]
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if log_dir is not None and step % LOG_EVERY == 0:
+            tbat.log_activations(model, probe, step, log_dir=log_dir, background=background)
+    tbat.flush()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return now() - start
+
+
+def bench_training(steps, runs, workdir, device, foreground=True):
+    """Wall time of the loop logging every LOG_EVERY steps (background on, and off if
+    `foreground`) against the loop not logging, the arms interleaved run by run."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=10).to(device).train()
+    arms = {"no_logging": None, "background": True}
+    if foreground:
+        arms["foreground"] = False
+    training_loop(model, 2, os.path.join(workdir, "training", "warmup"), True, device)
+    walls = {arm: [] for arm in arms}
+    for run in range(runs):
+        for arm, background in arms.items():
+            log_dir = (None if background is None
+                       else os.path.join(workdir, "training", "%s-%d" % (arm, run)))
+            walls[arm].append(training_loop(model, steps, log_dir, background, device))
+    base = median(walls["no_logging"])
+    result = {"model": "resnet18", "steps": steps, "runs": runs, "log_every": LOG_EVERY,
+              "batch": [32, 3, 32, 32], "probe": [4, 3, 32, 32], "loadavg_end": loadavg(),
+              "no_logging": {"median_s": base, "walls_s": walls["no_logging"]}}
+    for arm in arms.keys() - {"no_logging"}:
+        result[arm] = {"median_s": median(walls[arm]), "walls_s": walls[arm],
+                       "slowdown": median(walls[arm]) / base - 1}
+    return result
+
+
 # ----------------------------------------------------------------------------- report
 
 ROWS = (
     ("forward (eval, no_grad)", "forward", None),
     ("get_activations", "get_activations", None),
-    ("log_activations log_dir= (blocking = total)", "log_dir", "log_dir"),
-    ("log_activations writer=SummaryWriter: blocking", "writer_blocking", None),
-    ("log_activations writer=SummaryWriter: total", "writer_total", "writer"),
+    ("log_dir=, background=False: loop blocked per logged step = total", "log_dir", "log_dir"),
+    ("log_dir=, background=True: loop blocked per logged step", "background_blocking", None),
+    ("log_dir=, background=True: total", "background_total", "background"),
+    ("writer=SummaryWriter, background=False: loop blocked", "writer_blocking", None),
+    ("writer=SummaryWriter, background=False: total", "writer_total", "writer"),
+    ("writer=SummaryWriter, background=True: loop blocked", "background_writer_blocking", None),
+    ("writer=SummaryWriter, background=True: total", "background_writer_total",
+     "background_writer"),
     ("hooks + make_grid + add_image: blocking", "peer_blocking", None),
     ("hooks + make_grid + add_image: total", "peer_total", "peer"),
 )
@@ -258,8 +351,27 @@ def print_table(results):
         console.print("%s: log_activations writer= total / log_dir= total, the two interleaved: "
                       "%.2f" % (name, result["writer_over_log_dir"]["ratio"]))
     console.print("ours draws every sample of the probe plus statistics per module; the peer "
-                  "draws the first sample only. log_activations runs all its work in the "
-                  "calling thread: with log_dir= blocking is total.")
+                  "draws the first sample only. log_activations(background=True) blocks the "
+                  "loop for the capture; its writer thread does the rest.")
+
+
+def print_training(training):
+    table = Table(title="Training slowdown: ResNet-18, CIFAR-sized random data (batch 32), "
+                        "%d steps, log_activations(log_dir=) every %d steps, median of %d runs"
+                        % (training["steps"], training["log_every"], training["runs"]))
+    for column in ("loop", "wall (median)", "slowdown", "target"):
+        table.add_column(column, justify="left" if column == "loop" else "right")
+    table.add_row("not logging", "%.2f s" % training["no_logging"]["median_s"], "", "")
+    for arm, label in (("background", "logging, background=True"),
+                       ("foreground", "logging, background=False")):
+        if arm not in training:
+            continue
+        slowdown = training[arm]["slowdown"]
+        table.add_row(label, "%.2f s" % training[arm]["median_s"], "%+.1f%%" % (100 * slowdown),
+                      "" if arm == "foreground" else "%s (<= %d%%)" % (
+                          "PASS" if slowdown <= SLOWDOWN_TARGET else "FAIL",
+                          100 * SLOWDOWN_TARGET))
+    console.print(table)
 
 
 def main():
@@ -268,7 +380,17 @@ def main():
                         help="64x64 inputs, a probe of 2, 3 repeats (smoke test)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per method")
     parser.add_argument("--output", default=None, help="JSON path")
+    parser.add_argument("--training-steps", type=int, default=None,
+                        help="steps of each training loop (default 300, 100 with --quick)")
+    parser.add_argument("--training-runs", type=int, default=None,
+                        help="runs of each training arm (default 3, 1 with --quick)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device of the models (cuda: the reduction runs on its own "
+                             "CUDA stream)")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device %s: torch sees no CUDA device" % args.device)
     side, batch = (64, 2) if args.quick else (224, 4)
     repeats = args.repeats or (3 if args.quick else 10)
     output = args.output or os.path.join(HERE, "results",
@@ -278,19 +400,23 @@ def main():
             "torch": torch.__version__, "torchvision": torchvision.__version__,
             "numpy": np.__version__, "torch_threads": torch.get_num_threads(),
             "cpus": os.cpu_count(), "machine": platform.machine(), "loadavg_start": loadavg(),
-            "argv": sys.argv[1:], "max_channels": MAX_CHANNELS}
-    x = torch.rand(batch, 3, side, side, generator=torch.Generator().manual_seed(0))
+            "argv": sys.argv[1:], "max_channels": MAX_CHANNELS, "device": str(device)}
+    x = torch.rand(batch, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device)
     started = now()
     workdir = tempfile.mkdtemp(prefix="tba-bench-torch-")
     try:
-        results = {name: bench_model(name, x, repeats, workdir) for name in MODELS}
+        results = {name: bench_model(name, x, repeats, workdir, device) for name in MODELS}
+        training = bench_training(args.training_steps or (100 if args.quick else 300),
+                                  args.training_runs or (1 if args.quick else 3),
+                                  workdir, device, foreground=not args.quick)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     meta["seconds"] = now() - started
     meta["loadavg_end"] = loadavg()
     print_table(results)
-    save_results(console, output, {"meta": meta, "models": results}, meta["seconds"],
-                 meta["loadavg_start"], meta["loadavg_end"])
+    print_training(training)
+    save_results(console, output, {"meta": meta, "models": results, "training": training},
+                 meta["seconds"], meta["loadavg_start"], meta["loadavg_end"])
 
 
 if __name__ == "__main__":

@@ -72,7 +72,8 @@ def bench(name, x, repeats, workdir):
         log_dir = os.path.join(workdir, key)
 
         def log(options=options, log_dir=log_dir):
-            tbat.log_activations(model, x, next(steps), log_dir=log_dir, **options)
+            tbat.log_activations(model, x, next(steps), log_dir=log_dir, background=False,
+                                 **options)
 
         log()
         first = event_bytes(log_dir)

@@ -13,6 +13,7 @@ timm = pytest.importorskip("timm")
 
 from tb_activations.reading import reader  # noqa: E402
 from tb_activations.rendering import overview, steps  # noqa: E402
+import tb_activations.torch as tbat  # noqa: E402
 from tb_activations.torch import capture  # noqa: E402
 from tb_activations.torch import log as torch_log  # noqa: E402
 
@@ -71,6 +72,7 @@ def test_logged_heads_read_back(vit, tmp_path):
     model, probe = vit
     torch_log.log_activations(model, probe[:1], step=5, log_dir=str(tmp_path / "vit"),
                               layers=["blocks/0/attn", "blocks/1/attn"])
+    tbat.flush()
     read = list(reader.read_heads(str(tmp_path)))
     assert [(run, step, sorted(heads)) for run, step, heads in read] == [
         ("vit", 5, ["blocks/0/attn:attention", "blocks/1/attn:attention"])]
@@ -184,6 +186,7 @@ def log_vit_run(directory):
         with torch.no_grad():
             for block in model.blocks[1:]:
                 block.attn.qkv.weight.mul_(2.0)
+    tbat.flush()
 
 
 @pytest.mark.browser

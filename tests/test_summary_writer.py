@@ -177,8 +177,9 @@ def test_log_activations_writes_the_same_activations_to_a_writer_as_to_a_log_dir
     user = SummaryWriter(str(tmp_path / "writer"))
     for step in (0, 5):
         user.add_scalar("loss", 1.0 / (step + 1), step)
-        assert tbat.log_activations(model, x, step, writer=user)
-        assert tbat.log_activations(model, x, step, log_dir=tmp_path / "log_dir")
+        assert tbat.log_activations(model, x, step, writer=user, background=False)
+        assert tbat.log_activations(model, x, step, log_dir=tmp_path / "log_dir",
+                                    background=False)
     user.close()
     same_activations(str(tmp_path / "writer"), str(tmp_path / "log_dir"))
     written = summaries(event_file(tmp_path / "writer"))

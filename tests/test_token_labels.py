@@ -63,6 +63,7 @@ def log_bert_run(run_dir, vocab_folder):
         for step in (0, 1):
             assert tbat.log_activations(model, probe, step=step, log_dir=str(run_dir),
                                         token_labels=tokenizer)
+        tbat.flush()
     return model
 
 
@@ -146,6 +147,7 @@ def test_a_run_without_labels_answers_none(tmp_path):
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 2))
     assert tbat.log_activations(model, torch.ones(2, 3), step=0, log_dir=str(tmp_path / "plain"))
+    tbat.flush()
     assert tokens_answer(plugin_over(tmp_path), "plain") == {"tokens": None, "problem": None}
 
 

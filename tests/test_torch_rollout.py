@@ -115,6 +115,7 @@ def test_hugging_face_vit_rollout_matches_its_output_attentions(implementation):
 def test_the_logged_rollout_is_one_map_per_sample_over_the_grid(tmp_path):
     model, images = timm_vit(), torch.rand(3, 3, 64, 64)
     assert tbat.log_activations(model, images, step=2, log_dir=str(tmp_path))
+    tbat.flush()
     want = tbat.get_activations(model, images)["VisionTransformer:attention_rollout"]
     records = sorted((r for r in tba.read_activations(str(tmp_path))
                       if r.layer == "VisionTransformer:attention_rollout"),
@@ -177,6 +178,7 @@ def test_a_model_rollout_does_not_describe_has_none_and_no_warning(build, probe,
         warnings.simplefilter("error")
         activations = tbat.get_activations(model, inputs)
         assert tbat.log_activations(model, inputs, step=0, log_dir=str(tmp_path))
+        tbat.flush()
     assert any(name.endswith(":attention") for name in activations)
     assert not [name for name in activations if "rollout" in name]
     assert not [r for r in tba.read_activations(str(tmp_path)) if "rollout" in r.layer]

@@ -168,6 +168,7 @@ def test_logged_grids_read_back_as_the_batch_first_twins(tmp_path, name):
     sequence_first, twin, probe, twin_probe = case(name)
     assert tbat.log_activations(sequence_first, probe, step=3, log_dir=tmp_path / "seq")
     assert tbat.log_activations(twin, twin_probe, step=3, log_dir=tmp_path / "twin")
+    tbat.flush()
     records, probes = read_back(tmp_path / "seq")
     expected, expected_probes = read_back(tmp_path / "twin")
     assert probes == expected_probes

@@ -46,6 +46,7 @@ def vit_logdir(tmp_path_factory):
     model, probe = vit_tiny(), digit_images()
     for step in (0, 5):
         assert tbat.log_activations(model, probe, step=step, log_dir=str(logdir / "vit"))
+    tbat.flush()
     return logdir
 
 
@@ -134,6 +135,7 @@ def test_a_text_model_keeps_its_sequences_and_shows_its_heads(tmp_path):
     mask = (ids != 0).long()
     assert tbat.log_activations(tiny_bert(), {"input_ids": ids, "attention_mask": mask},
                                 step=1, log_dir=str(tmp_path / "bert"))
+    tbat.flush()
     records = [r for r in tba.read_activations(str(tmp_path)) if r.sample == 0]
     sources = {r.layer: r.tiling.get("source", "output") for r in records}
     assert not {"token_grid", "prefix_tokens", "attention_map"} & set(sources.values())
@@ -164,6 +166,7 @@ def test_token_grid_names_a_grid_the_model_does_not_say(tmp_path):
     tbat.log_activations(model, x, step=0, log_dir=str(tmp_path / "grid"), token_grid=(2, 3))
     tbat.log_activations(model, x, step=0, log_dir=str(tmp_path / "named"),
                          token_grid={"mi*": (3, 2)})
+    tbat.flush()
     layouts = {(r.run, r.layer): r.tiling for r in tba.read_activations(str(tmp_path))}
     assert layouts["plain", "mix"]["layout"] == "sequence"
     assert layouts["grid", "mix"]["token_grid"] == {"rows": 2, "columns": 3, "prefix_tokens": 0}
@@ -173,6 +176,7 @@ def test_token_grid_names_a_grid_the_model_does_not_say(tmp_path):
 def test_token_grid_false_keeps_every_token_output_a_sequence(tmp_path):
     tbat.log_activations(vit_tiny(), digit_images(1), step=0, log_dir=str(tmp_path),
                          token_grid=False)
+    tbat.flush()
     sources = {r.tiling.get("source", "output") for r in tba.read_activations(str(tmp_path))}
     assert "token_grid" not in sources and "attention" in sources
     assert "attention_map" not in sources  # the keys' grid is switched off as well
@@ -251,6 +255,7 @@ def test_attention_false_leaves_torchs_attention_functions_alone(tmp_path, monke
     monkeypatch.setattr("tb_activations.torch.attention.recording_attention", refuse)
     assert tbat.log_activations(vit_tiny(), digit_images(1), step=0, log_dir=str(tmp_path),
                                 attention=False)
+    tbat.flush()
     sources = {r.tiling.get("source", "output") for r in tba.read_activations(str(tmp_path))}
     assert sources == {"output", "token_grid", "prefix_tokens"}
     assert not any(name.endswith(":attention") for name in tbat.get_activations(

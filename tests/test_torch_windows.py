@@ -241,6 +241,7 @@ def test_maxvit_grid_and_mobilevit_unfold_and_levit_tokens_exactly():
 def swin_logdir(tmp_path_factory):
     logdir = tmp_path_factory.mktemp("swin")
     assert tbat.log_activations(small_swin(), probe(64), step=3, log_dir=str(logdir / "run"))
+    tbat.flush()
     return logdir
 
 

@@ -362,6 +362,7 @@ def logged(name, logdir):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert tbat.log_activations(model, zoo.probe(), step=0, log_dir=logdir)
+        tbat.flush()  # the rendering's warnings are caught here too
     messages = [str(w.message) for w in caught if "tb-activations" in str(w.message)]
     skipped = [skip for message in messages if message.startswith(SKIP_WARNING)
                for skip in skipped_names(message)]

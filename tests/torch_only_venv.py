@@ -39,6 +39,7 @@ for step in (0, 1):
 writer = SummaryWriter(os.path.join(logdir, "writer"))
 writer.add_scalar("loss", 0.5, 2)
 assert tbat.log_activations(model, probe, step=2, writer=writer)
+tbat.flush()
 writer.close()
 
 

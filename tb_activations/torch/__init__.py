@@ -2,6 +2,7 @@
 
     import tb_activations.torch as tbat
     tbat.log_activations(model, x_probe, step=step, writer=summary_writer)  # or log_dir=
+    tbat.flush()   # the steps logged so far are written (they are, in the background)
     acts = tbat.get_activations(model, x_probe)   # {"features/0": (B, C, H, W) array, ...}
 
 Capture by forward hooks (capture.py), reduction in torch ops on the model's device
@@ -32,7 +33,8 @@ def _load_triton_before_tensorflow():
 
 _load_triton_before_tensorflow()
 
+from tb_activations.torch.background import close, flush  # noqa: E402
 from tb_activations.torch.capture import get_activations  # noqa: E402
 from tb_activations.torch.log import log_activations  # noqa: E402
 
-__all__ = ["get_activations", "log_activations"]
+__all__ = ["close", "flush", "get_activations", "log_activations"]

@@ -43,6 +43,7 @@ from tb_activations.torch import attention as attention_lib
 from tb_activations.torch import modules as modules_lib
 from tb_activations.torch import reduction
 from tb_activations.torch import rollout as rollout_lib
+from tb_activations.torch import streams
 from tb_activations.torch import token_grids
 from tb_activations.torch import windows as windows_lib
 
@@ -599,6 +600,7 @@ class TorchCapture:
         if skipped:
             warnings.warn("tb-activations skips modules it cannot draw: %s"
                           % "; ".join(skipped), stacklevel=3)
+        self._ready = streams.mark_ready(self._outputs.values())
 
     def _windows_or_none(self, name, path, tensor, axes, batch, channels_first, context):
         """(window_drawings of an output whose batch axis was not found, or None when it holds
@@ -625,9 +627,11 @@ class TorchCapture:
 
     def reduce(self):
         """{path: the reduction's arrays as numpy}, reduced on the model's device by
-        records.reduce_finite_if_needed. Done once; the outputs are let go."""
+        records.reduce_finite_if_needed (on a CUDA device, on a stream of its own: see
+        streams.py), on whichever thread asks first. Done once; the outputs are let go (after
+        the copies to the host, which wait for the reduction stream)."""
         if self._reduced is None:
-            with torch.no_grad():
+            with torch.no_grad(), streams.on_reduction_streams(self._ready):
                 self._reduced = reduce_finite_if_needed(self._reduce_all)
             self._outputs = None
         return self._reduced

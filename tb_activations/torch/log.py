@@ -1,11 +1,13 @@
 """log_activations for plain PyTorch: capture (hooks), reduce (torch), then the shared render
-and write stages, into a torch SummaryWriter's run or a log_dir of our own."""
+and write stages, into a torch SummaryWriter's run or a log_dir of our own; all but the
+capture on a writer thread of the destination's (background.py) unless asked otherwise."""
 
 import torch
 
 from tb_activations.capture.records import check_attention_flag
 from tb_activations.format import tokens as tokens_lib
 from tb_activations.rendering import steps as steps_lib
+from tb_activations.torch import background as background_lib
 from tb_activations.torch import capture as capture_lib
 from tb_activations.writing import destinations
 from tb_activations.writing import events
@@ -77,26 +79,51 @@ def probe_token_labels(module, inputs, token_labels):
     return tokens_lib.resolve(token_labels, arrays, samples)
 
 
+def probe_arrays(module, inputs):
+    """probe_images of the probe as the module takes it: ([array], [name]), copies."""
+    args, kwargs, _ = capture_lib.prepare_probe(module, inputs)
+    return probe_images(args, kwargs, capture_lib.probe_batch_axis(module))
+
+
+def render_probe_pictures(arrays, names, settings, labels=None):
+    """The probe pictures' [(tag, metadata, values)] of probe_arrays' copies."""
+    return steps_lib.render_probe(arrays, names, settings.max_image) + tokens_lib.render(labels)
+
+
 def probe_pictures(module, inputs, settings, labels=None):
     """The probe pictures' [(tag, metadata, values)]."""
-    args, kwargs, _ = capture_lib.prepare_probe(module, inputs)
-    arrays, names = probe_images(args, kwargs, capture_lib.probe_batch_axis(module))
-    return steps_lib.render_probe(arrays, names, settings.max_image) + tokens_lib.render(labels)
+    return render_probe_pictures(*probe_arrays(module, inputs), settings, labels)
+
+
+def check_background_flag(background):
+    if not isinstance(background, bool):
+        raise TypeError("background must be True (reduce, render and write on a thread of "
+                        "their own) or False (on the calling thread), got %r" % (background,))
+    return background
 
 
 def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
                     on_error="warn", token_grid=None, attention=True, token_labels=None,
-                    **options):
+                    background=True, **options):
     """Writes every selected module's grids and statistics for `inputs` at `step`.
 
     One forward pass by capture.get_activations's rules (inputs: a tensor or array, a tuple
     of positional or a dict of keyword arguments); `writer` a torch SummaryWriter (the step
     lands in its run, flushed when it flushes) or `log_dir` (a directory or a URL) for an
     event file of our own: exactly one. The probe pictures are stored once per writer.
-    Returns False, doing nothing, on ranks other than 0 of torch.distributed; True once
-    written. `on_error="warn"` (default): a failure to write (a full disk) warns once and
-    returns False, and so does every later call for that writer or log_dir, at once;
-    "raise" raises the EventFileError. Errors in the arguments raise either way.
+    `background` (default True): the call returns once the forward pass is done and its
+    outputs copied (the model may change right after); the reduction, rendering and writing
+    run on a thread of the destination's, which writes its steps in order and holds one
+    step queued at most (a call while one is queued waits). `tb_activations.torch.flush()`
+    waits until everything is written (before reading the run, or closing the
+    SummaryWriter), `close()` also ends the threads; interpreter exit flushes.
+    `background=False` does it all before returning (after what is queued for that
+    destination). Returns False, doing nothing, on ranks other than 0 of torch.distributed;
+    True once written (queued, in the background). `on_error="warn"` (default): a failure
+    to write (a full disk) warns once and returns False, and so does every later call for
+    that writer or log_dir, at once; "raise" raises the EventFileError. A failure in the
+    background is reported so by the next call for that destination, or by flush()/close().
+    Errors in the arguments raise either way.
     `token_grid`: which token outputs (B, prefix + rows * columns, D) are drawn over their
     patch grid: None (default: where the model declares a grid or a patch embedding shows
     one), False (never), (rows, columns), or {layer path or glob: (rows, columns), False or
@@ -112,21 +139,35 @@ def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
     settings = steps_lib.render_options(**options)
     failures.check_on_error(on_error)
     check_attention_flag(attention)
+    check_background_flag(background)
     step = destinations.step_number(step)
     if not is_rank_zero():
         return False
     check_destination(writer, log_dir)
     place = writer if log_dir is None else events.shared_writer_key(log_dir)
-    if failures.is_stopped(place):
+    destination = writer.get_logdir() if log_dir is None else log_dir
+    if failures.is_stopped(place) or background_lib.report_failure(
+            place, on_error, stacklevel=2, wait=not background):
         return False
     module = capture_lib.check_model(model)
     labels = probe_token_labels(module, inputs, token_labels)
     captured = capture_lib.TorchCapture(model, inputs, layers, settings, token_grid, attention)
-    rendered = steps_lib.render_capture(captured)
+    if background:
+        def write():
+            target = writer_for(writer, log_dir)
+            probe = None if destinations.holds_probe(target, module) else probe_arrays(
+                module, inputs)
+            destinations.record_probe(target, module)
+            background_lib.queue(place, target, destination, on_error, lambda: (
+                [] if probe is None else render_probe_pictures(*probe, settings, labels))
+                + steps_lib.render_capture(captured), step)
+            return True
+    else:
+        rendered = steps_lib.render_capture(captured)
 
-    def write():
-        return destinations.write_with_probe(rendered, step, writer_for(writer, log_dir), module,
-                                        lambda: probe_pictures(module, inputs, settings, labels))
+        def write():
+            return destinations.write_with_probe(
+                rendered, step, writer_for(writer, log_dir), module,
+                lambda: probe_pictures(module, inputs, settings, labels))
 
-    return failures.write_or_stop(on_error, place, writer.get_logdir()
-                                  if log_dir is None else log_dir, write)
+    return failures.write_or_stop(on_error, place, destination, write)

@@ -1,6 +1,7 @@
 """Rendering and writing off the training thread: the training loop pays for the probe's
 forward pass only; the reduction, tiling, PNG encoding and writing happen on a thread of
-their own behind a bounded queue (the Keras and the Lightning callbacks)."""
+their own behind a bounded queue (the Keras and the Lightning callbacks, and PyTorch's
+log_activations through tb_activations.torch.background)."""
 
 import logging
 import queue
@@ -42,15 +43,30 @@ class BackgroundWriter:
             finally:
                 self._queue.task_done()
 
+    def take_failure(self):
+        """The first failure of earlier work not reported yet (then forgotten), or None."""
+        error, self._failure = self._failure, None
+        return error
+
     def raise_failure(self):
-        if self._failure is not None:
-            error, self._failure = self._failure, None
+        error = self.take_failure()
+        if error is not None:
             raise RuntimeError("tb-activations failed to write activations: %s" % error) from error
+
+    def wait(self):
+        """Waits for everything queued to be written; the thread goes on taking work."""
+        if self._thread.is_alive():  # not in a forked child, which has no copy of it
+            self._queue.join()
 
     def put(self, rendered, step):
         """Queue work; `rendered` is a list or a function that returns it (run off-thread).
         Raises the failure of earlier work, if any."""
         self.raise_failure()
+        self.enqueue(rendered, step)
+
+    def enqueue(self, rendered, step):
+        """Queue work as put does, whatever failed before (see take_failure); waits while the
+        queue is full."""
         self._queue.put((rendered, step))
 
     def close(self):
