@@ -229,6 +229,10 @@ def test_a_head_map_cell_opens_that_layer_with_that_head_picked(served):
     page.goto(url + "/#activations&p.activations.run=vit&p.activations.overview=1")
     frame = browser_helpers.activations_frame(page)
     canvas = frame.wait_for_selector(".head-map-canvas[data-rows='2']")
+    # The overview's "dead" column counts an attention layer's dead heads, not channels.
+    row = frame.wait_for_selector(".overview-row[data-layer='%s']" % FIRST)
+    assert row.query_selector(".overview-bar.dead .value").inner_text() == "1/3"
+    assert "3 heads, 1 dead" in row.get_attribute("title")
     box = canvas.bounding_box()
     page.mouse.click(box["x"] + 28 * 2 + 14, box["y"] + 18 * 1 + 9)  # block 1, head 2
     frame.wait_for_function("path => document.querySelector('.layer-path')?.textContent === path",
