@@ -34,7 +34,8 @@ function keyText(first, last, labels) {
  * What row `row` of head `head`'s tile in `frame` (an `attention` layer's, frames.js) says:
  * {head, row, query: text, queries: [first, last], averagedQueries, keys: [{first, last,
  * text, mass}] (mass: the row's probability on those keys), grid: null or {rows, columns,
- * prefix: [{text, mass}], values: Float32Array rows*columns, high}}; null off the tile.
+ * prefix: [{text, mass}], values: Float32Array rows*columns, high, own: the query's own
+ * patch {row, column}, or null for a prefix token or averaged queries}}; null off the tile.
  * `layers`: the run's layers (for the key grid).
  */
 export function queryAttention(frame, head, row, layers) {
@@ -58,8 +59,15 @@ export function queryAttention(frame, head, row, layers) {
   return {
     head, row, queries: [first, last], averagedQueries: last > first,
     query: queryText(first, last, queryLabels), keys,
-    grid: grid && gridOf(grid, keys),
+    grid: grid && { ...gridOf(grid, keys), own: ownPatch(grid, first, last) },
   };
+}
+
+// Where query `first` (self-attention: queries are the keys) lies on the grid, if it is one patch.
+function ownPatch(grid, first, last) {
+  const patch = first - grid.prefix_tokens;
+  if (last !== first || patch < 0) return null;
+  return { row: Math.floor(patch / grid.columns), column: patch % grid.columns };
 }
 
 // The keys of a row on their patch grid: the prefix tokens apart, the patches as an image.

@@ -7,7 +7,6 @@ import re
 import urllib.parse
 import urllib.request
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -183,13 +182,20 @@ def test_a_query_row_shows_its_attention_over_the_patch_grid(served, logged, tmp
     frame.wait_for_function("() => document.querySelector('.query-caption').textContent === 'head 1 · query 7'")
     assert frame.is_visible(".query-stage .query-canvas") and frame.is_hidden(".query-bars")
     assert frame.is_hidden(".query-note")
+    assert frame.is_visible(".query-own")  # query 7 is patch 6: outlined on the grid
     high = float(frame.eval_on_selector(".query-canvas", "c => c.dataset.high"))
     assert abs(high - reference[1:].max()) < 2e-3
     prefix = frame.inner_text(".query-prefix")
     shown = float(re.search(r"key 0 \(prefix token\): (\d+)%", prefix).group(1))
     assert abs(shown - 100 * reference[0]) <= 1.5
-    assert "%d×%d patches" % (PATCHES, PATCHES) in prefix
+    assert "the %d×%d patches" % (PATCHES, PATCHES) in prefix
     page.screenshot(path=str(tmp_path / "query.png"))
+    # The picked head's enlarged tile answers the pointer the same way.
+    zoom = frame.wait_for_selector(".channel-zoom")
+    box = zoom.bounding_box()
+    height = zoom.evaluate("c => c.height")
+    page.mouse.move(box["x"] + 2, box["y"] + (2.5 / height) * box["height"])
+    frame.wait_for_function("() => document.querySelector('.query-caption').textContent === 'head 1 · query 2'")
     page.goto("about:blank")
     assert errors == []
 

@@ -577,7 +577,8 @@ def test_a_query_row_is_read_from_the_tile_on_its_key_grid(page):
     out = run(page, attention_frame_source(5, 5, (1, 1)) + """
         const found = m.query_values.queryAttention(frame, 1, 0, [layer, map]);
         return {found, grid: Array.from(found.grid.values), off: m.query_values.queryAttention(frame, 1, 5, [layer, map]),
-                alone: m.query_values.queryAttention(frame, 1, 1, [layer])};
+                alone: m.query_values.queryAttention(frame, 1, 1, [layer]),
+                row3: m.query_values.queryAttention(frame, 1, 3, [layer, map])};
     """, {"values": values, "tokens": None})
     found = out["found"]
     assert found["query"] == "query 0" and found["averagedQueries"] is False
@@ -586,6 +587,8 @@ def test_a_query_row_is_read_from_the_tile_on_its_key_grid(page):
     assert found["grid"]["prefix"] == [{"text": "key 0", "mass": pytest.approx(0.1)}]
     assert out["grid"] == pytest.approx([0.2, 0.3, 0.1, 0.3])
     assert found["grid"]["high"] == pytest.approx(0.3)
+    assert found["grid"]["own"] is None  # query 0 is the prefix token
+    assert out["alone"]["grid"] is None and out["row3"]["grid"]["own"] == {"row": 1, "column": 0}
     assert out["off"] is None
     assert out["alone"]["grid"] is None and out["alone"]["query"] == "query 1"
 

@@ -9,11 +9,11 @@
 import { colormap } from "../colormaps.js";
 import { clear, el, fmt, option, percent } from "../dom.js";
 import { headInSample } from "../head_values.js";
-import { putImage } from "../paint.js";
+import { paintScale, putImage } from "../paint.js";
 import { queryAttention } from "../query_values.js";
 
 const BOX = 270; // CSS pixels: the widest the query's picture is drawn
-const OPACITY = 0.55;
+const OWN_PATCH = "#ff1744"; // the outline of the query's own patch
 
 // The patches' masses as an image on the colour map, 0 to the row's largest.
 function gridImage(grid, cmapName) {
@@ -44,13 +44,23 @@ export class HeadPanel {
     this.select = el("select", { class: "head-picker", "aria-label": "Head", on: {
       change: () => onHead(this.select.value === "" ? null : Number(this.select.value)),
     } });
-    this.numbers = el("dl", { class: "channel-stats head-numbers" });
+    this.numbers = el("dl", { class: "head-numbers" });
     this.mark = el("span", { class: "head-dead", text: "dead head", hidden: true,
       title: "uniform attention, or all on one token, in every probe sample" });
     this.queryCaption = el("div", { class: "query-caption" });
-    this.queryNote = el("div", { class: "channel-note query-note", hidden: true });
+    this.queryNote = el("div", { class: "query-note", hidden: true });
     this.queryCanvas = el("canvas", { class: "query-canvas" });
-    this.queryStage = el("div", { class: "channel-stage query-stage", hidden: true }, this.queryCanvas);
+    this.scale = el("canvas", { class: "query-scale", width: "256", height: "1" });
+    this.scaleHigh = el("span");
+    this.opacity = el("input", {
+      type: "range", min: "0", max: "1", step: "0.05", value: "0.55", "aria-label": "Attention over the picture: opacity",
+      on: { input: () => this.#query() },
+    });
+    this.queryStage = el("div", { class: "query-stage", hidden: true },
+      el("div", { class: "channel-stage" }, this.queryCanvas),
+      el("div", { class: "query-legend" }, el("span", { text: "attention 0" }), this.scale, this.scaleHigh),
+      this.ownLegend = el("div", { class: "query-legend" }, el("span", { class: "query-own" }), "the query's own patch"),
+      this.opacityLabel = el("label", { class: "opacity" }, "picture", this.opacity, "attention"));
     this.prefix = el("div", { class: "query-prefix" });
     this.bars = el("div", { class: "query-bars", role: "list", hidden: true });
     this.queryHint = el("div", { class: "empty-note" });
@@ -67,7 +77,7 @@ export class HeadPanel {
   setLayer(layer, layers) {
     const heads = layer && layer.source && ["attention", "attention_map"].includes(layer.source);
     this.element.hidden = !heads;
-    if (layer?.layer !== this.layer?.layer) this.point = null;
+    if (layer?.layer !== this.layer?.layer) [this.point, this.frame] = [null, null];
     this.layer = heads ? layer : null;
     this.layers = layers;
   }
@@ -159,12 +169,23 @@ export class HeadPanel {
     context.imageSmoothingEnabled = false;
     context.globalAlpha = 1;
     if (picture) context.drawImage(picture, 0, 0, canvas.width, canvas.height);
-    context.globalAlpha = picture ? OPACITY : 1;
+    context.globalAlpha = picture ? Number(this.opacity.value) : 1;
+    this.opacityLabel.hidden = !picture;
     context.drawImage(patches, 0, 0, canvas.width, canvas.height);
+    this.ownLegend.hidden = !grid.own;
+    if (grid.own) {
+      const [cellWidth, cellHeight] = [canvas.width / grid.columns, canvas.height / grid.rows];
+      context.globalAlpha = 1;
+      context.strokeStyle = OWN_PATCH;
+      context.lineWidth = 2;
+      context.strokeRect(grid.own.column * cellWidth + 1, grid.own.row * cellHeight + 1, cellWidth - 2, cellHeight - 2);
+    }
     canvas.dataset.high = String(grid.high);
+    paintScale(this.scale, this.cmap);
+    this.scaleHigh.textContent = fmt(grid.high);
     const total = grid.values.reduce((sum, value) => sum + (Number.isFinite(value) ? value : 0), 0);
     clear(this.prefix).append(
-      el("div", { text: `${grid.rows}×${grid.columns} patches: ${percent(total)} of the attention, brightest ${fmt(grid.high)}` }),
+      el("div", { text: `the ${grid.rows}×${grid.columns} patches: ${percent(total)} of the attention` }),
       ...grid.prefix.map((key) => el("div", { text: `${key.text} (prefix token): ${percent(key.mass)}` })));
   }
 
