@@ -58,14 +58,22 @@ export function silentSamples(stats, channel) {
 
 // A frame's channel (frames.js): its flags in the frame's sample, and `dead` when it is silent
 // in every probe sample of the step. A drawn input is one sample, not the probe: never dead.
+// An attention head (a "channel" of a layout whose unit is "head") holds probabilities, not
+// activations: a near-uniform head would read as saturated, none is ever all zero. A head is
+// flagged `dead` (with `head` set) by the overview's dead heads (frame.heads:
+// rendering/overview.py dead_heads), and NaN/Inf.
 export function channelFlags(frame, channel) {
   const own = flags(channelStats(frame.stats, frame.sample, channel));
+  if (frame.geometry.layout.unit === "head") {
+    const dead = frame.source === "logged" && frame.heads?.dead?.[channel] === true;
+    return { silent: false, saturated: false, nonfinite: own.nonfinite, dead, head: true };
+  }
   const dead = own.silent && frame.source === "logged" && silentSamples(frame.stats, channel) === frame.stats.samples.length;
   return { ...own, dead };
 }
 
 export function flagText(f) {
-  return [f.dead ? "dead" : f.silent && "silent", f.saturated && "saturated", f.nonfinite && "NaN/Inf"]
+  return [f.dead ? (f.head ? "dead head" : "dead") : f.silent && "silent", f.saturated && "saturated", f.nonfinite && "NaN/Inf"]
     .filter(Boolean).join(", ");
 }
 

@@ -23,7 +23,8 @@ export function describePixel(info, index, a, b, shown) {
     `std ${fmt(s.std)} · sparsity ${percent(s.zero_fraction)}`);
   const f = channelFlags(shown, info.channel);
   const samples = shown.stats.samples.length;
-  if (f.dead) lines.push({ text: `dead: all zero in every one of the ${samples} probe samples`, class: "flag" });
+  if (f.dead && f.head) lines.push({ text: `dead head: uniform or on one token in every one of the ${samples} probe samples`, class: "flag" });
+  else if (f.dead) lines.push({ text: `dead: all zero in every one of the ${samples} probe samples`, class: "flag" });
   else if (f.silent && shown.source === "live") lines.push({ text: "silent: all zero for this input", class: "flag" });
   else if (f.silent) {
     lines.push({ text: `silent: all zero in this sample (${silentSamples(shown.stats, info.channel)} of ${samples} samples)`, class: "flag" });

@@ -32,27 +32,30 @@ import { Geometry, decodeValues } from "./geometry.js";
  * @property {Geometry} geometry
  * @property {Float32Array} values  real value per grid pixel (NaN: NaN/Inf or gutter)
  * @property {string[]|null} tokens  the probe sample's token labels (logged frames of a run that stored them)
+ * @property {object|null} heads  an attention layer's per-head numbers at this step (./overview's
+ *   "heads", head_values.js headsFor), for its dead heads; null elsewhere and for live frames
  */
 
-function frame({ source, step, sample, label, caption, layer, grid, stats, tokens = null }) {
+function frame({ source, step, sample, label, caption, layer, grid, stats, tokens = null, heads = null }) {
   const own = stats.samples[sample];
   if (!own) throw new Error(`${label} has no statistics for sample ${sample}`);
   const geometry = new Geometry(layer, grid.width, grid.height);
   return {
-    source, step, sample, label, caption, layer, grid, stats, ranges: own.ranges, geometry, tokens,
+    source, step, sample, label, caption, layer, grid, stats, ranges: own.ranges, geometry, tokens, heads,
     values: decodeValues(grid, geometry, own.ranges),
   };
 }
 
 /**
  * @param {string[]|null} tokens  the sample's token labels, if the run stored them
+ * @param {object|null} heads  the layer's per-head numbers at this step, if it has them
  * @returns {Promise<Frame>} the logged step `entry` ({step, wall_time}) of probe sample `sample`.
  */
-export async function loggedFrame(run, layer, entry, sample, tokens = null) {
+export async function loggedFrame(run, layer, entry, sample, tokens = null, heads = null) {
   const [grid, stats] = await Promise.all([api.grid(run, layer.layer, entry, sample), api.stats(run, layer.layer, entry)]);
   const { step } = entry;
   const label = `step ${step}`;
-  return frame({ source: "logged", step, sample, label, caption: `${label} · sample ${sample}`, layer, grid, stats, tokens });
+  return frame({ source: "logged", step, sample, label, caption: `${label} · sample ${sample}`, layer, grid, stats, tokens, heads });
 }
 
 /**

@@ -1,6 +1,8 @@
 // Per-head numbers of attention layers (./overview's "heads": docs/format.md, Overview blob)
 // and what the head map draws of them. Pure: views/head_map.js draws what these answer.
 
+import { stepIndex } from "./overview_values.js";
+
 // The heads of `layer` at step index `index`, or null: {keys, entropy, peak, distance, dead}
 // as the blob holds them (lists per probe sample and head).
 export function headsAt(layer, index) {
@@ -71,4 +73,46 @@ export function metricRange(metric, layers) {
     }
   }
   return low <= high ? [low, high] : [0, 1];
+}
+
+// The layer whose overview entry holds the heads of `path`: an attention layer's own
+// (`x:attention`), or an attention map's (`x:attention_map` → `x:attention`); null otherwise.
+export function headsLayerPath(path) {
+  if (path.endsWith(":attention")) return path;
+  return path.endsWith(":attention_map") ? path.slice(0, -"_map".length) : null;
+}
+
+// The heads of layer `path` at `step` (its nearest earlier logged step) in an ./overview,
+// or null when it has none there.
+export function headsFor(data, path, step) {
+  const own = headsLayerPath(path);
+  const layer = own && data?.layers?.find((entry) => entry.layer === own);
+  if (!layer || !data.steps?.length || step === null || step === undefined) return null;
+  return headsAt(layer, stepIndex(data.steps, step));
+}
+
+// One head in one probe sample: {entropy, normalised, peak, distance} (null parts where the
+// blob has none) and `dead` (over every probe sample, rendering/overview.py dead_heads).
+export function headInSample(heads, head, sample) {
+  const at = (rows) => (Array.isArray(rows?.[sample]) && typeof rows[sample][head] === "number" ? rows[sample][head] : null);
+  const entropy = at(heads.entropy);
+  return {
+    entropy,
+    normalised: entropy !== null && heads.keys > 1 ? entropy / Math.log(heads.keys) : null,
+    peak: at(heads.peak),
+    distance: at(heads.distance),
+    dead: heads.dead[head] === true,
+  };
+}
+
+// The layer list's note on an attention layer: "12 heads, 2 dead" ({text, title, alert}).
+export function headNote(heads) {
+  const count = heads.dead.length;
+  const dead = heads.dead.filter((flag) => flag === true).length;
+  return {
+    text: `${count} head${count === 1 ? "" : "s"}${dead ? `, ${dead} dead` : ""}`,
+    title: `at this step: ${dead} of ${count} heads dead (uniform attention, or all on one token, ` +
+      "in every probe sample)",
+    alert: dead > 0,
+  };
 }

@@ -6,6 +6,7 @@
 import { el, clear } from "./static/dom.js";
 import { Downloads } from "./static/downloads.js";
 import { Model } from "./static/model.js";
+import { headNote, headsLayerPath } from "./static/head_values.js";
 import { layerNote } from "./static/overview_values.js";
 import { followTheme } from "./static/theme.js";
 import { readState, writeState } from "./static/url_state.js";
@@ -15,6 +16,7 @@ import { ColorBar } from "./static/views/colorbar.js";
 import { messageView } from "./static/views/empty_state.js";
 import { GridView } from "./static/views/grid_view.js";
 import { HeadMap } from "./static/views/head_map.js";
+import { HeadPanel } from "./static/views/head_panel.js";
 import { LayerHeader } from "./static/views/layer_header.js";
 import { LayerList } from "./static/views/layer_list.js";
 import { LivePanel } from "./static/views/live_panel.js";
@@ -97,7 +99,7 @@ function buildViews(model) {
     onOpen: (path, step) => model.openLayerAt(path, step),
     onMetric: (heat) => model.set({ heat }),
   });
-  v.heads = new HeadMap();
+  v.heads = new HeadMap({ onOpen: (path, step, head) => model.openLayerAt(path, step, head) });
   v.overview.addSection(v.heads.element);
   v.stepBar = new StepBar({ onStep: (step) => model.set({ step }), onPlayToggle: () => model.togglePlay() });
   v.downloads = new Downloads(model, v);
@@ -113,6 +115,7 @@ function buildViews(model) {
     onPoint: ({ lines, info, frame }) => {
       v.status.setText(lines.map((line) => line.text ?? line).join(" · "));
       v.colorBar.showTile(frame, info, model.state);
+      if (frame === model.view?.a) v.headPanel.pointAt(info.channel, info.y);
     },
     onLeave: () => {
       if (model.view) v.colorBar.showView(model.view, model.state);
@@ -124,7 +127,12 @@ function buildViews(model) {
   v.colorBar = new ColorBar();
   v.status = new StatusLine();
   v.sparsity = new SparsityChart({ onStep: (step) => model.set({ step }) });
-  v.channel = new ChannelPanel({ onStep: (step) => model.set({ step }), onClose: () => model.set({ channel: null }) });
+  v.channel = new ChannelPanel({
+    onStep: (step) => model.set({ step }),
+    onClose: () => model.set({ channel: null }),
+    onPoint: (x, y) => v.headPanel.pointAt(model.state.channel, y),
+  });
+  v.headPanel = new HeadPanel({ onHead: (channel) => model.set({ channel }) });
   v.live = new LivePanel({
     onDraw: () => model.requestLive(),
     onDone: () => model.requestLive(),
@@ -141,7 +149,7 @@ function buildViews(model) {
     el("div", { class: "toolbar" }, v.stepBar.element, v.options.element),
     v.live.element, v.header.element, v.banner.element, v.overview.element, v.grid.element,
     el("footer", { class: "grid-footer" }, v.colorBar.element, v.status.element));
-  const details = el("aside", { class: "details" }, v.sparsity.element, v.channel.element);
+  const details = el("aside", { class: "details" }, v.sparsity.element, v.headPanel.element, v.channel.element);
   v.app = el("div", { class: "app" }, sidebar, main, details);
   return v;
 }
@@ -155,13 +163,17 @@ function showModel(model, v) {
     v.stepBar.setEnabled(!state.live, state.live ? "The grid shows the drawn input; compare it with a logged step below" : "");
     v.downloads.updateVideo(state);
   };
-  // The layer list's notes: the drawn input's summaries while live, else the step's.
+  // The layer list's notes: the drawn input's summaries while live, else the step's; an
+  // attention layer's heads and dead heads at the step (none for a drawn input: dead heads
+  // are judged over every probe sample).
   const showLayerNotes = () => {
     const known = model.layerSummaries();
     const notes = new Map();
     for (const layer of known ? model.run.layers : []) {
       const summary = known.summaries.get(layer.layer);
-      if (summary) notes.set(layer.layer, layerNote(summary, layer.channels_total, known.drawn));
+      const heads = headsLayerPath(layer.layer) && !known.drawn ? model.headsOf(layer.layer, model.state.step) : null;
+      if (heads) notes.set(layer.layer, headNote(heads));
+      else if (summary && !headsLayerPath(layer.layer)) notes.set(layer.layer, layerNote(summary, layer.channels_total, known.drawn));
     }
     v.layers.setNotes(notes);
   };
@@ -200,6 +212,9 @@ function showModel(model, v) {
     v.layers.select(layer.layer);
     v.header.show(layer);
     v.channel.hide();
+    v.headPanel.setLayer(layer, model.run.layers);
+    // Attention probabilities have no dead channels or sparsity to chart: their heads are shown.
+    v.sparsity.element.hidden = Boolean(headsLayerPath(layer.layer));
   });
   model.on("steps", ({ steps, step }) => {
     v.stepBar.setSteps(steps);
@@ -215,6 +230,7 @@ function showModel(model, v) {
     v.colorBar.setVisible(true);
     v.colorBar.showView(view, model.state);
     v.status.showSummary(view.a);
+    v.headPanel.show(view.a, model.state, model.state.live ? v.live.picture() : v.samples.picture(model.state.sample));
     showChannel(model, v, view);
   });
   model.on("message", (message) => {

@@ -104,7 +104,7 @@ const WORDS = { token: "tokens", query: "queries", key: "keys" };
 
 // "token 3 'cat'", or "tokens 12–18 ('a' … 'z')" when one pixel averages `factor` positions
 // from `start`; null past the labels.
-function tokenSpan(word, labels, start, factor = 1) {
+export function tokenSpan(word, labels, start, factor = 1) {
   if (!(start >= 0 && start < labels.length)) return null;
   const end = Math.min(start + factor, labels.length) - 1;
   if (end === start) return `${word} ${start} '${labels[start]}'`;
@@ -112,7 +112,7 @@ function tokenSpan(word, labels, start, factor = 1) {
 }
 
 // The labels of a layer whose token axis holds `length` tokens: none of another length.
-function matching(labels, length) {
+export function matching(labels, length) {
   return Array.isArray(labels) && labels.length === length ? labels : null;
 }
 

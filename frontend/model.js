@@ -25,6 +25,7 @@
 import { api, statsWeight } from "./api.js";
 import { COLORMAPS } from "./colormaps.js";
 import { loggedFrame } from "./frames.js";
+import { headsFor, headsLayerPath } from "./head_values.js";
 import { LiveSession } from "./live_session.js";
 import { Prefetcher } from "./prefetch.js";
 import { HEAT_METRICS, stepIndex, summaryAt } from "./overview_values.js";
@@ -360,6 +361,8 @@ export class Model extends EventTarget {
     }
     this.overview = { key, data, error };
     this.#emit("overview", { data, error });
+    // An attention layer's dead heads come from the overview: drawn again with them.
+    if (this.layer && headsLayerPath(this.layer.layer) && this.view) await this.draw();
   }
 
   // Every layer's summary (overview.py's fields) for what the grid shows: the drawn input's
@@ -469,7 +472,13 @@ export class Model extends EventTarget {
   /** @returns {Promise<import("./frames.js").Frame>} `step` of the current layer and sample. */
   loggedFrame(step) {
     const entry = this.steps.find((s) => s.step === step) || { step, wall_time: null };
-    return loggedFrame(this.state.run, this.layer, entry, this.state.sample, this.run?.tokens?.[this.state.sample] ?? null);
+    return loggedFrame(this.state.run, this.layer, entry, this.state.sample, this.run?.tokens?.[this.state.sample] ?? null,
+      this.headsOf(this.layer.layer, step));
+  }
+
+  // The per-head numbers of attention layer `path` at `step` from the run's overview, or null.
+  headsOf(path, step) {
+    return headsFor(this.overview?.data, path, step);
   }
 
   // [low, high] over every step and probe sample of the layer ("all steps" scaling): the
@@ -595,9 +604,10 @@ export class Model extends EventTarget {
     await this.set({ overview: false });
   }
 
-  // Layer `path` at `step` (its nearest logged step) in the grid.
-  async openLayerAt(path, step) {
+  // Layer `path` at `step` (its nearest logged step) in the grid, with `channel` (a head of
+  // an attention layer) picked if given.
+  async openLayerAt(path, step, channel = undefined) {
     this.state.overview = false;
-    await this.selectLayer(path, { step });
+    await this.selectLayer(path, { step, channel });
   }
 }

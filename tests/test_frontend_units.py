@@ -63,7 +63,7 @@ def run(page, body, arg=None):
     """Evaluates `body` (an async function body; `m` holds the frontend modules) in the page."""
     return page.evaluate("""async ([body, arg]) => {
         const names = ["layouts", "geometry", "scaling", "url_state", "channel_flags", "difference",
-                       "input_values", "overview_values", "head_values"];
+                       "input_values", "overview_values", "head_values", "query_values"];
         const m = {};
         for (const name of names) m[name] = await import(`./${name}.js`);
         return await new Function("m", "arg", `return (async () => { ${body} })();`)(m, arg);
@@ -270,8 +270,9 @@ def test_channel_flags_say_silent_per_sample_and_dead_in_every_sample(page):
                                  {stats: [[0, 0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 1, 0, 0],
                                           [-1, 1, 0, 0.5, 0, 0, 0], [0, 1, 0.5, 0.5, 0, 0, 0]]}]};
         const flagsOf = (c) => f.flags(f.channelStats(stats, 0, c));
-        const logged = (sample) => ({source: "logged", sample, stats});
-        const live = {source: "live", sample: 0, stats: {...stats, samples: [stats.samples[1]]}};
+        const geometry = {layout: {unit: "channel"}};
+        const logged = (sample) => ({source: "logged", sample, stats, geometry});
+        const live = {source: "live", sample: 0, stats: {...stats, samples: [stats.samples[1]]}, geometry};
         return {
             flags: [0, 1, 2, 3].map(flagsOf),
             silent: [0, 1, 2].map((c) => f.silentSamples(stats, c)),
@@ -524,3 +525,108 @@ def test_head_values_average_samples_and_pick_the_metric(page):
     assert second["entropy"] == 0.0 and second["dead"] is True  # a null sample is left out
     assert out["metric"] == ["distance", "entropy", "entropy"]
     assert out["range"] == [0, 3]
+
+
+def test_head_values_find_an_attention_maps_heads_and_note_them(page):
+    data = {"steps": [0, 10], "layers": [dict(HEADS_LAYER, heads=[HEADS_LAYER["heads"][1], None])]}
+    out = run(page, """
+        const h = m.head_values;
+        const heads = arg.layers[0].heads[0];
+        return {
+            paths: ["a:attention", "a:attention_map", "a", "a:prefix_tokens"].map(h.headsLayerPath),
+            mapHeads: h.headsFor(arg, "blocks/0/attn:attention_map", 5) === heads,
+            later: h.headsFor(arg, "blocks/0/attn:attention", 10),
+            other: h.headsFor(arg, "blocks/1/attn:attention", 0),
+            sample: [h.headInSample(heads, 0, 1), h.headInSample(heads, 1, 1)],
+            notes: [h.headNote(heads), h.headNote({dead: [false]})],
+        };
+    """, data)
+    assert out["paths"] == ["a:attention", "a:attention", None, None]
+    assert out["mapHeads"] is True and out["later"] is None and out["other"] is None
+    first, second = out["sample"]
+    assert first["entropy"] == 3.0 and first["peak"] == 0.3 and first["distance"] == 4.0
+    assert abs(first["normalised"] - 3.0 / np.log(4)) < 1e-12 and first["dead"] is False
+    assert second["entropy"] is None and second["normalised"] is None and second["dead"] is True
+    assert [note["text"] for note in out["notes"]] == ["2 heads, 1 dead", "1 head"]
+    assert [note["alert"] for note in out["notes"]] == [True, False]
+
+
+def attention_frame_source(queries, keys, downscale):
+    """JS building a frame of a 2-head `attention` layer whose head 1's tile holds `values`
+    (query rows of key columns), beside its `:attention_map` sibling on a 2x2 grid."""
+    return """
+        const [fy, fx] = %s;
+        const width = Math.ceil(%d / fx);
+        const height = Math.ceil(%d / fy);
+        const layer = {layer: "a:attention", layout: "channels", source: "attention", rows: 1, columns: 2,
+            tile_width: width, tile_height: height, gutter: 1, downscale: [fy, fx], channels_shown: 2,
+            channels_total: 2, output_shape: [null, 2, %d, %d], depth_slices: []};
+        const map = {layer: "a:attention_map", source: "attention_map",
+            token_grid: {rows: 2, columns: 2, prefix_tokens: 1}};
+        const geometry = new m.geometry.Geometry(layer, 2 * width + 1, height);
+        const values = new Float32Array(geometry.width * height).fill(NaN);
+        arg.values.forEach((row, y) => row.forEach((value, x) => {
+            values[y * geometry.width + width + 1 + x] = value;
+        }));
+        const frame = {layer, geometry, values, stats: {channels: [0, 1]}, tokens: arg.tokens};
+    """ % ([downscale[0], downscale[1]], keys, queries, queries, keys)
+
+
+def test_a_query_row_is_read_from_the_tile_on_its_key_grid(page):
+    values = [[0.1, 0.2, 0.3, 0.1, 0.3], [0.2, 0.2, 0.2, 0.2, 0.2]]
+    out = run(page, attention_frame_source(5, 5, (1, 1)) + """
+        const found = m.query_values.queryAttention(frame, 1, 0, [layer, map]);
+        return {found, grid: Array.from(found.grid.values), off: m.query_values.queryAttention(frame, 1, 5, [layer, map]),
+                alone: m.query_values.queryAttention(frame, 1, 1, [layer]),
+                row3: m.query_values.queryAttention(frame, 1, 3, [layer, map])};
+    """, {"values": values, "tokens": None})
+    found = out["found"]
+    assert found["query"] == "query 0" and found["averagedQueries"] is False
+    assert [key["text"] for key in found["keys"]] == ["key %d" % index for index in range(5)]
+    assert [key["mass"] for key in found["keys"]] == pytest.approx(values[0])
+    assert found["grid"]["prefix"] == [{"text": "key 0", "mass": pytest.approx(0.1)}]
+    assert out["grid"] == pytest.approx([0.2, 0.3, 0.1, 0.3])
+    assert found["grid"]["high"] == pytest.approx(0.3)
+    assert found["grid"]["own"] is None  # query 0 is the prefix token
+    assert out["alone"]["grid"] is None and out["row3"]["grid"]["own"] == {"row": 1, "column": 0}
+    assert out["off"] is None
+    assert out["alone"]["grid"] is None and out["alone"]["query"] == "query 1"
+
+
+def test_an_averaged_row_names_its_queries_and_key_groups_carry_their_mass(page):
+    tokens = ["a", "b", "c", "d", "e"]
+    out = run(page, attention_frame_source(5, 5, (2, 2)) + """
+        return m.query_values.queryAttention(frame, 1, 1, [layer, map]);
+    """, {"values": [[0.1, 0.2, 0.2], [0.3, 0.1, 0.2]], "tokens": tokens})
+    assert out["query"] == "queries 2–3 ('c' … 'd') averaged" and out["averagedQueries"] is True
+    assert out["queries"] == [2, 3]
+    assert [key["text"] for key in out["keys"]] == ["keys 0–1 ('a' … 'b')", "keys 2–3 ('c' … 'd')",
+                                                    "key 4 'e'"]
+    # a value is the mean over its keys: the group's share of the row is that times their count
+    assert [key["mass"] for key in out["keys"]] == pytest.approx([0.6, 0.2, 0.2])
+    assert out["grid"] is None  # keys averaged in pairs do not lie on the 2x2 grid
+
+
+def test_attention_heads_get_the_dead_head_flag_never_saturated(page):
+    out = run(page, """
+        const cf = m.channel_flags;
+        const stats = {fields: ["min", "max", "mean", "zero_fraction", "nan_count", "inf_count"], units: [0, 1],
+            samples: [{stats: [[0.2, 0.2, 0.2, 0, 0, 0], [0.1, 0.5, 0.2, 0, 0, 0]]}]};
+        const head = (unit, heads, source = "logged") => ({stats, sample: 0, source, heads,
+            geometry: {layout: {unit}}});
+        const uniform = {dead: [true, false]};
+        return {
+            channel: cf.channelFlags(head("channel", null), 0),
+            dead: cf.channelFlags(head("head", uniform), 0),
+            alive: cf.channelFlags(head("head", uniform), 1),
+            live: cf.channelFlags(head("head", uniform, "live"), 0),
+            none: cf.channelFlags(head("head", null), 0),
+            text: cf.flagText(cf.channelFlags(head("head", uniform), 0)),
+        };
+    """)
+    assert out["channel"]["saturated"] is True  # a constant activation map is saturated
+    assert out["dead"] == {"silent": False, "saturated": False, "nonfinite": False, "dead": True,
+                           "head": True}
+    assert out["alive"]["dead"] is False and out["alive"]["saturated"] is False
+    assert out["live"]["dead"] is False and out["none"]["dead"] is False
+    assert out["text"] == "dead head"

@@ -38,14 +38,16 @@ function statsRows(s, frame, channel) {
   return [
     ["min", fmt(s.min)], ["max", fmt(s.max)], ["mean", fmt(s.mean)], ["std", fmt(s.std)],
     ["sparsity", percent(s.zero_fraction)], ["NaN / Inf", `${s.nan_count} / ${s.inf_count}`],
-    ...(frame.source === "live" ? []
+    ...(frame.source === "live" || frame.geometry.layout.unit === "head" ? []
       : [["silent in", `${silentSamples(frame.stats, channel)} of ${frame.stats.samples.length} samples`]]),
   ];
 }
 
 export class ChannelPanel {
-  constructor({ onStep, onClose }) {
+  // onPoint(x, y): the pointer is at (x, y) of the enlarged tile.
+  constructor({ onStep, onClose, onPoint }) {
     this.onStep = onStep;
+    this.onPoint = onPoint;
     this.title = el("span", { class: "channel-title" });
     this.flags = el("span", { class: "channel-flags" });
     this.stats = el("dl", { class: "channel-stats" });
@@ -184,6 +186,7 @@ export class ChannelPanel {
     const y = Math.floor(((event.clientY - box.top) / box.height) * this.zoomCanvas.height);
     if (x < 0 || y < 0 || x >= this.zoomCanvas.width || y >= this.zoomCanvas.height) return;
     this.readout.textContent = this.view.valueAt(x, y);
+    this.onPoint(x, y);
   }
 
   // The channel stretched over the probe picture (both span the input's field of view).

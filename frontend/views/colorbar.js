@@ -17,14 +17,16 @@ export class ColorBar {
     this.high = el("span", { class: "tick high" });
     this.note = el("span", { class: "colorbar-note" });
     this.nonfinite = el("span", { class: "swatch" });
+    // Channel outlines; an attention layer's heads get the dead-head one only (channel_flags.js).
+    this.silent = el("span", { class: "legend-item", title: "all zero in this sample" }, el("span", { class: "swatch outline silent" }), "silent");
+    this.deadLabel = el("span", { text: "dead" });
+    this.dead = el("span", { class: "legend-item" }, el("span", { class: "swatch outline dead" }), this.deadLabel);
+    this.saturated = el("span", { class: "legend-item" }, el("span", { class: "swatch outline saturated" }), "saturated");
     this.element = el("div", { class: "colorbar", "aria-label": "Colour bar" },
       el("div", { class: "colorbar-scale" }, this.canvas, el("div", { class: "ticks" }, this.low, this.middle, this.high)),
       el("div", { class: "colorbar-legend" },
         el("span", { class: "legend-item" }, this.nonfinite, "NaN/Inf"),
-        el("span", { class: "legend-item", title: "all zero in this sample" }, el("span", { class: "swatch outline silent" }), "silent"),
-        el("span", { class: "legend-item", title: "all zero in every probe sample" }, el("span", { class: "swatch outline dead" }), "dead"),
-        el("span", { class: "legend-item" }, el("span", { class: "swatch outline saturated" }), "saturated"),
-        this.note));
+        this.silent, this.dead, this.saturated, this.note));
   }
 
   setVisible(visible) {
@@ -35,6 +37,11 @@ export class ColorBar {
   // channel's, else a note (view: model.js; display: {cmap, scale, channel}).
   showView(view, { cmap, scale, channel }) {
     const { a, shared } = view;
+    const heads = a.geometry.layout.unit === "head";
+    this.silent.hidden = heads;
+    this.saturated.hidden = heads;
+    this.deadLabel.textContent = heads ? "dead head" : "dead";
+    this.dead.title = heads ? "uniform or on one token in every probe sample" : "all zero in every probe sample";
     let own = null;
     let note = `per ${a.geometry.layout.unit}: each tile spans its own min…max`;
     let hint = "hover a tile for its values";

@@ -1,8 +1,9 @@
 // The overview's head map: attention layers (rows, in model order: by depth) × heads
 // (columns) at the selected step, coloured by mean attention distance (or entropy where no
 // layer's keys lie on a patch grid, or when chosen); dead heads crossed. Hover names the
-// layer and head and gives its numbers (means over the probe samples). The colour scale
-// spans every step, so stepping shows how heads change over training.
+// layer and head and gives its numbers (means over the probe samples); a click opens that
+// layer at that step with that head picked. The colour scale spans every step, so stepping
+// shows how heads change over training.
 
 import { clear, el, fmt, option } from "../dom.js";
 import { HEAT_COLOURS, heatColour, stepIndex } from "../overview_values.js";
@@ -13,7 +14,9 @@ const ROW_HEIGHT = 18;
 const CELL_WIDTH = 28;
 
 export class HeadMap {
-  constructor() {
+  // onOpen(path, step, head): open attention layer `path` at `step` with `head` picked.
+  constructor({ onOpen }) {
+    this.onOpen = onOpen;
     this.data = null;
     this.step = null;
     this.choice = "distance";
@@ -32,6 +35,10 @@ export class HeadMap {
     this.hover = el("div", { class: "overview-hover", hidden: true });
     this.tooltip = el("div", { class: "head-map-tooltip", hidden: true, role: "status" });
     this.canvas.addEventListener("mousemove", (event) => this.#pointer(event));
+    this.canvas.addEventListener("click", (event) => {
+      const cell = this.#cellAt(event);
+      if (cell) this.onOpen(cell.layer.layer, this.data.steps[this.index], cell.head);
+    });
     this.canvas.addEventListener("mouseleave", () => {
       this.tooltip.hidden = true;
       this.hover.hidden = true;
@@ -110,23 +117,31 @@ export class HeadMap {
     canvas.dataset.dead = String(dead);
   }
 
-  #pointer(event) {
+  // The cell under the pointer, {row, head, layer, heads}, or null.
+  #cellAt(event) {
     const box = this.canvas.getBoundingClientRect();
     const row = Math.floor((event.clientY - box.top) / ROW_HEIGHT);
     const head = Math.floor((event.clientX - box.left) / CELL_WIDTH);
     const layer = this.layers[row];
     const heads = layer ? headsAt(layer, this.index) : null;
-    if (!heads || head < 0 || head >= heads.dead.length) {
+    return heads && head >= 0 && head < heads.dead.length ? { row, head, layer, heads } : null;
+  }
+
+  #pointer(event) {
+    const found = this.#cellAt(event);
+    if (!found) {
       this.tooltip.hidden = true;
       this.hover.hidden = true;
       return;
     }
+    const { row, head, layer, heads } = found;
     const cell = headCell(heads, head);
     const lines = [`${layer.layer} · head ${head}`, `step ${this.data.steps[this.index]}, mean over the probe samples`,
       `mean attention distance ${cell.distance === null ? "– (keys not on a patch grid)" : `${fmt(cell.distance)} patches`}`,
       `entropy ${fmt(cell.entropy)} nats${cell.normalised === null ? "" : ` (${fmt(cell.normalised)} of uniform)`}`,
       `largest probability ${fmt(cell.peak)} (mean over queries)`];
     if (cell.dead) lines.push("dead head: uniform or on one token in every probe sample");
+    lines.push("Click to open this head");
     clear(this.tooltip).append(...lines.map((text, i) => el("div", { class: i ? "" : "tooltip-title", text })));
     this.tooltip.hidden = false;
     const area = this.element.getBoundingClientRect();

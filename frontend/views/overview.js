@@ -9,6 +9,7 @@ import {
   HEAT_COLOURS, HEAT_METRICS, columnValue, heatColour, heatColumns, heatMetric, heatPosition,
   metricMax, scaleLabels, stepIndex, summaryAt, summaryText,
 } from "../overview_values.js";
+import { headNote, headsFor } from "../head_values.js";
 import { paintScale } from "../paint.js";
 
 const ROW_HEIGHT = 18; // CSS pixels per layer, in the list and the heat map alike (style.css)
@@ -132,13 +133,18 @@ export class OverviewView {
     const summary = summaryAt(layer, index);
     const nonfinite = summary ? summary.nan_count + summary.inf_count : 0;
     const step = this.data.steps[index];
+    // An attention layer's "dead" are its dead heads, not channels (channel_flags.js).
+    const heads = headsFor(this.data, layer.layer, step);
+    const deadHeads = heads?.dead.filter((flag) => flag === true).length;
+    const said = heads ? `${headNote(heads).text} (${headNote(heads).title})`
+      : summary && summaryText(summary, layer.channels_total);
     const row = el("div", {
       class: `overview-row overview-row-grid${layer.layer === this.layer ? " selected" : ""}`,
       role: "listitem",
       tabindex: "0",
       "data-layer": layer.layer,
       title: `${layer.layer} (${layer.layer_class})\n` +
-        (summary ? `step ${step}: ${summaryText(summary, layer.channels_total)}` : `no summary at step ${step}`) +
+        (said ? `step ${step}: ${said}` : `no summary at step ${step}`) +
         "\nClick to open it at this step",
       on: {
         click: () => this.onOpen(layer.layer, step),
@@ -148,7 +154,8 @@ export class OverviewView {
       },
     },
     el("span", { class: "overview-name", text: layer.layer }),
-    summary ? bar("dead", summary.dead_fraction, `${summary.dead_channels}/${layer.channels_total}`) : el("span", { text: "–" }),
+    heads ? bar("dead", deadHeads / heads.dead.length, `${deadHeads}/${heads.dead.length}`)
+      : summary ? bar("dead", summary.dead_fraction, `${summary.dead_channels}/${layer.channels_total}`) : el("span", { text: "–" }),
     summary ? bar("sparsity", summary.zero_fraction, percent(summary.zero_fraction)) : el("span", { text: "–" }),
     el("span", { class: `overview-nonfinite${nonfinite ? " alert" : ""}`, text: nonfinite ? String(nonfinite) : "" }));
     return row;

@@ -13,8 +13,14 @@ export class StatusLine {
   }
 
   // The silent and dead channels of the current frame (frames: frames.js), counted by the
-  // server over every channel.
+  // server over every channel; an attention layer's dead heads (channel_flags.js).
   showSummary(frame) {
+    if (frame.geometry.layout.unit === "head") {
+      const dead = frame.heads?.dead.filter((flag) => flag === true).length;
+      const heads = frame.heads ? `${dead} of ${frame.layer.channels_total} heads dead at this step. ` : "";
+      this.setText(`${heads}Hover a head's row for that query's attention, click a head to pick it.`);
+      return;
+    }
     const channels = frame.geometry.layout.tiled ? frame.layer.channels_total : 0;
     const units = `${frame.geometry.layout.unit}s`;
     const silent = frame.stats.samples[frame.sample].silent_channels;
