@@ -46,6 +46,19 @@ def export(logdir, out):
     return tba.export(logdir, out, progress=False).files
 
 
+def roundtrip(url, folder, url_out, folder_out):
+    """The same run written to the URL and to a local folder: for each, what reads back
+    (read's rows, without wall times) and the files its export writes."""
+    answers = []
+    for logdir, out in ((url, url_out), (folder, folder_out)):
+        write(logdir + "/a", "0", "1")
+        export(logdir, out)
+        answers.append({"records": [row[:4] + row[5:] for row in read(logdir)],
+                        "files": sorted(os.path.relpath(os.path.join(root, name), out)
+                                        for root, _, names in os.walk(out) for name in names)})
+    return answers
+
+
 def check(logdir):
     """The reason nothing reads `logdir`, or None."""
     from tb_activations.reading import logdirs
@@ -67,7 +80,8 @@ def main(command, *args):
         from tb_activations import cli
 
         return cli.main(list(args))
-    answer = {"write": write, "read": read, "export": export, "check": check}[command](*args)
+    answer = {"write": write, "read": read, "export": export, "roundtrip": roundtrip,
+              "check": check}[command](*args)
     assert "tensorflow" not in [name.split(".")[0] for name, module in sys.modules.items()
                                 if module]
     print(json.dumps(answer))

@@ -180,9 +180,10 @@ def test_tensorboard_without_tensorflow_serves_a_bucket_in_the_tab(s3, bucket_ru
         browser_helpers.stop(process)
 
 
-def test_the_keras_callback_writes_into_a_bucket_only_where_tensorflow_can(s3, monkeypatch):
-    """TensorFlow writes s3:// through TensorFlow I/O: without it the callback refuses the
-    log_dir at train begin, saying so, and writes nothing."""
+def test_where_tensorflow_is_installed_s3_goes_through_tensorflow_io(s3, monkeypatch):
+    """TensorFlow (and TensorBoard beside it) reach s3:// through TensorFlow I/O: without it
+    the Keras callback refuses the log_dir at train begin, saying so, and writes nothing, and
+    read_activations names the package."""
     import keras
     import tensorflow as tf
 
@@ -206,6 +207,18 @@ def test_the_keras_callback_writes_into_a_bucket_only_where_tensorflow_can(s3, m
                                          r"installed file system writes.*tensorflow-io"):
         model.fit(x, model.predict(x, verbose=0), epochs=1, verbose=0, callbacks=[callback])
     assert "Contents" not in client.list_objects_v2(Bucket=BUCKET, Prefix="keras/")
+    with pytest.raises(logdirs.UnreadableLogdir, match="s3:// needs TensorFlow I/O: pip "
+                                                       "install tensorflow-io"):
+        list(tba.read_activations("s3://%s/runs" % BUCKET))
+
+
+def test_any_fsspec_url_is_written_read_and_exported_as_a_local_folder(s3, tmp_path):
+    """fsspec's in-memory file system (memory://), written and read in one process."""
+    env, _ = s3
+    local, url = worker(env, "roundtrip", "memory://logs", str(tmp_path / "logs"),
+                        str(tmp_path / "out-url"), str(tmp_path / "out-local"))
+    assert url == local and len(url["records"]) == 2 * 5 * 2  # steps x layers x samples
+    assert url["files"] == local["files"] and "a/0/step-000001_sample-1.png" in url["files"]
 
 
 def test_a_url_nothing_reads_is_refused_naming_what_to_install(s3, tmp_path, capsys):
