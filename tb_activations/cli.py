@@ -76,7 +76,8 @@ def add_export_command(commands):
     export = commands.add_parser(
         "export", help="write logged activations as PNG figures, GIF animations, npz arrays "
                        "and one HTML page")
-    export.add_argument("--logdir", required=True, help="the logdir given to tensorboard")
+    export.add_argument("--logdir", required=True, help="the logdir given to tensorboard: a folder, or "
+                                                          "a URL such as s3://bucket/runs")
     export.add_argument("--out", required=True, help="folder to write into")
     export.add_argument("--run", help="a run name or glob (default: every run)")
     export.add_argument("--layers", metavar="GLOB", help="a glob over layer paths "

@@ -209,14 +209,16 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def start_tensorboard(logdir, load_fast, port=None, timeout=60):
-    """A running TensorBoard on 127.0.0.1 whose Activations data is loaded: (process, url)."""
+def start_tensorboard(logdir, load_fast, port=None, timeout=60, command=None, env=None):
+    """A running TensorBoard on 127.0.0.1 whose Activations data is loaded: (process, url).
+    `command`: what starts TensorBoard, before its flags (default: the venv's `tensorboard`);
+    `env`: its environment (default: ours)."""
     port = port or free_port()
-    executable = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    command = command or [os.path.join(os.path.dirname(sys.executable), "tensorboard")]
     process = subprocess.Popen(
-        [executable, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port),
+        [*command, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port),
          "--load_fast=%s" % ("true" if load_fast else "false"), "--reload_interval", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     url = "http://127.0.0.1:%d" % port
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

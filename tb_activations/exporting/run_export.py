@@ -29,6 +29,7 @@ from tb_activations.format import layout as layout_lib
 from tb_activations.format import metadata
 from tb_activations.format import tokens as tokens_lib
 from tb_activations.reading import epochs as epochs_lib
+from tb_activations.reading import logdirs
 from tb_activations.reading import reader
 from tb_activations.rendering import grid_images
 
@@ -175,8 +176,11 @@ def list_run(name, directory):
 def _listed_runs(logdir, run):
     """RunListings of the runs under `logdir` with activation data that `run` (a name or
     glob; None: all) selects."""
-    if not os.path.isdir(logdir):
-        raise ExportError("logdir %s is not a directory" % logdir)
+    try:
+        if not logdirs.is_directory(logdir):
+            raise ExportError("logdir %s is not a directory" % logdir)
+    except logdirs.UnreadableLogdir as error:
+        raise ExportError(str(error)) from None
     directories = reader.run_directories(logdir)
     chosen = [(name, path) for name, path in directories
               if run is None or name == run or fnmatch.fnmatchcase(name, run)]
@@ -248,7 +252,7 @@ def _run_label(name, logdir):
     """A run's name for its folder: the logdir's own name for the root run (".")."""
     if name != ".":
         return name
-    return os.path.basename(os.path.abspath(logdir)) or "run"
+    return logdirs.own_name(logdir) or "run"
 
 
 def _token_array(tokens, samples):
@@ -523,7 +527,7 @@ def _manifest(listings, layers, chosen_steps, samples, options, logdir):
     return {"runs": runs, "cmap": options.cmap.name, "note": figures.SCALE_NOTES[options.scale],
             "nonfinite": "#%02x%02x%02x" % options.cmap.nonfinite,
             "about": "exported from %s, colour map %s, scaling %s"
-                     % (os.path.basename(os.path.abspath(logdir)), options.cmap.name,
+                     % (logdirs.own_name(logdir), options.cmap.name,
                         options.scale)}
 
 
@@ -549,7 +553,8 @@ def export(logdir: str | os.PathLike, out: str | os.PathLike, run: str | None = 
     Colours and scaling are the tab's.
 
     Args:
-      logdir: the directory given to `tensorboard --logdir`.
+      logdir: the directory given to `tensorboard --logdir`, or its URL (s3://bucket/runs,
+        gs://...: read as TensorBoard reads it, see reading/logdirs.py).
       out: the folder to write (created if missing; files of the same name are replaced).
       run: a run name or glob (None: every run with activation data).
       layers: a glob over layer paths, or a list of them (None: every layer).
@@ -566,8 +571,9 @@ def export(logdir: str | os.PathLike, out: str | os.PathLike, run: str | None = 
       An ExportResult: the folder, index.csv's path, the HTML page's path, files written.
 
     Raises:
-      ExportError: a bad option, a logdir without activation data, a run, layer glob or
-        sample that matches nothing, or an `out` that cannot be written.
+      ExportError: a bad option, a logdir without activation data or that nothing installed
+        reads (the message names what to install), a run, layer glob or sample that matches
+        nothing, or an `out` that cannot be written.
       ImportError: Pillow is missing (pip install "tb-activations[export]").
     """
     logdir, out = os.fspath(logdir), os.fspath(out)

@@ -21,6 +21,7 @@ from tb_activations.format import layout as layout_lib
 from tb_activations.format import metadata
 from tb_activations.format import tokens as tokens_lib
 from tb_activations.reading import epochs
+from tb_activations.reading import logdirs
 from tb_activations.rendering import grid_images
 from tb_activations.rendering import overview
 from tb_activations.writing import events
@@ -75,7 +76,7 @@ def read_activations(logdir, run=None, layer=None):
     """Yields an ActivationRecord per run, layer, step and probe sample found under `logdir`.
 
     `run` and `layer` (a layer path) narrow what is read. Runs, then layers in model order,
-    then steps, then samples.
+    then steps, then samples. `logdir` may be a URL (s3://, gs://...: run_directories).
     """
     multiplexer = load_multiplexer(logdir)
     contents = multiplexer.PluginRunToTagToContent(metadata.PLUGIN_NAME)
@@ -233,10 +234,11 @@ def run_directories(logdir):
     """[(run name, directory)] of every run under `logdir`, sorted, named as TensorBoard's
     multiplexer names them: the path relative to `logdir` ("." for `logdir` itself). A local
     directory that cannot be listed is skipped with a warning naming it (TensorBoard's own
-    walk fails the whole logdir on it)."""
+    walk fails the whole logdir on it). A URL is listed through TensorBoard's gfile;
+    logdirs.UnreadableLogdir (a ValueError naming what to install) if nothing reads it."""
     logdir = os.fspath(logdir)
-    if events.is_url(logdir):  # gs://, s3://, ram://...: through TensorBoard's gfile
-        directories = io_wrapper.GetLogdirSubdirectories(logdir)
+    if events.is_url(logdir):  # gs://, s3://, ram://...
+        directories = logdirs.url_run_directories(logdir)
     else:
         directories = _local_run_directories(logdir)
     return sorted((os.path.relpath(directory, logdir), directory) for directory in directories)
