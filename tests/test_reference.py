@@ -20,6 +20,8 @@ from tb_activations.format import metadata
 from tb_activations.format import reference as reference_format
 from tb_activations.keras import receptive_fields as keras_fields
 from tb_activations.rendering import grid_images
+from tb_activations.writing import destinations
+from tb_activations.writing import events
 from tests import models
 from tests.full_disk import fill
 from tests.reference_data import CLASSES, DETECTOR_BIASES, SIDE, brute_force, cross_digits
@@ -412,3 +414,28 @@ def test_selectivity_is_the_morcos_index_and_scale_free(means, scale):
     preferred = reference_format.preferred_class(means, np.array([1, 0, 1]))
     assert np.all(preferred == np.where(means[:, 2] > means[:, 0], 2, 0))
 
+
+
+def test_a_reader_skips_malformed_reference_tags_with_a_warning(tmp_path):
+    """Event files are untrusted: a reference tag whose content or blob does not fit is
+    skipped, naming why, and the rest is read."""
+    good = content(units_total=8, units_kept=2, k=3, inputs=10, classes=2)
+    del good["version"]
+    bad_content = dict(good, layer="broken", k=0)
+    rendered = [
+        ("activations_reference/conv", metadata.create_summary_metadata(good),
+         [reference_format.encode_reference(good_arrays(), good)]),
+        ("activations_reference/broken", metadata.create_summary_metadata(bad_content),
+         [b"junk"]),
+        ("activations_reference/short", metadata.create_summary_metadata(
+            dict(good, layer="short", order=1)), [b"not a zip"]),
+    ]
+    with events.EventFileWriter(str(tmp_path)) as writer:
+        destinations.write_rendered(rendered, 5, writer)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = tba.read_reference(tmp_path)["."]
+    assert list(run.layers) == ["conv"] and run.layers["conv"][0].step == 5
+    reasons = " ".join(str(w.message) for w in caught)
+    assert "'k' is 0, expected a top input count 1..100" in reasons
+    assert "unreadable reference blob" in reasons

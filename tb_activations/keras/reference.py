@@ -1,10 +1,10 @@
 """Keras (any backend): what each unit responds to over a reference set, one pass in batches.
 
-Each batch runs through the same traced forward pass as the probe (keras.capture), and a
-second traced function, written once in keras.ops for every backend, reduces each layer's
-output on the device to (batch, units) arrays: the unit's maximum over its map (NaN positions
-left out), the first position of that maximum, its mean of max(a, 0), whether its map is all
-zeros, and (channel_selection="top") its mean |a|. Only those reach the host, where
+The layers and their layouts are the probe's (keras.capture, planned once); each batch runs
+through one traced function of the forward pass and each layer output's reduction (written
+once in keras.ops for every backend) to (batch, units) arrays on the device: the unit's
+maximum over its map (NaN positions left out), the first position of that maximum, its mean
+of max(a, 0), whether its map is all zeros, and (channel_selection="top") its mean |a|. Only those reach the host, where
 rendering.reference merges them; a short last batch is padded to the traced batch size and
 its padding dropped on the host, so a pass traces at most once per batch size.
 """
@@ -19,6 +19,7 @@ from tb_activations.keras import capture as capture_lib
 from tb_activations.keras import distribute
 from tb_activations.keras import log as log_lib
 from tb_activations.keras import receptive_fields
+from tb_activations.keras import selection
 from tb_activations.rendering import reference as reference_lib
 from tb_activations.rendering import steps
 from tb_activations.writing import destinations
@@ -27,13 +28,16 @@ from tb_activations.writing import failures
 from tb_activations.writing import tf_summary
 
 DEFAULT_BATCH_SIZE = 64
-# The traced reduction of each probe (kept with it, gone with it).
-_reducers = weakref.WeakKeyDictionary()
+# The traced reference passes of each probe (kept with it, gone with it): {finite_only: fn}.
+_passes = weakref.WeakKeyDictionary()
 
 
-def reduce_output(x, plan, tracked, top):
-    """{maximum, position, positive_mean, zero[, magnitude]}: (batch, units) arrays of one
-    layer output, in keras.ops (rendering.reference's module docstring says what they are)."""
+def reduce_output(x, plan, tracked, top, finite_only=False):
+    """{maximum, position, positive_mean, zero[, magnitude][, total]}: (batch, units) arrays of
+    one layer output, in keras.ops (rendering.reference's module docstring says what they
+    are). The plain pass, exact while every value is finite, also gives each map's sum of |a|
+    (`total`): where one is not finite, the batch is reduced again with `finite_only`, which
+    leaves NaN out of the maxima and non-finite values out of the mean |a|."""
     x = keras.ops.cast(x, "float32")
     if plan.channels_first:
         rank = len(x.shape)
@@ -42,36 +46,67 @@ def reduce_output(x, plan, tracked, top):
     x = keras.ops.reshape(x, (-1, positions, plan.canonical_shape[-1]))
     if not top:
         x = x[:, :, :tracked]
-    finite_or_inf = keras.ops.where(keras.ops.isnan(x), float("-inf"), x)
-    maximum = keras.ops.max(finite_or_inf, axis=1)
-    where_maximum = keras.ops.equal(finite_or_inf, maximum[:, None, :])
-    index = keras.ops.arange(positions, dtype="int32")[None, :, None]
-    reduced = {"maximum": maximum,
-               "position": keras.ops.min(keras.ops.where(where_maximum, index, positions),
-                                         axis=1),
-               "positive_mean": keras.ops.mean(keras.ops.where(x > 0, x, 0.0), axis=1),
-               "zero": keras.ops.all(keras.ops.equal(x, 0.0), axis=1)}
-    if top:
-        reduced["magnitude"] = keras.ops.mean(
-            keras.ops.where(keras.ops.isfinite(x), keras.ops.abs(x), 0.0), axis=1)
+    if finite_only:
+        ranked = keras.ops.where(keras.ops.isnan(x), float("-inf"), x)
+        reduced = {"positive_mean": keras.ops.mean(keras.ops.where(x > 0, x, 0.0), axis=1),
+                   "zero": keras.ops.all(keras.ops.equal(x, 0.0), axis=1)}
+        if top:
+            reduced["magnitude"] = keras.ops.mean(
+                keras.ops.where(keras.ops.isfinite(x), keras.ops.abs(x), 0.0), axis=1)
+    else:
+        ranked = x
+        total = keras.ops.sum(keras.ops.abs(x), axis=1)
+        reduced = {"positive_mean": keras.ops.mean(keras.ops.relu(x), axis=1),
+                   "zero": keras.ops.equal(total, 0.0), "total": total}
+        if top:
+            reduced["magnitude"] = total / positions
+    # argmax gives the first position of the maximum on every backend (a test checks it).
+    position = keras.ops.cast(keras.ops.argmax(ranked, axis=1), "int32")
+    reduced["position"] = position
+    reduced["maximum"] = keras.ops.take_along_axis(ranked, position[:, None, :], axis=1)[:, 0]
     return reduced
 
 
-def _reducer(probe, layers):
-    """The traced reduction of `probe`'s layer outputs (traced on first use)."""
-    if probe not in _reducers:
-        plans = {record.path: record.layout for record in probe.records}
+def _reference_pass(model, probe, signature, finite_only):
+    """The forward pass and every drawn layer's reduction as one traced function of a batch
+    (traced on first use), so each layer output can be let go once reduced: the batch's
+    outputs are never all held at once, as the probe's would be."""
+    traced = _passes.setdefault(probe, {})
+    if finite_only not in traced:
         options = probe.options
         top = options.channel_selection == "top"
-        tracked = {path: reference_lib.tracked_units(plan, options)
-                   for path, plan in plans.items()}
+        records = probe.records
+        drawn = {record.path for record in records}
+        candidates = [(path, layer) for path, layer in selection.walk_layers(model)
+                      if any(name == path or name.startswith(path + ":") for name in drawn)]
+        outputs = {}
 
-        def reduce_all(outputs):
-            return {path: reduce_output(tensor, plans[path], tracked[path], top)
-                    for path, tensor in outputs.items()}
+        def run(call_model):
+            outputs.clear()
+            call_model()
+            tensors = {name: tensor for path, value in outputs.items()
+                       for name, tensor in capture_lib.split_outputs(path, value)}
+            return {record.path: reduce_output(
+                tensors[record.path], record.layout,
+                reference_lib.tracked_units(record.layout, options), top, finite_only)
+                for record in records}
 
-        _reducers[probe] = capture_lib.backend_module().trace_reduction(reduce_all, layers)
-    return _reducers[probe]
+        traced[finite_only] = capture_lib.backend_module().trace_forward(
+            model, run, signature, lambda: capture_lib.recording_outputs(candidates, outputs))
+    return traced[finite_only]
+
+
+def reduce_batch(model, probe, batch, rows):
+    """{path: reduced arrays as numpy} of one (padded) batch, its first `rows` rows; the
+    finite-only reduction where the plain one met NaN or Inf."""
+    to_numpy = capture_lib.backend_module().to_numpy
+    signature = capture_lib.probe_signature(batch)
+    for finite_only in (False, True):
+        reduced = {path: {name: to_numpy(value)[:rows] for name, value in arrays.items()}
+                   for path, arrays in _reference_pass(model, probe, signature,
+                                                       finite_only)(batch).items()}
+        if finite_only or reference_lib.all_finite(reduced):
+            return reduced
 
 
 def _is_array_like(value):
@@ -140,7 +175,6 @@ def reference_step(model, reference, layers=None, options=layout_lib.RenderOptio
         raise ValueError("the reference batch size must be a positive int, got %r"
                          % (batch_size,))
     x, y, arrays = check_reference(reference, repeated)
-    backend = capture_lib.backend_module()
     known = len(keras.tree.flatten(x)[0]) if arrays else None
     pending = None
     traced_size = None
@@ -148,12 +182,10 @@ def reference_step(model, reference, layers=None, options=layout_lib.RenderOptio
         batch = capture_lib.prepare_probe(model, x_batch)
         rows = len(keras.tree.flatten(batch)[0])
         traced_size = traced_size or rows
-        probe = capture_lib.probe_for(model, _padded(batch, traced_size), layers, options,
-                                      token_grid=False, attention=False)
-        outputs, _ = probe.run(_padded(batch, traced_size))
-        reduced = _reducer(probe, outputs)(outputs)
-        reduced = {path: {name: backend.to_numpy(value)[:rows] for name, value in arrays_.items()}
-                   for path, arrays_ in reduced.items()}
+        padded = _padded(batch, traced_size)
+        probe = capture_lib.probe_for(model, padded, layers, options, token_grid=False,
+                                      attention=False)
+        reduced = reduce_batch(model, probe, padded, rows)
         if pending is None:
             image = None if isinstance(batch, (list, dict)) else batch.shape[1:]
             fields = (receptive_fields.receptive_fields(model, batch[:1])

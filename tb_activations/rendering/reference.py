@@ -31,6 +31,12 @@ def tracked_units(plan, options):
     return min(plan.channels_total, options.max_channels)
 
 
+def all_finite(reduced):
+    """Whether one batch's plain reduction ({path: arrays with `total`, each map's sum of
+    |a|}) met only finite values; if not, the batch is reduced again with finite_only."""
+    return all(np.isfinite(arrays["total"]).all() for arrays in reduced.values())
+
+
 class UnitResponses:
     """One layer's running reductions over a reference set."""
 

@@ -20,9 +20,9 @@ from tb_activations.writing import failures
 DEFAULT_BATCH_SIZE = 64
 
 
-def reduce_output(x, plan, tracked, top):
-    """{maximum, position, positive_mean, zero[, magnitude]} of one batch-first module
-    output, as numpy (batch, units)."""
+def reduce_output(x, plan, tracked, top, finite_only=False):
+    """{maximum, position, positive_mean, zero[, magnitude][, total]} of one batch-first module
+    output, as numpy (batch, units); `finite_only` as keras.reference.reduce_output's."""
     x = x.to(torch.float32)
     if plan.channels_first:
         x = x.movedim(1, -1)
@@ -30,16 +30,37 @@ def reduce_output(x, plan, tracked, top):
     x = x.reshape(x.shape[0], positions, plan.canonical_shape[-1])
     if not top:
         x = x[:, :, :tracked]
-    finite_or_inf = torch.where(torch.isnan(x), float("-inf"), x)
-    maximum = finite_or_inf.amax(dim=1)
-    index = torch.arange(positions, device=x.device, dtype=torch.int32)[None, :, None]
-    first = torch.where(finite_or_inf == maximum[:, None, :], index, positions).amin(dim=1)
-    reduced = {"maximum": maximum, "position": first,
-               "positive_mean": torch.where(x > 0, x, 0.0).mean(dim=1),
-               "zero": (x == 0).all(dim=1)}
-    if top:
-        reduced["magnitude"] = torch.where(torch.isfinite(x), x.abs(), 0.0).mean(dim=1)
+    if finite_only:
+        ranked = torch.where(torch.isnan(x), float("-inf"), x)
+        reduced = {"positive_mean": torch.where(x > 0, x, 0.0).mean(dim=1),
+                   "zero": (x == 0).all(dim=1)}
+        if top:
+            reduced["magnitude"] = torch.where(torch.isfinite(x), x.abs(), 0.0).mean(dim=1)
+    else:
+        ranked = x
+        total = x.abs().sum(dim=1)
+        reduced = {"positive_mean": torch.relu(x).mean(dim=1), "zero": total == 0,
+                   "total": total}
+        if top:
+            reduced["magnitude"] = total / positions
+    position = ranked.argmax(dim=1)  # the first position of the maximum, as torch documents
+    reduced["position"] = position.to(torch.int32)
+    reduced["maximum"] = ranked.gather(1, position[:, None, :])[:, 0]
     return {name: value.cpu().numpy() for name, value in reduced.items()}
+
+
+def reduce_batch(captured, options):
+    """{path: reduced arrays as numpy} of one batch's module outputs; the finite-only
+    reduction where the plain one met NaN or Inf."""
+    top = options.channel_selection == "top"
+    with torch.no_grad():
+        for finite_only in (False, True):
+            reduced = {record.path: reduce_output(
+                captured.layer_outputs[record.path], record.layout,
+                reference_lib.tracked_units(record.layout, options), top, finite_only)
+                for record in captured.records}
+            if finite_only or reference_lib.all_finite(reduced):
+                return reduced
 
 
 def _is_batch(value):
@@ -90,15 +111,10 @@ def reference_step(model, x, y=None, layers=None, options=None, k=9,
     module = capture_lib.check_model(model)
     known = len(x) if _is_batch(x) else None
     pending = None
-    top = options.channel_selection == "top"
     for x_batch, y_batch in reference_batches(x, y, batch_size):
         captured = capture_lib.TorchCapture(module, x_batch, layers, options, token_grid=False,
                                             attention=False)
-        with torch.no_grad():
-            reduced = {record.path: reduce_output(
-                captured.layer_outputs[record.path], record.layout,
-                reference_lib.tracked_units(record.layout, options), top)
-                for record in captured.records}
+        reduced = reduce_batch(captured, options)
         picture = _picture(x_batch)
         if pending is None:
             image = None if picture is None else picture.shape[1:]
