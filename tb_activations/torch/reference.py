@@ -1,6 +1,7 @@
 """Plain PyTorch: what each unit responds to over a reference set (`log_reference`), one pass
-in batches under no_grad, each module output reduced in torch ops on the model's device to
-(batch, units) arrays (rendering.reference says what they are), which alone reach the host.
+in batches under no_grad, each module output reduced in its forward hook, in torch ops on the
+model's device, to (batch, units) arrays (rendering.reference says what they are), which alone
+reach the host; the outputs are planned once, on the first batch's first inputs.
 The merging, rendering and stored format are shared with Keras."""
 
 import math
@@ -49,18 +50,56 @@ def reduce_output(x, plan, tracked, top, finite_only=False):
     return {name: value.cpu().numpy() for name, value in reduced.items()}
 
 
-def reduce_batch(captured, options):
-    """{path: reduced arrays as numpy} of one batch's module outputs; the finite-only
-    reduction where the plain one met NaN or Inf."""
+def _reduced(tensor, plan, options):
+    """reduce_output of one output, its finite-only form where the plain one met NaN/Inf."""
+    tracked = reference_lib.tracked_units(plan, options)
     top = options.channel_selection == "top"
-    with torch.no_grad():
-        for finite_only in (False, True):
-            reduced = {record.path: reduce_output(
-                captured.layer_outputs[record.path], record.layout,
-                reference_lib.tracked_units(record.layout, options), top, finite_only)
-                for record in captured.records}
-            if finite_only or reference_lib.all_finite(reduced):
-                return reduced
+    reduced = reduce_output(tensor, plan, tracked, top)
+    if not np.isfinite(reduced["total"]).all():
+        reduced = reduce_output(tensor, plan, tracked, top, finite_only=True)
+    return reduced
+
+
+def _batch_first(tensor, plan, rows):
+    """`tensor` with its batch axis (the first holding `rows` entries around the planned
+    sample shape) moved first."""
+    shape = tuple(tensor.shape)
+    for axis in range(tensor.ndim):
+        if shape[axis] == rows and shape[:axis] + shape[axis + 1:] == plan.source_shape:
+            return tensor.movedim(axis, 0)
+    raise ValueError("an output of shape %s no longer holds the planned %s per input"
+                     % (shape, plan.source_shape))
+
+
+def reduce_batch(module, records, options, x_batch):
+    """{path: reduced arrays as numpy} of one batch: each drawn output reduced in its module's
+    forward hook, as soon as it exists (before an in-place module after it changes it), so no
+    output is kept."""
+    args, kwargs, rows = capture_lib.prepare_probe(module, x_batch)
+    plans = {record.path: record.layout for record in records}
+    paths = {path for path, _ in capture_lib.walk_modules(module)
+             if any(name == path or name.startswith(path + ":") for name in plans)}
+    reduced = {}
+
+    def after(path, output):
+        for name, tensor in capture_lib.split_outputs(path, output):
+            if name in plans and name not in reduced:
+                reduced[name] = _reduced(_batch_first(tensor, plans[name], rows), plans[name],
+                                         options)
+
+    handles = [child.register_forward_hook(
+        lambda child, inputs, output, _path=path: after(_path, output))
+        for path, child in capture_lib.walk_modules(module) if path in paths]
+    try:
+        with capture_lib.inference_pass(module):
+            module(*args, **kwargs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    missing = sorted(set(plans) - set(reduced))
+    if missing:
+        raise ValueError("modules %s gave no output in this reference batch" % ", ".join(missing))
+    return reduced
 
 
 def _is_batch(value):
@@ -112,18 +151,20 @@ def reference_step(model, x, y=None, layers=None, options=None, k=9,
     known = len(x) if _is_batch(x) else None
     pending = None
     for x_batch, y_batch in reference_batches(x, y, batch_size):
-        captured = capture_lib.TorchCapture(module, x_batch, layers, options, token_grid=False,
-                                            attention=False)
-        reduced = reduce_batch(captured, options)
         picture = _picture(x_batch)
         if pending is None:
+            # Planned on a few inputs: what each drawn output is and how it is laid out.
+            records = [record for record in capture_lib.TorchCapture(
+                module, x_batch[:2], layers, options, token_grid=False,
+                attention=False).records if record.layout.source == "output"]
             image = None if picture is None else picture.shape[1:]
             fields = (receptive_fields.receptive_fields(module, x_batch[:1])
                       if image is not None and reference_lib.image_input(image) else None)
             pending = reference_lib.ReferencePass(
-                captured.records, options, k, class_names, receptive_fields=fields,
+                records, options, k, class_names, receptive_fields=fields,
                 input_shape=image, with_inputs=with_inputs, inputs=known)
-        pending.add(reduced, _labels(y_batch), picture)
+        pending.add(reduce_batch(module, records, options, x_batch), _labels(y_batch),
+                    picture)
     if pending is None:
         raise ValueError("the reference set is empty")
     return pending.rendered()
