@@ -237,6 +237,8 @@ def test_bad_reference_arguments_are_refused_clearly(tmp_path):
         tba.log_reference(model, x, step=0, log_dir=tmp_path, batch_size=0)
     with pytest.raises(ValueError, match='reference_every must be "epoch", "end"'):
         tba.ActivationsCallback(tmp_path, probe=x, reference=x, reference_every="often")
+    with pytest.raises(ValueError, match="y= goes with arrays x"):
+        tba.log_reference(model, iter([x]), np.zeros(8), step=0, log_dir=tmp_path)
     with pytest.raises(ValueError, match="8 inputs but 3 labels"):
         tba.log_reference(model, x, np.zeros(3), step=0, log_dir=tmp_path)
     assert tba.read_reference(tmp_path) == {}

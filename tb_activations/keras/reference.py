@@ -213,6 +213,8 @@ def log_reference(model, x, y=None, step=None, layers=None, log_dir=None, k=9,
     """
     settings = steps.render_options(**options)
     failures.check_on_error(on_error)
+    if y is not None and not _is_array_like(x):
+        raise ValueError("y= goes with arrays x; an iterable of batches yields its own labels")
     if log_dir is None and keras.backend.backend() != "tensorflow":
         raise ValueError("on Keras's %r backend there is no default tf.summary writer: pass "
                          "log_dir= (the run directory to write into) and step="
