@@ -33,12 +33,14 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# First: loads triton before TensorFlow, the order that does not crash (tb_activations.torch).
+import tb_activations.torch  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import keras  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks.bench_writer import mnist_cnn  # noqa: E402
 from benchmarks.timing import (  # noqa: E402
     HERE, git_commit, interleaved, loadavg, now, save_results, stat, timed)
