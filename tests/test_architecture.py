@@ -127,8 +127,10 @@ def test_rendering_is_numpy_and_the_standard_library():
 
 PUBLIC = {
     "tb_activations": ["ActivationRecord", "ActivationsCallback", "RenderOptions", "export",
-                       "get_activations", "is_chief", "log_activations", "read_activations"],
-    "tb_activations.torch": ["close", "flush", "get_activations", "log_activations"],
+                       "get_activations", "is_chief", "log_activations", "log_reference",
+                       "read_activations", "read_reference"],
+    "tb_activations.torch": ["close", "flush", "get_activations", "log_activations",
+                             "log_reference"],
     "tb_activations.torch.lightning": ["ActivationsCallback"],
     "tb_activations.torch.pytorch_lightning": ["ActivationsCallback"],
     "tb_activations.plugin": ["ActivationsLoader"],

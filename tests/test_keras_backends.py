@@ -3,32 +3,20 @@ callback, run in one subprocess per backend (tests/keras_backend_worker.py), che
 against the TensorFlow backend for the same weights and against what the reader reads
 back."""
 
-import json
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 
 from tb_activations import read_activations
 from tb_activations.keras import capture
+from tests import backend_runs
 from tests import keras_backend_worker
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module", params=["jax", "torch"])
 def backend_run(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp("keras_" + request.param)
-    environment = dict(os.environ, KERAS_BACKEND=request.param, PYTHONPATH=ROOT)
-    done = subprocess.run([sys.executable, "-m", "tests.keras_backend_worker", str(folder)],
-                          env=environment, cwd=ROOT, capture_output=True, text=True,
-                          timeout=900)
-    assert done.returncode == 0, done.stderr[-4000:]
-    with open(folder / "result.json") as file:
-        return folder, json.load(file)
+    return folder, backend_runs.run_worker("tests.keras_backend_worker", request.param, folder)
 
 
 def load(folder, name):

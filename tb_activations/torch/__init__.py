@@ -4,6 +4,7 @@
     tbat.log_activations(model, x_probe, step=step, writer=summary_writer)  # or log_dir=
     tbat.flush()   # the steps logged so far are written (they are, in the background)
     acts = tbat.get_activations(model, x_probe)   # {"features/0": (B, C, H, W) array, ...}
+    tbat.log_reference(model, x_ref, y_ref, step=step, log_dir=...)  # what units respond to
 
 Capture by forward hooks (capture.py), reduction in torch ops on the model's device
 (reduction.py); the render and write stages and the stored format are shared with Keras.
@@ -36,5 +37,6 @@ _load_triton_before_tensorflow()
 from tb_activations.torch.background import close, flush  # noqa: E402
 from tb_activations.torch.capture import get_activations  # noqa: E402
 from tb_activations.torch.log import log_activations  # noqa: E402
+from tb_activations.torch.reference import log_reference  # noqa: E402
 
-__all__ = ["close", "flush", "get_activations", "log_activations"]
+__all__ = ["close", "flush", "get_activations", "log_activations", "log_reference"]
