@@ -1,7 +1,9 @@
 """tb-activations: every layer's feature maps of a Keras model, in a TensorBoard tab.
 
 Writer side: `ActivationsCallback` (during fit), `log_activations` (custom loops),
-`get_activations` (arrays in a notebook), `read_activations` (what was written), `export`
+`get_activations` (arrays in a notebook), `log_reference` (what each unit responds to over a
+reference set, in custom loops), `read_activations` and `read_reference` (what was written),
+`export`
 (what was written, as figures, animations, arrays and a page), `is_chief` (whether this
 process writes in a multi-worker job).
 The TensorBoard plugin lives in `tb_activations.plugin` and is found by TensorBoard itself;
@@ -21,7 +23,9 @@ _EXPORTS = {
     "get_activations": "tb_activations.keras.capture",
     "is_chief": "tb_activations.keras.distribute",
     "log_activations": "tb_activations.keras.log",
+    "log_reference": "tb_activations.keras.reference",
     "read_activations": "tb_activations.reading.reader",
+    "read_reference": "tb_activations.reading.reference",
 }
 __all__ = sorted(_EXPORTS)
 

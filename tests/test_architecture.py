@@ -127,7 +127,8 @@ def test_rendering_is_numpy_and_the_standard_library():
 
 PUBLIC = {
     "tb_activations": ["ActivationRecord", "ActivationsCallback", "RenderOptions", "export",
-                       "get_activations", "is_chief", "log_activations", "read_activations"],
+                       "get_activations", "is_chief", "log_activations", "log_reference",
+                       "read_activations", "read_reference"],
     "tb_activations.torch": ["get_activations", "log_activations"],
     "tb_activations.torch.lightning": ["ActivationsCallback"],
     "tb_activations.torch.pytorch_lightning": ["ActivationsCallback"],

@@ -21,13 +21,20 @@ PROBE_TAG_PREFIX = "activations_probe/"
 OVERVIEW_TAG = "activations_overview"
 EPOCH_TAG = "activations_epochs"
 TOKENS_TAG = "activations_tokens"
+# What units respond to over a reference set (format/reference.py): per layer and reference
+# step, and the reference inputs' thumbnails and labels once per run.
+REFERENCE_TAG_PREFIX = "activations_reference/"
+REFERENCE_INPUTS_TAG = "activations_reference_inputs"
 
 KIND_LAYER = "layer"
 KIND_PROBE = "probe"
 KIND_OVERVIEW = "overview"
 KIND_EPOCH = "epoch"
 KIND_TOKENS = "tokens"
-KINDS = (KIND_LAYER, KIND_PROBE, KIND_OVERVIEW, KIND_EPOCH, KIND_TOKENS)
+KIND_REFERENCE = "reference"
+KIND_REFERENCE_INPUTS = "reference_inputs"
+KINDS = (KIND_LAYER, KIND_PROBE, KIND_OVERVIEW, KIND_EPOCH, KIND_TOKENS, KIND_REFERENCE,
+         KIND_REFERENCE_INPUTS)
 
 # Pixel codes in a grid PNG: finite values are scaled linearly onto 0..FINITE_MAX_CODE,
 # NaN/Inf get their own code, gutters and padding another, so the viewer can recover
@@ -61,6 +68,10 @@ def layer_tag(path):
 
 def probe_tag(input_name):
     return PROBE_TAG_PREFIX + input_name
+
+
+def reference_tag(path):
+    return REFERENCE_TAG_PREFIX + path
 
 
 def create_summary_metadata(content):
@@ -113,6 +124,11 @@ def parse_plugin_content(content):
             if field in payload and not check(payload[field]):
                 raise ValueError("activations plugin content field %r is %s, expected %s"
                                  % (field, _shown(payload[field]), expected))
+    for fields, (check, expected) in _CROSS_CHECKS.get(payload["kind"], ()):
+        if not check(*(payload[field] for field in fields)):
+            raise ValueError("activations plugin content fields %s are %s, expected %s"
+                             % (", ".join(fields), _shown([payload[f] for f in fields]),
+                                expected))
     return payload
 
 
@@ -194,6 +210,92 @@ _OPTIONAL_LAYER_FIELDS = {
                 "{count, partition} with count >= 2 and partition one of %s"
                 % ", ".join(layout.WINDOW_PARTITIONS)),
 }
+# Bounds of a reference step (docs/format.md): a reader allocates no more than these allow.
+MAX_REFERENCE_INPUTS = 1 << 16
+MAX_REFERENCE_K = 100
+MAX_REFERENCE_UNITS = 4096
+MAX_CLASSES = 1000
+MAX_CLASS_NAME = 64
+MAX_THUMBNAIL_SIDE = 64
+
+
+def _is_number(value):
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and abs(value) < _MAX_COUNT)
+
+
+def _is_pair(check):
+    return lambda value: isinstance(value, list) and len(value) == 2 and all(map(check, value))
+
+
+def _is_receptive_field(value):
+    return value is None or (
+        isinstance(value, dict) and set(value) == {"stride", "size", "offset", "exact"}
+        and _is_pair(lambda v: _is_number(v) and v > 0)(value["stride"])
+        and _is_pair(lambda v: _is_number(v) and v > 0)(value["size"])
+        and _is_pair(_is_number)(value["offset"]) and isinstance(value["exact"], bool))
+
+
+def _is_class_names(value):
+    return value is None or (isinstance(value, list) and len(value) <= MAX_CLASSES and all(
+        isinstance(name, str) and len(name) <= MAX_CLASS_NAME for name in value))
+
+
+_REFERENCE_SCHEMA = {
+    "layer": (_is_text, "a non-empty layer path"),
+    "layer_class": (_is_text, "a class name"),
+    "order": (_is_int, "an integer position >= 0"),
+    "units_total": (lambda v: _is_int(v, 1), "a unit count >= 1"),
+    "units_kept": (lambda v: _is_int(v, 1, MAX_REFERENCE_UNITS),
+                   "a kept unit count 1..%d" % MAX_REFERENCE_UNITS),
+    "k": (lambda v: _is_int(v, 1, MAX_REFERENCE_K), "a top input count 1..%d" % MAX_REFERENCE_K),
+    "inputs": (lambda v: _is_int(v, 1, MAX_REFERENCE_INPUTS),
+               "a reference input count 1..%d" % MAX_REFERENCE_INPUTS),
+    "classes": (lambda v: _is_int(v, 0, MAX_CLASSES), "a class count 0..%d" % MAX_CLASSES),
+    "map_shape": (_is_int_list(0, 3, 1, _MAX_SIDE), "a list of 0 to 3 map sizes"),
+    "receptive_field": (_is_receptive_field,
+                        "null or {stride, size, offset: [y, x] numbers, exact: bool}"),
+}
+_REFERENCE_INPUTS_SCHEMA = {
+    "inputs": (lambda v: _is_int(v, 1, MAX_REFERENCE_INPUTS),
+               "a reference input count 1..%d" % MAX_REFERENCE_INPUTS),
+    "pictures": (lambda v: isinstance(v, bool), "a bool"),
+    "thumb_height": (lambda v: _is_int(v, 0, MAX_THUMBNAIL_SIDE),
+                     "a thumbnail height 0..%d" % MAX_THUMBNAIL_SIDE),
+    "thumb_width": (lambda v: _is_int(v, 0, MAX_THUMBNAIL_SIDE),
+                    "a thumbnail width 0..%d" % MAX_THUMBNAIL_SIDE),
+    "thumb_channels": (lambda v: v in (0, 1, 3), "0, 1 or 3"),
+    "input_height": (lambda v: _is_int(v, 0, _MAX_SIDE), "an input height 0..%d" % _MAX_SIDE),
+    "input_width": (lambda v: _is_int(v, 0, _MAX_SIDE), "an input width 0..%d" % _MAX_SIDE),
+    "per_page": (lambda v: _is_int(v, 0, MAX_REFERENCE_INPUTS), "a thumbnail count per page"),
+    "page_columns": (lambda v: _is_int(v, 0, MAX_REFERENCE_INPUTS), "a column count"),
+    "pages": (lambda v: _is_int(v, 0, MAX_REFERENCE_INPUTS), "a page count"),
+    "classes": (lambda v: _is_int(v, 0, MAX_CLASSES), "a class count 0..%d" % MAX_CLASSES),
+    "class_names": (_is_class_names, "null or a list of at most %d names of at most %d "
+                    "characters" % (MAX_CLASSES, MAX_CLASS_NAME)),
+}
+# Checks between fields of one content: [((field, ...), (check, expected))].
+_CROSS_CHECKS = {
+    KIND_REFERENCE: [
+        (("units_kept", "units_total"), (lambda kept, total: kept <= total,
+                                         "units_kept <= units_total")),
+        (("k", "inputs"), (lambda k, inputs: k <= inputs, "k <= inputs")),
+    ],
+    KIND_REFERENCE_INPUTS: [
+        (("pictures", "thumb_height", "thumb_width", "thumb_channels", "input_height",
+          "input_width", "per_page", "page_columns", "pages", "inputs"),
+         (lambda pictures, height, width, channels, input_height, input_width, per_page,
+          columns, pages, inputs: all(v > 0 for v in (
+              height, width, channels, input_height, input_width, per_page, columns))
+          and columns <= per_page and pages == -(-inputs // per_page) if pictures
+          else not any((height, width, channels, per_page, columns, pages)),
+          "pictures with every thumbnail size and pages == ceil(inputs / per_page), or no "
+          "pictures with those 0")),
+        (("class_names", "classes"), (lambda names, classes: names is None
+                                      or len(names) == classes,
+                                      "as many class names as classes")),
+    ],
+}
 _SCHEMAS = {
     KIND_LAYER: _LAYER_SCHEMA,
     KIND_PROBE: {
@@ -205,4 +307,6 @@ _SCHEMAS = {
     KIND_EPOCH: {},
     # The token labels' samples (tokens.py; at most 256 are written, more is refused on read).
     KIND_TOKENS: {"samples": (lambda v: _is_int(v, 1, 1 << 16), "a probe sample count >= 1")},
+    KIND_REFERENCE: _REFERENCE_SCHEMA,
+    KIND_REFERENCE_INPUTS: _REFERENCE_INPUTS_SCHEMA,
 }

@@ -18,6 +18,7 @@ from tb_activations.format import tokens as tokens_lib
 from tb_activations.keras import capture as capture_lib
 from tb_activations.keras import distribute
 from tb_activations.keras import log as log_lib
+from tb_activations.keras import reference as reference_lib
 from tb_activations.rendering import steps as steps_lib
 from tb_activations.writing import events
 from tb_activations.writing import failures
@@ -66,14 +67,38 @@ class ActivationsCallback(keras.callbacks.Callback):
         export: a list (one per probe sample) of lists of strings, or a tokenizer
         (`convert_ids_to_tokens`, e.g. Hugging Face's) that names the probe's `input_ids`
         (or its first integer input). Checked here, and against the probe at train begin.
+      reference: a reference set to find what each unit responds to (keras/reference.py):
+        (x, y) with labels (class ids or one-hot), x alone, or a re-iterable of (x, y) or x
+        batches (a tf.data.Dataset, a PyDataset). Per layer and kept unit (max_channels,
+        channel_selection) its `reference_k` top inputs, zero fraction and per-class means
+        are stored at each reference step, the inputs' thumbnails and labels once
+        (`class_names` name the label ids).
+      reference_every: when to pass over the reference set, besides at train begin: "epoch"
+        (default, each epoch end), an int N (every N training batches), or "end" (train end).
+      reference_k: top inputs kept per unit (default 9).
+      reference_batch_size: batch size of the reference pass (default 64).
       **options: RenderOptions fields: max_channels, channel_selection, max_tile,
         max_depth_slices, max_image, columns.
     """
 
     def __init__(self, log_dir, probe, layers=None, update_freq="epoch", save_model=False,
                  class_names=None, max_queue=1, on_error="warn", token_grid=None,
-                 attention=True, token_labels=None, **options):
+                 attention=True, token_labels=None, reference=None, reference_every="epoch",
+                 reference_k=9, reference_batch_size=reference_lib.DEFAULT_BATCH_SIZE,
+                 **options):
         super().__init__()
+        if reference_every not in ("epoch", "end") and (
+                isinstance(reference_every, bool) or not isinstance(reference_every, int)
+                or reference_every < 1):
+            raise ValueError('reference_every must be "epoch", "end" or a positive number of '
+                             'batches, got %r' % (reference_every,))
+        if reference is not None:
+            reference_lib.check_reference(reference, repeated=True)
+        self.reference = reference
+        self.reference_every = reference_every
+        self.reference_k = reference_k
+        self.reference_batch_size = reference_batch_size
+        self._last_reference_step = None
         self.token_grid = token_grids.resolve_token_grid_option(token_grid)
         self.attention = check_attention_flag(attention)
         self.token_labels = tokens_lib.check_option(token_labels)
@@ -106,7 +131,8 @@ class ActivationsCallback(keras.callbacks.Callback):
         self.on_error = on_error
         # Keras runs batch hooks off the training loop's thread only when every callback says
         # it may (or keeps the default hooks); logging per epoch, this one's do nothing.
-        self.async_safe = update_freq == "epoch"
+        self.async_safe = update_freq == "epoch" and not (
+            reference is not None and isinstance(reference_every, int))
         self.options = steps_lib.render_options(**options)
         self._arrays = None
         self._background = None
@@ -127,6 +153,28 @@ class ActivationsCallback(keras.callbacks.Callback):
         except Exception as error:
             self._fail(error)
         self._last_step = step
+
+    def _log_reference(self, step, first=False):
+        """Passes over the reference set at `step` and queues the step; `first` (train begin):
+        with the reference inputs, and errors (a reference set the model cannot take) raise
+        whatever on_error says."""
+        if (self.reference is None or self._background is None
+                or step == self._last_reference_step):
+            return
+        self._last_reference_step = step
+
+        def rendered():
+            return reference_lib.reference_step(
+                self.model, self.reference, self.layers, self.options, self.reference_k,
+                self.reference_batch_size, self.class_names, with_inputs=first, repeated=True)
+
+        if first:
+            self._background.put(rendered(), step)
+            return
+        try:
+            self._background.put(rendered(), step)
+        except Exception as error:
+            self._fail(error)
 
     def _log_epoch_end(self, epoch):
         """Which step `epoch` ended at, so the tab can say "epoch E · step S"."""
@@ -178,26 +226,35 @@ class ActivationsCallback(keras.callbacks.Callback):
         except Exception as error:
             self._fail(error)
         self._log(step)
+        self._last_reference_step = None
+        self._log_reference(step, first=True)
         self._save_model()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._background is None or self.update_freq == "epoch":
+        if self._background is None:
             return
-        step = self._global_step()
-        if step % self.update_freq == 0:
-            self._log(step)
+        if self.update_freq != "epoch" or isinstance(self.reference_every, int):
+            step = self._global_step()
+            if self.update_freq != "epoch" and step % self.update_freq == 0:
+                self._log(step)
+            if isinstance(self.reference_every, int) and step % self.reference_every == 0:
+                self._log_reference(step)
 
     def on_epoch_end(self, epoch, logs=None):
         if self._arrays is None:
             return
         if self.update_freq == "epoch":
             self._log(self._global_step())
+        if self.reference_every == "epoch":
+            self._log_reference(self._global_step())
         self._log_epoch_end(epoch)
         self._save_model()
 
     def on_train_end(self, logs=None):
         if self._arrays is None:
             return
+        if self.reference_every == "end":
+            self._log_reference(self._global_step())
         self._save_model()
         if self._background is not None:
             try:

@@ -107,7 +107,7 @@ def probe_rendered(model, arrays, max_image, labels):
             + tokens_lib.render(labels))
 
 
-def _default_step():
+def default_step():
     """The default tf.summary step; a ValueError if there is none."""
     import tensorflow as tf
 
@@ -158,7 +158,7 @@ def log_activations(model, inputs, step=None, layers=None, log_dir=None, on_erro
         if not bool(tf.summary.should_record_summaries()):
             return False
         if step is None:
-            step = _default_step()
+            step = default_step()
     step = destinations.step_number(step)
     place = tf_summary.default_writer() if log_dir is None else events.shared_writer_key(log_dir)
     if failures.is_stopped(place):

@@ -19,6 +19,7 @@ from tensorboard.util import tensor_util
 
 from tb_activations.format import layout as layout_lib
 from tb_activations.format import metadata
+from tb_activations.format import reference as reference_format
 from tb_activations.format import tokens as tokens_lib
 from tb_activations.reading import epochs
 from tb_activations.rendering import grid_images
@@ -229,6 +230,49 @@ class EpochStep:
     epoch: int
 
 
+@dataclasses.dataclass
+class ReferenceStep:
+    """One layer's reference step (a reference tag, checked: format.reference.decode_reference):
+    `content` its plugin content, `arrays` {units, top_index, top_value, top_position,
+    zero_fraction[, class_mean, class_count]}."""
+
+    tag: str
+    content: dict
+    step: int
+    wall_time: float
+    arrays: dict
+
+
+@dataclasses.dataclass
+class ReferenceInputsStep:
+    """The reference inputs of a run (the reference_inputs tag, checked): `thumbnails` uint8
+    (N, h, w[, 3]) or None (inputs that are not pictures), `labels` int32 (N,) or None."""
+
+    tag: str
+    content: dict
+    step: int
+    thumbnails: np.ndarray
+    labels: np.ndarray
+
+
+def _reference_inputs_step(tag, content, event, blobs):
+    expected = content["pages"] + (1 if content["classes"] else 0)
+    if len(blobs) != expected:
+        raise ValueError("%d blobs, expected %d atlas pages%s" % (
+            len(blobs), content["pages"], " and the labels" if content["classes"] else ""))
+    thumbnails = reference_format.decode_atlas(blobs[:content["pages"]], content)
+    labels = (reference_format.decode_labels(blobs[-1], content) if content["classes"]
+              else None)
+    return ReferenceInputsStep(tag, content, event.step, thumbnails, labels)
+
+
+def _reference_step(tag, content, event, blobs):
+    if len(blobs) != 1:
+        raise ValueError("%d blobs, expected one reference blob" % len(blobs))
+    return ReferenceStep(tag, content, event.step, event.wall_time,
+                         reference_format.decode_reference(blobs[0], content))
+
+
 def run_directories(logdir):
     """[(run name, directory)] of every run under `logdir`, sorted, named as TensorBoard's
     multiplexer names them: the path relative to `logdir` ("." for `logdir` itself). A local
@@ -301,8 +345,8 @@ def _probe_step(tag, parsed, event, blobs):
 
 
 def read_run(directory, name=None):
-    """Yields a LayerStep, ProbeStep, TokensStep, HeadsStep or EpochStep for every activations
-    value in one run's event files (a HeadsStep only for an overview holding per-head numbers).
+    """Yields a LayerStep, ProbeStep, TokensStep, HeadsStep, EpochStep, ReferenceStep or
+    ReferenceInputsStep for every activations value in one run's event files (a HeadsStep only for an overview holding per-head numbers).
 
     One pass, in the order the values were written (step by step, every layer of a step
     together), through TensorBoard's event file loader; nothing is kept but each tag's plugin
@@ -335,6 +379,10 @@ def read_run(directory, name=None):
                 elif kind == metadata.KIND_TOKENS:
                     yield TokensStep(value.tag, parsed[0], event.step,
                                      tokens_lib.decode(blobs, parsed[0]))
+                elif kind == metadata.KIND_REFERENCE:
+                    yield _reference_step(value.tag, parsed[0], event, blobs)
+                elif kind == metadata.KIND_REFERENCE_INPUTS:
+                    yield _reference_inputs_step(value.tag, parsed[0], event, blobs)
                 else:
                     yield EpochStep(value.tag, event.step, epochs.parse_record(blobs))
             except ValueError as error:

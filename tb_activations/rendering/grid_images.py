@@ -115,8 +115,10 @@ def encode_png(image, compression=1):
                      _png_chunk(b"IEND", b"")])
 
 
-def decode_png(data):
-    """The uint8 image of a PNG written by encode_png ((h, w) or (h, w, channels))."""
+def decode_png(data, max_pixels=None):
+    """The uint8 image of a PNG written by encode_png ((h, w) or (h, w, channels)); with
+    `max_pixels`, one of more pixels is refused before it is decompressed (and its data is
+    inflated no further than its size)."""
     if not data.startswith(_PNG_SIGNATURE):
         raise ValueError("not a PNG")
     position, header, compressed = len(_PNG_SIGNATURE), None, []
@@ -131,7 +133,14 @@ def decode_png(data):
     if header is None or header[2] != 8 or header[3] not in _PNG_CHANNELS or header[6] != 0:
         raise ValueError("only 8-bit non-interlaced gray/RGB/RGBA PNGs are read here")
     width, height, channels = header[0], header[1], _PNG_CHANNELS[header[3]]
-    raw = np.frombuffer(zlib.decompress(b"".join(compressed)), dtype=np.uint8)
+    if max_pixels is not None and width * height > max_pixels:
+        raise ValueError("PNG of %dx%d pixels, more than the %d expected"
+                         % (width, height, max_pixels))
+    inflate = zlib.decompressobj()
+    raw = inflate.decompress(b"".join(compressed), height * (1 + width * channels) + 1)
+    if len(raw) != height * (1 + width * channels):
+        raise ValueError("PNG data does not hold its %dx%d pixels" % (width, height))
+    raw = np.frombuffer(raw, dtype=np.uint8)
     raw = raw.reshape(height, 1 + width * channels)
     if np.any(raw[:, 0] != _UP_FILTER):
         raise ValueError("PNG rows use filters other than Up: not written by tb-activations")
@@ -175,13 +184,19 @@ def area_average(picture, factor):
     to full size, as reduction.area_downscale does for feature maps)."""
     if factor <= 1:
         return picture
-    height, width = picture.shape[:2]
+    return np.rint(block_mean(picture[None], factor)[0]).astype(np.uint8)
+
+
+def block_mean(pictures, factor):
+    """float64 means of (n, h, w[, c]) pictures over factor x factor blocks of h x w, edge
+    blocks mirrored to full size."""
+    height, width = pictures.shape[1:3]
     rows, columns = -(-height // factor), -(-width // factor)
-    pad = [(0, rows * factor - height), (0, columns * factor - width)] + [(0, 0)] * (
-        picture.ndim - 2)
-    padded = np.pad(picture.astype(np.float64), pad, mode="symmetric")
-    blocks = padded.reshape((rows, factor, columns, factor) + picture.shape[2:])
-    return np.rint(blocks.mean(axis=(1, 3))).astype(np.uint8)
+    pad = [(0, 0), (0, rows * factor - height), (0, columns * factor - width)] + [(0, 0)] * (
+        pictures.ndim - 3)
+    padded = np.pad(pictures.astype(np.float64), pad, mode="symmetric")
+    blocks = padded.reshape((len(pictures), rows, factor, columns, factor) + pictures.shape[3:])
+    return blocks.mean(axis=(2, 4))
 
 
 _DEFLATE_FROM_BYTES = 1024
@@ -191,11 +206,16 @@ def encode_statistics(reduced):
     """The statistics blob stored after a step's PNGs (format version 2): an .npz (no
     pickles) of stats (batch, kept, 7), ranges (batch, tiles, 2), channels (kept,), layer
     (batch, 7) and silent (batch, ceil(channels_total / 8)) packed bits."""
-    arrays = {"stats": np.asarray(reduced["stats"], np.float32),
-              "ranges": np.asarray(reduced["ranges"], np.float32),
-              "channels": np.asarray(reduced["channels"], np.int32),
-              "layer": np.asarray(reduced["layer"], np.float32),
-              "silent": np.asarray(reduced["silent"], np.uint8)}
+    return encode_arrays({"stats": np.asarray(reduced["stats"], np.float32),
+                          "ranges": np.asarray(reduced["ranges"], np.float32),
+                          "channels": np.asarray(reduced["channels"], np.int32),
+                          "layer": np.asarray(reduced["layer"], np.float32),
+                          "silent": np.asarray(reduced["silent"], np.uint8)})
+
+
+def encode_arrays(arrays):
+    """An .npz (no pickles) of {name: array}, as np.load reads it; arrays of 1 KiB or more
+    deflated."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, array in arrays.items():
@@ -207,6 +227,37 @@ def encode_statistics(reduced):
             archive.writestr(member, _npy_header(array.dtype.str, array.shape)
                              + np.ascontiguousarray(array).tobytes())
     return buffer.getvalue()
+
+
+def decode_arrays(blob, expected, what):
+    """{name: array} of an .npz blob (untrusted) holding exactly `expected` {name: (dtype,
+    shape)}: the sizes its directory states are checked before anything is decompressed,
+    then each array's dtype and shape; ValueError naming `what` otherwise."""
+    limit = sum(math.prod(shape) * np.dtype(dtype).itemsize + _NPY_HEADER_BYTES
+                for dtype, shape in expected.values())
+    try:
+        with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+            sizes = {info.filename: info.file_size for info in archive.infolist()}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise ValueError("unreadable %s: %s" % (what, error)) from None
+    names = sorted(name + ".npy" for name in expected)
+    if sorted(sizes) != names:
+        raise ValueError("%s holds %s, expected %s" % (what, sorted(sizes), names))
+    if sum(sizes.values()) > limit:
+        raise ValueError("%s would decompress to %d bytes, more than the %d its arrays take"
+                         % (what, sum(sizes.values()), limit))
+    try:
+        with _NPY_HEADER_LOCK, np.load(io.BytesIO(blob), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in expected}
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError("unreadable %s: %s" % (what, error)) from None
+    for name, (dtype, shape) in expected.items():
+        array = arrays[name]
+        if array.dtype != np.dtype(dtype) or array.shape != tuple(shape):
+            raise ValueError("%s: %s of shape %s and dtype %s, expected shape %s and dtype %s"
+                             % (what, name, array.shape, array.dtype, tuple(shape),
+                                np.dtype(dtype)))
+    return arrays
 
 
 @functools.lru_cache(maxsize=4096)

@@ -31,7 +31,10 @@ _VALUE_TAG, _VALUE_TENSOR, _VALUE_METADATA = 1, 8, 9
 _TENSOR_DTYPE, _TENSOR_SHAPE, _TENSOR_STRING_VAL = 1, 2, 8
 _SHAPE_DIM, _DIM_SIZE = 2, 1
 _VARINT, _FIXED64, _LENGTH_DELIMITED = 0, 1, 2
-# Writers that already hold a model's probe pictures, so they are stored once per run.
+# What a writer stores once per model and run: the probe pictures, the reference inputs.
+PROBE = "probe"
+REFERENCE_INPUTS = "reference_inputs"
+# Writers that already hold those of a model: {writer: {what: models}}.
 _writers_with_probe = weakref.WeakKeyDictionary()
 
 
@@ -53,15 +56,16 @@ def step_number(step):
     return step
 
 
-def holds_probe(writer, model):
-    """Whether `writer` has stored `model`'s probe pictures already (never for None)."""
-    return writer is not None and model in _writers_with_probe.get(writer, ())
+def holds_probe(writer, model, what=PROBE):
+    """Whether `writer` has stored `model`'s probe pictures (or `what` else it stores once)
+    already (never for None)."""
+    return writer is not None and model in _writers_with_probe.get(writer, {}).get(what, ())
 
 
-def record_probe(writer, model):
-    """Notes that `writer` now holds `model`'s probe pictures."""
+def record_probe(writer, model, what=PROBE):
+    """Notes that `writer` now holds `model`'s probe pictures (or `what`)."""
     if writer is not None:
-        _writers_with_probe.setdefault(writer, weakref.WeakSet()).add(model)
+        _writers_with_probe.setdefault(writer, {}).setdefault(what, weakref.WeakSet()).add(model)
 
 
 def write_with_probe(rendered, step, writer, model, render_probe, holder=None):
