@@ -22,9 +22,11 @@ import { OverviewView } from "./static/views/overview.js";
 import { ProblemsNotice } from "./static/views/problems_notice.js";
 import { RunPicker } from "./static/views/run_picker.js";
 import { SamplePicker } from "./static/views/sample_picker.js";
+import { SelectivityMap } from "./static/views/selectivity_map.js";
 import { SparsityChart } from "./static/views/sparsity_chart.js";
 import { StatusLine } from "./static/views/status_line.js";
 import { StepBar } from "./static/views/step_bar.js";
+import { TopInputs } from "./static/views/top_inputs.js";
 import { ViewOptions } from "./static/views/view_options.js";
 
 const POLL_MS = 30000;
@@ -99,6 +101,8 @@ function buildViews(model) {
   });
   v.heads = new HeadMap();
   v.overview.addSection(v.heads.element);
+  v.selectivity = new SelectivityMap({ onOpen: (path, step) => model.openLayerAt(path, step) });
+  v.overview.addSection(v.selectivity.element);
   v.stepBar = new StepBar({ onStep: (step) => model.set({ step }), onPlayToggle: () => model.togglePlay() });
   v.downloads = new Downloads(model, v);
   v.options = new ViewOptions({
@@ -125,6 +129,8 @@ function buildViews(model) {
   v.status = new StatusLine();
   v.sparsity = new SparsityChart({ onStep: (step) => model.set({ step }) });
   v.channel = new ChannelPanel({ onStep: (step) => model.set({ step }), onClose: () => model.set({ channel: null }) });
+  v.topInputs = new TopInputs();
+  v.channel.addSection(v.topInputs.element);
   v.live = new LivePanel({
     onDraw: () => model.requestLive(),
     onDone: () => model.requestLive(),
@@ -196,10 +202,18 @@ function showModel(model, v) {
     showLayerNotes();
   });
   model.on("samples", (samples) => v.samples.set(samples));
+  let referenceLayers = new Map();
+  model.on("reference", ({ layers, summary }) => {
+    referenceLayers = layers;
+    v.selectivity.setData(summary);
+    v.options.setReference(referenceLayers.get(model.state.layer), model.layer);
+  });
   model.on("layer", (layer) => {
+    v.options.setReference(referenceLayers.get(layer.layer), layer);
     v.layers.select(layer.layer);
     v.header.show(layer);
     v.channel.hide();
+    v.topInputs.hide();
   });
   model.on("steps", ({ steps, step }) => {
     v.stepBar.setSteps(steps);
@@ -243,8 +257,11 @@ function showChannel(model, v, view) {
   const { run, layer, sample, channel, cmap, scale, lo, hi, live } = model.state;
   if (channel === null) {
     v.channel.hide();
+    v.topInputs.hide();
     return;
   }
+  if (live) v.topInputs.hide();
+  else v.topInputs.show({ set: model.reference, layer, channel, step: model.state.step });
   v.channel.showChannel({
     view, channel, cmap, scale,
     picture: live ? v.live.picture() : v.samples.picture(sample),

@@ -2,11 +2,13 @@
 // docs/http_api.md) and where their pictures are. Pure: views/top_inputs.js and
 // views/selectivity_map.js draw what these answer.
 
-// The reference step shown with probe step `step`: the last one at or before it, else the first.
+// The reference step shown with probe step `step`: the nearest one (the earlier of two as
+// near), since the two kinds of steps are logged on their own schedules (the last probe step of
+// an epoch comes before the reference pass at its end).
 export function referenceStepFor(steps, step) {
   if (!steps.length) return null;
   let chosen = steps[0];
-  for (const candidate of steps) if (step !== null && candidate <= step) chosen = candidate;
+  for (const candidate of steps) if (step !== null && Math.abs(candidate - step) < Math.abs(chosen - step)) chosen = candidate;
   return chosen;
 }
 
@@ -27,7 +29,9 @@ export function thumbnailAt(inputs, index) {
 function clippedSpan(centre, size, limit) {
   const start = Math.max(0, Math.min(limit, centre - size / 2));
   const end = Math.max(0, Math.min(limit, centre + size / 2));
-  return end > start ? [start, end] : [Math.max(0, Math.min(limit - 1, Math.floor(centre))), Math.min(limit, Math.floor(centre) + 1)];
+  if (end > start) return [start, end];
+  const pixel = Math.max(0, Math.min(limit - 1, Math.floor(centre))); // a box off the input: its nearest pixel
+  return [pixel, pixel + 1];
 }
 
 // The box of the input a map cell at `position` ([row, column]) sees, in thumbnail pixels
@@ -37,8 +41,9 @@ export function receptiveBox(field, position, inputs) {
   if (!field || !Array.isArray(position) || position.length !== 2) return null;
   const scaleY = inputs.thumb_height / inputs.input_height;
   const scaleX = inputs.thumb_width / inputs.input_width;
-  const centreY = field.offset[0] + position[0] * field.stride[0];
-  const centreX = field.offset[1] + position[1] * field.stride[1];
+  // The field's centres are pixel indices (pixel i spans [i, i + 1), its centre is i + 0.5).
+  const centreY = field.offset[0] + position[0] * field.stride[0] + 0.5;
+  const centreX = field.offset[1] + position[1] * field.stride[1] + 0.5;
   const [top, bottom] = clippedSpan(centreY, field.size[0], inputs.input_height);
   const [left, right] = clippedSpan(centreX, field.size[1], inputs.input_width);
   const [markTop, markBottom] = clippedSpan(centreY, Math.max(1, field.stride[0]), inputs.input_height);
@@ -76,13 +81,18 @@ export function unitAt(answer, channel) {
   };
 }
 
-// "responds most to: 7 (selectivity 0.83)", "dead on the reference set", or why neither.
-export function respondsText(unit, inputs, fmt) {
+// A class selectivity index as the tab and export write it: two decimals.
+export function selectivityText(value) {
+  return value === null || value === undefined || !Number.isFinite(value) ? "undefined" : value.toFixed(2);
+}
+
+// "responds most to: 7 (selectivity 0.83)", "dead on the reference set", or why neither
+// (exporting/montage.py responds_text says the same).
+export function respondsText(unit, inputs) {
   if (!unit.kept) return "not among the units kept on the reference set";
   if (unit.dead) return "dead on the reference set: zero on every reference input";
   if (unit.preferred === null) return "no labels with the reference set: no preferred class";
-  const selectivity = unit.selectivity === null ? "selectivity undefined" : `selectivity ${fmt(unit.selectivity)}`;
-  return `responds most to: ${className(inputs, unit.preferred)} (${selectivity})`;
+  return `responds most to: ${className(inputs, unit.preferred)} (selectivity ${selectivityText(unit.selectivity)})`;
 }
 
 // The order tiles are drawn in, by a reference step's numbers: `units` (every drawn channel)

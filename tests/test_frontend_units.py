@@ -13,6 +13,7 @@ import hypothesis
 import numpy as np
 import pytest
 
+from tb_activations.exporting import montage
 from tb_activations.format import layout as layout_module
 from tb_activations.format import metadata
 from tb_activations.rendering import grid_images
@@ -607,7 +608,7 @@ def test_reordered_frame_moves_each_tile_with_its_channel(page, order):
 def test_receptive_boxes_and_thumbnails_in_thumbnail_pixels(page):
     inputs = {"per_page": 6, "page_columns": 3, "thumb_width": 14, "thumb_height": 14,
               "input_width": 28, "input_height": 28, "class_names": ["zero", "one"]}
-    field = {"stride": [2, 2], "size": [8, 8], "offset": [3, 3], "exact": True}
+    field = {"stride": [2, 2], "size": [8, 8], "offset": [3.5, 3.5], "exact": True}
     out = run(page, """
         const [inputs, field] = arg;
         const r = m.reference_values;
@@ -615,8 +616,10 @@ def test_receptive_boxes_and_thumbnails_in_thumbnail_pixels(page):
             thumbs: [0, 4, 6, 13].map((index) => r.thumbnailAt(inputs, index)),
             middle: r.receptiveBox(field, [5, 4], inputs),
             corner: r.receptiveBox(field, [0, 0], inputs),
+            clipped: r.receptiveBox({...field, offset: [2.5, 1.5]}, [0, 0], inputs),
             none: [r.receptiveBox(null, [1, 1], inputs), r.receptiveBox(field, [3], inputs)],
-            step: [r.referenceStepFor([0, 50, 100], 75), r.referenceStepFor([50, 100], 10), r.referenceStepFor([], 3)],
+            step: [r.referenceStepFor([0, 50, 100], 75), r.referenceStepFor([50, 100], 10),
+                   r.referenceStepFor([0, 48, 96], 90), r.referenceStepFor([], 3)],
             names: [r.className(inputs, 1), r.className(inputs, 7), r.className({class_names: null}, 2)],
         };
     """, [inputs, field])
@@ -624,12 +627,40 @@ def test_receptive_boxes_and_thumbnails_in_thumbnail_pixels(page):
                              {"page": 0, "x": 14, "y": 14, "width": 14, "height": 14},
                              {"page": 1, "x": 0, "y": 0, "width": 14, "height": 14},
                              {"page": 2, "x": 14, "y": 0, "width": 14, "height": 14}]
-    # Map cell (5, 4) sees the 8x8 input box centred at (3 + 10, 3 + 8): rows 9..17, columns
-    # 7..15; at half scale in the thumbnail. Its own 2x2 stride box is marked at the centre.
-    assert out["middle"] == {"x": 3.5, "y": 4.5, "width": 4, "height": 4,
-                             "mark": {"x": 5, "y": 6, "width": 1, "height": 1}}
-    # At (0, 0) the box is clipped at the input's edge: rows and columns 0..7.
-    assert out["corner"]["x"] == 0 and out["corner"]["width"] == 3.5
+    # Map cell (5, 4) sees the 8x8 input box centred on pixel (3.5 + 10, 3.5 + 8) (between
+    # pixels 13 and 14, 11 and 12): rows 10..17, columns 8..15; at half scale in the
+    # thumbnail. Its own 2x2 stride box is marked at the centre.
+    assert out["middle"] == {"x": 4, "y": 5, "width": 4, "height": 4,
+                             "mark": {"x": 5.5, "y": 6.5, "width": 1, "height": 1}}
+    # Cell (0, 0) sees rows and columns 0..7; a box reaching past the edge is clipped.
+    assert out["corner"]["x"] == 0 and out["corner"]["width"] == 4
+    assert out["clipped"]["x"] == 0 and out["clipped"]["width"] == 3
     assert out["none"] == [None, None]
-    assert out["step"] == [50, 50, None]
+    assert out["step"] == [50, 50, 96, None]
     assert out["names"] == ["one", "7", "2"]
+
+
+@hypothesis.given(data=hypothesis.strategies.data())
+def test_the_tab_and_export_crop_the_same_receptive_field(page, data):
+    """reference_values.receptiveBox (the tab) and exporting.montage.receptive_box (export)
+    find the same input box and cell for any field, position and input size."""
+    st = hypothesis.strategies
+    side = st.integers(1, 96)
+    size = data.draw(st.tuples(side, side))
+    field = {"stride": list(data.draw(st.tuples(st.integers(1, 8), st.integers(1, 8)))),
+             "size": list(data.draw(st.tuples(st.integers(1, 64), st.integers(1, 64)))),
+             "offset": list(data.draw(st.tuples(st.floats(-4, 8, width=16),
+                                                st.floats(-4, 8, width=16)))),
+             "exact": True}
+    position = list(data.draw(st.tuples(st.integers(0, 40), st.integers(0, 40))))
+    inputs = {"thumb_height": size[0], "thumb_width": size[1], "input_height": size[0],
+              "input_width": size[1]}
+    box = run(page, "return m.reference_values.receptiveBox(...arg);", [field, position, inputs])
+    (top, left, bottom, right), (cell_top, cell_left, cell_bottom, cell_right) = \
+        montage.receptive_box(field, position, *size)
+    assert [box["y"], box["x"], box["y"] + box["height"], box["x"] + box["width"]] == \
+        pytest.approx([top, left, bottom, right])
+    mark = box["mark"]
+    assert [mark["y"], mark["x"], mark["y"] + mark["height"], mark["x"] + mark["width"]] == \
+        pytest.approx([cell_top, cell_left, cell_bottom, cell_right])
+    assert 0 <= top < bottom <= size[0] and 0 <= left < right <= size[1]
