@@ -129,7 +129,7 @@ PUBLIC = {
     "tb_activations": ["ActivationRecord", "ActivationsCallback", "RenderOptions", "export",
                        "get_activations", "is_chief", "log_activations", "log_reference",
                        "read_activations", "read_reference"],
-    "tb_activations.torch": ["get_activations", "log_activations"],
+    "tb_activations.torch": ["get_activations", "log_activations", "log_reference"],
     "tb_activations.torch.lightning": ["ActivationsCallback"],
     "tb_activations.torch.pytorch_lightning": ["ActivationsCallback"],
     "tb_activations.plugin": ["ActivationsLoader"],

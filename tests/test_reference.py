@@ -18,44 +18,23 @@ from tensorboard.backend.event_processing import plugin_event_multiplexer
 import tb_activations as tba
 from tb_activations.format import metadata
 from tb_activations.format import reference as reference_format
+from tb_activations.keras import receptive_fields as keras_fields
 from tb_activations.rendering import grid_images
 from tests import models
 from tests.full_disk import fill
-
-CLASSES = 4
-SIDE = 12
-
-
-def cross_digits(count, seed=0):
-    """Images of SIDE x SIDE pixels of low noise, each class drawing its own mark at a random
-    place: class 0 a plus sign, class 1 a horizontal bar, class 2 a vertical bar, class 3 a
-    diagonal. Returns (x, y, the centre (row, column) of each mark)."""
-    rng = np.random.default_rng(seed)
-    x = rng.uniform(0, 0.1, size=(count, SIDE, SIDE, 1)).astype(np.float32)
-    y = np.arange(count) % CLASSES
-    rng.shuffle(y)
-    centres = rng.integers(2, SIDE - 2, size=(count, 2))
-    marks = {0: [(0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)], 1: [(0, -1), (0, 0), (0, 1)],
-             2: [(-1, 0), (0, 0), (1, 0)], 3: [(-1, -1), (0, 0), (1, 1)]}
-    for image, label, (row, column) in zip(x, y, centres):
-        for dy, dx in marks[label]:
-            image[row + dy, column + dx, 0] = 1.0
-    return x, y, centres
-
+from tests.reference_data import CLASSES, DETECTOR_BIASES, SIDE, brute_force, cross_digits
+from tests.reference_data import field_box, plus_kernel
 
 def plus_detector():
-    """A conv layer whose unit 0 fires only where a plus sign is (class 0), unit 1 never
-    (weights 0, bias -1), unit 2 on every input (bias 1)."""
+    """A conv layer of reference_data's detector units, and a head."""
     inputs = keras.Input((SIDE, SIDE, 1), name="image")
     conv = keras.layers.Conv2D(3, 3, activation="relu", name="detector")
     features = conv(inputs)
     outputs = keras.layers.Dense(CLASSES, name="head")(keras.layers.Flatten()(features))
     model = keras.Model(inputs, outputs)
     kernel = np.zeros((3, 3, 1, 3), np.float32)
-    kernel[:, :, 0, 0] = -1.0
-    for dy, dx in [(1, 1), (0, 1), (2, 1), (1, 0), (1, 2)]:
-        kernel[dy, dx, 0, 0] = 1.0
-    conv.set_weights([kernel, np.array([-4.0, -1.0, 1.0], np.float32)])
+    kernel[:, :, 0, 0] = plus_kernel()
+    conv.set_weights([kernel, np.array(DETECTOR_BIASES, np.float32)])
     return model
 
 
@@ -114,26 +93,6 @@ def test_the_callback_logs_reference_steps_of_a_trained_cnn_read_by_tensorboard(
     # Probe readers never see the reference steps.
     assert {record.layer for record in tba.read_activations(tmp_path)} == set(
         models.SMALL_CNN_DRAWN)
-
-
-def brute_force(outputs, k):
-    """Per unit (last axis) of (N, ..., units) outputs: top-k (indices, values, flat
-    positions) by the rule of rendering.reference, in plain numpy loops."""
-    count, units = outputs.shape[0], outputs.shape[-1]
-    flat = outputs.reshape(count, -1, units)
-    result = []
-    for unit in range(units):
-        scored = []
-        for index in range(count):
-            values = flat[index, :, unit].astype(np.float64)
-            usable = ~np.isnan(values)
-            best = values[usable].max() if usable.any() else -np.inf
-            position = int(np.flatnonzero(usable & (values == best))[0]) if usable.any() else 0
-            scored.append((-best, index, best, position))
-        scored.sort(key=lambda item: (item[0], item[1]))
-        top = scored[:min(k, count)]
-        result.append(([t[1] for t in top], [t[2] for t in top], [t[3] for t in top]))
-    return result
 
 
 @hypothesis.settings(max_examples=12)
@@ -289,6 +248,49 @@ def test_more_than_65536_reference_inputs_are_refused(tmp_path):
                           batch_size=8192)
 
 
+@hypothesis.settings(max_examples=15)
+@hypothesis.given(st.lists(st.tuples(st.sampled_from(["conv", "max", "avg", "pad", "crop"]),
+                                     st.integers(1, 4), st.integers(1, 2),
+                                     st.sampled_from(["valid", "same"]), st.integers(1, 2)),
+                           min_size=1, max_size=3))
+def test_exact_receptive_fields_are_the_pixels_that_reach_a_cell(layers):
+    """All-positive weights, one lit pixel per input, TensorFlow's own "same" padding: a cell
+    of a Functional chain responds exactly to the pixels inside its receptive field."""
+    side = 13
+    inputs = keras.Input((side, side, 1))
+    x = inputs
+    for number, (kind, kernel, stride, padding, dilation) in enumerate(layers):
+        name = "layer%d" % number
+        if kind == "pad":
+            x = keras.layers.ZeroPadding2D(((kernel - 1, 0), (0, kernel - 1)), name=name)(x)
+        elif kind == "crop":
+            x = keras.layers.Cropping2D(((kernel - 1, 0), (0, 0)), name=name)(x)
+        elif kind == "conv":
+            x = keras.layers.Conv2D(1, kernel, 1 if dilation > 1 else stride, padding,
+                                    dilation_rate=dilation, use_bias=False, name=name,
+                                    kernel_initializer="ones")(x)
+        else:
+            pool = keras.layers.MaxPooling2D if kind == "max" else keras.layers.AveragePooling2D
+            x = pool(kernel, stride, padding, name=name)(x)
+        if min(x.shape[1:3]) < 1:
+            hypothesis.reject()
+    model = keras.Model(inputs, x)
+    lit = np.eye(side * side, dtype=np.float32).reshape(side * side, side, side, 1)
+    out = np.asarray(model(lit))
+    fields = keras_fields.receptive_fields(model, lit[:1])
+    field = fields["layer%d" % (len(layers) - 1)]
+    rows, columns = out.shape[1:3]
+    for row, column in {(0, 0), (rows - 1, columns - 1), (rows // 2, columns // 2)}:
+        reached = (out[:, row, column, 0] > 0).reshape(side, side)
+        box = field_box(field, row, column, side)
+        assert not np.any(reached & ~box), (row, column, field)
+        # Cells over padding see less than their box: the equality holds where none is added.
+        if all(kind == "crop" or (kind != "pad" and padding == "valid" and dilation == 1
+                                  and kernel >= stride)
+               for kind, kernel, stride, padding, dilation in layers):
+            assert np.array_equal(reached, box), (row, column, field)
+
+
 # The blob decoder, on crafted blobs.
 
 def content(**fields):
@@ -389,7 +391,8 @@ def test_the_atlas_round_trips(count, height, width, colour):
     assert np.array_equal(decoded, thumbnails)
 
 
-@hypothesis.given(st.lists(st.lists(st.floats(0, 1e6), min_size=3, max_size=3), min_size=1,
+@hypothesis.given(st.lists(st.lists(st.floats(0, 1e6, allow_subnormal=False), min_size=3,
+                                    max_size=3), min_size=1,
                            max_size=6), st.floats(0.1, 100))
 def test_selectivity_is_the_morcos_index_and_scale_free(means, scale):
     means = np.array(means)
@@ -401,10 +404,10 @@ def test_selectivity_is_the_morcos_index_and_scale_free(means, scale):
         if top + rest == 0:
             assert np.isnan(value)
         else:
-            assert value == pytest.approx((top - rest) / (top + rest))
+            assert value == pytest.approx((top - rest) / (top + rest), abs=1e-12)
             assert 0 <= value <= 1
     np.testing.assert_allclose(reference_format.selectivity_index(means * scale, count), index,
-                               rtol=1e-9)
+                               rtol=1e-9, atol=1e-12)
     assert np.all(np.isnan(reference_format.selectivity_index(means, np.array([5, 0, 0]))))
     preferred = reference_format.preferred_class(means, np.array([1, 0, 1]))
     assert np.all(preferred == np.where(means[:, 2] > means[:, 0], 2, 0))

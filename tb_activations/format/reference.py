@@ -106,11 +106,13 @@ def selectivity_index(class_mean, class_count):
     means = np.asarray(class_mean, np.float64)[:, np.asarray(class_count) > 0]
     if means.shape[1] < 2:
         return np.full(len(means), np.nan)
-    highest = means.max(axis=1)
-    rest = (means.sum(axis=1) - highest) / (means.shape[1] - 1)
+    ordered = -np.sort(-means, axis=1)
+    highest, rest = ordered[:, 0], ordered[:, 1:].mean(axis=1)
     total = highest + rest
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total != 0, (highest - rest) / np.where(total != 0, total, 1), np.nan)
+        # highest >= rest, whatever the rounding of the mean says.
+        index = np.maximum(highest - rest, 0) / np.where(total != 0, total, 1)
+    return np.where(total != 0, index, np.nan)
 
 
 def preferred_class(class_mean, class_count):

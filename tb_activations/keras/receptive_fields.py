@@ -70,15 +70,20 @@ def receptive_fields(model, sample):
     if model in _found:
         return _found[model]
     by_tensor, by_path, kept = {}, {}, []
-    # (map size, field) of the input of each model being called, innermost last: a tensor
-    # no recorded layer produced, of that size, is that input (Keras may convert it first).
-    entered = [(tuple(np.asarray(sample).shape[1:3]), fields_lib.INPUT)]
+    # [map size, field, open] of the input of each model being called, innermost last: until
+    # a layer inside it has given an output (open), a tensor no recorded layer produced, of
+    # that size, is that input (Keras may convert it first); after, it is unknown.
+    entered = [[tuple(np.asarray(sample).shape[1:3]), fields_lib.INPUT, True]]
 
     def field_of(tensor, layer):
         if id(tensor) in by_tensor:
             return by_tensor[id(tensor)]
-        size, field = entered[-1]
-        return field if _spatial(tensor, layer) == size else None
+        size, field, still_open = entered[-1]
+        if still_open and _spatial(tensor, layer) == size:
+            by_tensor[id(tensor)] = field
+            kept.append(tensor)
+            return field
+        return None
 
     def recorder(path, layer, original):
         def recorded(*args, **kwargs):
@@ -86,8 +91,8 @@ def receptive_fields(model, sample):
             fields = [field_of(t, layer) for t in inputs]
             container = selection.is_container(layer)
             if container:
-                entered.append((_spatial(inputs[0], layer) if inputs else None,
-                                fields[0] if fields else None))
+                entered.append([_spatial(inputs[0], layer) if inputs else None,
+                                fields[0] if fields else None, True])
             try:
                 result = original(*args, **kwargs)
             finally:
@@ -102,6 +107,7 @@ def receptive_fields(model, sample):
             if _spatial(outputs[0], layer) is None:
                 field = None
             by_tensor[id(outputs[0])] = field
+            entered[-1][2] = False
             if field is not None:
                 by_path.setdefault(path, field)
             return result

@@ -3,6 +3,7 @@
     import tb_activations.torch as tbat
     tbat.log_activations(model, x_probe, step=step, writer=summary_writer)  # or log_dir=
     acts = tbat.get_activations(model, x_probe)   # {"features/0": (B, C, H, W) array, ...}
+    tbat.log_reference(model, x_ref, y_ref, step=step, log_dir=...)  # what units respond to
 
 Capture by forward hooks (capture.py), reduction in torch ops on the model's device
 (reduction.py); the render and write stages and the stored format are shared with Keras.
@@ -34,5 +35,6 @@ _load_triton_before_tensorflow()
 
 from tb_activations.torch.capture import get_activations  # noqa: E402
 from tb_activations.torch.log import log_activations  # noqa: E402
+from tb_activations.torch.reference import log_reference  # noqa: E402
 
-__all__ = ["get_activations", "log_activations"]
+__all__ = ["get_activations", "log_activations", "log_reference"]

@@ -593,6 +593,12 @@ class TorchCapture:
             return None, " (its windows could not be put back: %s: %s)" % (
                 type(error).__name__, error)
 
+    @property
+    def layer_outputs(self):
+        """{record path: its output tensor, batch first, laid out as its plan says}, until
+        reduce() lets them go."""
+        return self._outputs
+
     def _reduce_all(self, finite_only):
         return collections.OrderedDict(
             (record.path, reduction.to_host(reduction.reduce_layer_output(

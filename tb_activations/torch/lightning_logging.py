@@ -14,6 +14,7 @@ from tb_activations.format import tokens as tokens_lib
 from tb_activations.rendering import steps as steps_lib
 from tb_activations.torch import capture as capture_lib
 from tb_activations.torch import log as log_lib
+from tb_activations.torch import reference as reference_lib
 from tb_activations.writing import destinations
 from tb_activations.writing import events
 from tb_activations.writing import failures
@@ -56,6 +57,14 @@ class ActivationsLogging:
         export: a list (one per probe sample) of lists of strings, or a tokenizer
         (`convert_ids_to_tokens`, e.g. Hugging Face's) that names the probe's `input_ids`
         (or its first integer tensor). Checked here, and against the probe at fit start.
+      reference: a reference set to find what each unit responds to (torch/reference.py): a
+        tensor or array, a (x, y) tuple of them with labels, or a DataLoader (re-iterable) of
+        (x, y) or x batches; passed over at fit start and at each `reference_every`.
+      reference_every: "epoch" (default: each training epoch end), an int N (global steps),
+        or "end" (train end).
+      reference_k, reference_batch_size: top inputs kept per unit (9), batch size of the
+        pass (64, for tensors and arrays).
+      class_names: optional names of the label ids.
       **options: RenderOptions fields: max_channels, channel_selection, max_tile,
         max_depth_slices, max_image, columns.
 
@@ -67,8 +76,27 @@ class ActivationsLogging:
     tensorboard_logger_class = None
 
     def __init__(self, probe, every_n_steps=50, layers=None, log_dir=None, on_error="warn",
-                 token_grid=None, attention=True, token_labels=None, **options):
+                 token_grid=None, attention=True, token_labels=None, reference=None,
+                 reference_every="epoch", reference_k=9,
+                 reference_batch_size=reference_lib.DEFAULT_BATCH_SIZE, class_names=None,
+                 **options):
         super().__init__()
+        if reference_every not in ("epoch", "end") and (
+                isinstance(reference_every, bool) or not isinstance(reference_every, int)
+                or reference_every < 1):
+            raise ValueError('reference_every must be "epoch", "end" or a positive number of '
+                             'global steps, got %r' % (reference_every,))
+        if reference is not None and not isinstance(reference, tuple) and iter(
+                reference) is reference:
+            raise ValueError("the reference set is read at every reference step, and %s can "
+                             "be read once only: pass a tensor, an array or a DataLoader"
+                             % type(reference).__name__)
+        self.reference = reference
+        self.reference_every = reference_every
+        self.reference_k = reference_k
+        self.reference_batch_size = reference_batch_size
+        self.class_names = class_names
+        self._last_reference_step = None
         if probe is None:
             raise ValueError("the probe is None: pass a batch of inputs, e.g. x_val[:4]")
         if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) \
@@ -130,6 +158,24 @@ class ActivationsLogging:
         except Exception as error:
             self._fail(error, trainer)
 
+    def _log_reference(self, trainer, pl_module, first=False):
+        """Passes over the reference set at the global step and queues it (with the inputs
+        when `first`, at train start, where its errors raise whatever on_error says)."""
+        step = trainer.global_step
+        if (self.reference is None or self._background is None
+                or step == self._last_reference_step):
+            return
+        self._last_reference_step = step
+        x, y = self.reference if isinstance(self.reference, tuple) else (self.reference, None)
+        try:
+            self._background.put(reference_lib.reference_step(
+                pl_module, x, y, self.layers, self.settings, self.reference_k,
+                self.reference_batch_size, self.class_names, with_inputs=first), step)
+        except Exception as error:
+            if first:
+                raise
+            self._fail(error, trainer)
+
     def _fail(self, error, trainer):
         background, self._background = self._background, None
         where = self._target["log_dir"] if self._target else self._logger(trainer).log_dir
@@ -160,13 +206,24 @@ class ActivationsLogging:
                                  trainer.global_step)
         except OSError as error:
             self._fail(error, trainer)
+        self._last_reference_step = None
+        self._log_reference(trainer, pl_module, first=True)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step % self.every_n_steps == 0:
             self._log(trainer, pl_module)
+        if isinstance(self.reference_every, int) and (
+                trainer.global_step % self.reference_every == 0):
+            self._log_reference(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if self.reference_every == "epoch":
+            self._log_reference(trainer, pl_module)
 
     def on_train_end(self, trainer, pl_module):
         self._log(trainer, pl_module)
+        if self.reference_every == "end":
+            self._log_reference(trainer, pl_module)
         self._close(trainer)
 
     def teardown(self, trainer, pl_module, stage):
