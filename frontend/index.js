@@ -183,6 +183,7 @@ function showModel(model, v) {
     v.runs.setOverview(state.overview);
     v.overview.setState(state);
     v.heads.setState(state);
+    v.selectivity.setState(state);
     v.overview.setVisible(state.overview);
     showLiveState(state);
     showLayerNotes();

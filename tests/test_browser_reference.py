@@ -108,6 +108,11 @@ def test_overview_selectivity_map_by_layer_and_reference_step(served):
     assert canvas.get_attribute("data-rows") == str(len(read.layers))
     assert canvas.get_attribute("data-columns") == str(len(steps))
     assert texts(frame, ".selectivity-map .head-map-name") == list(read.layers)
+    # The reference step nearest the selected (last) step is outlined: the last one.
+    marker = frame.eval_on_selector(".selectivity-map .overview-marker",
+                                    "m => [m.hidden, parseFloat(m.style.left), parseFloat(m.style.width)]")
+    cell = canvas.evaluate("c => c.width") / len(steps)
+    assert marker == [False, (len(steps) - 1) * cell, cell]
     row = list(read.layers).index(LAYER)
     box = canvas.bounding_box()
     width, height = canvas.evaluate("c => [c.width, c.height]")

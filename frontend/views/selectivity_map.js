@@ -1,13 +1,13 @@
 // The overview's selectivity map: layers with reference steps (rows, in model order) ×
 // reference steps (columns), coloured by the layer's mean class selectivity over its kept
 // units, or by the fraction of them dead on the reference set: "units specialise with depth
-// and training" at a glance. Hover gives a cell's numbers; a click opens that layer at that
-// step.
+// and training" at a glance. The reference step nearest the selected step is outlined; hover
+// gives a cell's numbers; a click opens that layer at that step.
 
 import { clear, el, option, percent } from "../dom.js";
 import { HEAT_COLOURS, heatColour } from "../overview_values.js";
 import { paintScale } from "../paint.js";
-import { selectivityText } from "../reference_values.js";
+import { referenceStepFor, selectivityText } from "../reference_values.js";
 
 const ROW_HEIGHT = 18;
 // Columns share this many CSS pixels, each between the two widths; a cell at least
@@ -46,6 +46,7 @@ export class SelectivityMap {
     this.names = el("div", { class: "head-map-names" });
     this.canvas = el("canvas", { class: "selectivity-map-canvas", "aria-label": "Heat map of layers by reference steps" });
     this.hover = el("div", { class: "overview-hover", hidden: true });
+    this.marker = el("div", { class: "overview-marker", hidden: true });
     this.tooltip = el("div", { class: "head-map-tooltip", hidden: true, role: "status" });
     this.axis = el("div", { class: "selectivity-map-axis" });
     this.canvas.addEventListener("mousemove", (event) => this.#pointer(event, false));
@@ -60,8 +61,22 @@ export class SelectivityMap {
         el("span", { class: "overview-legend" }, el("span", { text: "0" }), this.scale, el("span", { text: "1" })),
         el("span", { class: "legend-item" }, el("span", { class: "swatch selectivity-none" }), "no value")),
       el("div", { class: "head-map-body" }, this.names,
-        el("div", { class: "head-map-stage" }, this.canvas, this.hover, this.axis)),
+        el("div", { class: "head-map-stage" }, this.canvas, this.marker, this.hover, this.axis)),
       this.tooltip);
+  }
+
+  // The reference step nearest the selected step is outlined.
+  setState({ step }) {
+    if (step === this.step) return;
+    this.step = step;
+    this.#placeMarker();
+  }
+
+  #placeMarker() {
+    const steps = this.data?.steps ?? [];
+    const column = steps.indexOf(referenceStepFor(steps, this.step));
+    this.marker.hidden = column < 0;
+    Object.assign(this.marker.style, { left: `${column * this.cell}px`, width: `${this.cell}px`, height: `${this.canvas.height}px` });
   }
 
   // summary: ./reference_summary of the run, or null (none, or not loaded).
@@ -102,6 +117,7 @@ export class SelectivityMap {
         context.fillText(value.toFixed(2), (column + 0.5) * cell, (row + 0.5) * ROW_HEIGHT + 0.5);
       });
     });
+    this.#placeMarker();
     this.axis.style.width = `${canvas.width}px`;
     clear(this.axis).append(...(cell >= LABELLED_WIDTH
       ? steps.map((step) => el("span", { class: "selectivity-map-step", text: String(step) }))
