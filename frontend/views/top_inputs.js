@@ -79,8 +79,12 @@ export class TopInputs {
       return;
     }
     if (token !== this.token) return;
+    // Another step with the same reference steps (Play, the slider) keeps what is drawn.
+    const previous = this.shown;
+    const same = previous && !this.element.hidden && previous.set === set && previous.channel === channel &&
+      previous.answers.length === answers.length && previous.answers.every((answer, i) => answer === answers[i]);
     this.shown = { set, inputs, channel, answers, token };
-    this.#redraw();
+    if (!same) this.#redraw();
   }
 
   #message(text) {
