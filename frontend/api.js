@@ -221,6 +221,14 @@ export const api = {
     }
   },
   probeUrl: (run, input, sample) => url("probe", { run, input, sample }),
+  // Reference steps (docs/http_api.md): the layers that have them, one step of a layer, every
+  // layer's mean selectivity and dead fraction per step, the reference inputs' description
+  // and labels, and a page of their thumbnails.
+  referenceTags: (run) => getJson("reference_tags", { run }),
+  reference: (run, layer, step) => getJson("reference", { run, layer, step }),
+  referenceSummary: (run) => getJson("reference_summary", { run }),
+  referenceInputs: (run) => getJson("reference_inputs", { run }),
+  referencePageUrl: (run, page) => url("reference_page", { run, page }),
   liveInfo: (run) => getJson("live_info", { run }),
   // inputs: {input name: nested list of one sample}; layers: the paths whose grids and
   // statistics to draw (every layer is summarised).

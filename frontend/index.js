@@ -24,9 +24,11 @@ import { OverviewView } from "./static/views/overview.js";
 import { ProblemsNotice } from "./static/views/problems_notice.js";
 import { RunPicker } from "./static/views/run_picker.js";
 import { SamplePicker } from "./static/views/sample_picker.js";
+import { SelectivityMap } from "./static/views/selectivity_map.js";
 import { SparsityChart } from "./static/views/sparsity_chart.js";
 import { StatusLine } from "./static/views/status_line.js";
 import { StepBar } from "./static/views/step_bar.js";
+import { TopInputs } from "./static/views/top_inputs.js";
 import { ViewOptions } from "./static/views/view_options.js";
 
 const POLL_MS = 30000;
@@ -101,6 +103,8 @@ function buildViews(model) {
   });
   v.heads = new HeadMap({ onOpen: (path, step, head) => model.openLayerAt(path, step, head) });
   v.overview.addSection(v.heads.element);
+  v.selectivity = new SelectivityMap({ onOpen: (path, step) => model.openLayerAt(path, step) });
+  v.overview.addSection(v.selectivity.element);
   v.stepBar = new StepBar({ onStep: (step) => model.set({ step }), onPlayToggle: () => model.togglePlay() });
   v.downloads = new Downloads(model, v);
   v.options = new ViewOptions({
@@ -133,6 +137,8 @@ function buildViews(model) {
     onPoint: (x, y) => v.headPanel.pointAt(model.state.channel, y),
   });
   v.headPanel = new HeadPanel({ onHead: (channel) => model.set({ channel }) });
+  v.topInputs = new TopInputs();
+  v.channel.addSection(v.topInputs.element);
   v.live = new LivePanel({
     onDraw: () => model.requestLive(),
     onDone: () => model.requestLive(),
@@ -189,6 +195,7 @@ function showModel(model, v) {
     v.runs.setOverview(state.overview);
     v.overview.setState(state);
     v.heads.setState(state);
+    v.selectivity.setState(state);
     v.overview.setVisible(state.overview);
     showLiveState(state);
     showLayerNotes();
@@ -208,13 +215,21 @@ function showModel(model, v) {
     showLayerNotes();
   });
   model.on("samples", (samples) => v.samples.set(samples));
+  let referenceLayers = new Map();
+  model.on("reference", ({ layers, summary }) => {
+    referenceLayers = layers;
+    v.selectivity.setData(summary);
+    v.options.setReference(referenceLayers.get(model.state.layer), model.layer);
+  });
   model.on("layer", (layer) => {
+    v.options.setReference(referenceLayers.get(layer.layer), layer);
     v.layers.select(layer.layer);
     v.header.show(layer);
     v.channel.hide();
     v.headPanel.setLayer(layer, model.run.layers);
     // Attention probabilities have no dead channels or sparsity to chart: their heads are shown.
     v.sparsity.element.hidden = Boolean(headsLayerPath(layer.layer));
+    v.topInputs.hide();
   });
   model.on("steps", ({ steps, step }) => {
     v.stepBar.setSteps(steps);
@@ -259,8 +274,11 @@ function showChannel(model, v, view) {
   const { run, layer, sample, channel, cmap, scale, lo, hi, live } = model.state;
   if (channel === null) {
     v.channel.hide();
+    v.topInputs.hide();
     return;
   }
+  if (live) v.topInputs.hide();
+  else v.topInputs.show({ set: model.reference, layer, channel, step: model.state.step });
   v.channel.showChannel({
     view, channel, cmap, scale,
     picture: live ? v.live.picture() : v.samples.picture(sample),

@@ -14,6 +14,8 @@
 //   "steps"       {steps: StepEntry[], step}
 //   "sparsity"    {series, channels} or {error}
 //   "overview"    {data: ./overview of the run, or null while it loads; error: why there is none}
+//   "reference"   {set: ReferenceSet of the selected run, layers: Map path -> ./reference_tags
+//                 entry (empty while it loads or when there are none), summary: ./reference_summary or null}
 //   "view"        View: the frames to draw
 //   "message"     {kind: "info"|"error"|"empty-state"|"load-failed"|"no-runs", text}: no view
 //   "banner"      a warning above the view, or null
@@ -28,6 +30,9 @@ import { loggedFrame } from "./frames.js";
 import { headsFor, headsLayerPath } from "./head_values.js";
 import { LiveSession } from "./live_session.js";
 import { Prefetcher } from "./prefetch.js";
+import { ReferenceSet } from "./reference_set.js";
+import { TILE_ORDERS, referenceStepFor, tileOrder } from "./reference_values.js";
+import { reorderedFrame } from "./tile_order.js";
 import { HEAT_METRICS, stepIndex, summaryAt } from "./overview_values.js";
 import { SCALINGS, spanOf } from "./scaling.js";
 
@@ -51,6 +56,7 @@ const PARTIAL_RETRY_MS = 1500;
  * @property {boolean} live  the current frame is the saved model's answer to a drawn input
  * @property {boolean} overview  the run's overview is shown instead of the grid
  * @property {string} heat  what the overview's heat map shows (overview_values.js HEAT_METRICS)
+ * @property {string} order  the order of a layer's tiles (reference_values.js TILE_ORDERS)
  */
 
 /**
@@ -106,8 +112,10 @@ export class Model extends EventTarget {
     /** @type {ViewState} */
     this.state = {
       run: null, layer: null, input: null, sample: 0, step: null, channel: null, compare: null,
-      cmap: "viridis", scale: "channel", lo: null, hi: null, live: false, overview: false, heat: "dead",
+      cmap: "viridis", scale: "channel", lo: null, hi: null, live: false, overview: false, heat: "dead", order: "unit",
     };
+    /** @type {ReferenceSet|null} the selected run's reference steps */
+    this.reference = null;
     /** @type {RunSummary[]} */
     this.runs = [];
     /** @type {RunEntry|null} */
@@ -156,10 +164,11 @@ export class Model extends EventTarget {
   async start(wanted) {
     this.wanted = wanted;
     this.#message("info", "Loading activation runs…");
-    for (const key of ["cmap", "scale", "lo", "hi", "heat"]) if (wanted[key] !== undefined) this.state[key] = wanted[key];
+    for (const key of ["cmap", "scale", "lo", "hi", "heat", "order"]) if (wanted[key] !== undefined) this.state[key] = wanted[key];
     if (!SCALINGS.some((s) => s.name === this.state.scale)) this.state.scale = "channel";
     if (!COLORMAPS.some((c) => c.name === this.state.cmap)) this.state.cmap = "viridis";
     if (!HEAT_METRICS.some((m) => m.name === this.state.heat)) this.state.heat = "dead";
+    if (!TILE_ORDERS.some((o) => o.name === this.state.order)) this.state.order = "unit";
     this.state.overview = Boolean(wanted.overview) && !wanted.live;
     this.#emit("state", this.state);
     await this.loadRuns();
@@ -220,6 +229,7 @@ export class Model extends EventTarget {
     this.layerSteps = new Map();
     this.live.reset(null);
     this.overview = null;
+    this.reference = new ReferenceSet(name);
     // The previous run's layers are not this run's: none are offered until these arrive.
     this.#emit("layers", []);
     let run;
@@ -234,6 +244,7 @@ export class Model extends EventTarget {
     this.#emit("problems", { run: name, problems: run.problems || [] });
     this.#emit("layers", this.run.layers);
     this.#loadOverview();
+    this.#loadReference(this.reference);
     const probes = this.run.probes || [];
     this.state.input = probes.some((p) => p.input === wanted.input) ? wanted.input : probes[0]?.input ?? null;
     const count = this.sampleCount();
@@ -363,6 +374,37 @@ export class Model extends EventTarget {
     this.#emit("overview", { data, error });
     // An attention layer's dead heads come from the overview: drawn again with them.
     if (this.layer && headsLayerPath(this.layer.layer) && this.view) await this.draw();
+  }
+
+  // The run's reference layers and summary; a run without reference steps (or a plugin that
+  // cannot say) has none.
+  async #loadReference(set) {
+    this.#emit("reference", { set, layers: new Map(), summary: null });
+    let layers = new Map();
+    let summary = null;
+    try {
+      layers = (await set.tags()).layers;
+      if (layers.size) summary = await set.summary();
+    } catch (error) {
+      this.#banner(`The reference steps of this run could not be read: ${error.message}`);
+    }
+    if (set === this.reference) this.#emit("reference", { set, layers, summary });
+  }
+
+  // The frames with their tiles in the chosen order (by the reference step nearest the current
+  // step); as they are when the order is by unit or the layer has no such step.
+  async #ordered(frames) {
+    const { order, layer, step } = this.state;
+    const set = this.reference;
+    if (order === "unit" || !set || frames[0].source !== "logged") return frames;
+    const entry = (await set.tags()).layers.get(layer);
+    if (!entry?.steps.length) return frames;
+    const answer = await set.step(layer, referenceStepFor(entry.steps, step));
+    const named = TILE_ORDERS.find((o) => o.name === order).label;
+    return frames.map((frame) => {
+      const moved = frame && reorderedFrame(frame, tileOrder(order, Array.from(frame.stats.channels), answer));
+      return moved === frame ? frame : { ...moved, caption: `${frame.caption} · tiles by ${named} at reference step ${answer.step}` };
+    });
   }
 
   // Every layer's summary (overview.py's fields) for what the grid shows: the drawn input's
@@ -518,7 +560,7 @@ export class Model extends EventTarget {
     let b = null;
     let shared;
     try {
-      [a, b] = await Promise.all([current, state.compare !== null ? this.loggedFrame(state.compare) : null]);
+      [a, b] = await this.#ordered(await Promise.all([current, state.compare !== null ? this.loggedFrame(state.compare) : null]));
       this.#banner(null);
       shared = await this.#sharedRange(b ? [a, b] : [a]);
     } catch (error) {

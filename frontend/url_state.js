@@ -24,6 +24,7 @@ const FIELDS = {
   live: "flag",
   overview: "flag",
   heat: "string",
+  order: "string",
 };
 
 // TensorBoard parses its hash with decodeURIComponent per `key=value` part, so values are

@@ -44,8 +44,9 @@ def probe_digits(images, labels, count):
 
 
 def train_demo(log_dir, epochs=6, batch_size=32, update_every=10, probe_count=6, console=None):
-    """Trains the CNN with ActivationsCallback logging into `log_dir/mnist_cnn`; returns
-    the run directory and the final validation accuracy."""
+    """Trains the CNN with ActivationsCallback logging into `log_dir/mnist_cnn`, with the
+    validation digits and their labels as the reference set (which digits each unit responds
+    to, once per epoch); returns the run directory and the final validation accuracy."""
     keras.utils.set_random_seed(0)
     images, labels = load_digits_28()
     order = np.random.default_rng(0).permutation(len(images))
@@ -59,6 +60,7 @@ def train_demo(log_dir, epochs=6, batch_size=32, update_every=10, probe_count=6,
         keras.callbacks.TensorBoard(run_dir),
         ActivationsCallback(run_dir, probe=probe_digits(images[split:], labels[split:],
                                                         probe_count),
+                            reference=(images[split:], labels[split:]), reference_every="epoch",
                             update_freq=update_every, save_model=True,
                             class_names=[str(digit) for digit in range(10)]),
     ]

@@ -35,6 +35,17 @@ def trained_run(tmp_path_factory):
                                 update_freq="epoch", save_model=True)
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo (tb_activations.demo) trained for real for 2 epochs: its MNIST CNN on the
+    shipped digits, probe and reference set (the validation digits, labelled) logged by
+    ActivationsCallback. The run's directory; its logdir is the parent."""
+    from tb_activations import demo  # imports TensorFlow: only when a test needs the run
+
+    run_dir, _ = demo.train_demo(str(tmp_path_factory.mktemp("demo")), epochs=2, probe_count=4)
+    return run_dir
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 2 MiB file system that a few dozen logged steps fill up."""

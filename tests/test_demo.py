@@ -6,8 +6,11 @@ import subprocess
 import sys
 import zipfile
 
+import numpy as np
 import pytest
 
+import tb_activations as tba
+from tb_activations import demo
 from tb_activations.format import model_file
 from tb_activations.reading import reader
 
@@ -29,3 +32,17 @@ def test_demo_trains_logs_and_saves_a_model_the_tab_can_run(tmp_path):
         record = model_file.read_record(archive)
     assert record["class_names"] == [str(digit) for digit in range(10)]
     assert record["inputs"][0]["name"] == "digit" and record["inputs"][0]["shape"] == [28, 28, 1]
+    # Its reference set: the validation digits, labelled, passed at the start and each epoch's
+    # end, so the tab can say which digits each conv2 channel responds to.
+    reference = tba.read_reference(str(tmp_path), run="mnist_cnn")["mnist_cnn"]
+    _, labels = demo.load_digits_28()
+    validation = len(labels) - int(0.85 * len(labels))
+    assert len(reference.labels) == len(reference.thumbnails) == validation
+    assert reference.class_names == [str(digit) for digit in range(10)]
+    assert np.array_equal(np.bincount(reference.labels, minlength=10),
+                          np.bincount(labels[np.random.default_rng(0).permutation(len(labels))]
+                                      [int(0.85 * len(labels)):], minlength=10))
+    conv2 = reference.layers["conv2"]
+    assert [step.step for step in conv2][0] == 0 and len(conv2) == 2  # start, end of epoch 1
+    assert conv2[-1].content["receptive_field"]["exact"] is True
+    assert np.all(np.isfinite(conv2[-1].selectivity[~conv2[-1].dead]))

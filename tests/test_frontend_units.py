@@ -1,5 +1,5 @@
 """The frontend's pure modules (layouts, geometry, scaling, URL state, channel flags,
-difference, input values, overview values) run in Debian's Chromium, loaded from frontend/ by a small local
+difference, input values, overview values, reference values, tile order) run in Debian's Chromium, loaded from frontend/ by a small local
 HTTP server: no TensorBoard. The grid geometry is also held against the Python tiler.
 """
 
@@ -9,9 +9,11 @@ import os
 import pathlib
 import threading
 
+import hypothesis
 import numpy as np
 import pytest
 
+from tb_activations.exporting import montage
 from tb_activations.format import layout as layout_module
 from tb_activations.format import metadata
 from tb_activations.rendering import grid_images
@@ -63,7 +65,8 @@ def run(page, body, arg=None):
     """Evaluates `body` (an async function body; `m` holds the frontend modules) in the page."""
     return page.evaluate("""async ([body, arg]) => {
         const names = ["layouts", "geometry", "scaling", "url_state", "channel_flags", "difference",
-                       "input_values", "overview_values", "head_values", "query_values"];
+                       "input_values", "overview_values", "head_values", "query_values",
+                       "reference_values", "tile_order"];
         const m = {};
         for (const name of names) m[name] = await import(`./${name}.js`);
         return await new Function("m", "arg", `return (async () => { ${body} })();`)(m, arg);
@@ -630,3 +633,140 @@ def test_attention_heads_get_the_dead_head_flag_never_saturated(page):
     assert out["alive"]["dead"] is False and out["alive"]["saturated"] is False
     assert out["live"]["dead"] is False and out["none"]["dead"] is False
     assert out["text"] == "dead head"
+
+
+# --- reference_values.js and tile_order.js: what the reference set says of each unit ---
+
+def _sorted_positions(order, channels, answer):
+    """The tile order reference_values.tileOrder must give, written out in Python."""
+    rows = {unit: row for row, unit in enumerate(answer["units"])}
+
+    def key(item):
+        position, channel = item
+        row = rows.get(channel)
+        missing = row is None
+        selectivity = None if missing else answer["selectivity"][row]
+        preferred = None if missing or answer["dead"][row] else answer["preferred"][row]
+        by_class = (preferred if preferred is not None else float("inf")) if order == "class" else 0
+        return (missing, by_class, -(selectivity if selectivity is not None else float("-inf")),
+                position)
+    return [position for position, _ in sorted(enumerate(channels), key=key)]
+
+
+@hypothesis.given(data=hypothesis.strategies.data())
+def test_tile_order_sorts_by_selectivity_or_class_with_unknown_units_last(page, data):
+    st = hypothesis.strategies
+    drawn = data.draw(st.lists(st.integers(0, 40), min_size=1, max_size=12, unique=True))
+    kept = data.draw(st.lists(st.integers(0, 40), min_size=1, max_size=12, unique=True))
+    answer = {"units": kept,
+              "selectivity": data.draw(st.lists(st.one_of(st.none(), st.floats(0, 1)),
+                                                min_size=len(kept), max_size=len(kept))),
+              "preferred": data.draw(st.lists(st.integers(0, 4), min_size=len(kept),
+                                              max_size=len(kept))),
+              "dead": data.draw(st.lists(st.booleans(), min_size=len(kept), max_size=len(kept)))}
+    orders = run(page, """
+        const [channels, answer] = arg;
+        return ["unit", "selectivity", "class"].map((order) => m.reference_values.tileOrder(order, channels, answer));
+    """, [drawn, answer])
+    assert orders[0] is None
+    assert orders[1] == _sorted_positions("selectivity", drawn, answer)
+    assert orders[2] == _sorted_positions("class", drawn, answer)
+
+
+@hypothesis.given(order=hypothesis.strategies.permutations(range(6)))
+def test_reordered_frame_moves_each_tile_with_its_channel(page, order):
+    """Tile t of a 6-channel grid holds code t; after reordering, the tile that
+    geometry.channelRect finds for each channel still holds that channel's code, and its range."""
+    content = layer({"layout": "channels", "rows": 2, "columns": 3, "tile_height": 2,
+                     "tile_width": 3, "gutter": 1, "depth_slices": [], "channels_total": 9,
+                     "channels_shown": 6, "channel_selection": "top", "downscale": [1, 1]})
+    found = run(page, """
+        const [layer, order] = arg;
+        const width = 3 * 3 + 2, height = 2 * 2 + 1;
+        const geometry = new m.geometry.Geometry(layer, width, height);
+        const codes = new Uint8Array(width * height).fill(255);
+        for (let tile = 0; tile < 6; tile++) {
+            const rect = geometry.tileRect(tile);
+            for (let y = 0; y < rect.height; y++) for (let x = 0; x < rect.width; x++) codes[(rect.y + y) * width + rect.x + x] = tile;
+        }
+        const channels = [8, 3, 5, 0, 1, 7];
+        const ranges = channels.map((channel) => [0, channel]);
+        const frame = {geometry, grid: {width, height, codes}, values: Float32Array.from(codes), ranges, sample: 0,
+                       stats: {channels, samples: [{ranges}]}};
+        const moved = m.tile_order.reorderedFrame(frame, order);
+        return channels.map((channel, tile) => {
+            const rect = geometry.channelRect(moved.stats.channels, channel);
+            const seen = new Set();
+            for (let y = 0; y < rect.height; y++) for (let x = 0; x < rect.width; x++) {
+                const at = (rect.y + y) * width + rect.x + x;
+                seen.add(moved.grid.codes[at]);
+                seen.add(moved.values[at]);
+            }
+            const index = moved.stats.channels.indexOf(channel);
+            return [tile, [...seen], moved.ranges[index][1], moved.stats.samples[0].ranges[index][1], frame.stats.channels[tile]];
+        });
+    """, [content, list(order)])
+    for tile, seen, low_high, sample_range, original in found:
+        assert seen == [tile]
+        assert low_high == sample_range == original
+
+
+def test_receptive_boxes_and_thumbnails_in_thumbnail_pixels(page):
+    inputs = {"per_page": 6, "page_columns": 3, "thumb_width": 14, "thumb_height": 14,
+              "input_width": 28, "input_height": 28, "class_names": ["zero", "one"]}
+    field = {"stride": [2, 2], "size": [8, 8], "offset": [3.5, 3.5], "exact": True}
+    out = run(page, """
+        const [inputs, field] = arg;
+        const r = m.reference_values;
+        return {
+            thumbs: [0, 4, 6, 13].map((index) => r.thumbnailAt(inputs, index)),
+            middle: r.receptiveBox(field, [5, 4], inputs),
+            corner: r.receptiveBox(field, [0, 0], inputs),
+            clipped: r.receptiveBox({...field, offset: [2.5, 1.5]}, [0, 0], inputs),
+            none: [r.receptiveBox(null, [1, 1], inputs), r.receptiveBox(field, [3], inputs)],
+            step: [r.referenceStepFor([0, 50, 100], 75), r.referenceStepFor([50, 100], 10),
+                   r.referenceStepFor([0, 48, 96], 90), r.referenceStepFor([], 3)],
+            names: [r.className(inputs, 1), r.className(inputs, 7), r.className({class_names: null}, 2)],
+        };
+    """, [inputs, field])
+    assert out["thumbs"] == [{"page": 0, "x": 0, "y": 0, "width": 14, "height": 14},
+                             {"page": 0, "x": 14, "y": 14, "width": 14, "height": 14},
+                             {"page": 1, "x": 0, "y": 0, "width": 14, "height": 14},
+                             {"page": 2, "x": 14, "y": 0, "width": 14, "height": 14}]
+    # Map cell (5, 4) sees the 8x8 input box centred on pixel (3.5 + 10, 3.5 + 8) (between
+    # pixels 13 and 14, 11 and 12): rows 10..17, columns 8..15; at half scale in the
+    # thumbnail. Its own 2x2 stride box is marked at the centre.
+    assert out["middle"] == {"x": 4, "y": 5, "width": 4, "height": 4,
+                             "mark": {"x": 5.5, "y": 6.5, "width": 1, "height": 1}}
+    # Cell (0, 0) sees rows and columns 0..7; a box reaching past the edge is clipped.
+    assert out["corner"]["x"] == 0 and out["corner"]["width"] == 4
+    assert out["clipped"]["x"] == 0 and out["clipped"]["width"] == 3
+    assert out["none"] == [None, None]
+    assert out["step"] == [50, 50, 96, None]
+    assert out["names"] == ["one", "7", "2"]
+
+
+@hypothesis.given(data=hypothesis.strategies.data())
+def test_the_tab_and_export_crop_the_same_receptive_field(page, data):
+    """reference_values.receptiveBox (the tab) and exporting.montage.receptive_box (export)
+    find the same input box and cell for any field, position and input size."""
+    st = hypothesis.strategies
+    side = st.integers(1, 96)
+    size = data.draw(st.tuples(side, side))
+    field = {"stride": list(data.draw(st.tuples(st.integers(1, 8), st.integers(1, 8)))),
+             "size": list(data.draw(st.tuples(st.integers(1, 64), st.integers(1, 64)))),
+             "offset": list(data.draw(st.tuples(st.floats(-4, 8, width=16),
+                                                st.floats(-4, 8, width=16)))),
+             "exact": True}
+    position = list(data.draw(st.tuples(st.integers(0, 40), st.integers(0, 40))))
+    inputs = {"thumb_height": size[0], "thumb_width": size[1], "input_height": size[0],
+              "input_width": size[1]}
+    box = run(page, "return m.reference_values.receptiveBox(...arg);", [field, position, inputs])
+    (top, left, bottom, right), (cell_top, cell_left, cell_bottom, cell_right) = \
+        montage.receptive_box(field, position, *size)
+    assert [box["y"], box["x"], box["y"] + box["height"], box["x"] + box["width"]] == \
+        pytest.approx([top, left, bottom, right])
+    mark = box["mark"]
+    assert [mark["y"], mark["x"], mark["y"] + mark["height"], mark["x"] + mark["width"]] == \
+        pytest.approx([cell_top, cell_left, cell_bottom, cell_right])
+    assert 0 <= top < bottom <= size[0] and 0 <= left < right <= size[1]

@@ -141,6 +141,11 @@ export class ChannelPanel {
     });
   }
 
+  // Another view's element (the top inputs on the reference set), under the statistics.
+  addSection(element) {
+    this.body.insertBefore(element, this.filmstrip);
+  }
+
   hide() {
     this.request = null;
     this.body.hidden = true;

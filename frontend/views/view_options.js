@@ -3,6 +3,7 @@
 
 import { COLORMAPS } from "../colormaps.js";
 import { clear, el, option } from "../dom.js";
+import { TILE_ORDERS } from "../reference_values.js";
 import { SCALINGS } from "../scaling.js";
 
 const ZOOMS = ["fit", 1, 2, 3, 4, 6, 8, 12, 16];
@@ -28,12 +29,16 @@ export class ViewOptions {
     this.zoom = el("select", { "aria-label": "Zoom", on: { change: () => onZoom(this.zoom.value) } },
       ZOOMS.map((z) => option(z, z === "fit" ? "fit" : `${z}×`)));
     this.marks = el("input", { type: "checkbox", checked: true, on: { change: () => onMarks(this.marks.checked) } });
+    this.order = el("select", { "aria-label": "Tile order", on: { change: () => onChange({ order: this.order.value }) } },
+      TILE_ORDERS.map((o) => option(o.name, o.label)));
+    this.orderLabel = labelled("Tiles by", this.order);
     this.element = el("div", { class: "view-options" },
       labelled("Colours", this.cmap),
       labelled("Scale", this.scale),
       this.fixed,
       el("label", { class: "option compare" }, this.compareToggle, el("span", { class: "control-label", text: "Compare with" }), this.compareStep),
       labelled("Zoom", this.zoom),
+      this.orderLabel,
       el("label", { class: "option", title: "Outline silent (all zero in this sample), dead (all zero in every sample), saturated and NaN/Inf channels" }, this.marks, el("span", { class: "control-label", text: "Flags" })),
       el("span", { class: "spacer" }),
       el("span", { class: "exports" },
@@ -46,6 +51,15 @@ export class ViewOptions {
   setVideoAvailable(available, reason = VIDEO_TITLE) {
     this.video.disabled = !available;
     this.video.title = reason;
+  }
+
+  // Tiles can be sorted by what the layer's reference steps say of each unit: only for a layer
+  // drawn one tile per channel with labelled reference steps (entry: its ./reference_tags entry).
+  setReference(entry, layer) {
+    const usable = Boolean(entry?.steps.length && entry.classes > 0 && layer?.layout === "channels");
+    this.order.disabled = !usable;
+    this.orderLabel.title = usable ? "Sort the tiles by their class selectivity on the reference set (most selective first), or by the class they prefer"
+      : "Sorting the tiles needs reference steps with labels (ActivationsCallback(reference=(x, y))) on a layer drawn one tile per channel";
   }
 
   #number(input) {
@@ -66,6 +80,7 @@ export class ViewOptions {
 
   sync(state) {
     this.cmap.value = state.cmap;
+    this.order.value = state.order;
     this.scale.value = state.scale;
     this.fixed.hidden = state.scale !== "fixed";
     if (document.activeElement !== this.low) this.low.value = state.lo ?? "";

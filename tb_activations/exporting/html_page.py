@@ -37,6 +37,11 @@ section.layer h3 { font-size: 15px; margin: 0; overflow-wrap: anywhere; }
 .bar .scale { width: 256px; }
 .bar .gradient { width: 256px; height: 12px; image-rendering: pixelated; display: block; }
 .bar .ticks { display: flex; justify-content: space-between; }
+details.reference { margin-top: 8px; }
+details.reference summary { cursor: pointer; }
+.montages { display: flex; flex-wrap: wrap; gap: 8px; margin-top: 6px; }
+.montages figure { margin: 0; font-size: 12px; max-width: 640px; }
+.montages img { display: block; }
 .swatch { display: inline-block; width: 12px; height: 12px; vertical-align: middle;
   margin-right: 4px; }
 </style></head>
@@ -62,9 +67,12 @@ _SCRIPT = """<script>
 const manifest = JSON.parse(document.getElementById("manifest").textContent);
 const grids = new Map();
 const probes = new Map();
+const montages = new Map();
+const references = new Map(manifest.references.map(([run, layer, info]) => [run + "/" + layer, info]));
 for (const img of document.querySelectorAll("#pictures img")) {
   const d = img.dataset;
   if (d.kind === "grid") grids.set([d.run, d.layer, d.step, d.sample].join("/"), img);
+  else if (d.kind === "montage") montages.set([d.run, d.layer, d.unit].join("/"), img);
   else probes.set([d.run, d.probe, d.sample].join("/"), img);
 }
 const $ = (id) => document.getElementById(id);
@@ -101,6 +109,23 @@ function showStep() {
     figure.classList.toggle("chosen", figure.dataset.sample === sample);
   }
 }
+// A layer's top inputs on the reference set: a montage per kept unit at its last reference
+// step, each under what the unit responds to.
+function referenceSection(run, layer) {
+  const info = references.get(run + "/" + layer);
+  if (!info) return "";
+  const figures = info.units.map((unit) => {
+    const img = montages.get([run, layer, unit.unit].join("/"));
+    if (!img) return "";
+    const copy = img.cloneNode();
+    copy.removeAttribute("id");
+    copy.alt = "unit " + unit.unit + ": " + unit.text;
+    return el("figure", "", copy);
+  });
+  return el("details", "reference",
+    el("summary", "", "Top inputs on the reference set at step " + info.step + " (" + info.units.length + " units)"),
+    el("div", "montages", ...figures));
+}
 function showRun() {
   const current = run();
   const index = $("run").value;
@@ -132,7 +157,8 @@ function showRun() {
       el("div", "muted", layer.layer_class + " · output " + layer.output_shape),
       view.grid,
       el("div", "bar", el("div", "scale", gradient, view.ticks),
-        el("span", "", swatch, "NaN/Inf"), el("span", "muted", manifest.note))));
+        el("span", "", swatch, "NaN/Inf"), el("span", "muted", manifest.note)),
+      referenceSection(index, layer.index)));
     return view;
   });
   showStep();
@@ -167,6 +193,7 @@ class HtmlPage:
     def __init__(self, file):
         self._file = file
         self._count = 0
+        self._references = []
         file.write(_HEAD)
 
     def _picture(self, png, **numbers):
@@ -185,11 +212,20 @@ class HtmlPage:
     def add_probe(self, png, run, probe, sample):
         self._picture(png, kind="probe", run=run, probe=probe, sample=sample)
 
+    def add_montage(self, png, run, layer, unit):
+        """The montage of a unit's top inputs on the reference set (exporting/montage.py)."""
+        self._picture(png, kind="montage", run=run, layer=layer, unit=unit)
+
+    def add_reference(self, run, layer, step, units):
+        """What the montages of a layer show: their reference step and, per unit, {"unit",
+        "text"} (what it responds to; text from the event files, so in the manifest)."""
+        self._references.append([run, layer, {"step": step, "units": units}])
+
     def close(self, manifest, gradient_png):
         """Ends the page. manifest: {"runs": [{"run", "steps", "step_labels", "samples", "probes":
         [{"input"}], "layers": [{"index", "layer", "layer_class", "output_shape", "width",
         "height"}]}], "cmap", "note", "nonfinite", "about"}."""
-        manifest = dict(manifest, gradient=_data_uri(gradient_png))
+        manifest = dict(manifest, gradient=_data_uri(gradient_png), references=self._references)
         self._file.write('</div>\n<script type="application/json" id="manifest">%s</script>\n'
                          % script_json(manifest))
         self._file.write(_SCRIPT)

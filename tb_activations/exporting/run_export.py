@@ -25,12 +25,14 @@ import numpy as np
 from tb_activations.exporting import figures
 from tb_activations.exporting import files as files_lib
 from tb_activations.exporting import html_page
+from tb_activations.exporting import reference_export
 from tb_activations.format import layout as layout_lib
 from tb_activations.format import metadata
 from tb_activations.format import tokens as tokens_lib
 from tb_activations.reading import epochs as epochs_lib
 from tb_activations.reading import logdirs
 from tb_activations.reading import reader
+from tb_activations.reading import reference as reference_reading
 from tb_activations.rendering import grid_images
 
 FORMATS = ("png", "gif", "npz", "html")
@@ -482,8 +484,18 @@ def _export_run(context, listing, run_index, layers, chosen_steps, samples, fold
             listing.tokens)
     probe_numbers = {tag: number for number, tag in enumerate(sorted(listing.probes))}
     probes_shown = set()
+    references = {layer_export.content["layer"]: reference_export.LayerReference(context,
+                                                                                layer_export)
+                  for layer_export in exports.values()}
+    reference_inputs = None
     for item in _increasing(reader.read_run(listing.directory, listing.name)):
-        if isinstance(item, reader.ProbeStep):
+        if isinstance(item, reader.ReferenceInputsStep):
+            reference_inputs = reference_inputs or item
+        elif isinstance(item, reader.ReferenceStep):
+            if item.content["layer"] in references:
+                references[item.content["layer"]].add(
+                    reference_reading.unit_responses(listing.name, item))
+        elif isinstance(item, reader.ProbeStep):
             if context.page is not None and item.tag not in probes_shown:
                 probes_shown.add(item.tag)
                 for sample, png in enumerate(item.pictures):
@@ -499,6 +511,11 @@ def _export_run(context, listing, run_index, layers, chosen_steps, samples, fold
             advance()
     for layer_export in exports.values():
         layer_export.close()
+        reference = references[layer_export.content["layer"]]
+        shown = reference.close(reference_inputs)
+        if shown and context.page is not None:
+            context.page.add_reference(run_index, layer_export.layer_index,
+                                       reference.last.step, shown)
 
 
 def _manifest(listings, layers, chosen_steps, samples, options, logdir):

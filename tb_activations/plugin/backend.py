@@ -28,6 +28,7 @@ from tb_activations.format import model_file
 from tb_activations.plugin import answers
 from tb_activations.plugin import caches
 from tb_activations.plugin import queries
+from tb_activations.plugin import reference_routes
 from tb_activations.plugin import run_reader
 from tb_activations.plugin import static_files
 from tb_activations.plugin.queries import QueryError
@@ -67,7 +68,7 @@ LIVE_FLAG = "activations_live"
 _LIVE_OFF = "the live probe is switched off on this TensorBoard (--%s=false)" % LIVE_FLAG
 
 
-class ActivationsPlugin(base_plugin.TBPlugin):
+class ActivationsPlugin(reference_routes.ReferenceRoutes, base_plugin.TBPlugin):
     plugin_name = metadata.PLUGIN_NAME
 
     def __init__(self, context):
@@ -111,6 +112,7 @@ class ActivationsPlugin(base_plugin.TBPlugin):
             "/tokens": self._serve_tokens,
             "/live_info": self._serve_live_info,
             "/live": self._serve_live,
+            **self.reference_apps(),
         }
 
     def is_active(self):
