@@ -453,6 +453,29 @@ def test_statistics_round_trip(case):
         grid_images.statistics_bytes(content_of(batch), plan))
 
 
+def zipfile_archive(members):
+    """The .zip zipfile writes of [(name, data)], members of 1 KiB or more deflated."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members:
+            member = zipfile.ZipInfo(name)
+            member.compress_type = (zipfile.ZIP_DEFLATED if len(data) >= 1024
+                                    else zipfile.ZIP_STORED)
+            archive.writestr(member, data)
+    return buffer.getvalue()
+
+
+@hypothesis.given(st.lists(st.tuples(st.text("abcxyz._", min_size=1, max_size=12),
+                                     st.binary(max_size=3000)), max_size=6))
+@hypothesis.settings(max_examples=60, deadline=None)
+def test_zip_archive_is_byte_for_byte_what_zipfile_writes(members):
+    blob = grid_images.zip_archive(members)
+    assert blob == zipfile_archive(members)
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        assert archive.testzip() is None
+        assert [archive.read(info) for info in archive.infolist()] == [d for _, d in members]
+
+
 @hypothesis.given(statistics())
 @hypothesis.settings(max_examples=40, deadline=None)
 def test_version_1_blobs_decode_with_derived_layer_statistics(case):
