@@ -79,8 +79,9 @@ def tile_feature_maps(codes, plan):
 
 
 def _png_chunk(kind, data):
-    return (struct.pack(">I", len(data)) + kind + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    """A chunk's parts, to be joined (its data not copied: an IDAT is most of a PNG)."""
+    return [struct.pack(">I", len(data)), kind, data,
+            struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF)]
 
 
 def encode_png(image, compression=1):
@@ -110,9 +111,9 @@ def encode_png(image, compression=1):
     header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
     deflate = zlib.compressobj(compression, zlib.DEFLATED, 15, 8,
                                zlib.Z_RLE if channels == 1 else zlib.Z_DEFAULT_STRATEGY)
-    data = deflate.compress(raw.tobytes()) + deflate.flush()
-    return b"".join([_PNG_SIGNATURE, _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", data),
-                     _png_chunk(b"IEND", b"")])
+    data = deflate.compress(raw) + deflate.flush()
+    return b"".join([_PNG_SIGNATURE, *_png_chunk(b"IHDR", header), *_png_chunk(b"IDAT", data),
+                     *_png_chunk(b"IEND", b"")])
 
 
 def decode_png(data):
