@@ -456,19 +456,18 @@ def test_statistics_round_trip(case):
 
 
 def zipfile_archive(members):
-    """The .zip zipfile writes of [(name, data)], members of 1 KiB or more deflated."""
+    """The .zip zipfile writes of [(name, data, deflated)]."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data in members:
+        for name, data, deflated in members:
             member = zipfile.ZipInfo(name)
-            member.compress_type = (zipfile.ZIP_DEFLATED if len(data) >= 1024
-                                    else zipfile.ZIP_STORED)
+            member.compress_type = zipfile.ZIP_DEFLATED if deflated else zipfile.ZIP_STORED
             archive.writestr(member, data)
     return buffer.getvalue()
 
 
 @hypothesis.given(st.lists(st.tuples(st.text("abcxyz._", min_size=1, max_size=12),
-                                     st.binary(max_size=3000)), max_size=6,
+                                     st.binary(max_size=3000), st.booleans()), max_size=6,
                          unique_by=lambda member: member[0]))
 @hypothesis.settings(max_examples=60, deadline=None)
 def test_zip_archive_is_byte_for_byte_what_zipfile_writes(members):
@@ -476,7 +475,8 @@ def test_zip_archive_is_byte_for_byte_what_zipfile_writes(members):
     assert blob == zipfile_archive(members)
     with zipfile.ZipFile(io.BytesIO(blob)) as archive:
         assert archive.testzip() is None
-        assert [archive.read(info) for info in archive.infolist()] == [d for _, d in members]
+        assert [archive.read(info) for info in archive.infolist()] == [
+            data for _, data, _ in members]
 
 
 @hypothesis.given(statistics())

@@ -206,27 +206,28 @@ def encode_statistics(reduced):
               "channels": np.asarray(reduced["channels"], np.int32),
               "layer": np.asarray(reduced["layer"], np.float32),
               "silent": np.asarray(reduced["silent"], np.uint8)}
+    # Arrays under _DEFLATE_FROM_BYTES gain little from a deflate stream of their own.
     return zip_archive([(name + ".npy", _npy_header(array.dtype.str, array.shape)
-                         + np.ascontiguousarray(array).tobytes())
+                         + np.ascontiguousarray(array).tobytes(),
+                         array.nbytes >= _DEFLATE_FROM_BYTES)
                         for name, array in arrays.items()])
 
 
 def zip_archive(members):
-    """The bytes of a .zip of [(name, data)] (byte for byte what zipfile.writestr of each
-    member wrote on Unix, read by zipfile and np.load), members of at least
-    _DEFLATE_FROM_BYTES deflated, the others stored.
+    """The bytes of a .zip of [(name, data, deflated)] (byte for byte what zipfile.writestr
+    of each member wrote on Unix, read by zipfile and np.load), each member deflated or
+    stored as its flag says.
 
     Written directly: zipfile's per-member bookkeeping was 3/4 of encode_statistics's time
-    over MobileNetV2's 150 layers (5 members each). Arrays under 1 KiB are stored: they gain
-    little from a deflate stream of their own.
+    over MobileNetV2's 150 layers (5 members each).
     """
     local, central = [], []
     offset = 0
-    for name, data in members:
+    for name, data, deflated in members:
         name = name.encode("ascii")
         crc = zlib.crc32(data)
-        method = _DEFLATED if len(data) >= _DEFLATE_FROM_BYTES else _STORED
-        stored = zlib.compress(data, _DEFLATE_LEVEL, -15) if method == _DEFLATED else data
+        method = _DEFLATED if deflated else _STORED
+        stored = zlib.compress(data, _DEFLATE_LEVEL, -15) if deflated else data
         fields = struct.pack("<HHHHHIIIH", _ZIP_VERSION, 0, method, _DOS_TIME, _DOS_DATE, crc,
                              len(stored), len(data), len(name))
         local.append(b"PK\x03\x04" + fields + b"\x00\x00" + name + stored)
