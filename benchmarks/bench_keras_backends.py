@@ -14,20 +14,24 @@ Each backend runs in a subprocess of its own (Keras fixes its backend at `import
                    until the layer outputs are ready, as async dispatch would hide the pass)
   render           steps.render_capture of a fresh capture: the reduction, the copy
                    to numpy, tiling and PNG encoding (the callback's writer thread)
+  total            log_activations(log_dir=): all of the above and the write, on the
+                   calling thread (a custom training loop's logged step)
 
 Methods are interleaved with forward passes and their ratio is taken against the forward
 passes timed next to them, so slow drifts of a shared machine cancel out.
 
-Usage:  python benchmarks/bench_keras_backends.py [--quick]
+Usage:  python benchmarks/bench_keras_backends.py [--quick] [--probe N]
 Results: a table on stdout and JSON in benchmarks/results/keras_backends.json.
 """
 
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,8 +96,8 @@ def interleaved(forward, fn, repeats):
             "ratio": statistics.median(method) / statistics.median(base)}
 
 
-def measure(model_name, repeats):
-    """This process's backend, one model, a 4-image probe."""
+def measure(model_name, repeats, probe):
+    """This process's backend, one model, a probe of `probe` images."""
     import keras
     import numpy as np
 
@@ -104,7 +108,7 @@ def measure(model_name, repeats):
 
     keras.utils.set_random_seed(0)
     model = build(model_name)
-    x = np.random.default_rng(0).normal(size=(4,) + model.input_shape[1:]).astype("float32")
+    x = np.random.default_rng(0).normal(size=(probe,) + model.input_shape[1:]).astype("float32")
     forward_fn = compiled_forward(model)
     run = lambda: forward_fn(x)  # noqa: E731
     first = timed(lambda: tba.get_activations(model, x))
@@ -126,39 +130,50 @@ def measure(model_name, repeats):
         captures.append(capture())
     result["render"] = interleaved(
         run, lambda: steps.render_capture(captures.pop()), repeats)
+    log_dir = tempfile.mkdtemp(prefix="tba-bench-backends-")
+    step = iter(range(10 ** 6))
+    try:
+        result["total"] = interleaved(
+            run, lambda: log.log_activations(model, x, step=next(step), log_dir=log_dir),
+            repeats)
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
     return result
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small CNN only, few repeats")
+    parser.add_argument("--probe", type=int, default=4, help="probe images (default 4)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     models = ["small_cnn"] if args.quick else ["small_cnn", "mobilenet_v2"]
     repeats = 5 if args.quick else 15
     if args.worker:
-        json.dump({name: measure(name, repeats) for name in models}, sys.stdout)
+        json.dump({name: measure(name, repeats, args.probe) for name in models}, sys.stdout)
         return
     results = {}
     for backend in BACKENDS:
         done = subprocess.run(
             [sys.executable, os.path.abspath(__file__), "--worker", backend]
-            + (["--quick"] if args.quick else []),
+            + ["--probe", str(args.probe)] + (["--quick"] if args.quick else []),
             env=dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
                      PYTHONPATH=ROOT), capture_output=True, text=True, check=True)
         results[backend] = json.loads(done.stdout.strip().splitlines()[-1])
-    print("%-14s %-11s %10s %12s %12s %12s %12s" % (
-        "model", "backend", "forward", "first call", "get_acts", "capture", "render"))
+    print("probe of %d; load average %.2f %.2f %.2f" % ((args.probe,) + os.getloadavg()))
+    print("%-14s %-11s %10s %12s %12s %12s %12s %12s" % (
+        "model", "backend", "forward", "first call", "get_acts", "capture", "render", "total"))
     for name in models:
         for backend in BACKENDS:
             row = results[backend][name]
-            print("%-14s %-11s %8.2fms %10.0fms %11.2fx %11.2fx %11.2fx" % (
+            print("%-14s %-11s %8.2fms %10.0fms %11.2fx %11.2fx %11.2fx %11.2fx" % (
                 name, backend, row["capture"]["forward_ms"], row["first_call_ms"],
                 row["get_activations"]["ratio"], row["capture"]["ratio"],
-                row["render"]["ratio"]))
+                row["render"]["ratio"], row["total"]["ratio"]))
     os.makedirs(os.path.join(ROOT, "benchmarks", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "benchmarks", "results", "keras_backends.json"), "w") as file:
-        json.dump({"quick": args.quick, "loadavg": os.getloadavg(), "results": results}, file,
+        json.dump({"quick": args.quick, "probe": args.probe, "loadavg": os.getloadavg(),
+                   "results": results}, file,
                   indent=1)
 
 

@@ -5,6 +5,7 @@ import io
 import json
 import math
 import pickle
+import threading
 import zipfile
 
 import hypothesis
@@ -16,6 +17,7 @@ from hypothesis.extra import numpy as hnp
 from tb_activations.format import layout
 from tb_activations.format import metadata
 from tb_activations.rendering import grid_images
+from tb_activations.rendering import steps as steps_lib
 from tests import format_v1
 
 DTYPES = ["float16", "float32", "float64", "int8", "int32", "int64", "uint8", "uint16", "bool"]
@@ -453,6 +455,30 @@ def test_statistics_round_trip(case):
         grid_images.statistics_bytes(content_of(batch), plan))
 
 
+def zipfile_archive(members):
+    """The .zip zipfile writes of [(name, data, deflated)]."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data, deflated in members:
+            member = zipfile.ZipInfo(name)
+            member.compress_type = zipfile.ZIP_DEFLATED if deflated else zipfile.ZIP_STORED
+            archive.writestr(member, data)
+    return buffer.getvalue()
+
+
+@hypothesis.given(st.lists(st.tuples(st.text("abcxyz._", min_size=1, max_size=12),
+                                     st.binary(max_size=3000), st.booleans()), max_size=6,
+                         unique_by=lambda member: member[0]))
+@hypothesis.settings(max_examples=60, deadline=None)
+def test_zip_archive_is_byte_for_byte_what_zipfile_writes(members):
+    blob = grid_images.zip_archive(members)
+    assert blob == zipfile_archive(members)
+    with zipfile.ZipFile(io.BytesIO(blob)) as archive:
+        assert archive.testzip() is None
+        assert [archive.read(info) for info in archive.infolist()] == [
+            data for _, data, _ in members]
+
+
 @hypothesis.given(statistics())
 @hypothesis.settings(max_examples=40, deadline=None)
 def test_version_1_blobs_decode_with_derived_layer_statistics(case):
@@ -600,3 +626,31 @@ def test_a_large_probe_is_stored_at_max_image(tmp_path):
     (probe,) = [value for value in written(tmp_path) if value.tag.startswith("activations_probe")]
     assert [grid_images.decode_png(png).shape for png in probe.blobs] == [(128, 128, 3)] * 4
     assert sum(map(len, probe.blobs)) < 4 * 128 * 128 * 3 * 1.1
+
+
+# ---------------------------------------------------------------- two render threads
+
+
+@hypothesis.given(st.lists(st.integers(), max_size=20))
+@hypothesis.settings(max_examples=40, deadline=None)
+def test_map_on_two_threads_keeps_the_order_and_uses_a_second_thread(items):
+    threads = {}
+
+    def square(item):
+        threads.setdefault(threading.get_ident(), []).append(item)
+        return item * item
+
+    assert steps_lib.map_on_two_threads(square, items) == [item * item for item in items]
+    assert len(threads) == min(len(items), 2)
+    assert sorted(sum(threads.values(), [])) == sorted(items)
+
+
+@pytest.mark.parametrize("failing", [0, 1])  # on the calling thread, on the helper
+def test_map_on_two_threads_raises_what_either_thread_raised(failing):
+    def render(item):
+        if item == failing:
+            raise ValueError("item %d cannot be rendered" % item)
+        return item
+
+    with pytest.raises(ValueError, match="item %d cannot" % failing):
+        steps_lib.map_on_two_threads(render, range(4))

@@ -9,6 +9,7 @@ outputs as numpy), in numpy only, so the paths without TensorFlow render with it
 import dataclasses
 import functools
 import json
+import threading
 import warnings
 
 from tb_activations.format import layout as layout_lib
@@ -46,24 +47,65 @@ def render_layers(captured, statistics=True, only=None):
     """[(plugin content, [PNG per sample] + [statistics blob])] for every layer of a capture
     (or those whose paths are in `only`): what a logged step stores, and what the live probe
     answers (which sends the statistics as JSON, so asks for no blob)."""
-    rendered = []
-    for record in captured.records:
-        if only is not None and record.path not in only:
-            continue
-        reduced = captured.reduce()[record.path]
-        samples = reduced["tiles"].shape[0]
-        rendered.append((layer_content(record, samples, captured.options),
-                         grid_images.render_layer(reduced, record.layout, statistics)))
-    return rendered
+    records = [record for record in captured.records if only is None or record.path in only]
+    return [(layer_content(record, _samples(captured, record), captured.options), values)
+            for record, values in zip(records, _render_values(captured, records, statistics))]
+
+
+def _samples(captured, record):
+    return captured.reduce()[record.path]["tiles"].shape[0]
+
+
+def _render_values(captured, records, statistics):
+    """grid_images.render_layer of each record's reduced output, on two threads."""
+    reduced = captured.reduce()
+    return map_on_two_threads(
+        lambda record: grid_images.render_layer(reduced[record.path], record.layout,
+                                                statistics), records)
+
+
+def map_on_two_threads(function, items):
+    """[function(item) for item in items], every second item on a helper thread: quantizing
+    (numpy's loops) and deflating (zlib) let go of the GIL, so a step's layers render on two
+    cores. In the calling thread alone where no thread can be started (at interpreter exit).
+    The first error raised is raised here, once both threads are done."""
+    items = list(items)
+    results = [None] * len(items)
+    errors = []
+
+    def run(indices):
+        for index in indices:
+            results[index] = function(items[index])
+
+    def helper():
+        try:
+            run(range(1, len(items), 2))
+        except BaseException as error:  # re-raised on the calling thread
+            errors.append(error)
+
+    thread = threading.Thread(target=helper, name="tb-activations-render", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:
+        run(range(len(items)))
+        return results
+    try:
+        run(range(0, len(items), 2))
+    finally:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def render_capture(captured):
     """[(tag, SummaryMetadata, [bytes])] for every layer of a capture, then the step's
     overview (every layer summarised in one blob); raises before any write if anything
     fails, so a failed log writes nothing for that step."""
-    rendered = [(metadata.layer_tag(content["layer"]),
-                 layer_metadata(record, content["samples"], captured.options), values)
-                for record, (content, values) in zip(captured.records, render_layers(captured))]
+    records = list(captured.records)
+    rendered = [(metadata.layer_tag(record.path),
+                 layer_metadata(record, _samples(captured, record), captured.options), values)
+                for record, values in zip(records, _render_values(captured, records, True))]
     summaries = {path: overview.layer_summary(reduced)
                  for path, reduced in captured.reduce().items()}
     for path, numbers in getattr(captured, "head_numbers", {}).items():
