@@ -28,6 +28,7 @@ def write(log_dir, *steps):
     for step in steps:
         assert tbat.log_activations(model, probe, step=int(step), log_dir=log_dir,
                                     on_error="raise")
+    tbat.flush()  # memory:// is read back in this process
     return sorted(tbat.get_activations(model, probe))
 
 

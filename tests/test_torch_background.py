@@ -109,7 +109,7 @@ def test_a_call_waits_while_a_step_is_queued(tmp_path, monkeypatch):
 def test_close_ends_the_writer_threads_and_a_later_call_starts_one(tmp_path):
     def writer_threads():
         return [thread for thread in threading.enumerate()
-                if thread.name == "tb-activations-writer"]
+                if thread.name == "tb-activations-torch-writer"]
 
     model, x = small_cnn(), probe()
     tbat.close()

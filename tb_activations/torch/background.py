@@ -21,7 +21,8 @@ class _Worker:
 
     def __init__(self, writer, name):
         self.writer = writer
-        self.thread = BackgroundWriter(writer, max_queue=1, close_writer=False)
+        self.thread = BackgroundWriter(writer, max_queue=1, close_writer=False,
+                                       thread_name="tb-activations-torch-writer")
         self.name = name
         self.on_error = "warn"
 

@@ -16,15 +16,15 @@ _STOP = object()
 
 class BackgroundWriter:
     """A thread that renders and writes captures to one writer (destinations_lib.write_rendered's
-    destinations), in order; `close_writer`: close it too when closing."""
+    destinations), in order; `close_writer`: close it too when closing; `thread_name` tells
+    a callback's thread from log_activations's in a thread dump."""
 
-    def __init__(self, writer, max_queue, close_writer=True):
+    def __init__(self, writer, max_queue, close_writer=True, thread_name="tb-activations-writer"):
         self._writer = writer
         self._close_writer = close_writer
         self._queue = queue.Queue(maxsize=max_queue)
         self._failure = None
-        self._thread = threading.Thread(target=self._run, name="tb-activations-writer",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
         self._thread.start()
 
     def _run(self):
