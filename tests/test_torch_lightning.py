@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -187,20 +188,24 @@ def test_a_step_of_accumulated_batches_is_logged_once(tmp_path):
 
 
 class FillDiskAt(pl.Callback):
-    """Fills the file system of `folder` once the global step reaches `step`."""
+    """Fills the file system of `folder` once the global step reaches `step`, after step 0
+    is on disk in `run` (its writer thread may still be at it on a slow machine)."""
 
-    def __init__(self, folder, step):
-        self.folder, self.step = folder, step
+    def __init__(self, folder, step, run):
+        self.folder, self.step, self.run = folder, step, run
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.step:
+            deadline = time.monotonic() + 120
+            while not logged_steps(self.run) and time.monotonic() < deadline:
+                time.sleep(0.05)
             fill(self.folder, leaving=0)
 
 
 @pytest.mark.parametrize("on_error", ["warn", "raise"])
 def test_a_full_disk_warns_once_and_training_goes_on_unless_asked_to_raise(tiny_disk, on_error):
     run = tiny_disk / "run"
-    callbacks = [FillDiskAt(tiny_disk, step=3),
+    callbacks = [FillDiskAt(tiny_disk, step=3, run=run),
                  ActivationsCallback(PROBE, every_n_steps=2, log_dir=run, on_error=on_error)]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
