@@ -241,6 +241,113 @@ def test_resnet_paths_and_values_before_in_place_ops():
                                np.maximum(activations["layer1/0/bn1"], 0))
 
 
+def test_later_passes_clone_only_the_outputs_the_model_overwrites_in_place():
+    """The first pass learns which outputs an in-place operation overwrites (ReLU(inplace)
+    after a BatchNorm, `out += identity`); later passes clone only those and read the same."""
+    model, x = seeded(ResNetLike), images(1, (2, 3, 16, 16))
+    first = tbat.get_activations(model, x)
+    overwritten = capture_lib._overwritten_paths[model]
+    assert {"bn1", "layer1/0/bn1", "layer1/0/bn2", "layer2/0/bn2"} <= overwritten
+    assert not overwritten & {"conv1", "layer1/0/conv1", "maxpool", "fc", "avgpool"}
+    for _ in range(2):
+        later = tbat.get_activations(model, x)
+        assert later.keys() == first.keys()
+        for path, value in first.items():
+            np.testing.assert_array_equal(later[path], value, err_msg=path)
+
+
+class SometimesInPlace(nn.Module):
+    """Overwrites its convolution's output in place only once `shift` is set: a pass taking
+    a branch the earlier passes did not."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.act = nn.Tanh()
+        self.shift = False
+
+    def forward(self, x):
+        out = self.conv(x)
+        if self.shift:
+            out += 100.0
+        return self.act(out)
+
+
+def test_a_pass_that_overwrites_an_uncloned_output_runs_again_and_reads_it_right():
+    model, x = seeded(SometimesInPlace), images(4, (2, 3, 8, 8))
+    tbat.get_activations(model, x)
+    assert "conv" not in capture_lib._overwritten_paths[model]
+    model.shift = True
+    activations = tbat.get_activations(model, x)
+    with torch.no_grad():
+        np.testing.assert_array_equal(activations["conv"], model.conv(x).numpy())
+        np.testing.assert_allclose(activations["act"], torch.tanh(model.conv(x) + 100).numpy())
+    assert "conv" in capture_lib._overwritten_paths[model]
+
+
+class PositionTable(nn.Module):
+    """Returns a view of its own parameter, as a learned position table does."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.linspace(-1, 1, 4 * 3 * 8 * 8).reshape(4, 3, 8, 8))
+
+    def forward(self, x):
+        return self.weight[: x.shape[0]]
+
+
+class Crop(nn.Module):
+    def forward(self, x):
+        return x[..., 1:-1, 1:-1]
+
+
+class ReturnsItsMemory(nn.Module):
+    """Modules whose output is a view of the probe's or of a parameter's memory: the user may
+    change both in place right after the call."""
+
+    def __init__(self):
+        super().__init__()
+        self.table = PositionTable()
+        self.crop = Crop()
+
+    def forward(self, x):
+        return self.crop(x) * self.crop(self.table(x))
+
+
+def test_outputs_in_the_probes_or_parameters_memory_are_copied_at_the_call(tmp_path):
+    """Changed in place right after a background call (a later pass, which clones only what
+    the model overwrites), the probe and a parameter the outputs are views of do not reach
+    the step: it equals one written in the foreground."""
+    model, x = ReturnsItsMemory(), images(5, (2, 3, 8, 8))
+    tbat.get_activations(model, x)  # the first pass, which clones every output
+    assert tbat.log_activations(model, x, step=0, log_dir=tmp_path / "foreground",
+                                background=False)
+    assert tbat.log_activations(model, x, step=0, log_dir=tmp_path / "background")
+    with torch.no_grad():
+        x.mul_(-7.0)
+        model.table.weight.mul_(3.0)
+    tbat.flush()
+
+    def logged(run):
+        return {(record.layer, record.sample): record.values()
+                for record in tba.read_activations(str(tmp_path / run))}
+    expected, background = logged("foreground"), logged("background")
+    assert {layer for layer, _ in background} == {"crop", "table"}
+    assert background.keys() == expected.keys()
+    for key, value in expected.items():
+        np.testing.assert_array_equal(background[key], value, err_msg=str(key))
+
+
+def test_a_pass_under_inference_mode_reads_the_outputs_before_in_place_ops():
+    model, x = seeded(ResNetLike), images(1, (2, 3, 16, 16))
+    expected = tbat.get_activations(model, x)
+    with torch.inference_mode():
+        for _ in range(2):
+            activations = tbat.get_activations(model, x)
+            for path, value in expected.items():
+                np.testing.assert_array_equal(activations[path], value, err_msg=path)
+
+
 def test_layouts_follow_the_module_types():
     captured = capture_lib.TorchCapture(seeded(Branches), images(2, (3, 1, 8, 8)))
     plans = {record.path: record.layout for record in captured.records}

@@ -1,9 +1,11 @@
 """Every selected module's output from one forward pass of a torch.nn.Module, by forward hooks.
 
 One pass under torch.no_grad() with the model in eval mode (each module's own training flag
-restored after). Hooks on every module record the first call's output of the selected ones,
-cloned at once: torchvision's in-place ReLUs and `out += identity` would otherwise overwrite a
-BatchNorm's recorded output before it is read. The hooks are removed when the pass ends, also
+restored after). Hooks on every module record the first call's output of the selected ones.
+Those a later in-place operation of the pass overwrites (torchvision's ReLU(inplace=True) after
+a BatchNorm, `out += identity`) are cloned in the hook; which ones they are is learned from the
+model's first pass (everything cloned, version counters watched) and checked at every pass
+(a pass that overwrote another runs again, cloning all), so the loop waits for no other copy. The hooks are removed when the pass ends, also
 when it raises. Paths are module names with `.` shown as `/` (`features.3` -> `features/3`);
 an output holding several tensors adds `path:1`, `path:2`... (tuples and lists in order,
 dicts in insertion order). Sequence-first outputs ((T, B, F) of batch_first=False layers)
@@ -26,6 +28,7 @@ mean query put back onto the map (window_drawings, attention_drawings).
 import collections
 import contextlib
 import dataclasses
+import itertools
 import warnings
 import weakref
 
@@ -174,8 +177,11 @@ class _Recorder:
     and the axes that may hold the `batch` of each output tensor (`batch_first`:
     batch_first_by_path)."""
 
-    def __init__(self, wanted, batch, batch_first):
+    def __init__(self, wanted, batch, batch_first, clone_paths, model_memory):
         self.wanted = wanted
+        self.clone_paths = clone_paths
+        self.model_memory = model_memory
+        self.watched = []  # (path, tensor, its version when recorded)
         self.batch = batch
         self.batch_first = batch_first
         self.outputs = collections.OrderedDict()  # path -> (module, channels_first, outputs)
@@ -229,8 +235,27 @@ class _Recorder:
         self.completed[path] = len(self.completed)
         if self.wanted(path, module, ran_submodules):
             self.outputs[path] = (module, flag, [
-                (name, tensor.detach().clone(), leaf_axes)
+                (name, self._keep(path, tensor.detach()), leaf_axes)
                 for (name, tensor), leaf_axes in zip(split_outputs(path, output), axes)])
+
+    def _keep(self, path, tensor):
+        """The output as it is now: cloned if its path is one the model overwrites in place
+        later in its pass (all of them while `clone_paths` is None, the first pass), if it is
+        model or probe memory the user may change after, or if it has no version counter
+        (made under torch.inference_mode); else the tensor itself, watched."""
+        if tensor.is_inference() or tensor.layout != torch.strided:
+            return tensor.clone()
+        if self.clone_paths is None:
+            self.watched.append((path, tensor, tensor._version))
+            return tensor.clone()
+        if path in self.clone_paths or _storage_of(tensor) in self.model_memory:
+            return tensor.clone()
+        self.watched.append((path, tensor, tensor._version))
+        return tensor
+
+    def overwritten(self):
+        """The paths whose watched output an in-place operation changed after its hook."""
+        return {path for path, tensor, version in self.watched if tensor._version != version}
 
     @contextlib.contextmanager
     def hooked(self, candidates):
@@ -245,6 +270,16 @@ class _Recorder:
         finally:
             for handle in handles:
                 handle.remove()
+
+
+def _storage_of(tensor):
+    return tensor.untyped_storage().data_ptr()
+
+
+# model -> the paths whose recorded output its forward pass overwrites in place later (ReLU(
+# inplace=True) after a BatchNorm, `out += identity`), learned by watching version counters:
+# only those are cloned in the hook, the others are kept as they are (no copy on the loop).
+_overwritten_paths = weakref.WeakKeyDictionary()
 
 
 def describe_probe(args, kwargs):
@@ -281,29 +316,45 @@ def run_pass(model, probe, layers=None, attention_side=None, attention=True, tok
                          % type(model).__name__)
     batch_first = batch_first_by_path(model)
     if layers is None:
-        recorder = _Recorder(lambda path, module, ran: modules_lib.is_default_module(module, ran),
-                             batch, batch_first)
+        def wanted_output(path, module, ran):
+            return modules_lib.is_default_module(module, ran)
     else:
         chosen = {path for path, _ in path_selection.select(candidates, layers)}
-        recorder = _Recorder(lambda path, module, ran: path in chosen, batch, batch_first)
-    declared = token_grids.declared_token_grids(model)
 
-    def grid_of(path, keys, heads):
-        chosen = token_grids.grid_choice(path, keys, heads, token_grid, declared,
-                                         recorder.observed_grids)
-        return None if chosen is None else (chosen[0].rows, chosen[0].columns, chosen[1])
-    wanted = None if layers is None else chosen.__contains__
-    rollout = rollout_lib.Rollout(batch) if attention and layers is None else None
-    recording = (attention_lib.recording_attention(model, attention_side, grid_of, wanted,
-                                                   rollout)
-                 if attention else contextlib.nullcontext([]))
-    with recorder.hooked(candidates), inference_pass(model), recording as attention:
-        try:
-            model(*args, **kwargs)
-        except Exception as error:
-            raise ValueError("the probe (%s) could not pass through model %s: %s: %s"
-                             % (describe_probe(args, kwargs), type(model).__name__,
-                                type(error).__name__, error)) from error
+        def wanted_output(path, module, ran):
+            return path in chosen
+    declared = token_grids.declared_token_grids(model)
+    model_memory = {_storage_of(tensor) for tensor in itertools.chain(
+        model.parameters(), model.buffers(), args, kwargs.values())
+        if isinstance(tensor, torch.Tensor) and tensor.layout == torch.strided}
+
+    def forward(clone_paths):
+        recorder = _Recorder(wanted_output, batch, batch_first, clone_paths, model_memory)
+
+        def grid_of(path, keys, heads):
+            chosen = token_grids.grid_choice(path, keys, heads, token_grid, declared,
+                                             recorder.observed_grids)
+            return None if chosen is None else (chosen[0].rows, chosen[0].columns, chosen[1])
+        wanted = None if layers is None else chosen.__contains__
+        rollout = rollout_lib.Rollout(batch) if attention and layers is None else None
+        recording = (attention_lib.recording_attention(model, attention_side, grid_of, wanted,
+                                                       rollout)
+                     if attention else contextlib.nullcontext([]))
+        with recorder.hooked(candidates), inference_pass(model), recording as records:
+            try:
+                model(*args, **kwargs)
+            except Exception as error:
+                raise ValueError("the probe (%s) could not pass through model %s: %s: %s"
+                                 % (describe_probe(args, kwargs), type(model).__name__,
+                                    type(error).__name__, error)) from error
+        overwritten = recorder.overwritten()
+        _overwritten_paths[model] = _overwritten_paths.get(model, set()) | overwritten
+        return recorder, records, rollout, overwritten
+
+    known = _overwritten_paths.get(model)
+    recorder, attention, rollout, overwritten = forward(known)
+    if known is not None and overwritten:  # this pass overwrote outputs the last ones did not
+        recorder, attention, rollout, _ = forward(None)
     if layers is None and not recorder.outputs:
         paths = path_selection.describe([path for path, _ in candidates])
         raise ValueError("no module of model %s computed a value of its own in the forward "
