@@ -1,7 +1,8 @@
 """Run by tests/test_buckets.py as a core install runs it: TensorFlow, Keras and JAX cannot be
 imported, so TensorBoard reads and writes URLs through its own gfile (boto3 for s3://, fsspec
 for the rest). The modules named in $BLOCKED_MODULES (comma separated) cannot be imported
-either. argv: a command and its arguments; prints one JSON line (or runs TensorBoard or the CLI).
+either; with $WITH_TENSORFLOW=1, TensorFlow and Keras can (the tensorflow extra's install).
+argv: a command and its arguments; prints one JSON line (or runs TensorBoard or the CLI).
 """
 
 import hashlib
@@ -9,7 +10,9 @@ import json
 import os
 import sys
 
-BLOCKED = ["tensorflow", "keras", "jax"] + os.environ.get("BLOCKED_MODULES", "").split(",")
+WITH_TENSORFLOW = os.environ.get("WITH_TENSORFLOW") == "1"
+BLOCKED = (["jax"] if WITH_TENSORFLOW else ["tensorflow", "keras", "jax"]) + os.environ.get(
+    "BLOCKED_MODULES", "").split(",")
 for blocked in filter(None, BLOCKED):
     sys.modules[blocked] = None  # `import <blocked>` fails from here on
 
@@ -71,6 +74,25 @@ def check(logdir):
     return None
 
 
+def refusals(log_dir, logdir):
+    """(what writing a Keras model's activations into `log_dir` raises, what reading `logdir`
+    raises), each as its message."""
+    import keras
+    import numpy as np
+
+    import tb_activations as tba
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3)])
+    try:
+        tba.log_activations(model, np.zeros((1, 8, 8, 1), np.float32), step=0,
+                            log_dir=log_dir, on_error="raise")
+    except ValueError as error:
+        written = str(error)
+    else:
+        written = None
+    return [written, check(logdir)]
+
+
 def main(command, *args):
     if command == "tensorboard":
         from tensorboard import main as tensorboard_main
@@ -82,9 +104,9 @@ def main(command, *args):
 
         return cli.main(list(args))
     answer = {"write": write, "read": read, "export": export, "roundtrip": roundtrip,
-              "check": check}[command](*args)
-    assert "tensorflow" not in [name.split(".")[0] for name, module in sys.modules.items()
-                                if module]
+              "check": check, "refusals": refusals}[command](*args)
+    assert WITH_TENSORFLOW or "tensorflow" not in [
+        name.split(".")[0] for name, module in sys.modules.items() if module]
     print(json.dumps(answer))
     return 0
 

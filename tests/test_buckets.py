@@ -1,9 +1,10 @@
 """Runs kept in object storage, end to end against a real S3 protocol server (moto's server
-mode, started here): PyTorch writes a run straight into the bucket, a TensorBoard with only the
-core install serves it, and read_activations, tba.export and `tb-activations export` read it,
-giving what a local copy of the run gives. The core install's side runs in
-tests/bucket_worker.py, where TensorFlow cannot be imported (TensorBoard's own gfile reads the
-bucket); this process has TensorFlow, whose file systems read s3:// only with TensorFlow I/O."""
+mode, started here): PyTorch, and Keras's fit with TensorFlow installed, write runs straight
+into the bucket, a TensorBoard with only the core install serves them, and read_activations,
+read_reference, tba.export and `tb-activations export` read them, giving what a local copy of
+the run gives. The core install's side runs in tests/bucket_worker.py, where TensorFlow cannot
+be imported (TensorBoard's own gfile reads the bucket); this process has TensorFlow, which has
+no s3://, so the stub gfile (boto3) writes and reads it here (writing/url_files.py)."""
 
 import hashlib
 import json
@@ -150,9 +151,10 @@ def test_export_of_a_bucket_equals_the_export_of_its_local_copy(s3, bucket_runs,
     assert tree(tmp_path / "cli") == local
 
 
-def test_tensorboard_without_tensorflow_serves_a_bucket_in_the_tab(s3, bucket_runs):
-    env, _ = s3
-    url, copy, layers = bucket_runs
+def served_layers(env, url, runs, last_step, copy, run):
+    """{run: its layer paths} that a TensorBoard with only the core install (--load_fast=false)
+    serves from the bucket `url` once `runs` are loaded up to `last_step` ({run: step}); asserts
+    that the grid of `run` at its last step is the same as in the local `copy`."""
     process, address = browser_helpers.start_tensorboard(
         url, load_fast=False, command=[sys.executable, WORKER, "tensorboard"], env=env,
         timeout=120)
@@ -161,55 +163,157 @@ def test_tensorboard_without_tensorflow_serves_a_bucket_in_the_tab(s3, bucket_ru
         deadline = time.monotonic() + 60
         while True:  # the runs load in the background
             with urllib.request.urlopen(route + "layers", timeout=30) as answer:
-                runs = {entry["run"]: entry for entry in json.load(answer)["runs"]}
-            if (sorted(runs) == sorted(RUNS) and all(
-                    entry["layers"] and entry["layers"][0]["max_step"] == RUNS[run][-1]
-                    for run, entry in runs.items())) or time.monotonic() > deadline:
+                served = {entry["run"]: entry for entry in json.load(answer)["runs"]}
+            if (sorted(served) == sorted(runs) and all(
+                    entry["layers"] and entry["layers"][0]["max_step"] == last_step[name]
+                    for name, entry in served.items())) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
-        assert sorted(runs) == sorted(RUNS)
-        for entry in runs.values():
-            assert sorted(layer["layer"] for layer in entry["layers"]) == layers
-        record = next(r for r in tba.read_activations(copy, run="a") if r.step == 1)
-        query = urllib.parse.urlencode(dict(run="a", layer=record.layer, step=1,
+        assert sorted(served) == sorted(runs)
+        record = next(r for r in tba.read_activations(copy, run=run)
+                      if r.step == last_step[run])
+        query = urllib.parse.urlencode(dict(run=run, layer=record.layer, step=record.step,
                                             sample=record.sample))
         with urllib.request.urlopen(route + "grid?" + query, timeout=30) as answer:
             assert answer.headers["Content-Type"] == "image/png"
             np.testing.assert_array_equal(grid_images.decode_png(answer.read()), record.image)
+        return {name: sorted(layer["layer"] for layer in entry["layers"])
+                for name, entry in served.items()}
     finally:
         browser_helpers.stop(process)
 
 
-def test_where_tensorflow_is_installed_s3_goes_through_tensorflow_io(s3, monkeypatch):
-    """TensorFlow (and TensorBoard beside it) reach s3:// through TensorFlow I/O: without it
-    the Keras callback refuses the log_dir at train begin, saying so, and writes nothing, and
-    read_activations names the package."""
+def test_tensorboard_without_tensorflow_serves_a_bucket_in_the_tab(s3, bucket_runs):
+    env, _ = s3
+    url, copy, layers = bucket_runs
+    served = served_layers(env, url, RUNS, {run: steps[-1] for run, steps in RUNS.items()},
+                           copy, "a")
+    assert served == {run: layers for run in RUNS}
+
+
+def record_row(record, wall_time=True):
+    """Every field of an ActivationRecord as comparable values (the wall time if asked)."""
+    return (record.run, record.layer, record.step, record.sample,
+            record.wall_time if wall_time else None, record.image.tobytes(),
+            {name: value.tobytes() for name, value in record.statistics.items()},
+            record.ranges.tobytes(), record.channels.tobytes(), record.units.tobytes(),
+            np.array(list(record.layer_statistics.values())).tobytes(),
+            record.silent.tobytes(), json.dumps(record.tiling, sort_keys=True))
+
+
+def reference_rows(runs):
+    """read_reference's answer as comparable values."""
+    return {name: ([(path, step.step, step.wall_time, step.units.tobytes(),
+                     step.top_index.tobytes(), step.top_value.tobytes(),
+                     step.class_mean.tobytes(), step.selectivity.tobytes())
+                    for path, steps in found.layers.items() for step in steps],
+                   found.thumbnails.tobytes(), found.labels.tobytes())
+            for name, found in runs.items()}
+
+
+@pytest.fixture(scope="module")
+def keras_runs(s3, tmp_path_factory):
+    """(logdir URL, local copy of it, local twin): one Keras fit in this process, where
+    TensorFlow is installed, with two ActivationsCallbacks (probe and reference set alike):
+    one into the bucket, one into a local folder."""
     import keras
-    import tensorflow as tf
 
     env, client = s3
+    saved = {name: os.environ.get(name) for name in ("AWS_ENDPOINT_URL", *CREDENTIALS)}
+    os.environ.update({name: env[name] for name in saved})
+    try:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([
+            keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+            keras.layers.MaxPooling2D(), keras.layers.Flatten(),
+            keras.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        rng = np.random.default_rng(0)
+        x = rng.random((32, 8, 8, 1), np.float32)
+        y = rng.integers(0, 3, 32)
+        twin = tmp_path_factory.mktemp("twin") / "keras"
+        url = "s3://%s/keras" % BUCKET
+        callbacks = [tba.ActivationsCallback(log_dir + "/run", probe=x[:2], reference=(x, y))
+                     for log_dir in (url, str(twin))]
+        model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=callbacks)
+        copy = tmp_path_factory.mktemp("keras-copy") / "keras"
+        download(client, "keras/", str(copy))
+        yield url, str(copy), str(twin)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def test_keras_fit_with_tensorflow_installed_writes_a_bucket_that_reads_as_a_local_run(
+        keras_runs):
+    import tensorflow as tf
+
+    url, copy, twin = keras_runs
+    assert logdirs.read_by_stub(url) == ("s3" not in tf.io.gfile.get_registered_schemes())
+    remote = [record_row(record) for record in tba.read_activations(url)]
+    assert remote == [record_row(record) for record in tba.read_activations(copy)]
+    assert [row[:4] + row[5:] for row in remote] == [
+        row[:4] + row[5:] for row in map(lambda r: record_row(r, False),
+                                         tba.read_activations(twin))]
+    assert sorted({(row[0], row[2]) for row in remote}) == [("run", 0), ("run", 2), ("run", 4)]
+    assert [row for row in remote if row[1] == "conv"] == [
+        record_row(record) for record in tba.read_activations(url, run="run", layer="conv")]
+    references = tba.read_reference(url)
+    assert reference_rows(references) == reference_rows(tba.read_reference(copy))
+    assert [step.step for step in references["run"].layers["conv"]] == [0, 2, 4]
+
+
+def test_keras_bucket_exports_as_its_local_copy_and_tensorboard_serves_it(
+        s3, keras_runs, tmp_path, capsys):
+    env, _ = s3
+    url, copy, twin = keras_runs
+    expected = run_export.export(copy, tmp_path / "local", progress=False)
+    assert tba.export(url, tmp_path / "api", progress=False).files == expected.files
+    local = tree(tmp_path / "local")
+    assert tree(tmp_path / "api") == local and "run" in {path.split(os.sep)[0] for path in local}
+    assert cli.main(["export", "--logdir", url, "--out", str(tmp_path / "cli")]) == 0
+    assert "Wrote %d files" % expected.files in " ".join(capsys.readouterr().out.split())
+    assert tree(tmp_path / "cli") == local
+    layers = sorted({record.layer for record in tba.read_activations(twin)})
+    assert served_layers(env, url, ["run"], {"run": 4}, copy, "run") == {"run": layers}
+
+
+def test_keras_log_activations_with_tensorflow_installed_writes_a_log_dir_url(
+        s3, tmp_path, monkeypatch):
+    import keras
+
+    env, _ = s3
     for name in ("AWS_ENDPOINT_URL", *CREDENTIALS):
         monkeypatch.setenv(name, env[name])
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3)])
-    model.compile(loss="mse")
-    x = np.random.default_rng(0).random((4, 8, 8, 1), np.float32)
-    callback = tba.ActivationsCallback("s3://%s/keras/run" % BUCKET, probe=x[:1])
-    try:
-        import tensorflow_io  # noqa: F401
-    except ImportError:
-        pass
-    if "s3" in tf.io.gfile.get_registered_schemes():
-        model.fit(x, model.predict(x, verbose=0), epochs=1, verbose=0, callbacks=[callback])
-        written = client.list_objects_v2(Bucket=BUCKET, Prefix="keras/run/")
-        assert any("tfevents" in item["Key"] for item in written.get("Contents", []))
-        return
-    with pytest.raises(ValueError, match=r"log_dir 's3://bucket/keras/run' is a URL that no "
-                                         r"installed file system writes.*tensorflow-io"):
-        model.fit(x, model.predict(x, verbose=0), epochs=1, verbose=0, callbacks=[callback])
-    assert "Contents" not in client.list_objects_v2(Bucket=BUCKET, Prefix="keras/")
-    with pytest.raises(logdirs.UnreadableLogdir, match="s3:// needs TensorFlow I/O: pip "
-                                                       "install tensorflow-io"):
-        list(tba.read_activations("s3://%s/runs" % BUCKET))
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(3, 3, name="conv"),
+                              keras.layers.GlobalAveragePooling2D(name="pool")])
+    probe = np.random.default_rng(1).random((2, 8, 8, 1), np.float32)
+    url = "s3://%s/loop" % BUCKET
+    for log_dir in (url + "/run", str(tmp_path / "run")):
+        for step in (3, 7):
+            assert tba.log_activations(model, probe, step=step, log_dir=log_dir,
+                                       on_error="raise")
+    remote = [record_row(record, False) for record in tba.read_activations(url)]
+    assert remote == [record_row(record, False) for record in tba.read_activations(tmp_path)]
+    assert sorted({(row[1], row[2]) for row in remote}) == [
+        (layer, step) for layer in ("conv", "pool") for step in (3, 7)]
+
+
+def test_where_nothing_reaches_s3_the_error_names_boto3_not_tensorflow_io(s3):
+    """With TensorFlow installed and neither boto3 nor s3fs: writing and reading refuse the
+    URL naming what works, before anything is written."""
+    env, client = s3
+    written, read = worker(dict(env, WITH_TENSORFLOW="1"), "refusals",
+                           "s3://%s/refused/run" % BUCKET, "s3://%s/refused" % BUCKET,
+                           blocked=["boto3", "s3fs"])
+    assert written == ("log_dir 's3://bucket/refused/run' is a URL that no installed file "
+                       "system writes: s3:// needs boto3 (or s3fs): pip install boto3; or log "
+                       "to a local directory")
+    assert read == "logdir s3://bucket/refused: s3:// needs boto3 (or s3fs): pip install boto3"
+    assert "Contents" not in client.list_objects_v2(Bucket=BUCKET, Prefix="refused/")
 
 
 def test_any_fsspec_url_is_written_read_and_exported_as_a_local_folder(s3, tmp_path):
@@ -223,12 +327,14 @@ def test_any_fsspec_url_is_written_read_and_exported_as_a_local_folder(s3, tmp_p
 
 def test_a_url_nothing_reads_is_refused_naming_what_to_install(s3, tmp_path, capsys):
     env, _ = s3
-    with pytest.raises(logdirs.UnreadableLogdir, match="no installed file system reads foo://"):
+    with pytest.raises(logdirs.UnreadableLogdir, match="no installed file system knows foo://"):
         list(tba.read_activations("foo://x/runs"))
     with pytest.raises(run_export.ExportError, match="foo://"):
         run_export.export("foo://x/runs", tmp_path / "out", progress=False)
     assert cli.main(["export", "--logdir", "foo://x/runs", "--out", str(tmp_path / "out")]) == 2
-    assert "no installed file system reads foo:// URLs" in " ".join(capsys.readouterr().out.split())
+    message = " ".join(capsys.readouterr().out.split())
+    assert "no installed file system knows foo:// URLs" in message
+    assert "s3:// (boto3 or s3fs)" in message and "tensorflow-io" not in message
     assert not (tmp_path / "out").exists()
     # Where TensorFlow is not installed: TensorBoard's own gfile (boto3 or fsspec).
     assert "Protocol not known: foo" in worker(env, "check", "foo://x/runs")

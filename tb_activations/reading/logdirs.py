@@ -1,9 +1,10 @@
-"""A logdir that is a URL (s3://, gs://, hdfs://...): whether something can read it, and what to
-install when nothing can.
+"""A logdir that is a URL (s3://, gs://, hdfs://...): whether something can read it, what to
+install when nothing can, and its runs.
 
-URLs are read through TensorBoard's gfile, as `tensorboard --logdir` reads them: TensorFlow's
-file systems when TensorFlow is installed (TensorFlow I/O adds s3:// and more, and TensorBoard
-loads it when a scheme needs it), else TensorBoard's own: boto3 for s3://, fsspec for the rest.
+A URL is read through the gfile that reaches it (writing/url_files.py): where that is
+TensorBoard's own (`tensorboard.compat.tf`: TensorFlow's, or the stub's without TensorFlow),
+through TensorBoard's loaders, as `tensorboard --logdir` reads it; where TensorFlow is installed
+but lacks the scheme (s3://), through TensorBoard's stub gfile (reading/stub_reading.py).
 Checked once per logdir before it is listed, so a scheme nothing reads is refused with the
 package to install instead of a file system error from deep inside TensorBoard.
 """
@@ -14,11 +15,10 @@ import posixpath
 
 from tensorboard.backend.event_processing import io_wrapper
 
-from tb_activations.writing import events
+from tb_activations.reading import stub_reading
+from tb_activations.writing import url_files
 
-
-# The URL schemes TensorFlow I/O's file systems add to TensorFlow's.
-_TENSORFLOW_IO_SCHEMES = ("s3", "az", "hdfs", "viewfs", "har", "http", "https")
+scheme = url_files.scheme
 
 
 class UnreadableLogdir(ValueError):
@@ -27,43 +27,56 @@ class UnreadableLogdir(ValueError):
     error)."""
 
 
-def scheme(logdir):
-    """The URL scheme of `logdir` ("s3" of "s3://bucket/runs"); "" for a local path."""
+def file_layer(logdir):
+    """The url_files.FileLayer that reads the URL `logdir`; UnreadableLogdir saying what to
+    install when none does, or when it is the root of a bucket, which the stub's boto3 reader
+    cannot list."""
+    try:
+        layer = url_files.file_layer(logdir)
+    except url_files.UnreachableUrl as error:
+        raise UnreadableLogdir("logdir %s: %s" % (logdir, error)) from error
     logdir = os.fspath(logdir)
-    return logdir.partition("://")[0] if events.is_url(logdir) else ""
+    if (layer.stub and isinstance(layer.gfile.get_filesystem(logdir), layer.gfile.S3FileSystem)
+            and not logdir[5:].strip("/").count("/")):
+        raise UnreadableLogdir(
+            "logdir %s: TensorBoard reads s3:// through boto3, which finds runs in a "
+            "folder of a bucket (s3://bucket/runs), not at its root: keep them in a "
+            "folder and give its URL" % logdir)
+    return layer
 
 
 def check_readable(logdir):
     """Nothing if `logdir` is local or a URL some installed file system reads; else
     UnreadableLogdir saying what to install."""
-    if not scheme(logdir):
-        return
-    from tensorboard.compat import tf as tf_or_stub  # imports TensorFlow if installed
+    if scheme(logdir):
+        file_layer(logdir)
 
-    if tf_or_stub.__version__ == "stub":
-        _check_stub_reads(os.fspath(logdir))
-    else:
-        _check_tensorflow_reads(tf_or_stub, os.fspath(logdir))
+
+def read_by_stub(path):
+    """Whether `path` is a URL that TensorBoard's own loaders cannot read, because TensorFlow
+    is installed without its scheme, so it is read through the stub (after check_readable)."""
+    return bool(scheme(path)) and not file_layer(path).tensorboards_own
 
 
 def is_directory(logdir):
-    """Whether `logdir` is a directory (a URL through TensorBoard's gfile, after
-    check_readable; UnreadableLogdir if the store refuses)."""
+    """Whether `logdir` is a directory (a URL through the gfile that reaches it;
+    UnreadableLogdir if nothing does or the store refuses)."""
     if not scheme(logdir):
         return os.path.isdir(logdir)
-    check_readable(logdir)
-    from tensorboard.compat import tf as tf_or_stub
-
+    layer = file_layer(logdir)
     with _store_errors(logdir):
-        return tf_or_stub.io.gfile.isdir(os.fspath(logdir))
+        return layer.gfile.isdir(os.fspath(logdir))
 
 
 def url_run_directories(logdir):
     """The directories holding event files under the URL `logdir`, listed by TensorBoard's
-    walk (what `tensorboard --logdir` shows as runs); UnreadableLogdir if nothing installed
-    reads the URL or the store refuses."""
-    check_readable(logdir)
+    walk (what `tensorboard --logdir` shows as runs), or by the stub's listing where
+    TensorBoard's own loaders cannot read it; UnreadableLogdir if nothing installed reads the
+    URL or the store refuses."""
+    layer = file_layer(logdir)
     with _store_errors(logdir):
+        if not layer.tensorboards_own:
+            return stub_reading.run_directories(os.fspath(logdir))
         return list(io_wrapper.GetLogdirSubdirectories(os.fspath(logdir)))
 
 
@@ -88,73 +101,3 @@ def own_name(logdir):
     if scheme(logdir):
         return posixpath.basename(logdir.partition("://")[2].rstrip("/"))
     return os.path.basename(os.path.abspath(logdir))
-
-
-def _check_tensorflow_reads(tf, logdir):
-    """TensorFlow's file systems read the scheme, as TensorBoard checks it (importing
-    TensorFlow I/O when the scheme needs it)."""
-    wanted = scheme(logdir)
-    if wanted in tf.io.gfile.get_registered_schemes():
-        return
-    try:
-        import tensorflow_io  # noqa: F401  registers its file systems
-    except ImportError:
-        pass
-    registered = sorted(name for name in tf.io.gfile.get_registered_schemes() if name)
-    if wanted in registered:
-        return
-    why = ("TensorFlow is installed, so TensorBoard reads URLs through TensorFlow's file "
-           "systems, which read %s here. (Where TensorFlow is not installed, TensorBoard reads "
-           "s3:// with boto3 and other URLs with fsspec.)" % ", ".join(registered))
-    if wanted in _TENSORFLOW_IO_SCHEMES:
-        raise UnreadableLogdir("logdir %s: %s:// needs TensorFlow I/O: pip install "
-                               "tensorflow-io. %s" % (logdir, wanted, why))
-    raise UnreadableLogdir("logdir %s: no installed file system reads %s:// URLs. %s "
-                           "TensorFlow I/O adds %s (pip install tensorflow-io)."
-                           % (logdir, wanted, why, ", ".join(_TENSORFLOW_IO_SCHEMES)))
-
-
-def _check_stub_reads(logdir):
-    """TensorBoard's own gfile (no TensorFlow) reads the scheme: boto3 for s3://, else an
-    fsspec file system."""
-    from tensorboard.compat.tensorflow_stub.io import gfile
-
-    wanted = scheme(logdir)
-    try:
-        file_system = gfile.get_filesystem(logdir)
-    except (ImportError, ValueError) as error:  # fsspec's (a missing package), or no fsspec
-        reason = error
-    else:
-        if isinstance(file_system, gfile.S3FileSystem) and not logdir[5:].strip("/").count("/"):
-            raise UnreadableLogdir(
-                "logdir %s: TensorBoard reads s3:// through boto3, which finds runs in a "
-                "folder of a bucket (s3://bucket/runs), not at its root: keep them in a "
-                "folder and give its URL" % logdir)
-        return
-    if wanted == "s3":
-        raise UnreadableLogdir("logdir %s: s3:// needs boto3 (or s3fs): pip install boto3"
-                               % logdir) from reason
-    package = _fsspec_package(wanted)
-    if package:
-        raise UnreadableLogdir("logdir %s: %s:// needs %s: pip install %s"
-                               % (logdir, wanted, package, package)) from reason
-    raise UnreadableLogdir(
-        "logdir %s: no installed file system reads %s:// URLs (%s). TensorBoard reads a "
-        "logdir that is a local path, s3:// (boto3), or a URL of any fsspec file system "
-        "(pip install fsspec and the one for the scheme: gcsfs for gs://, s3fs, adlfs...)"
-        % (logdir, wanted, reason)) from reason
-
-
-def _fsspec_package(wanted):
-    """The package that brings fsspec's file system for the scheme, or None when fsspec is
-    not installed or does not know it (or the file system is fsspec's own, with its own
-    needs: its message is the reason then)."""
-    try:
-        from fsspec.registry import known_implementations
-    except ImportError:
-        return None
-    implementation = known_implementations.get(wanted)
-    if implementation is None:
-        return None
-    module = implementation["class"].partition(".")[0]
-    return None if module == "fsspec" else module

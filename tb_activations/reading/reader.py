@@ -1,12 +1,14 @@
 """What was written, read back through TensorBoard's own event loading.
 
-`read_activations` gathers a logdir through the EventMultiplexer (layer by layer, in memory);
+`read_activations` gathers a logdir through the EventMultiplexer (layer by layer, in memory;
+a URL TensorBoard's loaders cannot read, through the stub: reading/stub_reading.py);
 `read_run` streams one run's event files once, in the order they were written, checking every
 value against its tag's plugin content (the data is untrusted), for readers that must not hold
 a whole run (export). A run directory that cannot be read is skipped with a warning naming it.
 """
 
 import dataclasses
+import functools
 import os
 import warnings
 
@@ -14,6 +16,7 @@ import numpy as np
 from tensorboard.backend.event_processing import directory_watcher
 from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing import io_wrapper
+from tensorboard.backend.event_processing import plugin_event_accumulator
 from tensorboard.backend.event_processing import plugin_event_multiplexer
 from tensorboard.util import tensor_util
 
@@ -23,6 +26,7 @@ from tb_activations.format import reference as reference_format
 from tb_activations.format import tokens as tokens_lib
 from tb_activations.reading import epochs
 from tb_activations.reading import logdirs
+from tb_activations.reading import stub_reading
 from tb_activations.rendering import grid_images
 from tb_activations.rendering import overview
 from tb_activations.writing import events
@@ -73,25 +77,58 @@ def load_multiplexer(logdir):
     return multiplexer
 
 
+def _runs_with_layers(logdir, run):
+    """Yields (run name, {tag: plugin content}, tag -> [TensorEvent]) of each run under
+    `logdir` with activations (`run`: only that one): through the EventMultiplexer, or where
+    TensorBoard's own loaders cannot read the URL, gathered from the stub's events as the
+    multiplexer gathers them (each tag's first metadata, every value in load order)."""
+    if not logdirs.read_by_stub(logdir):
+        multiplexer = load_multiplexer(logdir)
+        contents = multiplexer.PluginRunToTagToContent(metadata.PLUGIN_NAME)
+        for name in sorted(contents):
+            if run in (None, name):
+                yield name, contents[name], functools.partial(multiplexer.Tensors, name)
+        return
+    for name, directory in run_directories(logdir):
+        if run in (None, name):
+            contents, tensors = _gathered_by_stub(directory)
+            if contents:
+                yield name, contents, tensors.__getitem__
+
+
+def _gathered_by_stub(directory):
+    """({tag: plugin content}, {tag: [TensorEvent]}) of the activations tags of one run read
+    through the stub (stub_reading.load_run), as the multiplexer gathers them: a tag is ours
+    if its first metadata says so; its values in load order."""
+    contents, tensors, seen = {}, {}, set()
+    for event in stub_reading.load_run(directory):
+        for value in event.summary.value:
+            if value.HasField("metadata") and value.tag not in seen:
+                seen.add(value.tag)
+                if value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME:
+                    contents[value.tag] = value.metadata.plugin_data.content
+                    tensors[value.tag] = []
+            if value.tag in contents and value.HasField("tensor"):
+                tensors[value.tag].append(plugin_event_accumulator.TensorEvent(
+                    wall_time=event.wall_time, step=event.step, tensor_proto=value.tensor))
+    return contents, tensors
+
+
 def read_activations(logdir, run=None, layer=None):
     """Yields an ActivationRecord per run, layer, step and probe sample found under `logdir`.
 
     `run` and `layer` (a layer path) narrow what is read. Runs, then layers in model order,
     then steps, then samples. `logdir` may be a URL (s3://, gs://...: run_directories).
     """
-    multiplexer = load_multiplexer(logdir)
-    contents = multiplexer.PluginRunToTagToContent(metadata.PLUGIN_NAME)
-    for run_name in sorted(contents):
-        if run is not None and run_name != run:
-            continue
+    for run_name, contents, tensors in _runs_with_layers(logdir, run):
         layers = []
-        for tag, raw in contents[run_name].items():
+        for tag, raw in contents.items():
             content = metadata.parse_plugin_content(raw)
             if content["kind"] == metadata.KIND_LAYER and layer in (None, content["layer"]):
                 layers.append((content["order"], tag, content))
         for _, tag, content in sorted(layers, key=lambda item: item[0]):
             layout = layer_layout(content)
-            for event in multiplexer.Tensors(run_name, tag):
+            for event in tensors(tag):
                 blobs = tensor_util.make_ndarray(event.tensor_proto).tolist()
                 arrays = grid_images.decode_statistics(blobs[-1], content, layout)
                 silent = np.unpackbits(arrays["silent"], axis=-1, count=layout.channels_total)
@@ -356,10 +393,13 @@ def read_run(directory, name=None):
     with a warning naming it. `name` (the run's name) is used in warnings.
     """
     where = "run %r" % (name if name is not None else directory)
-    watcher = directory_watcher.DirectoryWatcher(
-        directory, event_file_loader.EventFileLoader, io_wrapper.IsSummaryEventsFile)
+    if logdirs.read_by_stub(directory):
+        loaded = stub_reading.load_run(directory)
+    else:
+        loaded = directory_watcher.DirectoryWatcher(
+            directory, event_file_loader.EventFileLoader, io_wrapper.IsSummaryEventsFile).Load()
     tags = {}  # tag -> (content, layout) or None when it is not ours or is malformed
-    for event in watcher.Load():
+    for event in loaded:
         for value in event.summary.value:
             if value.tag not in tags and value.HasField("metadata"):
                 ours = value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME

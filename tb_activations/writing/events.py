@@ -7,10 +7,11 @@ it, so a write that fails part way is cut back to the last whole write, and the 
 refuses every further write: a reader sees whole writes only. A write returns once the OS has
 the bytes (no buffer of ours to flush); nothing is fsynced.
 
-A log_dir that is a URL (gs://, s3://, hdfs://...) is written through TensorBoard's gfile:
-TensorFlow's file systems when TensorFlow is installed, as tf.summary writes them, else fsspec's
-(as torch's SummaryWriter writes them). Each write is flushed there, so the file system (a
-bucket: the whole file again) has every whole write; one that failed cannot be cut back.
+A log_dir that is a URL (gs://, s3://, hdfs://...) is written through the gfile that reaches it
+(url_files.py): TensorFlow's where TensorFlow is installed and has the scheme, as tf.summary
+writes them, else TensorBoard's own (boto3 for s3://, fsspec's for the rest, as torch's
+SummaryWriter writes them). Each write is flushed there, so the file system (a bucket: the whole
+file again) has every whole write; one that failed cannot be cut back.
 """
 
 import contextlib
@@ -24,6 +25,8 @@ import time
 
 import google_crc32c
 from tensorboard.compat.proto import event_pb2
+
+from tb_activations.writing import url_files
 
 # The file_version TensorFlow's writers put first in every event file.
 FILE_VERSION = "brain.Event:2"
@@ -135,19 +138,16 @@ class _LocalFile:
 
 
 class _UrlFile:
-    """A new file at a URL, through TensorBoard's gfile (TensorFlow's when it is installed)."""
+    """A new file at a URL, through the gfile that reaches it (url_files.file_layer)."""
 
     def __init__(self, log_dir, path):
-        from tensorboard.compat import tf as tf_or_stub  # imports TensorFlow if installed
-
-        self._gfile = tf_or_stub.io.gfile
-        self._path = path
         try:
-            self._gfile.makedirs(log_dir)
-        # An unknown scheme: TensorFlow's UnimplementedError; fsspec's ValueError, or
-        # ImportError naming the package that knows it.
-        except (tf_or_stub.errors.UnimplementedError, ImportError, ValueError) as error:
-            raise ValueError(_unwritable_url(log_dir, error)) from error
+            self._gfile = url_files.file_layer(log_dir).gfile
+        except url_files.UnreachableUrl as error:
+            raise ValueError("log_dir %r is a URL that no installed file system writes: %s; "
+                             "or log to a local directory" % (log_dir, error)) from error
+        self._path = path
+        self._gfile.makedirs(log_dir)
         self._file = self._gfile.GFile(path, "wb")
 
     def append(self, data):
@@ -168,14 +168,6 @@ class _UrlFile:
 
 def is_url(log_dir):
     return "://" in os.fspath(log_dir)
-
-
-def _unwritable_url(log_dir, error):
-    return ("log_dir %r is a URL that no installed file system writes (%s). URLs are written "
-            "through TensorFlow's file systems when TensorFlow is installed (pip install "
-            "\"tb-activations[tensorflow]\": gs://, hdfs://; s3:// with tensorflow-io), else "
-            "through fsspec's (pip install gcsfs, s3fs...); or log to a local directory"
-            % (log_dir, error))
 
 
 @contextlib.contextmanager
