@@ -283,6 +283,7 @@ def test_keras_bucket_exports_as_its_local_copy_and_tensorboard_serves_it(
 
 def test_keras_log_activations_with_tensorflow_installed_writes_a_log_dir_url(
         s3, tmp_path, monkeypatch):
+    """Into s3:// (boto3) and memory:// (fsspec), neither of which TensorFlow has."""
     import keras
 
     env, _ = s3
@@ -291,13 +292,15 @@ def test_keras_log_activations_with_tensorflow_installed_writes_a_log_dir_url(
     model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(3, 3, name="conv"),
                               keras.layers.GlobalAveragePooling2D(name="pool")])
     probe = np.random.default_rng(1).random((2, 8, 8, 1), np.float32)
-    url = "s3://%s/loop" % BUCKET
-    for log_dir in (url + "/run", str(tmp_path / "run")):
+    url, in_memory = "s3://%s/loop" % BUCKET, "memory://keras-loop"  # fsspec's, in memory
+    for log_dir in (url, in_memory, str(tmp_path)):
         for step in (3, 7):
-            assert tba.log_activations(model, probe, step=step, log_dir=log_dir,
+            assert tba.log_activations(model, probe, step=step, log_dir=log_dir + "/run",
                                        on_error="raise")
+    assert logdirs.read_by_stub(in_memory)
     remote = [record_row(record, False) for record in tba.read_activations(url)]
     assert remote == [record_row(record, False) for record in tba.read_activations(tmp_path)]
+    assert remote == [record_row(record, False) for record in tba.read_activations(in_memory)]
     assert sorted({(row[1], row[2]) for row in remote}) == [
         (layer, step) for layer in ("conv", "pool") for step in (3, 7)]
 
