@@ -5,10 +5,7 @@ from the layer's weights, the class token's attention over the grid and the atte
 causal and padding masks; the TensorFlow backend in this process, JAX and torch in
 subprocesses (tests/keras_transformers_worker.py)."""
 
-import json
 import os
-import subprocess
-import sys
 import warnings
 
 import keras
@@ -18,11 +15,11 @@ import pytest
 import tb_activations as tba
 from tb_activations.keras import capture
 from tb_activations.keras import log as log_lib
+from tests import backend_runs
 from tests import keras_transformers_worker as work
 from tests.rollout_reference import reference_rollout
 from tests.tiles import quantum, tile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = work.GRID
 ROLLOUT = "tiny_vit:attention_rollout"
 
@@ -31,26 +28,10 @@ ROLLOUT = "tiny_vit:attention_rollout"
 def other_backends(tmp_path_factory):
     """Starts the JAX and torch runs at once (they overlap the in-process tests); yields a
     function waiting for one: (folder, result.json)."""
-    runs = {}
-    for backend in ("jax", "torch"):
-        folder = tmp_path_factory.mktemp("keras_transformers_" + backend)
-        environment = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=ROOT)
-        runs[backend] = folder, subprocess.Popen(
-            [sys.executable, "-m", "tests.keras_transformers_worker", str(folder)],
-            env=environment, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True)
-
-    def wait(backend):
-        folder, process = runs[backend]
-        _, errors = process.communicate(timeout=600)
-        assert process.returncode == 0, errors[-4000:]
-        with open(folder / "result.json") as file:
-            return folder, json.load(file)
-
-    yield wait
-    for _, process in runs.values():
-        if process.poll() is None:
-            process.kill()
+    with backend_runs.started_workers(
+            "tests.keras_transformers_worker", ("jax", "torch"),
+            lambda backend: tmp_path_factory.mktemp("keras_transformers_" + backend)) as wait:
+        yield wait
 
 
 @pytest.fixture(scope="module", autouse=True)
