@@ -1,6 +1,7 @@
 """Attention probabilities (B, heads, Tq, Tk) of every keras.layers.MultiHeadAttention (and
 subclass: keras-hub's CachedMultiHeadAttention, ...) in the probe pass, as tensors of the same
-traced function.
+traced function; keras.layers.Attention and AdditiveAttention give their weights (B, Tq, Tv)
+beside their output (recording_weights), one head.
 
 No layer returns its probabilities unless called with return_attention_scores=True, and
 Keras's fast path (ops.dot_product_attention, flash attention or not) never forms them. So
@@ -60,7 +61,7 @@ def says_attention(layer):
 
 def innermost_attention(candidates):
     """[(path, layer)] of the candidates that are attention layers (MultiHeadAttention, or a
-    class name saying Attention) holding no other one."""
+    class name saying Attention: keras.layers.Attention among them) holding no other one."""
     says = [(path, layer) for path, layer in candidates if says_attention(layer)]
     return [(path, layer) for path, layer in says
             if not any(other.startswith(path + "/") for other, _ in says)]
@@ -72,7 +73,7 @@ def own_attention_softmaxes(chosen, candidates):
     Mistral... layers, which compute softmax(q·kᵀ·scale + mask) through a Softmax sublayer
     where no fused ops.dot_product_attention is available, as on TensorFlow)."""
     own = [(path, layer) for path, layer in innermost_attention(chosen)
-           if not isinstance(layer, keras.layers.MultiHeadAttention)]
+           if not isinstance(layer, (keras.layers.MultiHeadAttention, keras.layers.Attention))]
     return {path: (layer, [inner for inner, sublayer in candidates
                            if inner.startswith(path + "/")
                            and isinstance(sublayer, keras.layers.Softmax)])
@@ -215,6 +216,40 @@ def probabilities(layer, original, args, kwargs, result, muted):
             raise ValueError("its _compute_attention returned no scores with "
                              "return_attention_scores=True")
     return as_batch_heads(scores, compat.attention_axes_count(layer, scores))
+
+
+def weight_layers(candidates):
+    """[(path, layer)] of the candidates that are keras.layers.Attention (dot-product) or
+    AdditiveAttention layers: one head each."""
+    return [(path, layer) for path, layer in candidates
+            if isinstance(layer, keras.layers.Attention)]
+
+
+@contextlib.contextmanager
+def recording_weights(layers, found):
+    """While open, each of `layers` ([(path, keras.layers.Attention)])'s first call's
+    weights land in `found[path]` as (layer, (B, 1, Tq, Tv) float32): its `_apply_scores`
+    returns them beside its output, so nothing is computed twice."""
+    def recorder(path, layer, original):
+        def recorded(*args, **kwargs):
+            result = original(*args, **kwargs)
+            if path not in found:
+                weights = result[1]
+                if len(weights.shape) == 3:
+                    found[path] = (layer, keras.ops.cast(weights, "float32")[:, None])
+                else:
+                    found[path] = (layer, None)
+                    warnings.warn("tb-activations could not record the attention of %s (%s): "
+                                  "its weights have shape %s, not (batch, queries, keys)"
+                                  % (path, type(layer).__name__, tuple(weights.shape)),
+                                  stacklevel=2)
+            return result
+        return recorded
+
+    with compat.instance_methods(
+            [(layer, "_apply_scores", recorder(path, layer, layer._apply_scores))
+             for path, layer in layers]):
+        yield
 
 
 @contextlib.contextmanager

@@ -199,9 +199,11 @@ def recording_outputs(candidates, outputs, muted=None):
 
 
 @contextlib.contextmanager
-def recording(candidates, outputs, attention_layers, attention, repeated=None):
+def recording(candidates, outputs, attention_layers, attention, repeated=None,
+              weight_layers=()):
     """recording_outputs, and attention_lib.recording_attention of `attention_layers` into
-    `attention` (the layers called again into `repeated`), its second calls muted."""
+    `attention` (the layers called again into `repeated`), its second calls muted, and
+    attention_lib.recording_weights of `weight_layers` into `attention`."""
     muted = [0]
 
     @contextlib.contextmanager
@@ -213,7 +215,8 @@ def recording(candidates, outputs, attention_layers, attention, repeated=None):
             muted[0] -= 1
 
     with recording_outputs(candidates, outputs, muted), \
-            attention_lib.recording_attention(attention_layers, attention, mute, repeated):
+            attention_lib.recording_attention(attention_layers, attention, mute, repeated), \
+            attention_lib.recording_weights(weight_layers, attention):
         yield
 
 
@@ -486,12 +489,14 @@ class ActivationProbe:
                                 if keras.ops.is_tensor(t)]}
 
         attention_layers = attention_lib.attention_layers(chosen) if record_attention else []
+        weight_layers = attention_lib.weight_layers(chosen) if record_attention else []
         softmaxes = attention_lib.own_attention_softmaxes(chosen, candidates) \
             if record_attention else {}
         try:
             self._function = self._backend.trace_forward(
                 model, run, signature,
-                lambda: recording(candidates, outputs, attention_layers, attention, repeated))
+                lambda: recording(candidates, outputs, attention_layers, attention, repeated,
+                                  weight_layers))
         except (ValueError, TypeError) as error:
             raise ValueError("the probe %s could not pass through model %r: %s"
                              % (keras.tree.map_structure(lambda s: tuple(s.shape), signature),
@@ -607,7 +612,8 @@ def get_activations(model, inputs, layers=None, attention=True):
     (softmax(query·keyᵀ/√key_dim) under the layer's own masks, a row whose every key is
     masked 0), are at `path:attention`, right after the layer's own output (every attention
     layer under the default selection, the selected ones under `layers=`; none with
-    `attention=False`), as are those an attention layer of its own gave its Softmax
+    `attention=False`), as are a keras.layers.Attention's (or AdditiveAttention's) weights
+    as one head (B, 1, Tq, Tv), and those an attention layer of its own gave its Softmax
     sublayer (attention.own_attention_softmaxes; the sublayer itself is then left out of
     the default selection, as is a MultiHeadAttention's), and under the default selection
     the attention rollout of a
