@@ -1,6 +1,7 @@
 """Running a test worker module in a subprocess on another Keras backend (fixed at `import
 keras`, hence a process of its own), shared by the backend test suites."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -17,3 +18,31 @@ def run_worker(module, backend, folder, timeout=900):
     assert done.returncode == 0, done.stderr[-4000:]
     with open(os.path.join(folder, "result.json")) as file:
         return json.load(file)
+
+
+@contextlib.contextmanager
+def started_workers(module, backends, make_folder, timeout=900):
+    """Starts `python -m module folder` on each backend at once, so they overlap the tests of
+    this process (`make_folder(backend)`: its folder); yields wait(backend) -> (folder,
+    result.json); kills the ones still running on exit."""
+    runs = {}
+    for backend in backends:
+        folder = make_folder(backend)
+        environment = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=ROOT)
+        runs[backend] = folder, subprocess.Popen(
+            [sys.executable, "-m", module, str(folder)], env=environment, cwd=ROOT,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def wait(backend):
+        folder, process = runs[backend]
+        _, errors = process.communicate(timeout=timeout)
+        assert process.returncode == 0, errors[-4000:]
+        with open(os.path.join(folder, "result.json")) as file:
+            return folder, json.load(file)
+
+    try:
+        yield wait
+    finally:
+        for _, process in runs.values():
+            if process.poll() is None:
+                process.kill()

@@ -5,10 +5,7 @@ from the layer's weights, the class token's attention over the grid and the atte
 causal and padding masks; the TensorFlow backend in this process, JAX and torch in
 subprocesses (tests/keras_transformers_worker.py)."""
 
-import json
 import os
-import subprocess
-import sys
 import warnings
 
 import keras
@@ -18,11 +15,11 @@ import pytest
 import tb_activations as tba
 from tb_activations.keras import capture
 from tb_activations.keras import log as log_lib
+from tests import backend_runs
 from tests import keras_transformers_worker as work
 from tests.rollout_reference import reference_rollout
 from tests.tiles import quantum, tile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GRID = work.GRID
 ROLLOUT = "tiny_vit:attention_rollout"
 
@@ -31,26 +28,10 @@ ROLLOUT = "tiny_vit:attention_rollout"
 def other_backends(tmp_path_factory):
     """Starts the JAX and torch runs at once (they overlap the in-process tests); yields a
     function waiting for one: (folder, result.json)."""
-    runs = {}
-    for backend in ("jax", "torch"):
-        folder = tmp_path_factory.mktemp("keras_transformers_" + backend)
-        environment = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=ROOT)
-        runs[backend] = folder, subprocess.Popen(
-            [sys.executable, "-m", "tests.keras_transformers_worker", str(folder)],
-            env=environment, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True)
-
-    def wait(backend):
-        folder, process = runs[backend]
-        _, errors = process.communicate(timeout=600)
-        assert process.returncode == 0, errors[-4000:]
-        with open(folder / "result.json") as file:
-            return folder, json.load(file)
-
-    yield wait
-    for _, process in runs.values():
-        if process.poll() is None:
-            process.kill()
+    with backend_runs.started_workers(
+            "tests.keras_transformers_worker", ("jax", "torch"),
+            lambda backend: tmp_path_factory.mktemp("keras_transformers_" + backend)) as wait:
+        yield wait
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -336,3 +317,45 @@ def test_a_model_rollout_does_not_describe_has_none_and_no_warning(build, tmp_pa
     assert not [name for name in activations if "rollout" in name]
     sources = {r.tiling.get("source") for r in tba.read_activations(str(tmp_path))}
     assert "attention_map" in sources and "attention_rollout" not in sources
+
+
+def attention_layers_model():
+    """Token ids (0 pads) -> Embedding(mask_zero) -> keras.layers.Attention (causal) and
+    AdditiveAttention over the same tokens, their masks the embedding's."""
+    ids = keras.Input((work.STEPS,), dtype="int32", name="ids")
+    x = keras.layers.Embedding(work.VOCABULARY, work.WIDTH, mask_zero=True, name="embed")(ids)
+    dot = keras.layers.Attention(name="dot")([x, x], use_causal_mask=True)
+    additive = keras.layers.AdditiveAttention(use_scale=False, name="additive")([x, x])
+    pooled = keras.layers.GlobalAveragePooling1D(name="pool")(
+        keras.layers.Add(name="sum")([dot, additive]))
+    return keras.Model(ids, keras.layers.Dense(2, name="classes")(pooled), name="luong")
+
+
+def masked_softmax(scores, mask):
+    scores = np.where(mask, scores, -np.inf)
+    exp = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def test_keras_attention_and_additive_attention_give_their_weights_as_one_head(tmp_path):
+    model, ids = attention_layers_model(), work.token_ids()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        activations = tba.get_activations(model, ids)
+        assert tba.log_activations(model, ids, step=0, log_dir=str(tmp_path))
+    x = activations["embed"].astype(np.float64)
+    valid = ids != 0
+    keys = np.broadcast_to(valid[:, None, :], (2, work.STEPS, work.STEPS))
+    causal = np.tril(np.ones((work.STEPS, work.STEPS), dtype=bool))[None]
+    wanted = {
+        "dot:attention": masked_softmax(np.einsum("bqd,bkd->bqk", x, x), keys & causal),
+        "additive:attention": masked_softmax(
+            np.tanh(x[:, :, None, :] + x[:, None, :, :]).sum(axis=-1), keys)}
+    records = records_by_layer(tmp_path)
+    for path, want in wanted.items():
+        assert activations[path].shape == (2, 1, work.STEPS, work.STEPS)
+        np.testing.assert_allclose(activations[path][:, 0], want, atol=1e-4, err_msg=path)
+        assert records[path][0].tiling["output_shape"] == [None, 1, work.STEPS, work.STEPS]
+        for record in records[path]:
+            np.testing.assert_allclose(tile(record, 0), want[record.sample],
+                                       atol=quantum(want[record.sample]))

@@ -13,6 +13,9 @@ logged for one step and read back. For every model:
   against their eager twin's output_attentions (same weights), timm and torchvision against
   softmax(q kᵀ scale [+ bias]) from the module's own q/k (the qkv Linear's output), Keras
   against the layer's weights.
+
+keras-hub's backbones (ViT, BERT, GPT-2, Llama) have their own sweep, on every Keras backend:
+tests/test_keras_hub.py.
 """
 
 import copy
@@ -511,18 +514,3 @@ def test_keras_vit_from_multi_head_attention(tmp_path):
     want = work.reference_attention(activations["block0"],
                                     work.attention_weights(model.get_layer("attention1")))
     np.testing.assert_allclose(activations["attention1:attention"], want, atol=1e-4)
-
-
-def test_a_keras_hub_backbone(tmp_path):
-    keras_hub = pytest.importorskip(
-        "keras_hub", reason="keras_hub is not installed here (and no network to install it)")
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=100, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=37,
-        max_sequence_length=8)
-    probe = {"token_ids": np.arange(16, dtype="int32").reshape(2, 8) % 100 + 1,
-             "segment_ids": np.zeros((2, 8), dtype="int32"),
-             "padding_mask": np.ones((2, 8), dtype="int32")}
-    assert tba.log_activations(backbone, probe, step=0, log_dir=str(tmp_path))
-    shapes = [r.tiling["output_shape"] for r in tba.read_activations(str(tmp_path))
-              if r.layer.endswith(":attention") and r.sample == 0]
-    assert shapes == [[None, 2, 8, 8]] * 2

@@ -1,6 +1,7 @@
 """Attention probabilities (B, heads, Tq, Tk) of every keras.layers.MultiHeadAttention (and
 subclass: keras-hub's CachedMultiHeadAttention, ...) in the probe pass, as tensors of the same
-traced function.
+traced function; keras.layers.Attention and AdditiveAttention give their weights (B, Tq, Tv)
+beside their output (recording_weights), one head.
 
 No layer returns its probabilities unless called with return_attention_scores=True, and
 Keras's fast path (ops.dot_product_attention, flash attention or not) never forms them. So
@@ -20,14 +21,21 @@ values), then reads the probabilities:
   causal and padding masks. That second call's output is discarded; layer outputs it makes
   (the layer's Softmax sublayer) are not recorded.
 
-A subclass whose `_compute_attention` takes no return_attention_scores (Llama-style
-keras-hub layers) and returns no scores is skipped with a warning. A layer called several
-times keeps its first call's probabilities. The private APIs are in keras/compat.py.
+A subclass whose `_compute_attention` takes no return_attention_scores and returns no scores
+is skipped with a warning. A layer called several times keeps its first call's
+probabilities.
+
+A layer of its own whose class name says Attention (keras-hub's Llama, Gemma, Mistral...)
+has its probabilities read from its keras.layers.Softmax sublayer's output when that ran
+(own_attention_softmaxes); where it computes them inside ops.dot_product_attention or its
+own ops.softmax, they never exist as a tensor to read, and `unread_attention` names the
+layer for a one-line warning. The private APIs are in keras/compat.py.
 """
 
 import contextlib
 import inspect
 import math
+import re
 import warnings
 
 import keras
@@ -39,6 +47,79 @@ def attention_layers(candidates):
     """[(path, layer)] of the candidates that are MultiHeadAttention layers."""
     return [(path, layer) for path, layer in candidates
             if isinstance(layer, keras.layers.MultiHeadAttention)]
+
+
+# A class name saying its layer computes attention (and not only its mask: keras-hub's
+# ComputeAttentionMask, XLNetAttentionMaskLayer).
+ATTENTION_CLASS_NAME = re.compile(r"Attention(?!Mask)")
+
+
+def says_attention(layer):
+    return isinstance(layer, keras.layers.MultiHeadAttention) or bool(
+        ATTENTION_CLASS_NAME.search(type(layer).__name__))
+
+
+def innermost_attention(candidates):
+    """[(path, layer)] of the candidates that are attention layers (MultiHeadAttention, or a
+    class name saying Attention: keras.layers.Attention among them) holding no other one."""
+    says = [(path, layer) for path, layer in candidates if says_attention(layer)]
+    return [(path, layer) for path, layer in says
+            if not any(other.startswith(path + "/") for other, _ in says)]
+
+
+def own_attention_softmaxes(chosen, candidates):
+    """{path: (layer, [paths of its keras.layers.Softmax sublayers])} of the chosen
+    attention layers of their own (not MultiHeadAttention: keras-hub's Llama, Gemma,
+    Mistral... layers, which compute softmax(q·kᵀ·scale + mask) through a Softmax sublayer
+    where no fused ops.dot_product_attention is available, as on TensorFlow)."""
+    own = [(path, layer) for path, layer in innermost_attention(chosen)
+           if not isinstance(layer, (keras.layers.MultiHeadAttention, keras.layers.Attention))]
+    return {path: (layer, [inner for inner, sublayer in candidates
+                           if inner.startswith(path + "/")
+                           and isinstance(sublayer, keras.layers.Softmax)])
+            for path, layer in own}
+
+
+def softmax_probabilities(softmaxes, outputs):
+    """{path: (layer, (B, heads, Tq, Tk) float32)} of the attention layers of `softmaxes`
+    (own_attention_softmaxes) whose Softmax sublayer gave a (B, heads, Tq, Tk) output in
+    this pass (`outputs`: {path: first output})."""
+    found = {}
+    for path, (layer, inner) in softmaxes.items():
+        for softmax in inner:
+            output = outputs.get(softmax)
+            if keras.ops.is_tensor(output) and len(output.shape) == 4:
+                found[path] = (layer, keras.ops.cast(output, "float32"))
+                break
+    return found
+
+
+def attention_softmax_paths(candidates, recorded):
+    """Paths of the keras.layers.Softmax sublayers of the attention layers whose
+    probabilities were `recorded` (drawn at path:attention already, so not again)."""
+    prefixes = tuple(path + "/" for path in recorded)
+    return {path for path, layer in candidates
+            if prefixes and isinstance(layer, keras.layers.Softmax) and path.startswith(prefixes)}
+
+
+def unread_attention(chosen, called, recorded):
+    """[(path, class name)] of the called attention layers among `chosen` whose
+    probabilities the pass did not read (not in `recorded`): a layer of its own with no
+    Softmax sublayer, or whose softmax ran inside a fused ops.dot_product_attention (keras-hub
+    on JAX and torch), or a MultiHeadAttention whose `_compute_attention` never ran (a
+    subclass computing attention in its own `call`)."""
+    return [(path, type(layer).__name__) for path, layer in innermost_attention(chosen)
+            if path in called and path not in recorded]
+
+
+def unread_attention_warning(unread):
+    """The one line that names the attention layers whose heads are not drawn, and what to
+    do about it."""
+    return ("tb-activations draws no attention heads for %s: they compute attention outside "
+            "keras.layers.MultiHeadAttention._compute_attention and a keras.layers.Softmax "
+            "sublayer, so no probabilities exist to read (their outputs are drawn); compute "
+            "it in a MultiHeadAttention (or subclass), or through a Softmax sublayer, to see "
+            "the heads (docs/keras.md)" % ", ".join("%s (%s)" % pair for pair in unread))
 
 
 def as_batch_heads(scores, query_axes):
@@ -135,6 +216,40 @@ def probabilities(layer, original, args, kwargs, result, muted):
             raise ValueError("its _compute_attention returned no scores with "
                              "return_attention_scores=True")
     return as_batch_heads(scores, compat.attention_axes_count(layer, scores))
+
+
+def weight_layers(candidates):
+    """[(path, layer)] of the candidates that are keras.layers.Attention (dot-product) or
+    AdditiveAttention layers: one head each."""
+    return [(path, layer) for path, layer in candidates
+            if isinstance(layer, keras.layers.Attention)]
+
+
+@contextlib.contextmanager
+def recording_weights(layers, found):
+    """While open, each of `layers` ([(path, keras.layers.Attention)])'s first call's
+    weights land in `found[path]` as (layer, (B, 1, Tq, Tv) float32): its `_apply_scores`
+    returns them beside its output, so nothing is computed twice."""
+    def recorder(path, layer, original):
+        def recorded(*args, **kwargs):
+            result = original(*args, **kwargs)
+            if path not in found:
+                weights = result[1]
+                if len(weights.shape) == 3:
+                    found[path] = (layer, keras.ops.cast(weights, "float32")[:, None])
+                else:
+                    found[path] = (layer, None)
+                    warnings.warn("tb-activations could not record the attention of %s (%s): "
+                                  "its weights have shape %s, not (batch, queries, keys)"
+                                  % (path, type(layer).__name__, tuple(weights.shape)),
+                                  stacklevel=2)
+            return result
+        return recorded
+
+    with compat.instance_methods(
+            [(layer, "_apply_scores", recorder(path, layer, layer._apply_scores))
+             for path, layer in layers]):
+        yield
 
 
 @contextlib.contextmanager

@@ -10,8 +10,9 @@ as soon as the trace is done (on torch, which runs eagerly, they are put back fo
 What differs per backend (tracing, and the reduction's ops) is in the
 keras_probe module of tensorflow/, jax/ and torch/; nothing here imports TensorFlow, JAX or torch.
 
-Transformers: every MultiHeadAttention's probabilities (B, heads, Tq, Tk) come out of the same
-traced function (keras/attention.py), at `path:attention`, area-averaged in the backend's ops
+Transformers: every MultiHeadAttention's probabilities (B, heads, Tq, Tk) (and those of an
+attention layer of its own, from its Softmax sublayer) come out of the same traced function
+(keras/attention.py), at `path:attention`, area-averaged in the backend's ops
 to the tile cap before they leave it; a token output (B, prefix + rows * columns, D) after a
 patch Conv2D whose output showed that grid while tracing (keras/token_grids.py) is drawn over
 it, its prefix tokens apart at `path:prefix_tokens`; where an attention layer's keys lie on
@@ -198,9 +199,11 @@ def recording_outputs(candidates, outputs, muted=None):
 
 
 @contextlib.contextmanager
-def recording(candidates, outputs, attention_layers, attention, repeated=None):
+def recording(candidates, outputs, attention_layers, attention, repeated=None,
+              weight_layers=()):
     """recording_outputs, and attention_lib.recording_attention of `attention_layers` into
-    `attention` (the layers called again into `repeated`), its second calls muted."""
+    `attention` (the layers called again into `repeated`), its second calls muted, and
+    attention_lib.recording_weights of `weight_layers` into `attention`."""
     muted = [0]
 
     @contextlib.contextmanager
@@ -212,7 +215,8 @@ def recording(candidates, outputs, attention_layers, attention, repeated=None):
             muted[0] -= 1
 
     with recording_outputs(candidates, outputs, muted), \
-            attention_lib.recording_attention(attention_layers, attention, mute, repeated):
+            attention_lib.recording_attention(attention_layers, attention, mute, repeated), \
+            attention_lib.recording_weights(weight_layers, attention):
         yield
 
 
@@ -418,9 +422,14 @@ class ActivationProbe:
 
         def plan_records(grids):
             """The records (and skipped outputs) of the first pass's outputs, each attention
-            layer's after its own output."""
+            layer's after its own output (under the default selection, not the Softmax
+            sublayer its probabilities were read from a second time)."""
+            shown = {path for path, (_, probabilities) in attention.items()
+                     if probabilities is not None}
+            repeats = attention_lib.attention_softmax_paths(candidates, shown) \
+                if layers is None else set()
             for path, value in outputs.items():
-                if path not in chosen_paths:
+                if path not in chosen_paths or path in repeats:
                     continue
                 for name, tensor in split_outputs(path, value):
                     if not reduce:
@@ -464,6 +473,7 @@ class ActivationProbe:
             outputs.clear()
             attention.clear()
             model_outputs = call_model()
+            attention.update(attention_lib.softmax_probabilities(softmaxes, outputs))
             called.update(outputs)
             if not planned:
                 planned = True
@@ -479,10 +489,14 @@ class ActivationProbe:
                                 if keras.ops.is_tensor(t)]}
 
         attention_layers = attention_lib.attention_layers(chosen) if record_attention else []
+        weight_layers = attention_lib.weight_layers(chosen) if record_attention else []
+        softmaxes = attention_lib.own_attention_softmaxes(chosen, candidates) \
+            if record_attention else {}
         try:
             self._function = self._backend.trace_forward(
                 model, run, signature,
-                lambda: recording(candidates, outputs, attention_layers, attention, repeated))
+                lambda: recording(candidates, outputs, attention_layers, attention, repeated,
+                                  weight_layers))
         except (ValueError, TypeError) as error:
             raise ValueError("the probe %s could not pass through model %r: %s"
                              % (keras.tree.map_structure(lambda s: tuple(s.shape), signature),
@@ -500,6 +514,10 @@ class ActivationProbe:
         if self.skipped:
             warnings.warn("tb-activations skips layers it cannot draw: %s"
                           % "; ".join(self.skipped), stacklevel=3)
+        unread = attention_lib.unread_attention(chosen, called, set(attention)) \
+            if record_attention else []
+        if unread:
+            warnings.warn(attention_lib.unread_attention_warning(unread), stacklevel=3)
 
         self._reducers = {}
 
@@ -594,7 +612,11 @@ def get_activations(model, inputs, layers=None, attention=True):
     (softmax(query·keyᵀ/√key_dim) under the layer's own masks, a row whose every key is
     masked 0), are at `path:attention`, right after the layer's own output (every attention
     layer under the default selection, the selected ones under `layers=`; none with
-    `attention=False`), and under the default selection the attention rollout of a
+    `attention=False`), as are a keras.layers.Attention's (or AdditiveAttention's) weights
+    as one head (B, 1, Tq, Tv), and those an attention layer of its own gave its Softmax
+    sublayer (attention.own_attention_softmaxes; the sublayer itself is then left out of
+    the default selection, as is a MultiHeadAttention's), and under the default selection
+    the attention rollout of a
     ViT-style model (rollout_drawing), the class token's row over its (rows, columns) patch
     grid, last, at `<model name>:attention_rollout` (B, rows, columns).
     """

@@ -13,12 +13,18 @@
     (ops.dot_product_attention) and the softmax probabilities (B, heads, Tq, Tk) with
     return_attention_scores=True, which raises while `_flash_attention` is truthy;
     `MultiHeadAttention._attention_axes`: the axes attention runs over (one per query and
-    per key axis of the scores). keras-hub 0.32 (read, not installed here):
+    per key axis of the scores). keras-hub 0.32 (installed by the test extra):
     CachedMultiHeadAttention and the Whisper and Moonshine layers built on it call
     `_compute_attention` with keywords; XLNet's TwoStreamRelativeAttention never calls it
-    (not captured); its ViT embeds patches by Conv2D(strides=patch_size, padding="valid").
-    Checked against Keras 3.15.1 on the TensorFlow, JAX and torch backends.
-  * a layer's method set on the instance (`call`, `_compute_attention`) is what
+    (not captured); its ViT embeds patches by Conv2D(strides=patch_size, padding="valid");
+    its attention layers of their own (Llama, Gemma, Mistral...) run a keras.layers.Softmax
+    sublayer where keras_hub's fused_attention_op_available() is false (TensorFlow), else
+    ops.dot_product_attention. Checked against Keras 3.15.1 on the TensorFlow, JAX and
+    torch backends;
+  * `Attention._apply_scores(scores, value, scores_mask=None, training=False)` (also
+    AdditiveAttention's) returns `(output, weights)`, the weights softmax(scores) under the
+    mask, (B, Tq, Tv), before dropout's effect at inference;
+  * a layer's method set on the instance (`call`, `_compute_attention`, `_apply_scores`) is what
     `Layer.__call__` runs, so one pass can be recorded without touching the class.
 """
 

@@ -148,10 +148,13 @@ def parse_sample(body, specs):
     return arrays
 
 
-def answer_sample(loaded, sample, options, drawn=None):
+def answer_sample(loaded, sample, options, drawn=None, logged=None):
     """(layers [(content, grid PNG or None, reduced arrays)], model outputs as numpy) for
     `sample`, the arrays of parse_sample. Only the layers whose paths are in `drawn` (every
-    layer if None) are rendered; the others carry their statistics only."""
+    layer if None) are rendered; the others carry their statistics only. `logged`: the
+    layer paths the run logged; when the model has some of them, the answer keeps only
+    those (a batch of one cannot tell an output with no batch axis, like a position table
+    (1, T, D), from one that has, so the probe pass alone would answer with more)."""
     inputs = capture_lib.model_inputs(loaded.model)
     if isinstance(inputs, dict):
         sample = dict(zip(log.input_names(loaded.model, inputs), sample))
@@ -159,15 +162,18 @@ def answer_sample(loaded, sample, options, drawn=None):
         sample = sample[0]
     arrays = capture_lib.prepare_probe(loaded.model, sample)
     captured = log.capture(loaded.model, arrays, None, options, model_outputs=True)
-    known = {record.path for record in captured.records}
+    records = captured.records
+    if logged and any(record.path in logged for record in records):
+        records = [record for record in records if record.path in logged]
+    known = {record.path for record in records}
     unknown = sorted(set(drawn or ()) - known)
     if unknown:
         raise LiveError(400, "the model has no layer %s; its layers are %s"
                         % (", ".join(map(repr, unknown)), ", ".join(sorted(known))))
     rendered = {content["layer"]: pictures[0] for content, pictures
-                in steps.render_layers(captured, statistics=False, only=drawn)}
+                in steps.render_layers(captured, statistics=False, only=drawn or known)}
     layers = [(steps.layer_content(record, 1, captured.options), rendered.get(record.path),
-               captured.reduce()[record.path]) for record in captured.records]
+               captured.reduce()[record.path]) for record in records]
     return layers, [output[0] for output in captured.model_outputs]
 
 
@@ -201,7 +207,7 @@ class LiveModels:
                 self._models.popitem(last=False)
         return loaded
 
-    def answer(self, path, body, options, drawn=None):
+    def answer(self, path, body, options, drawn=None, logged=None):
         """(loaded model, layers, outputs) of answer_sample for one request's body;
         LiveError 503 past the time limit."""
         deadline = time.monotonic() + self._time_limit
@@ -212,7 +218,7 @@ class LiveModels:
             if not loaded.lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
                 raise LiveError(503, "the model is busy answering another input; try again")
             try:
-                return answer_sample(loaded, sample, options, drawn)
+                return answer_sample(loaded, sample, options, drawn, logged)
             finally:
                 loaded.lock.release()
 

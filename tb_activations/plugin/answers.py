@@ -104,6 +104,12 @@ def unavailable(reason):
             "class_names": None}
 
 
+def logged_layers(tags):
+    """The layer paths a run logged (the live probe answers with these)."""
+    return {content["layer"] for content, _ in tags.values()
+            if content["kind"] == metadata.KIND_LAYER}
+
+
 def run_options(tags):
     """The caps a run was logged with (so a live grid is drawn as a logged one); the
     defaults when its contents do not hold valid ones."""

@@ -702,7 +702,7 @@ class ActivationsPlugin(reference_routes.ReferenceRoutes, base_plugin.TBPlugin):
         live = importlib.import_module("tb_activations.keras.live")
         try:
             loaded, layers, outputs = self._live().answer(path, body, answers.run_options(tags),
-                                                          drawn)
+                                                          drawn, answers.logged_layers(tags))
         except live.LiveError as error:
             raise QueryError(error.code, str(error)) from None
         described = live.describe(loaded)
