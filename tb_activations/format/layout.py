@@ -39,6 +39,17 @@ def unit_name(layout, source="output"):
     return "unit" if layout == "vector" else "channel"
 
 
+# What a record that is no module's output is called where it is shown (the tab, export
+# titles and pages); its path stays its identifier (tags, URLs, file names, index.csv).
+SHOWN_NAMES = {"attention_rollout": "attention rollout"}
+
+
+def shown_name(content):
+    """A layer's name for a reader: its path, or a record's SHOWN_NAMES entry (the tab's
+    frontend/layouts.js shownName, a test holds the two alike)."""
+    return SHOWN_NAMES.get(content.get("source"), content["layer"])
+
+
 @dataclasses.dataclass(frozen=True)
 class RenderOptions:
     """Caps that bound the cost and size of one logged step.

@@ -11,7 +11,9 @@ value range. Pure numpy, no TensorFlow.
   divide by log(`keys`) for the normalised one), `peak` (the mean over queries of the largest
   probability), `distance` (mean attention distance in patches, null off a patch grid), and
   `dead`: a **dead head** is one whose attention, in every probe sample, is uniform
-  (normalised entropy >= DEAD_HEAD_LEVEL) or on one token (peak >= DEAD_HEAD_LEVEL).
+  (normalised entropy >= DEAD_HEAD_LEVEL) or on one token (peak >= DEAD_HEAD_LEVEL). These
+  flags, written once, are what every reader counts (`dead_head_count`): an attention layer's
+  and its attention map's "dead" in the tab's overview are its dead heads.
 
 The writer stores these for every layer of a step in one overview blob (tag
 `activations_overview`), so the tab's overview of a whole run reads one blob per step instead of
@@ -34,6 +36,8 @@ MAX_OVERVIEW_BYTES = 8 << 20
 # A dead head's normalised entropy, or its peak, reaches this in every probe sample.
 DEAD_HEAD_LEVEL = 0.99
 MAX_HEADS = 4096
+ATTENTION_SUFFIX = ":attention"
+ATTENTION_MAP_SUFFIX = ":attention_map"
 MAX_HEAD_SAMPLES = 4096
 MAX_KEYS = 1 << 24
 
@@ -80,6 +84,21 @@ def dead_heads(entropy, peak, keys):
     uniform = normalised >= DEAD_HEAD_LEVEL
     single = peak >= DEAD_HEAD_LEVEL
     return np.all(uniform | single, axis=0) if entropy.size else np.zeros(entropy.shape[-1:], bool)
+
+
+def heads_path(path):
+    """The layer whose summary holds the heads of layer `path`: an attention layer's own
+    (`x:attention`), an attention map's (`x:attention_map` -> `x:attention`), else None."""
+    if path.endswith(ATTENTION_SUFFIX):
+        return path
+    if path.endswith(ATTENTION_MAP_SUFFIX):
+        return path[:-len(ATTENTION_MAP_SUFFIX)] + ATTENTION_SUFFIX
+    return None
+
+
+def dead_head_count(heads):
+    """How many heads a valid `heads` field flags dead (dead_heads, as written)."""
+    return sum(1 for flag in heads["dead"] if flag is True)
 
 
 def head_summary(entropy, peak, distance, keys):
