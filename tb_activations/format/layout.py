@@ -24,6 +24,10 @@ SOURCES = ("output", "token_grid", "prefix_tokens", "attention", "attention_map"
 WINDOW_PARTITIONS = ("window", "shifted_window", "grid", "unfold", "tokens", "unknown")
 # Which query an attention map shows: the class token's, or the mean over every query.
 ATTENTION_QUERIES = ("class_token", "mean")
+# What a module's path gets for the records drawn beside its output (docs/format.md).
+PREFIX_TOKENS_SUFFIX = ":prefix_tokens"
+ATTENTION_SUFFIX = ":attention"
+ATTENTION_MAP_SUFFIX = ":attention_map"
 
 
 def unit_name(layout, source="output"):

@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 
+from tb_activations.format import layout
 from tb_activations.format import metadata
 
 SUMMARY_FIELDS = ("zero_fraction", "dead_channels", "silent_channels", "nan_count",
@@ -36,8 +37,6 @@ MAX_OVERVIEW_BYTES = 8 << 20
 # A dead head's normalised entropy, or its peak, reaches this in every probe sample.
 DEAD_HEAD_LEVEL = 0.99
 MAX_HEADS = 4096
-ATTENTION_SUFFIX = ":attention"
-ATTENTION_MAP_SUFFIX = ":attention_map"
 MAX_HEAD_SAMPLES = 4096
 MAX_KEYS = 1 << 24
 
@@ -89,10 +88,10 @@ def dead_heads(entropy, peak, keys):
 def heads_path(path):
     """The layer whose summary holds the heads of layer `path`: an attention layer's own
     (`x:attention`), an attention map's (`x:attention_map` -> `x:attention`), else None."""
-    if path.endswith(ATTENTION_SUFFIX):
+    if path.endswith(layout.ATTENTION_SUFFIX):
         return path
-    if path.endswith(ATTENTION_MAP_SUFFIX):
-        return path[:-len(ATTENTION_MAP_SUFFIX)] + ATTENTION_SUFFIX
+    if path.endswith(layout.ATTENTION_MAP_SUFFIX):
+        return path[:-len(layout.ATTENTION_MAP_SUFFIX)] + layout.ATTENTION_SUFFIX
     return None
 
 
