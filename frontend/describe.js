@@ -2,6 +2,7 @@
 
 import { channelFlags, channelStats, silentSamples } from "./channel_flags.js";
 import { fmt, percent } from "./dom.js";
+import { DEAD_HEAD_MEANING } from "./head_values.js";
 import { tokenText } from "./layouts.js";
 
 // Tooltip lines (strings or {text, class}) for pixel `index` of the current frame `a`,
@@ -23,7 +24,7 @@ export function describePixel(info, index, a, b, shown) {
     `std ${fmt(s.std)} · sparsity ${percent(s.zero_fraction)}`);
   const f = channelFlags(shown, info.channel);
   const samples = shown.stats.samples.length;
-  if (f.dead && f.head) lines.push({ text: `dead head: uniform or on one token in every one of the ${samples} probe samples`, class: "flag" });
+  if (f.dead && f.head) lines.push({ text: `dead head: ${DEAD_HEAD_MEANING} (${samples} samples)`, class: "flag" });
   else if (f.dead) lines.push({ text: `dead: all zero in every one of the ${samples} probe samples`, class: "flag" });
   else if (f.silent && shown.source === "live") lines.push({ text: "silent: all zero for this input", class: "flag" });
   else if (f.silent) {

@@ -3,6 +3,11 @@
 
 import { stepIndex } from "./overview_values.js";
 
+// What a dead head is, in the tab's words: the one definition is rendering/overview.py
+// dead_heads (normalised entropy or largest probability >= 0.99 in every probe sample), whose
+// stored flags the tab reads; docs/glossary.md says the same.
+export const DEAD_HEAD_MEANING = "uniform attention, or all on one token, in every probe sample";
+
 // The heads of `layer` at step index `index`, or null: {keys, entropy, peak, distance, dead}
 // as the blob holds them (lists per probe sample and head).
 export function headsAt(layer, index) {
@@ -111,8 +116,7 @@ export function headNote(heads) {
   const dead = heads.dead.filter((flag) => flag === true).length;
   return {
     text: `${count} head${count === 1 ? "" : "s"}${dead ? `, ${dead} dead` : ""}`,
-    title: `at this step: ${dead} of ${count} heads dead (uniform attention, or all on one token, ` +
-      "in every probe sample)",
+    title: `at this step: ${dead} of ${count} heads dead (${DEAD_HEAD_MEANING})`,
     alert: dead > 0,
   };
 }

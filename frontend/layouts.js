@@ -283,6 +283,7 @@ const SOURCES = {
     tokens: keyToken,
   },
   attention_rollout: {
+    shownName: "attention rollout",
     unit: "map",
     label: (info, layer) => `rollout, ${patchOf(layer, info)}`,
     facts: (layer) => ["attention rollout: the class token's attention through every layer " +
@@ -307,6 +308,18 @@ export function layoutOf(layer) {
   const key = `${layer.layout}/${source}`;
   if (!resolved.has(key)) resolved.set(key, { ...kind, ...SOURCES[source] });
   return resolved.get(key);
+}
+
+/**
+ * What a layer is called where it is shown: `name` (its path, or the part of it a tree row
+ * shows), except for a record that is no module's output (the attention rollout, of the whole
+ * model), which gets a name a reader knows. The path stays its identifier (URL, requests).
+ * Needs only `source` (overview entries have no layout).
+ * @param {{layer: string, source?: string}} layer
+ */
+export function shownName(layer, name = layer.layer) {
+  const source = layer.source && Object.hasOwn(SOURCES, layer.source) ? SOURCES[layer.source] : null;
+  return source?.shownName ?? name;
 }
 
 // "Channel 3", "Unit 3", "Feature 3".

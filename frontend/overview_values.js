@@ -9,6 +9,16 @@ import { percent } from "./dom.js";
 // zero, or the run's most NaN/Inf).
 export const HEAT_COLOURS = "heat";
 
+// An attention layer's (and its attention map's) dead units are its dead heads, counted by
+// the server from the stored flags (rendering/overview.py dead_head_count); a channel is a head
+// there, so channels_total counts the heads. Other layers: their dead channels.
+export function deadUnits(layer, index) {
+  const heads = Array.isArray(layer.dead_heads) ? layer.dead_heads[index] : undefined;
+  if (heads !== undefined && heads !== null) return heads;
+  const dead = layer.dead_channels[index];
+  return dead === undefined ? null : dead;
+}
+
 function nonfiniteCount(layer, index) {
   const nan = layer.nan_count[index];
   const inf = layer.inf_count[index];
@@ -23,9 +33,9 @@ function nonfiniteCount(layer, index) {
  */
 export const HEAT_METRICS = [
   {
-    name: "dead", label: "dead channels", count: false,
+    name: "dead", label: "dead channels or heads", count: false,
     value: (layer, index) => {
-      const dead = layer.dead_channels[index];
+      const dead = deadUnits(layer, index);
       return dead === null || !(layer.channels_total > 0) ? null : dead / layer.channels_total;
     },
   },
@@ -99,9 +109,11 @@ export function stepIndex(steps, step) {
 export function summaryAt(layer, index) {
   const dead = layer.dead_channels[index];
   if (index < 0 || dead === null || dead === undefined) return null;
+  const heads = Array.isArray(layer.dead_heads) ? layer.dead_heads[index] ?? null : null;
   return {
     zero_fraction: layer.zero_fraction[index],
     dead_channels: dead,
+    dead_heads: heads,
     dead_fraction: heatMetric("dead").value(layer, index),
     silent_channels: layer.silent_channels[index] ?? [],
     nan_count: layer.nan_count[index] ?? 0,
@@ -109,9 +121,12 @@ export function summaryAt(layer, index) {
   };
 }
 
-// "dead 2 of 8 channels (25%) · sparsity 40% · 3 NaN, 0 Inf": a summary in words.
+// "dead 2 of 8 channels (25%) · sparsity 40% · 3 NaN, 0 Inf": a summary in words; an
+// attention layer's "dead 1 of 12 heads (8%)".
 export function summaryText(summary, channels) {
-  const parts = [`dead ${summary.dead_channels} of ${channels} channels (${percent(summary.dead_channels / channels)})`,
+  const heads = summary.dead_heads !== null && summary.dead_heads !== undefined;
+  const dead = heads ? summary.dead_heads : summary.dead_channels;
+  const parts = [`dead ${dead} of ${channels} ${heads ? "heads" : "channels"} (${percent(dead / channels)})`,
     `sparsity ${percent(summary.zero_fraction)}`];
   if (summary.nan_count || summary.inf_count) parts.push(`${summary.nan_count} NaN, ${summary.inf_count} Inf`);
   return parts.join(" · ");

@@ -2,10 +2,10 @@
 
 Writer side: `ActivationsCallback` (during fit), `log_activations` (custom loops),
 `get_activations` (arrays in a notebook), `log_reference` (what each unit responds to over a
-reference set, in custom loops), `read_activations` and `read_reference` (what was written),
-`export`
-(what was written, as figures, animations, arrays and a page), `is_chief` (whether this
-process writes in a multi-worker job).
+reference set, in custom loops), `read_activations`, `read_reference` and `read_heads` (what
+was written; `read_heads`: every attention head's entropy, mean distance and dead flag),
+`export` (what was written, as figures, animations, arrays and a page), `is_chief` (whether
+this process writes in a multi-worker job).
 The TensorBoard plugin lives in `tb_activations.plugin` and is found by TensorBoard itself;
 names here load lazily so that TensorBoard importing the plugin does not import TensorFlow,
 and a writer name used without Keras installed says which extra to install.
@@ -21,10 +21,12 @@ _EXPORTS = {
     "RenderOptions": "tb_activations.format.layout",
     "export": "tb_activations.exporting.run_export",
     "get_activations": "tb_activations.keras.capture",
+    "HeadNumbers": "tb_activations.reading.heads",
     "is_chief": "tb_activations.keras.distribute",
     "log_activations": "tb_activations.keras.log",
     "log_reference": "tb_activations.keras.reference",
     "read_activations": "tb_activations.reading.reader",
+    "read_heads": "tb_activations.reading.heads",
     "read_reference": "tb_activations.reading.reference",
 }
 __all__ = sorted(_EXPORTS)

@@ -323,7 +323,7 @@ def open_layer(page, url, run, layer, **state):
                     for key, value in dict(run=run, layer=layer, **state).items())
     page.goto(url + "/#activations" + query)
     frame = activations_frame(page)
-    frame.wait_for_function("path => document.querySelector('.layer-path')?.textContent === path",
+    frame.wait_for_function("path => document.querySelector('.layer-path')?.title === path",
                             arg=layer)
     return frame
 

@@ -126,9 +126,10 @@ def test_rendering_is_numpy_and_the_standard_library():
         assert not third_party, "%s imports %s" % (name, ", ".join(sorted(third_party)))
 
 PUBLIC = {
-    "tb_activations": ["ActivationRecord", "ActivationsCallback", "RenderOptions", "export",
-                       "get_activations", "is_chief", "log_activations", "log_reference",
-                       "read_activations", "read_reference"],
+    "tb_activations": ["ActivationRecord", "ActivationsCallback", "HeadNumbers",
+                       "RenderOptions", "export", "get_activations", "is_chief",
+                       "log_activations", "log_reference", "read_activations", "read_heads",
+                       "read_reference"],
     "tb_activations.torch": ["close", "flush", "get_activations", "log_activations",
                              "log_reference"],
     "tb_activations.torch.lightning": ["ActivationsCallback"],

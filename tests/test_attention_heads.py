@@ -11,7 +11,7 @@ from hypothesis import given, settings, strategies as st
 torch = pytest.importorskip("torch")
 timm = pytest.importorskip("timm")
 
-from tb_activations.reading import reader  # noqa: E402
+import tb_activations as tba  # noqa: E402
 from tb_activations.rendering import overview, steps  # noqa: E402
 import tb_activations.torch as tbat  # noqa: E402
 from tb_activations.torch import capture  # noqa: E402
@@ -73,12 +73,24 @@ def test_logged_heads_read_back(vit, tmp_path):
     torch_log.log_activations(model, probe[:1], step=5, log_dir=str(tmp_path / "vit"),
                               layers=["blocks/0/attn", "blocks/1/attn"])
     tbat.flush()
-    read = list(reader.read_heads(str(tmp_path)))
-    assert [(run, step, sorted(heads)) for run, step, heads in read] == [
-        ("vit", 5, ["blocks/0/attn:attention", "blocks/1/attn:attention"])]
-    heads = read[0][2]["blocks/1/attn:attention"]
-    assert overview.valid_heads(heads)
-    assert np.asarray(heads["distance"]).shape == (1, 3)
+    read = list(tba.read_heads(str(tmp_path)))
+    assert [(item.run, item.step, item.layer) for item in read] == [
+        ("vit", 5, "blocks/0/attn:attention"), ("vit", 5, "blocks/1/attn:attention")]
+    heads = read[1]
+    assert heads.distance.shape == heads.entropy.shape == heads.peak.shape == (1, 3)
+    assert heads.keys == 197 and heads.dead.dtype == bool and heads.dead.shape == (3,)
+    # The numbers are the capture's own (rounded to 1e-7 in the blob).
+    numbers = capture.TorchCapture(model, probe[:1]).head_numbers["blocks/1/attn:attention"]
+    for name in ("entropy", "peak", "distance"):
+        np.testing.assert_allclose(getattr(heads, name), numbers[name], atol=1e-6)
+    np.testing.assert_array_equal(heads.dead, overview.dead_heads(
+        numbers["entropy"], numbers["peak"], numbers["keys"]))
+    np.testing.assert_allclose(heads.normalised_entropy(), numbers["entropy"] / math.log(197),
+                               atol=1e-6)
+    # Narrowed by run and by layer (the record or the module path); nothing for others.
+    assert [item.layer for item in tba.read_heads(str(tmp_path), layer="blocks/0/attn")] == [
+        "blocks/0/attn:attention"]
+    assert list(tba.read_heads(str(tmp_path), run="other")) == []
 
 
 class HeadsAttention(torch.nn.Module):
@@ -248,17 +260,16 @@ def test_export_npz_carries_the_head_numbers(tmp_path):
         assert arrays["head_entropy"].shape == arrays["head_distance"].shape == (2, 2, 3)
         assert arrays["head_dead"].shape == (2, 3) and arrays["head_dead"][:, 0].all()
         assert np.isfinite(arrays["head_distance"]).all()
-    read = {step: heads["blocks/0/attn:attention"]
-            for _, step, heads in reader.read_heads(str(tmp_path / "logs"))}
+    read = {item.step: item for item in tba.read_heads(str(tmp_path / "logs"),
+                                                       layer="blocks/0/attn:attention")}
     with np.load(attention, allow_pickle=False) as arrays:
-        np.testing.assert_allclose(arrays["head_entropy"][1], read[10]["entropy"], rtol=1e-6)
+        np.testing.assert_allclose(arrays["head_entropy"][1], read[10].entropy, rtol=1e-6)
     with np.load(plain, allow_pickle=False) as arrays:
         assert "head_steps" not in arrays
 
 
 def test_keras_heads_match_numpy_brute_force(tmp_path):
     keras = pytest.importorskip("keras")
-    import tb_activations as tba
     from tests import keras_transformers_worker as work
 
     keras.utils.set_random_seed(0)
@@ -266,18 +277,18 @@ def test_keras_heads_match_numpy_brute_force(tmp_path):
     x = work.images(2)
     tba.log_activations(model, x, step=3, log_dir=str(tmp_path / "kvit"))
     activations = tba.get_activations(model, x)
-    read = list(reader.read_heads(str(tmp_path)))
-    assert [(run, step, sorted(heads)) for run, step, heads in read] == [
-        ("kvit", 3, ["attention0:attention", "attention1:attention"])]
-    for path, heads in read[0][2].items():
-        probabilities = activations[path]
-        assert probabilities.shape == (2, work.HEADS, 17, 17) and heads["keys"] == 17
-        np.testing.assert_allclose(heads["entropy"], brute_entropy(probabilities), atol=1e-4)
-        np.testing.assert_allclose(heads["peak"], probabilities.max(-1).mean(-1), atol=1e-4)
-        np.testing.assert_allclose(heads["distance"],
+    read = list(tba.read_heads(str(tmp_path)))
+    assert [(item.run, item.step, item.layer) for item in read] == [
+        ("kvit", 3, "attention0:attention"), ("kvit", 3, "attention1:attention")]
+    for heads in read:
+        probabilities = activations[heads.layer]
+        assert probabilities.shape == (2, work.HEADS, 17, 17) and heads.keys == 17
+        np.testing.assert_allclose(heads.entropy, brute_entropy(probabilities), atol=1e-4)
+        np.testing.assert_allclose(heads.peak, probabilities.max(-1).mean(-1), atol=1e-4)
+        np.testing.assert_allclose(heads.distance,
                                    brute_distance(probabilities, work.GRID, work.GRID, 1),
                                    atol=1e-4)
-        assert len(heads["dead"]) == work.HEADS
+        assert heads.dead.shape == (work.HEADS,)
 
 
 def test_heads_give_way_when_the_overview_would_be_too_large(monkeypatch):

@@ -25,11 +25,13 @@ SECOND = "blocks/1/attn:attention"
 BERT_ATTENTION = "encoder/layer/0/attention/self:attention"
 
 
-def vit_and_probe():
+def vit_and_probe(**model_options):
     """vit_tiny at 96x96 whose block 0 head 0 queries nothing (uniform attention: a dead head
-    whose tile every value of is its maximum, which read as "saturated" as an activation)."""
+    whose tile every value of is its maximum, which read as "saturated" as an activation);
+    `model_options` go to timm.create_model (depth=2: a shorter one)."""
     torch.manual_seed(0)
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=IMAGE).eval()
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=IMAGE,
+                              **model_options).eval()
     with torch.no_grad():
         for block in model.blocks:
             block.attn.qkv.weight.mul_(3.0)
@@ -123,13 +125,14 @@ def layer_notes(frame):
 @pytest.mark.browser
 def test_a_picked_head_shows_its_numbers_and_attention_gets_head_flags_not_channel_flags(
         served, logged, tmp_path):
-    from tb_activations.reading import reader
+    import tb_activations as tba
 
     page, url, errors = served
-    steps = {step: layers for run, step, layers in reader.read_heads(str(logged["root"]))
-             if run == "vit"}
+    steps = {}
+    for item in tba.read_heads(str(logged["root"]), run="vit"):
+        steps.setdefault(item.step, {})[item.layer] = item
     heads = steps[10][FIRST]
-    assert heads["dead"] == [True, False, False]
+    assert heads.dead.tolist() == [True, False, False]
     frame = open_attention(page, url, "vit", FIRST, step=10)
     frame.wait_for_selector(".marks .mark.dead")
     # Head 0 attends uniformly: every value at its tile's maximum, which the channel flags read
@@ -141,7 +144,7 @@ def test_a_picked_head_shows_its_numbers_and_attention_gets_head_flags_not_chann
     assert "1 of 3 heads dead" in frame.inner_text(".status")
     notes = layer_notes(frame)
     assert notes[FIRST] == notes[FIRST + "_map"] == "3 heads, 1 dead"
-    second_dead = sum(steps[10][SECOND]["dead"])
+    second_dead = int(steps[10][SECOND].dead.sum())
     assert notes[SECOND] == "3 heads" + (", %d dead" % second_dead if second_dead else "")
     assert not any(notes[path].startswith("sparsity") for path in (FIRST, SECOND))
     assert frame.is_hidden(".sparsity")
@@ -151,14 +154,14 @@ def test_a_picked_head_shows_its_numbers_and_attention_gets_head_flags_not_chann
     assert frame.is_visible(".head-panel .head-dead")
     numbers = frame.inner_text(".head-numbers")
     assert "head 0, sample 0" in numbers
-    assert "%s nats (100%% of uniform)" % fmt(heads["entropy"][0][0]) in numbers
-    assert "yes: uniform or on one token" in numbers
+    assert "%s nats (100%% of uniform)" % fmt(heads.entropy[0][0]) in numbers
+    assert "yes: uniform attention, or all on one token" in numbers
     frame.select_option(".head-picker", "2")
     frame.wait_for_function("() => document.querySelector('.channel-title').textContent === 'Head 2'")
     assert frame.is_hidden(".head-panel .head-dead")
     numbers = frame.inner_text(".head-numbers")
-    assert "%s patches" % fmt(heads["distance"][0][2]) in numbers
-    assert "largest probability %s" % fmt(heads["peak"][0][2]) in numbers.replace("\n", " ").replace("\t", " ")
+    assert "%s patches" % fmt(heads.distance[0][2]) in numbers
+    assert "largest probability %s" % fmt(heads.peak[0][2]) in numbers.replace("\n", " ").replace("\t", " ")
     page.screenshot(path=str(tmp_path / "picked_head.png"))
     # An attention map's head: its map over the probe picture, its numbers, no query rows.
     page.goto("about:blank")
@@ -248,3 +251,50 @@ def test_a_head_map_cell_opens_that_layer_with_that_head_picked(served):
     assert frame.is_hidden(".overview")
     page.goto("about:blank")
     assert errors == []
+
+
+def overview_answer(url, run):
+    query = urllib.parse.urlencode({"run": run})
+    with urllib.request.urlopen("%s/data/plugin/activations/overview?%s" % (url, query)) as answer:
+        return json.load(answer)
+
+
+@pytest.mark.browser
+def test_the_overview_counts_an_attention_layers_dead_heads_as_its_dead_units(
+        served, logged, tmp_path):
+    import tb_activations as tba
+
+    page, url, errors = served
+    answer = overview_answer(url, "vit")
+    layers = {layer["layer"]: layer for layer in answer["layers"]}
+    read = {item.step: item for item in tba.read_heads(str(logged["root"]), run="vit",
+                                                       layer=FIRST)}
+    want = [int(read[step].dead.sum()) for step in answer["steps"]]
+    assert want == [1, 1]  # block 0's head 0 queries nothing: uniform, dead
+    for path in (FIRST, FIRST + "_map"):
+        assert layers[path]["dead_heads"] == want
+        assert layers[path]["dead_channels"] == [0, 0]  # probabilities are never all zero
+    assert all("dead_heads" not in layer for path, layer in layers.items()
+               if not path.endswith((":attention", ":attention_map")))
+
+    page.goto(url + "/#activations&p.activations.run=vit&p.activations.overview=1"
+              "&p.activations.heat=dead")
+    frame = browser_helpers.activations_frame(page)
+    heat = frame.wait_for_selector(".overview-heat[data-rows]")
+    names = frame.eval_on_selector_all(".overview-row", "rows => rows.map((r) => r.dataset.layer)")
+    row = names.index(FIRST)
+    bar = frame.inner_text(".overview-row[data-layer='%s'] .overview-bar.dead .value" % FIRST)
+    assert bar == "1/3"
+    box = heat.bounding_box()
+    colours = heat.evaluate("""(canvas, rows) => rows.map((row) => Array.from(
+        canvas.getContext('2d').getImageData(2, row * 18 + 9, 1, 1).data))""",
+                            [row, names.index(FIRST + "_map"), names.index("blocks/0/attn")])
+    page.mouse.move(box["x"] + 2, box["y"] + row * 18 + 9)
+    frame.wait_for_function("() => document.querySelector('.overview .tooltip:not([hidden])')"
+                            "?.textContent.includes('%s')" % FIRST)
+    tip = frame.inner_text(".overview .tooltip")
+    page.screenshot(path=str(tmp_path / "overview_dead_heads.png"))
+    page.goto("about:blank")
+    assert errors == []
+    assert "dead 1 of 3 heads (33%)" in tip
+    assert colours[0] == colours[1] != colours[2]  # a third dead is not the cream of none

@@ -127,6 +127,14 @@ def test_the_tab_and_export_name_units_alike(page):
     assert set(named) == {"channel", "feature", "unit", "head", "map"}
 
 
+def test_the_tab_and_export_show_records_by_the_same_name(page):
+    contents = [{"layer": "Net:attention_rollout", "source": source}
+                for source in layout_module.SOURCES] + [{"layer": "blocks/0/attn"}]
+    shown = run(page, "return arg.map((layer) => m.layouts.shownName(layer));", contents)
+    assert shown == [layout_module.shown_name(content) for content in contents]
+    assert shown.count("attention rollout") == 1 and shown[-1] == "blocks/0/attn"
+
+
 @pytest.mark.parametrize("shape", [(5, 7, 3), (9, 9, 10), (4, 6, 6, 3), (12, 5), (30,), (7,)],
                          ids=lambda shape: "x".join(map(str, shape)))
 def test_geometry_finds_every_tile_where_the_python_tiler_put_it(page, shape):
@@ -431,8 +439,9 @@ def test_overview_summaries_and_layer_notes(page):
         };
     """, OVERVIEW_LAYER)
     assert out["steps"] == [2, 1, 0, -1]
-    assert out["summary"] == {"zero_fraction": 0.5, "dead_channels": 2, "dead_fraction": 0.5,
-                              "silent_channels": [2, 3], "nan_count": 3, "inf_count": 0}
+    assert out["summary"] == {"zero_fraction": 0.5, "dead_channels": 2, "dead_heads": None,
+                              "dead_fraction": 0.5, "silent_channels": [2, 3], "nan_count": 3,
+                              "inf_count": 0}
     assert out["missing"] == [None, None]
     assert out["text"] == ["dead 2 of 4 channels (50%) · sparsity 50% · 3 NaN, 0 Inf",
                            "dead 0 of 4 channels (0%) · sparsity 10%"]
@@ -444,6 +453,26 @@ def test_overview_summaries_and_layer_notes(page):
     assert out["drawn"]["text"] == "sparsity 50% · 3 silent"
     assert out["drawn"]["alert"] is False
     assert "3 of 8 channels silent (all zero for this input)" in out["drawn"]["title"]
+
+
+ATTENTION_LAYER = dict(OVERVIEW_LAYER, layer="blocks/0/attn:attention", channels_total=3,
+                       dead_channels=[0, None, 0, 0, 0], dead_heads=[1, None, None, 3, 0])
+
+
+def test_an_attention_layers_dead_units_are_its_dead_heads(page):
+    out = run(page, """
+        const o = m.overview_values;
+        const dead = o.heatMetric("dead");
+        return {
+            values: [0, 1, 2, 3, 4].map((i) => dead.value(arg, i)),
+            text: o.summaryText(o.summaryAt(arg, 0), arg.channels_total),
+            summary: o.summaryAt(arg, 3),
+        };
+    """, ATTENTION_LAYER)
+    # Heads where the server counted them; a step without heads falls back to its channels.
+    assert out["values"] == [pytest.approx(1 / 3), None, 0, 1, 0]
+    assert out["text"] == "dead 1 of 3 heads (33%) · sparsity 10%"
+    assert out["summary"]["dead_heads"] == 3 and out["summary"]["dead_fraction"] == 1
 
 
 def test_run_filter_is_tensorboards_case_insensitive_regex(page):

@@ -273,13 +273,17 @@ def test_the_tab_lists_the_attention_rollout_and_draws_it_over_the_probe(vit_log
         names = [row.text_content() for row in frame.query_selector_all(
             ".layer-row .layer-name")]
         facts = frame.text_content(".layer-facts")
+        header = frame.eval_on_selector(".layer-path", "n => [n.textContent, n.title]")
         grid = frame.query_selector(".grid-canvas").evaluate(browser_helpers.CANVAS_PIXELS)
         frame.wait_for_selector(".channel-title:has-text('Map 0')")
         frame.wait_for_function("() => !document.querySelector('.overlay').hidden")
         overlay = frame.query_selector(".overlay-canvas").evaluate(browser_helpers.CANVAS_PIXELS)
         page.screenshot(path=str(tmp_path / "rollout.png"))
     assert errors == []
-    assert names[-1] == ROLLOUT  # after every module, as the rollout is of all of them
+    # After every module, as the rollout is of all of them; shown by its name, the record's
+    # path in the header's title (the URL opened it by the path).
+    assert names[-1] == "attention rollout"
+    assert header == ["attention rollout", ROLLOUT]
     assert "attention rollout: the class token's attention through every layer" in facts
     assert "14×14 patch grid" in facts
     assert (grid["width"], grid["height"]) == (GRID, GRID) and grid["colours"] > 20
@@ -291,12 +295,13 @@ def test_export_writes_the_attention_rollout_in_every_format(vit_logdir, tmp_pat
     with open(result.index, newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
     formats = collections.Counter(row["format"] for row in rows)
-    assert formats == {"png": 4, "gif": 2, "npz": 1, "html": 1}  # 2 steps x 2 samples
+    # 2 steps x 2 samples, as a grid and over the probe picture
+    assert formats == {"png": 4, "overlay": 4, "gif": 2, "npz": 1, "html": 1}
     assert {row["layer"] for row in rows if row["format"] != "html"} == {ROLLOUT}
     for row in rows:
         if row["format"] == "png":
             with Image.open(tmp_path / row["file"]) as image:
-                assert image.text["Title"].startswith(ROLLOUT + " · step " + row["step"])
+                assert image.text["Title"].startswith("attention rollout · step " + row["step"])
                 assert "AttentionRollout · output (None, 14, 14, 1) · 1 of 1 maps drawn" in (
                     image.text["Description"])
         elif row["format"] == "gif":

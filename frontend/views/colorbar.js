@@ -2,6 +2,7 @@
 
 import { colormap, isDiverging } from "../colormaps.js";
 import { el, fmt } from "../dom.js";
+import { DEAD_HEAD_MEANING } from "../head_values.js";
 import { paintScale } from "../paint.js";
 import { SCALINGS, centred } from "../scaling.js";
 
@@ -41,7 +42,7 @@ export class ColorBar {
     this.silent.hidden = heads;
     this.saturated.hidden = heads;
     this.deadLabel.textContent = heads ? "dead head" : "dead";
-    this.dead.title = heads ? "uniform or on one token in every probe sample" : "all zero in every probe sample";
+    this.dead.title = heads ? DEAD_HEAD_MEANING : "all zero in every probe sample";
     let own = null;
     let note = `per ${a.geometry.layout.unit}: each tile spans its own min…max`;
     let hint = "hover a tile for its values";

@@ -7,7 +7,7 @@
 
 import { clear, el, fmt, option } from "../dom.js";
 import { HEAT_COLOURS, heatColour, stepIndex } from "../overview_values.js";
-import { HEAD_METRICS, attentionLayers, headCell, headMetric, headsAt, metricRange } from "../head_values.js";
+import { DEAD_HEAD_MEANING, HEAD_METRICS, attentionLayers, headCell, headMetric, headsAt, metricRange } from "../head_values.js";
 import { paintScale } from "../paint.js";
 
 const ROW_HEIGHT = 18;
@@ -140,7 +140,7 @@ export class HeadMap {
       `mean attention distance ${cell.distance === null ? "– (keys not on a patch grid)" : `${fmt(cell.distance)} patches`}`,
       `entropy ${fmt(cell.entropy)} nats${cell.normalised === null ? "" : ` (${fmt(cell.normalised)} of uniform)`}`,
       `largest probability ${fmt(cell.peak)} (mean over queries)`];
-    if (cell.dead) lines.push("dead head: uniform or on one token in every probe sample");
+    if (cell.dead) lines.push(`dead head: ${DEAD_HEAD_MEANING}`);
     lines.push("Click to open this head");
     clear(this.tooltip).append(...lines.map((text, i) => el("div", { class: i ? "" : "tooltip-title", text })));
     this.tooltip.hidden = false;

@@ -8,7 +8,7 @@
 
 import { colormap } from "../colormaps.js";
 import { clear, el, fmt, option, percent } from "../dom.js";
-import { headInSample } from "../head_values.js";
+import { DEAD_HEAD_MEANING, headInSample } from "../head_values.js";
 import { paintScale, putImage } from "../paint.js";
 import { queryAttention } from "../query_values.js";
 
@@ -46,7 +46,7 @@ export class HeadPanel {
     } });
     this.numbers = el("dl", { class: "head-numbers" });
     this.mark = el("span", { class: "head-dead", text: "dead head", hidden: true,
-      title: "uniform attention, or all on one token, in every probe sample" });
+      title: DEAD_HEAD_MEANING });
     this.queryCaption = el("div", { class: "query-caption" });
     this.queryNote = el("div", { class: "query-note", hidden: true });
     this.queryCanvas = el("canvas", { class: "query-canvas" });
@@ -125,7 +125,7 @@ export class HeadPanel {
       ["entropy", `${fmt(picked.entropy)} nats${picked.normalised === null ? "" : ` (${percent(picked.normalised)} of uniform)`}`],
       ["largest probability", `${fmt(picked.peak)} (mean over queries)`],
       ["mean distance", picked.distance === null ? "– (keys not on a patch grid)" : `${fmt(picked.distance)} patches`],
-      ["dead", picked.dead ? "yes: uniform or on one token in every probe sample" : "no"],
+      ["dead", picked.dead ? `yes: ${DEAD_HEAD_MEANING}` : "no"],
     ];
     clear(this.numbers).append(el("dt", { class: "head-numbers-title", text: `head ${head}, sample ${this.frame.sample}` }),
       ...rows.flatMap(([name, text]) => [el("dt", { text: name }), el("dd", { text })]));

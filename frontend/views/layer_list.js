@@ -3,7 +3,7 @@
 // and dead or silent channels; overview_values.js layerNote).
 
 import { clear, el, option } from "../dom.js";
-import { layoutOf } from "../layouts.js";
+import { layoutOf, shownName } from "../layouts.js";
 
 export function shapeText(shape) {
   return (shape || []).slice(1).map((d) => (d === null ? "?" : d)).join("×") || "scalar";
@@ -82,7 +82,8 @@ export class LayerList {
   matches(layer) {
     const text = this.filterInput.value.trim().toLowerCase();
     const type = this.classSelect.value;
-    return (!text || layer.layer.toLowerCase().includes(text)) && (!type || layer.layer_class === type);
+    return (!text || layer.layer.toLowerCase().includes(text) || shownName(layer).includes(text))
+      && (!type || layer.layer_class === type);
   }
 
   filtering() {
@@ -166,7 +167,7 @@ export class LayerList {
       role: "treeitem",
       title: `${layer.layer}\n${layer.layer_class}, output ${shapeText(layer.output_shape)}${drawn}`,
       on: { click: () => this.select(layer.layer, true) },
-    }, el("span", { class: "layer-name", text: name }),
+    }, el("span", { class: "layer-name", text: shownName(layer, name) }),
     el("span", { class: "layer-class", text: layer.layer_class }),
     el("span", { class: "layer-shape", text: shapeText(layer.output_shape) }));
     row.note = el("span", { class: "layer-note" });

@@ -10,6 +10,7 @@ import {
   metricMax, scaleLabels, stepIndex, summaryAt, summaryText,
 } from "../overview_values.js";
 import { headNote, headsFor } from "../head_values.js";
+import { shownName } from "../layouts.js";
 import { paintScale } from "../paint.js";
 
 const ROW_HEIGHT = 18; // CSS pixels per layer, in the list and the heat map alike (style.css)
@@ -133,17 +134,17 @@ export class OverviewView {
     const summary = summaryAt(layer, index);
     const nonfinite = summary ? summary.nan_count + summary.inf_count : 0;
     const step = this.data.steps[index];
-    // An attention layer's "dead" are its dead heads, not channels (channel_flags.js).
+    // An attention layer's "dead" are its dead heads, not channels (overview_values.js).
     const heads = headsFor(this.data, layer.layer, step);
-    const deadHeads = heads?.dead.filter((flag) => flag === true).length;
     const said = heads ? `${headNote(heads).text} (${headNote(heads).title})`
       : summary && summaryText(summary, layer.channels_total);
+    const dead = summary && (summary.dead_heads ?? summary.dead_channels);
     const row = el("div", {
       class: `overview-row overview-row-grid${layer.layer === this.layer ? " selected" : ""}`,
       role: "listitem",
       tabindex: "0",
       "data-layer": layer.layer,
-      title: `${layer.layer} (${layer.layer_class})\n` +
+      title: `${shownName(layer)} (${layer.layer_class}${shownName(layer) === layer.layer ? "" : `, ${layer.layer}`})\n` +
         (said ? `step ${step}: ${said}` : `no summary at step ${step}`) +
         "\nClick to open it at this step",
       on: {
@@ -153,9 +154,8 @@ export class OverviewView {
         },
       },
     },
-    el("span", { class: "overview-name", text: layer.layer }),
-    heads ? bar("dead", deadHeads / heads.dead.length, `${deadHeads}/${heads.dead.length}`)
-      : summary ? bar("dead", summary.dead_fraction, `${summary.dead_channels}/${layer.channels_total}`) : el("span", { text: "–" }),
+    el("span", { class: "overview-name", text: shownName(layer) }),
+    summary ? bar("dead", summary.dead_fraction, `${dead}/${layer.channels_total}`) : el("span", { text: "–" }),
     summary ? bar("sparsity", summary.zero_fraction, percent(summary.zero_fraction)) : el("span", { text: "–" }),
     el("span", { class: `overview-nonfinite${nonfinite ? " alert" : ""}`, text: nonfinite ? String(nonfinite) : "" }));
     return row;
@@ -229,7 +229,7 @@ export class OverviewView {
     const grouped = range[1] - range[0] > 1;
     const where = grouped ? `steps ${this.data.steps[range[0]]}–${this.data.steps[range[1] - 1]}, the most at step ${step}`
       : `step ${step}`;
-    const lines = [layer.layer, where, summary ? summaryText(summary, layer.channels_total) : "no value"];
+    const lines = [shownName(layer), where, summary ? summaryText(summary, layer.channels_total) : "no value"];
     clear(this.tooltip).append(...lines.map((text, i) => el("div", { class: i ? "" : "tooltip-title", text })));
     this.tooltip.hidden = false;
     const area = this.element.getBoundingClientRect();

@@ -248,27 +248,35 @@ class FigureLayout:
     height: int
 
 
+def plan_cells(columns, rows, cell_width, picture_height, labelled):
+    """The FigureLayout of `rows` x `columns` pictures of cell_width x picture_height pixels
+    (each under a label strip if `labelled`) above a colour bar."""
+    label_height = _LABEL_HEIGHT if labelled else 0
+    cell_height = picture_height + label_height
+    grid_width = columns * cell_width + (columns - 1) * _GAP
+    grid_height = rows * cell_height + (rows - 1) * _GAP
+    grid_top = _MARGIN + _TITLE_SIZE + _TEXT_SIZE + 3 * _GAP
+    bar_top = grid_top + grid_height + 2 * _GAP + _TEXT_SIZE
+    width = max(grid_width, _MIN_WIDTH) + 2 * _MARGIN
+    height = bar_top + _BAR_HEIGHT + 2 * _GAP + 2 * _TEXT_SIZE + _MARGIN
+    return FigureLayout(1, cell_width, cell_height, label_height, grid_top, bar_top,
+                        width, height)
+
+
 def plan_figure(layout, labelled):
     """The FigureLayout of a layer's figures; `labelled`: tiles get a label strip."""
     single = layout.tiles == 1 and layout.layout in ("sequence", "vector")
     smallest = _MIN_IMAGE if single else _MIN_TILE
     zoom = max(1, -(-smallest // max(layout.tile_width, layout.tile_height)))
-    label_height = _LABEL_HEIGHT if labelled else 0
-    cell_width = layout.tile_width * zoom
-    cell_height = layout.tile_height * zoom + label_height
-    grid_width = layout.columns * cell_width + (layout.columns - 1) * _GAP
-    grid_height = layout.rows * cell_height + (layout.rows - 1) * _GAP
-    grid_top = _MARGIN + _TITLE_SIZE + _TEXT_SIZE + 3 * _GAP
-    bar_top = grid_top + grid_height + 2 * _GAP + _TEXT_SIZE
-    width = max(grid_width, _MIN_WIDTH) + 2 * _MARGIN
-    height = bar_top + _BAR_HEIGHT + 2 * _GAP + 2 * _TEXT_SIZE + _MARGIN
-    return FigureLayout(zoom, cell_width, cell_height, label_height, grid_top, bar_top,
-                        width, height)
+    return dataclasses.replace(
+        plan_cells(layout.columns, layout.rows, layout.tile_width * zoom,
+                   layout.tile_height * zoom, labelled), zoom=zoom)
 
 
-def draw_figure(plan, rgba, layout, title, subtitle, tile_labels, bar, note, cmap):
-    """The figure of one grid: title, subtitle, the coloured tiles (each under its label),
-    the colour bar with its labels and the NaN/Inf key. An RGB PIL image of plan's size."""
+def draw_cells(plan, cells, columns, title, subtitle, bar, note, cmap):
+    """A figure of `cells` [(label, RGB or RGBA PIL image of the plan's cell size)] in
+    `columns` columns: title, subtitle, the cells (each under its label when the plan has
+    label strips), the colour bar with its labels and the NaN/Inf key. An RGB PIL image."""
     Image, ImageDraw, _ = pillow()
     figure = Image.new("RGB", (plan.width, plan.height), "white")
     draw = ImageDraw.Draw(figure)
@@ -278,22 +286,34 @@ def draw_figure(plan, rgba, layout, title, subtitle, tile_labels, bar, note, cma
     draw.text((_MARGIN, _MARGIN + _TITLE_SIZE + _GAP),
               _fitted(draw, subtitle, _font(_TEXT_SIZE), text_width), fill=_MUTED,
               font=_font(_TEXT_SIZE))
+    for index, (label, piece) in enumerate(cells):
+        row, column = divmod(index, columns)
+        x = _MARGIN + column * (plan.cell_width + _GAP)
+        y = plan.grid_top + row * (plan.cell_height + _GAP)
+        figure.paste(piece, (x, y + plan.label_height),
+                     piece if piece.mode == "RGBA" else None)
+        if plan.label_height:
+            draw.text((x, y), _fitted(draw, label, _font(_LABEL_SIZE), plan.cell_width),
+                      fill=_INK, font=_font(_LABEL_SIZE))
+    _draw_bar(figure, draw, plan, bar, note, cmap)
+    return figure
+
+
+def draw_figure(plan, rgba, layout, title, subtitle, tile_labels, bar, note, cmap):
+    """The figure of one grid: title, subtitle, the coloured tiles (each under its label),
+    the colour bar with its labels and the NaN/Inf key. An RGB PIL image of plan's size."""
+    Image = pillow()[0]
     grid = Image.fromarray(rgba, "RGBA")
+    cells = []
     for tile in range(layout.tiles):
         row, column = divmod(tile, layout.columns)
         top, left = row * (layout.tile_height + layout.gutter), column * (layout.tile_width
                                                                           + layout.gutter)
         piece = grid.crop((left, top, left + layout.tile_width, top + layout.tile_height))
-        piece = piece.resize((plan.cell_width, plan.cell_height - plan.label_height),
-                             Image.NEAREST)
-        x = _MARGIN + column * (plan.cell_width + _GAP)
-        y = plan.grid_top + row * (plan.cell_height + _GAP)
-        figure.paste(piece, (x, y + plan.label_height), piece)
-        if plan.label_height:
-            draw.text((x, y), _fitted(draw, tile_labels[tile], _font(_LABEL_SIZE),
-                                      plan.cell_width), fill=_INK, font=_font(_LABEL_SIZE))
-    _draw_bar(figure, draw, plan, bar, note, cmap)
-    return figure
+        cells.append((tile_labels[tile] if plan.label_height else "",
+                       piece.resize((plan.cell_width, plan.cell_height - plan.label_height),
+                                    Image.NEAREST)))
+    return draw_cells(plan, cells, layout.columns, title, subtitle, bar, note, cmap)
 
 
 def _draw_bar(figure, draw, plan, labels, note, cmap):

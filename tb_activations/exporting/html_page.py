@@ -42,6 +42,11 @@ details.reference summary { cursor: pointer; }
 .montages { display: flex; flex-wrap: wrap; gap: 8px; margin-top: 6px; }
 .montages figure { margin: 0; font-size: 12px; max-width: 640px; }
 .montages img { display: block; }
+.overlay img { display: block; margin: 6px 0; max-width: 100%; }
+table.heads { border-collapse: collapse; font-size: 12px; margin-top: 6px; }
+table.heads th, table.heads td { padding: 2px 8px; text-align: right;
+  border-bottom: 1px solid #eee; }
+table.heads tr.dead td { color: #b3261e; }
 .swatch { display: inline-block; width: 12px; height: 12px; vertical-align: middle;
   margin-right: 4px; }
 </style></head>
@@ -69,10 +74,14 @@ const grids = new Map();
 const probes = new Map();
 const montages = new Map();
 const references = new Map(manifest.references.map(([run, layer, info]) => [run + "/" + layer, info]));
+const overlays = new Map();
+const heads = new Map(manifest.heads.map(
+  ([run, layer, step, numbers]) => [[run, layer, step].join("/"), numbers]));
 for (const img of document.querySelectorAll("#pictures img")) {
   const d = img.dataset;
   if (d.kind === "grid") grids.set([d.run, d.layer, d.step, d.sample].join("/"), img);
   else if (d.kind === "montage") montages.set([d.run, d.layer, d.unit].join("/"), img);
+  else if (d.kind === "overlay") overlays.set([d.run, d.layer, d.step, d.sample].join("/"), img);
   else probes.set([d.run, d.probe, d.sample].join("/"), img);
 }
 const $ = (id) => document.getElementById(id);
@@ -84,6 +93,30 @@ function el(tag, className, ...children) {
 }
 let views = [];
 function run() { return manifest.runs[Number($("run").value)]; }
+// A number as the tab prints it (4 significant digits), "–" where there is none.
+function number(value) {
+  return typeof value === "number" ? String(Number(value.toPrecision(4))) : "–";
+}
+// An attention layer's per-head numbers at one step, for one probe sample (docs/format.md,
+// Overview blob): entropy (and its share of uniform), largest probability, mean distance, dead.
+function headsTable(numbers, sample) {
+  if (!numbers) return "";
+  const row = (name) => (numbers[name] || [])[Number(sample)] || [];
+  const [entropy, peak, distance] = ["entropy", "peak", "distance"].map(row);
+  const uniform = Math.log(numbers.keys);
+  const head = el("tr", "", ...["head", "entropy (nats)", "of uniform", "largest probability",
+    "mean distance (patches)", "dead"].map((text) => el("th", "", text)));
+  const rows = numbers.dead.map((dead, h) => {
+    const cells = [String(h), number(entropy[h]),
+      typeof entropy[h] === "number" && uniform > 0
+        ? Math.round(100 * entropy[h] / uniform) + "%" : "–",
+      number(peak[h]), number(distance[h]), dead ? "dead" : ""];
+    return el("tr", dead ? "dead" : "", ...cells.map((text) => el("td", "", text)));
+  });
+  return el("details", "", el("summary", "", "Per-head numbers, sample " + sample + " (" +
+    numbers.dead.filter(Boolean).length + " of " + numbers.dead.length + " heads dead: uniform " +
+    "attention, or all on one token, in every probe sample)"), el("table", "heads", head, ...rows));
+}
 function showStep() {
   const current = run();
   const step = current.steps[Number($("step").value)];
@@ -91,6 +124,12 @@ function showStep() {
   $("step-value").textContent = current.step_labels[Number($("step").value)];
   for (const view of views) {
     const img = grids.get([$("run").value, view.index, step, sample].join("/"));
+    const key = [$("run").value, view.index, step].join("/");
+    const over = overlays.get(key + "/" + sample);
+    view.overlay.replaceChildren(...(over ? [Object.assign(over.cloneNode(), { id: "",
+      alt: view.layer.layer + " over the probe picture, step " + step + ", sample " + sample })]
+      : []));
+    view.heads.replaceChildren(headsTable(heads.get(key), sample));
     if (!img) {
       view.grid.replaceChildren(el("p", "muted", "not logged at step " + step));
       view.ticks.replaceChildren();
@@ -151,13 +190,17 @@ function showRun() {
     gradient.alt = "colour map " + manifest.cmap;
     const swatch = el("span", "swatch");
     swatch.style.background = manifest.nonfinite;
-    const view = { layer, index: layer.index, grid: el("div", "grid"), ticks: el("div", "ticks") };
+    const view = { layer, index: layer.index, grid: el("div", "grid"), ticks: el("div", "ticks"),
+      overlay: el("div", "overlay"), heads: el("div", "") };
+    const title = el("h3", "", layer.layer);
+    title.title = layer.path;
     $("layers").append(el("section", "layer",
-      el("h3", "", layer.layer),
+      title,
       el("div", "muted", layer.layer_class + " · output " + layer.output_shape),
       view.grid,
       el("div", "bar", el("div", "scale", gradient, view.ticks),
         el("span", "", swatch, "NaN/Inf"), el("span", "muted", manifest.note)),
+      view.overlay, view.heads,
       referenceSection(index, layer.index)));
     return view;
   });
@@ -194,6 +237,7 @@ class HtmlPage:
         self._file = file
         self._count = 0
         self._references = []
+        self._heads = []
         file.write(_HEAD)
 
     def _picture(self, png, **numbers):
@@ -209,6 +253,15 @@ class HtmlPage:
         self._picture(png, kind="grid", run=run, layer=layer, step=step, sample=sample,
                       labels=json.dumps(labels))
 
+    def add_overlay(self, png, run, layer, step, sample):
+        """A figure of layer number `layer`'s tiles over the probe picture (overlays.py)."""
+        self._picture(png, kind="overlay", run=run, layer=layer, step=step, sample=sample)
+
+    def add_heads(self, run, layer, step, heads):
+        """An attention layer's per-head numbers at `step` (the overview's checked `heads`
+        field; numbers only, in the manifest)."""
+        self._heads.append([run, layer, step, heads])
+
     def add_probe(self, png, run, probe, sample):
         self._picture(png, kind="probe", run=run, probe=probe, sample=sample)
 
@@ -223,9 +276,10 @@ class HtmlPage:
 
     def close(self, manifest, gradient_png):
         """Ends the page. manifest: {"runs": [{"run", "steps", "step_labels", "samples", "probes":
-        [{"input"}], "layers": [{"index", "layer", "layer_class", "output_shape", "width",
-        "height"}]}], "cmap", "note", "nonfinite", "about"}."""
-        manifest = dict(manifest, gradient=_data_uri(gradient_png), references=self._references)
+        [{"input"}], "layers": [{"index", "layer" (its shown name), "path", "layer_class",
+        "output_shape", "width", "height"}]}], "cmap", "note", "nonfinite", "about"}."""
+        manifest = dict(manifest, gradient=_data_uri(gradient_png), references=self._references,
+                        heads=self._heads)
         self._file.write('</div>\n<script type="application/json" id="manifest">%s</script>\n'
                          % script_json(manifest))
         self._file.write(_SCRIPT)

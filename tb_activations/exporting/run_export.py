@@ -25,6 +25,7 @@ import numpy as np
 from tb_activations.exporting import figures
 from tb_activations.exporting import files as files_lib
 from tb_activations.exporting import html_page
+from tb_activations.exporting import overlays
 from tb_activations.exporting import reference_export
 from tb_activations.format import layout as layout_lib
 from tb_activations.format import metadata
@@ -34,6 +35,7 @@ from tb_activations.reading import logdirs
 from tb_activations.reading import reader
 from tb_activations.reading import reference as reference_reading
 from tb_activations.rendering import grid_images
+from tb_activations.rendering import overview
 
 FORMATS = ("png", "gif", "npz", "html")
 INDEX_NAME = "index.csv"
@@ -71,6 +73,7 @@ class RunListing:
     probes: dict  # tag -> plugin content
     epochs: list  # [(step, epoch)]: where each Keras epoch ended
     tokens: list | None = None  # the run's token labels, a list of strings per probe sample
+    pictures: list | None = None  # the first probe input's pictures (PNG per sample), if any
 
 
 @dataclasses.dataclass
@@ -153,13 +156,14 @@ def _increasing(items):
 
 def list_run(name, directory):
     """The RunListing of one run: one pass over its event files."""
-    layers, probes, epochs, tokens = {}, {}, [], None
+    layers, probes, epochs, tokens, pictures = {}, {}, [], None, {}
     for item in _increasing(reader.read_run(directory, name)):
         if isinstance(item, reader.TokensStep):
             tokens = item.labels if tokens is None else tokens
             continue
         if isinstance(item, reader.ProbeStep):
             probes.setdefault(item.tag, item.content)
+            pictures.setdefault(item.tag, item.pictures)
             continue
         if isinstance(item, reader.EpochStep):
             epochs.append((item.step, item.epoch))
@@ -172,7 +176,8 @@ def list_run(name, directory):
                                                       array.array("q"), (np.nan, np.nan))
         listing.steps.append(item.step)
         listing.span = figures.span_of([listing.span, *item.ranges.reshape(-1, 2)])
-    return RunListing(name, directory, layers, probes, epochs, tokens)
+    first = pictures[min(pictures)] if pictures else None
+    return RunListing(name, directory, layers, probes, epochs, tokens, first)
 
 
 def _listed_runs(logdir, run):
@@ -300,7 +305,7 @@ class _LayerExport:
     """Everything written for one layer of one run, fed one logged step at a time."""
 
     def __init__(self, context, listing, run_index, layer_index, folder, samples, epochs,
-                 tokens=None):
+                 tokens=None, pictures=None):
         self.context = context
         self.tokens = tokens  # the run's token labels per probe sample, or None
         self.listing = listing
@@ -316,6 +321,12 @@ class _LayerExport:
         self.plan = figures.plan_figure(self.layout, self.tiled)
         self.tiles = figures.tile_index(self.layout)
         self.sample_digits = len(str(self.content["samples"] - 1))
+        # An attention map or rollout over the probe picture (sample -> (h, w, 3) uint8).
+        self.pictures = {}
+        if overlays.is_over_picture(self.content) and pictures and (
+                "png" in options.formats or context.page is not None):
+            self.pictures = {sample: overlays.picture_rgb(pictures[sample])
+                             for sample in samples if sample < len(pictures)}
         os.makedirs(folder, exist_ok=True)
         self.gifs = {}
         if "gif" in options.formats:
@@ -323,7 +334,8 @@ class _LayerExport:
                 name = "steps_sample-%0*d.gif" % (self.sample_digits, sample)
                 self.gifs[sample] = files_lib.GifWriter(
                     context.temporaries, os.path.join(folder, name), GIF_FRAME_MS,
-                    "%s · %s · sample %d" % (context.run, self.content["layer"], sample))
+                    "%s · %s · sample %d" % (context.run, layout_lib.shown_name(self.content),
+                                             sample))
                 context.index_file(self.row(format="gif", sample=sample), name, folder)
         self.heads = []  # (step, heads field of the overview) of an attention layer
         self.npz = None
@@ -357,6 +369,8 @@ class _LayerExport:
             if self.context.page is not None:
                 self.context.page.add_grid(grid_images.encode_png(rgba), self.run_index,
                                            self.layer_index, item.step, sample, labels)
+            if sample in self.pictures:
+                self.write_overlay(item, sample, rgba, labels)
         if self.npz is not None:
             epoch = self.epochs[item.step]
             row = dict(steps=np.int64(item.step), wall_times=np.float64(item.wall_time),
@@ -371,9 +385,11 @@ class _LayerExport:
                                           for sample in self.samples])
             self.npz.add(**row)
 
-    def titles(self, step, sample):
+    def titles(self, step, sample, what=""):
+        """The title and subtitle of a figure of `step` and `sample` (`what`: after the
+        layer's name, what the figure shows of it)."""
         content = self.content
-        title = "%s · %s · sample %d" % (content["layer"],
+        title = "%s%s · %s · sample %d" % (layout_lib.shown_name(content), what,
                                          epochs_lib.step_text(step, self.epochs[step]), sample)
         subtitle = "run %s · %s · output %s · %d of %d %s drawn" % (
             self.context.run, content["layer_class"], _shape_text(content["output_shape"]),
@@ -396,26 +412,54 @@ class _LayerExport:
         return figures.draw_figure(self.plan, rgba, self.layout, title, subtitle, tile_labels,
                                    labels, note, self.context.options.cmap)
 
-    def write_png(self, figure, step, sample):
+    def write_overlay(self, item, sample, rgba, labels):
+        """The step's tiles over the sample's probe picture: a PNG figure beside the grid's
+        (`over-probe_step-…_sample-….png`, format `overlay` in index.csv) and on the page."""
+        title, subtitle = self.titles(item.step, sample, " over the probe picture")
+        note = figures.SCALE_NOTES[self.context.options.scale]
+        figure = overlays.draw_overlays(self.pictures[sample], rgba, self.layout, item.channels,
+                                        title, subtitle, labels, note, self.context.options.cmap)
+        png = self.encode_png(figure, title, subtitle)
+        if "png" in self.context.options.formats:
+            name = "over-probe_step-%0*d_sample-%0*d.png" % (
+                self.context.options.step_digits, item.step, self.sample_digits, sample)
+            self.context.temporaries.write(os.path.join(self.folder, name), png)
+            self.context.index_file(self.row(format="overlay", step=item.step, sample=sample),
+                                    name, self.folder)
+        if self.context.page is not None:
+            self.context.page.add_overlay(png, self.run_index, self.layer_index, item.step,
+                                          sample)
+
+    @staticmethod
+    def encode_png(figure, title, subtitle):
         from PIL import PngImagePlugin
 
-        title, subtitle = self.titles(step, sample)
         text = PngImagePlugin.PngInfo()
         text.add_itxt("Title", title)
         text.add_itxt("Description", subtitle)
         text.add_itxt("Software", "tb-activations")
         buffer = io.BytesIO()
         figure.save(buffer, "PNG", pnginfo=text, compress_level=3)
+        return buffer.getvalue()
+
+    def write_png(self, figure, step, sample):
+        title, subtitle = self.titles(step, sample)
         name = "step-%0*d_sample-%0*d.png" % (self.context.options.step_digits, step,
                                               self.sample_digits, sample)
-        self.context.temporaries.write(os.path.join(self.folder, name), buffer.getvalue())
+        self.context.temporaries.write(os.path.join(self.folder, name),
+                                       self.encode_png(figure, title, subtitle))
         self.context.index_file(self.row(format="png", step=step, sample=sample), name,
                                 self.folder)
 
     def add_heads(self, step, heads):
-        """Keeps one step's per-head numbers (the overview's `heads` of this layer)."""
-        if self.npz is not None and (not self.heads or step > self.heads[-1][0]):
+        """Keeps one step's per-head numbers (the overview's `heads` of this attention layer,
+        or of the one whose map this is) for the npz, and puts them on the page."""
+        if self.heads and step <= self.heads[-1][0]:
+            return
+        if self.npz is not None:
             self.heads.append((step, heads))
+        if self.context.page is not None:
+            self.context.page.add_heads(self.run_index, self.layer_index, step, heads)
 
     def head_arrays(self):
         """statistics.npz's head_* arrays: steps (n,), keys (n,), entropy, peak and distance
@@ -481,7 +525,7 @@ def _export_run(context, listing, run_index, layers, chosen_steps, samples, fold
         exports[layer.tag] = _LayerExport(
             context, layer, run_index, number, layer_folder, samples[(listing.name, layer.tag)],
             dict(zip(layer.steps, epochs_lib.epochs_of(layer.steps, listing.epochs))),
-            listing.tokens)
+            listing.tokens, listing.pictures)
     probe_numbers = {tag: number for number, tag in enumerate(sorted(listing.probes))}
     probes_shown = set()
     references = {layer_export.content["layer"]: reference_export.LayerReference(context,
@@ -502,7 +546,7 @@ def _export_run(context, listing, run_index, layers, chosen_steps, samples, fold
                     context.page.add_probe(png, run_index, probe_numbers[item.tag], sample)
         elif isinstance(item, reader.HeadsStep):
             for layer_export in exports.values():
-                heads = item.heads.get(layer_export.content["layer"])
+                heads = item.heads.get(overview.heads_path(layer_export.content["layer"]))
                 if heads is not None and item.step in chosen_steps[
                         (listing.name, layer_export.listing.tag)]:
                     layer_export.add_heads(item.step, heads)
@@ -529,7 +573,8 @@ def _manifest(listings, layers, chosen_steps, samples, options, logdir):
         entries = []
         for index, layer in enumerate(chosen):
             zoom = figures.plan_figure(layer.layout, False).zoom
-            entries.append({"index": index, "layer": layer.content["layer"],
+            entries.append({"index": index, "layer": layout_lib.shown_name(layer.content),
+                            "path": layer.content["layer"],
                             "layer_class": layer.content["layer_class"],
                             "output_shape": _shape_text(layer.content["output_shape"]),
                             "width": layer.layout.grid_width * zoom,

@@ -24,6 +24,10 @@ SOURCES = ("output", "token_grid", "prefix_tokens", "attention", "attention_map"
 WINDOW_PARTITIONS = ("window", "shifted_window", "grid", "unfold", "tokens", "unknown")
 # Which query an attention map shows: the class token's, or the mean over every query.
 ATTENTION_QUERIES = ("class_token", "mean")
+# What a module's path gets for the records drawn beside its output (docs/format.md).
+PREFIX_TOKENS_SUFFIX = ":prefix_tokens"
+ATTENTION_SUFFIX = ":attention"
+ATTENTION_MAP_SUFFIX = ":attention_map"
 
 
 def unit_name(layout, source="output"):
@@ -37,6 +41,17 @@ def unit_name(layout, source="output"):
     if source == "token_grid" or layout == "sequence":
         return "feature"
     return "unit" if layout == "vector" else "channel"
+
+
+# What a record that is no module's output is called where it is shown (the tab, export
+# titles and pages); its path stays its identifier (tags, URLs, file names, index.csv).
+SHOWN_NAMES = {"attention_rollout": "attention rollout"}
+
+
+def shown_name(content):
+    """A layer's name for a reader: its path, or a record's SHOWN_NAMES entry (the tab's
+    frontend/layouts.js shownName, a test holds the two alike)."""
+    return SHOWN_NAMES.get(content.get("source"), content["layer"])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,6 +36,7 @@ import warnings
 import keras
 import numpy as np
 
+from tb_activations.capture import drawing_plans
 from tb_activations.capture import rollout_record
 from tb_activations.capture import token_grids
 from tb_activations.capture.records import LayerRecord, UndrawableLayerError
@@ -279,16 +280,13 @@ def token_drawings(name, tensor, plan, options, token_grid, grids):
         return whole
     grid, prefix = chosen
     rows, columns = grid.rows, grid.columns
-    grid_plan = dataclasses.replace(
-        layout_lib.plan_layout((rows, columns, features), options),
-        source="token_grid", token_grid=(rows, columns, prefix))
+    grid_plan = drawing_plans.token_grid_plan((rows, columns, prefix), features, options)
     drawings = [Drawing(name, grid_plan, grid_plan, lambda tensors, _: keras.ops.reshape(
         tensors[name][:, prefix:, :], (-1, rows, columns, features)), itemsize)]
     if prefix:
-        prefix_plan = dataclasses.replace(
-            layout_lib.plan_layout((prefix, features), options), source="prefix_tokens",
-            token_grid=(rows, columns, prefix))
-        drawings.append(Drawing(name + ":prefix_tokens", prefix_plan, prefix_plan,
+        prefix_plan = drawing_plans.prefix_tokens_plan((rows, columns, prefix), features,
+                                                       options)
+        drawings.append(Drawing(name + layout_lib.PREFIX_TOKENS_SUFFIX, prefix_plan, prefix_plan,
                                 lambda tensors, _: tensors[name][:, :prefix, :], itemsize))
     return drawings
 
@@ -304,16 +302,14 @@ def attention_drawings(path, probabilities, batch, options, token_grid, grids, d
                          "that attention_axes leaves out folded into the batch axis)"
                          % (probabilities.shape[0], batch))
     _, heads, queries, keys = tuple(probabilities.shape)
-    name = path + ":attention"
+    name = path + layout_lib.ATTENTION_SUFFIX
     if downscale is None:
         return [Drawing(name, None, None, lambda _, attention: attention[path][1], 4)]
     factors = (layout_lib.downscale_factor(queries, options.max_tile),
                layout_lib.downscale_factor(keys, options.max_tile))
-    averaged = layout_lib.plan_layout(
-        (heads, -(-queries // factors[0]), -(-keys // factors[1])), options,
-        channels_first=True)
-    stored = dataclasses.replace(averaged, source="attention", downscale=factors,
-                                 source_shape=(heads, queries, keys))
+    stored, averaged = drawing_plans.attention_plans(
+        drawing_plans.averaged_shape(heads, queries, keys, factors), queries, keys, factors,
+        options)
     drawings = [Drawing(name, stored, averaged, lambda _, attention: downscale(
         attention[path][1], *factors), 4)]
     chosen = token_grids.grid_choice(path, keys, heads, token_grid, (), grids)
@@ -327,11 +323,9 @@ def attention_drawings(path, probabilities, batch, options, token_grid, grids, d
             return keras.ops.transpose(keras.ops.reshape(row, (-1, heads, rows, columns)),
                                        (0, 2, 3, 1))
 
-        plan = dataclasses.replace(
-            layout_lib.plan_layout((rows, columns, heads), options), source="attention_map",
-            token_grid=(rows, columns, prefix),
-            attention_query="class_token" if prefix else "mean")
-        drawings.append(Drawing(path + ":attention_map", plan, plan, folded, 4))
+        plan = drawing_plans.attention_map_plan((rows, columns, prefix), heads, options,
+                                                drawing_plans.attention_query(prefix))
+        drawings.append(Drawing(path + layout_lib.ATTENTION_MAP_SUFFIX, plan, plan, folded, 4))
     return drawings
 
 
@@ -367,10 +361,9 @@ def head_grid(drawings, probabilities):
     """(rows, columns, prefix) of the attention map among `drawings` when the queries lie on
     it too (self-attention), else None: the grid the mean attention distance is measured on."""
     _, _, queries, keys = tuple(probabilities.shape)
-    for drawing in drawings:
-        if drawing.name.endswith(":attention_map") and queries == keys:
-            return tuple(drawing.plan.token_grid)
-    return None
+    if queries != keys:
+        return None
+    return drawing_plans.drawn_map_grid((drawing.name, drawing.plan) for drawing in drawings)
 
 
 class ActivationProbe:
@@ -456,7 +449,7 @@ class ActivationProbe:
                     for drawing in drawings:
                         add(drawing, classes[path])
                     if reduce:
-                        self._heads[path + ":attention"] = (
+                        self._heads[path + layout_lib.ATTENTION_SUFFIX] = (
                             path, head_grid(drawings, probabilities), int(probabilities.shape[3]))
             if attention and layers is None and not repeated:
                 drawing = rollout_drawing(model.name, [(path, probabilities) for path, (

@@ -565,8 +565,16 @@ class ActivationsPlugin(reference_routes.ReferenceRoutes, base_plugin.TBPlugin):
                 heads = [step.get(path, {}).get("heads") for step in steps]
                 if any(value is not None for value in heads):
                     series["heads"] = heads
+                # An attention layer's (and its map's) dead units are its dead heads.
+                owner = overview.heads_path(path)
+                if owner is not None:
+                    dead = [None if value is None else overview.dead_head_count(value)
+                            for value in (step.get(owner, {}).get("heads") for step in steps)]
+                    if any(count is not None for count in dead):
+                        series["dead_heads"] = dead
                 answer_layers.append(dict(series, **{key: content.get(key) for key in (
-                    "layer", "layer_class", "order", "channels_total", "output_shape")}))
+                    "layer", "layer_class", "order", "channels_total", "output_shape",
+                    "source")}))
             return {"steps": [datum.step for datum in data],
                     "fields": list(overview.SUMMARY_FIELDS), "layers": answer_layers}
         return self._whole_run(request, run, tag, build)

@@ -439,17 +439,6 @@ def _overview_heads(blobs):
     return {path: summary["heads"] for path, summary in layers.items() if "heads" in summary}
 
 
-def read_heads(logdir, run=None):
-    """Yields (run, step, {attention layer path: heads}) for every logged step with per-head
-    numbers under `logdir` (read_run's checks and warnings), runs sorted, steps as written."""
-    for name, directory in run_directories(logdir):
-        if run is not None and name != run:
-            continue
-        for item in read_run(directory, name):
-            if isinstance(item, HeadsStep):
-                yield name, item.step, item.heads
-
-
 def read_token_labels(directory, name=None):
     """The token labels one run stored (a list of strings per probe sample), or None: the
     first readable value of its tokens tag (read_run's checks and warnings)."""

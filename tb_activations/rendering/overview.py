@@ -11,7 +11,9 @@ value range. Pure numpy, no TensorFlow.
   divide by log(`keys`) for the normalised one), `peak` (the mean over queries of the largest
   probability), `distance` (mean attention distance in patches, null off a patch grid), and
   `dead`: a **dead head** is one whose attention, in every probe sample, is uniform
-  (normalised entropy >= DEAD_HEAD_LEVEL) or on one token (peak >= DEAD_HEAD_LEVEL).
+  (normalised entropy >= DEAD_HEAD_LEVEL) or on one token (peak >= DEAD_HEAD_LEVEL). These
+  flags, written once, are what every reader counts (`dead_head_count`): an attention layer's
+  and its attention map's "dead" in the tab's overview are its dead heads.
 
 The writer stores these for every layer of a step in one overview blob (tag
 `activations_overview`), so the tab's overview of a whole run reads one blob per step instead of
@@ -24,6 +26,7 @@ import math
 
 import numpy as np
 
+from tb_activations.format import layout
 from tb_activations.format import metadata
 
 SUMMARY_FIELDS = ("zero_fraction", "dead_channels", "silent_channels", "nan_count",
@@ -80,6 +83,21 @@ def dead_heads(entropy, peak, keys):
     uniform = normalised >= DEAD_HEAD_LEVEL
     single = peak >= DEAD_HEAD_LEVEL
     return np.all(uniform | single, axis=0) if entropy.size else np.zeros(entropy.shape[-1:], bool)
+
+
+def heads_path(path):
+    """The layer whose summary holds the heads of layer `path`: an attention layer's own
+    (`x:attention`), an attention map's (`x:attention_map` -> `x:attention`), else None."""
+    if path.endswith(layout.ATTENTION_SUFFIX):
+        return path
+    if path.endswith(layout.ATTENTION_MAP_SUFFIX):
+        return path[:-len(layout.ATTENTION_MAP_SUFFIX)] + layout.ATTENTION_SUFFIX
+    return None
+
+
+def dead_head_count(heads):
+    """How many heads a valid `heads` field flags dead (dead_heads, as written)."""
+    return sum(1 for flag in heads["dead"] if flag is True)
 
 
 def head_summary(entropy, peak, distance, keys):

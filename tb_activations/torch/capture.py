@@ -35,6 +35,7 @@ import weakref
 import numpy as np
 import torch
 
+from tb_activations.capture import drawing_plans
 from tb_activations.capture import path_selection
 from tb_activations.capture import rollout_record
 from tb_activations.capture import token_grids as grid_rules
@@ -429,11 +430,9 @@ def window_drawings(name, path, tensor, batch, options, channels_first, context)
     if partition is not None:
         image_map = windows_lib.put_back(tensor, batch, partition, bool(channels_first))
         if image_map is not None:
-            rows, columns = image_map.shape[1:3]
-            plan = dataclasses.replace(
-                layout_lib.plan_layout(tuple(image_map.shape[1:]), options),
-                source="token_grid", token_grid=(rows, columns, 0),
-                windows=(count, partition.kind))
+            rows, columns, features = image_map.shape[1:]
+            plan = drawing_plans.token_grid_plan((rows, columns, 0), features, options,
+                                                 windows=(count, partition.kind))
             return [(name, image_map, plan)]
     stacked = windows_lib.stack_windows(tensor, batch)
     plan = dataclasses.replace(
@@ -467,14 +466,12 @@ def token_drawings(name, tensor, plan, options, token_grid, declared, observed):
         split = token_grids.grid_for(name, tensor, token_grid, declared, observed)
     if split is None:
         return [(name, tensor, plan)]
-    grid = dataclasses.replace(
-        layout_lib.plan_layout(tuple(split.grid_tokens.shape[1:]), options),
-        source="token_grid", token_grid=(split.grid.rows, split.grid.columns, split.prefix))
-    drawings = [(name, split.grid_tokens, grid)]
+    grid = (split.grid.rows, split.grid.columns, split.prefix)
+    features = split.grid_tokens.shape[-1]
+    drawings = [(name, split.grid_tokens, drawing_plans.token_grid_plan(grid, features, options))]
     if split.extra_tokens is not None:
-        drawings.append((name + ":prefix_tokens", split.extra_tokens, dataclasses.replace(
-            layout_lib.plan_layout(tuple(split.extra_tokens.shape[1:]), options),
-            source="prefix_tokens", token_grid=grid.token_grid)))
+        drawings.append((name + layout_lib.PREFIX_TOKENS_SUFFIX, split.extra_tokens,
+                         drawing_plans.prefix_tokens_plan(grid, features, options)))
     return drawings
 
 
@@ -493,19 +490,18 @@ def window_attention_drawings(entry, batch, options, context):
     partition, _ = context.partition(entry.module_path, entries, batch, 4)
     windows = windows_lib.describe(partition, count)
     mean = windows_lib.mean_over_windows(entry.probabilities, batch)
-    averaged = layout_lib.plan_layout(tuple(mean.shape[1:]), options, channels_first=True)
-    stored = dataclasses.replace(
-        averaged, source="attention", downscale=tuple(entry.downscale),
-        source_shape=(averaged.source_shape[0], entry.queries, entry.keys), windows=windows)
-    drawings = [(entry.module_path + ":attention", mean, stored, averaged)]
+    stored, averaged = drawing_plans.attention_plans(
+        tuple(mean.shape[1:]), entry.queries, entry.keys, entry.downscale, options,
+        windows=windows)
+    drawings = [(entry.module_path + layout_lib.ATTENTION_SUFFIX, mean, stored, averaged)]
     if partition is not None:
         maps = windows_lib.put_back(entry.mean_query.transpose(1, 2), batch, partition)
         if maps is not None:
-            plan = dataclasses.replace(
-                layout_lib.plan_layout(tuple(maps.shape[1:]), options), source="attention_map",
-                token_grid=(maps.shape[1], maps.shape[2], 0), attention_query="mean",
-                windows=windows)
-            drawings.append((entry.module_path + ":attention_map", maps, plan, plan))
+            rows, columns, heads = maps.shape[1:]
+            plan = drawing_plans.attention_map_plan((rows, columns, 0), heads, options, "mean",
+                                                    windows=windows)
+            drawings.append((entry.module_path + layout_lib.ATTENTION_MAP_SUFFIX, maps, plan,
+                             plan))
     return drawings
 
 
@@ -523,24 +519,20 @@ def attention_drawings(entry, batch, options, token_grid, declared, observed, co
         raise ValueError("its attention holds %d maps where the probe batch has %d (windows "
                          "or patches folded into the batch axis)"
                          % (entry.probabilities.shape[0], batch))
-    averaged = layout_lib.plan_layout(tuple(entry.probabilities.shape[1:]), options,
-                                      channels_first=True)
-    stored = dataclasses.replace(
-        averaged, source="attention", downscale=tuple(entry.downscale),
-        source_shape=(averaged.source_shape[0], entry.queries, entry.keys))
-    drawings = [(path + ":attention", entry.probabilities, stored, averaged)]
+    stored, averaged = drawing_plans.attention_plans(
+        tuple(entry.probabilities.shape[1:]), entry.queries, entry.keys, entry.downscale,
+        options)
+    drawings = [(path + layout_lib.ATTENTION_SUFFIX, entry.probabilities, stored, averaged)]
     split = token_grids.grid_for(path, entry.first_query.transpose(1, 2), token_grid,
                                  declared, observed)
     if split is not None:
-        query = "class_token" if split.prefix else "mean"
+        query = drawing_plans.attention_query(split.prefix)
         if not split.prefix:
             split = token_grids.split_tokens(entry.mean_query.transpose(1, 2), [split.grid])
         maps = split.grid_tokens
-        plan = dataclasses.replace(
-            layout_lib.plan_layout(tuple(maps.shape[1:]), options), source="attention_map",
-            token_grid=(split.grid.rows, split.grid.columns, split.prefix),
-            attention_query=query)
-        drawings.append((path + ":attention_map", maps, plan, plan))
+        plan = drawing_plans.attention_map_plan(
+            (split.grid.rows, split.grid.columns, split.prefix), maps.shape[-1], options, query)
+        drawings.append((path + layout_lib.ATTENTION_MAP_SUFFIX, maps, plan, plan))
     return drawings
 
 
@@ -572,8 +564,8 @@ def head_numbers_on_host(entry, batch, drawings):
         host[name] = _as_numpy(value).astype(np.float64)
     host["distance"] = None
     if numbers["distance"] is not None and entries == batch:
-        maps = [plan for name, _, plan, _ in drawings if name.endswith(":attention_map")]
-        if maps and maps[0].token_grid == tuple(entry.grid):
+        grid = drawing_plans.drawn_map_grid((name, plan) for name, _, plan, _ in drawings)
+        if grid is not None and grid == tuple(entry.grid):
             host["distance"] = _as_numpy(numbers["distance"]).astype(np.float64)
     host["keys"] = int(entry.keys)
     return host
@@ -632,7 +624,7 @@ class TorchCapture:
                          for name, tensor, stored, reduced in drawings)
             numbers = head_numbers_on_host(entry, probe_pass.batch, drawings)
             if numbers is not None:
-                self.head_numbers[entry.module_path + ":attention"] = numbers
+                self.head_numbers[entry.module_path + layout_lib.ATTENTION_SUFFIX] = numbers
         rollout = rollout_drawing(probe_pass, model, options)
         if rollout is not None:
             drawn.append(rollout)
@@ -714,7 +706,7 @@ def get_activations(model, inputs, layers=None, attention=True):
               for path, (_, _, outputs) in probe_pass.outputs.items()
               for name, tensor, _ in outputs]
     arrays += [((probe_pass.order.get(entry.module_path, -1), 1),
-                entry.module_path + ":attention", entry.probabilities)
+                entry.module_path + layout_lib.ATTENTION_SUFFIX, entry.probabilities)
                for entry in probe_pass.attention]
     rollout = rollout_drawing(probe_pass, model, layout_lib.RenderOptions())
     if rollout is not None:
