@@ -306,6 +306,21 @@ def test_dead_and_silent_units_are_exact_for_every_unit(reduce, case):
     assert reduced["stats"].shape[1] == min(x.shape[-1], options.max_channels)
 
 
+@pytest.mark.parametrize("limit", [reduction.SIGN_COUNT_LIMIT, 0], ids=["sign-norm", "compare"])
+def test_zero_counts_are_exact_up_to_the_largest_map_counted_by_sign(monkeypatch, limit):
+    """The norm of sign(x) counts exactly up to SIGN_COUNT_LIMIT positions a unit (the float32
+    rounding of its square root is the risk); past the limit, comparison counts."""
+    monkeypatch.setattr(reduction, "SIGN_COUNT_LIMIT", limit)
+    positions = reduction.SIGN_COUNT_LIMIT if limit else 1000
+    rng = models.rng(11)
+    x = rng.normal(size=(1, positions, 4)).astype(np.float32)
+    zeros = rng.random((1, positions, 4)) < np.array([0.0, 1e-3, 0.5, 1.0])
+    x[zeros] = 0.0
+    x[0, :7, 0] = -0.0  # a negative zero is a zero
+    counts = reduction.zero_counts(tf.constant(x)).numpy()
+    np.testing.assert_array_equal(counts, np.sum(x == 0, axis=1))
+
+
 # ---------------------------------------------------------------- whole pipeline
 
 

@@ -17,6 +17,12 @@ reduce_layer_output = reduction.reduce_layer_output
 to_numpy = np.asarray  # waits for the device, copies to the host
 
 
+def reduced_to_numpy(reduced, plan):
+    """{name: numpy array} of reduce_layer_output's arrays (`plan` unused: they are in grid
+    order already)."""
+    return {key: to_numpy(value) for key, value in reduced.items()}
+
+
 def area_downscale_heads(x, factor_queries, factor_keys):
     """(B, heads, Tq, Tk) averaged over factor-sized blocks of Tq x Tk (reduction.area_downscale:
     the last partial blocks mirrored)."""

@@ -557,8 +557,8 @@ class ActivationProbe:
             self._reducers[finite_only] = self._backend.trace_reduction(reduce_all, layers)
         reduced = self._reducers[finite_only](layers)
         return collections.OrderedDict(
-            (record.path, {key: self._backend.to_numpy(value)
-                           for key, value in reduced[record.path].items()})
+            (record.path, self._backend.reduced_to_numpy(
+                reduced[record.path], self._drawings[record.path].reduction_plan))
             for record in self.records)
 
 

@@ -23,6 +23,12 @@ def to_numpy(tensor):
     return tensor.detach().cpu().numpy()
 
 
+def reduced_to_numpy(reduced, plan):
+    """{name: numpy array} of reduce_layer_output's tensors (`plan` unused: they are in grid
+    order already)."""
+    return reduction.to_host(reduced)
+
+
 def trace_forward(model, run, signature, recording):
     """A function of the probe arrays running `run(call_model)` under `recording()` (the
     layer-call wrappers) and torch.no_grad(), run once on zeros shaped as `signature`."""
