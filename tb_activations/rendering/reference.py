@@ -2,9 +2,10 @@
 on its device ((batch, units) maxima, their positions, means of max(a, 0), all-zero flags and,
 for channel_selection="top", mean |a|) are merged here into running top-k lists, per-class
 sums and zero counts (a backend may give positions for the batch's own top k inputs per unit
-only, the only ones that can enter the running top k); at the end they become one reference step [(tag, SummaryMetadata,
-[bytes])] (format/reference.py), with the reference inputs' thumbnails and labels the first
-time. Memory is bounded by the batch: no layer output and no input is kept whole.
+only, the only ones that can enter the running top k); at the end they become one reference
+step [(tag, SummaryMetadata, [bytes])] (format/reference.py), with the reference inputs'
+thumbnails and labels the first time. Memory is bounded by the batch: no layer output and no
+input is kept whole.
 
 Ranking: a unit's value on an input is the maximum of its map over the positions that are not
 NaN (a map of NaN only scores -inf, +inf ranks first); ties go to the lower input index, and

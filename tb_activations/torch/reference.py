@@ -42,6 +42,8 @@ def units_view(x, plan, tracked):
 def map_sums(x, elementwise):
     """(batch, units) sums over each map of `elementwise(x)`, taken a few inputs at a time."""
     step = max(1, CHUNK_ELEMENTS // max(1, x[0].numel()))
+    if step >= x.shape[0]:
+        return elementwise(x).sum(dim=-1)
     return torch.cat([elementwise(x[start:start + step]).sum(dim=-1)
                       for start in range(0, x.shape[0], step)])
 
