@@ -12,7 +12,8 @@ the same inputs, and what it stores.
                      every layer's blob encoded (what log_reference does before writing)
 
 Models: the seeds' MNIST CNN (benchmarks/bench_writer.mnist_cnn, 28x28x1) and MobileNetV2 at
-128x128x3 (`weights=None`), Keras; torchvision's MobileNetV2 at 128x128 (`weights=None`).
+128x128x3 (`weights=None`), Keras; the same MNIST CNN in torch and torchvision's MobileNetV2 at
+128x128 (`weights=None`).
 Bytes: per layer per reference step (largest and total over the layers), and the reference
 inputs' thumbnails and labels, stored once per run.
 
@@ -30,6 +31,7 @@ import datetime
 import os
 import platform
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -81,13 +83,27 @@ def keras_case(build, shape):
     return shape, baseline, bare, reference
 
 
+def torch_mnist_cnn():
+    """bench_writer.mnist_cnn's layers in torch."""
+    from torch import nn
+
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(32, 64, 3),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 5 * 5, 128),
+                         nn.ReLU(), nn.Linear(128, 10), nn.Softmax(dim=1))
+
+
 def torch_mobilenet():
-    import torch
     import torchvision
+
+    return torchvision.models.mobilenet_v2(weights=None)
+
+
+def torch_case(build, shape):
+    import torch
 
     from tb_activations.torch import reference as torch_reference
 
-    model = torchvision.models.mobilenet_v2(weights=None).eval()
+    model = build().eval()
 
     def baseline(x, y):
         start = now()
@@ -99,14 +115,23 @@ def torch_mobilenet():
     def reference(x, y, with_inputs=False):
         return torch_reference.reference_step(model, x, y, batch_size=BATCH,
                                               with_inputs=with_inputs)
-    return (3, 128, 128), baseline, baseline, reference
+    return shape, baseline, baseline, reference
 
 
 CASES = {
     "keras_mnist_cnn": lambda: keras_case(mnist_cnn, (28, 28, 1)),
     "keras_mobilenet_v2_128": lambda: keras_case(keras_mobilenet, (128, 128, 3)),
-    "torch_mobilenet_v2_128": torch_mobilenet,
+    "torch_mnist_cnn": lambda: torch_case(torch_mnist_cnn, (1, 28, 28)),
+    "torch_mobilenet_v2_128": lambda: torch_case(torch_mobilenet, (3, 128, 128)),
 }
+
+
+def cpu_timed(fn, sink):
+    """fn()'s result, its process CPU seconds appended to `sink`."""
+    start = time.process_time()
+    result = fn()
+    sink.append(time.process_time() - start)
+    return result
 
 
 def stored_bytes(rendered):
@@ -128,16 +153,22 @@ def bench_case(name, inputs, repeats):
     y = rng.integers(0, 10, inputs)
     first = timed(lambda: reference(x, y, with_inputs=True))  # traces
     layers, thumbnails = stored_bytes(reference(x, y, with_inputs=True))
-    method, base = interleaved(lambda: baseline(x, y), lambda: reference(x, y), repeats)
+    cpu = {"baseline": [], "reference": []}
+    method, base = interleaved(lambda: cpu_timed(lambda: baseline(x, y), cpu["baseline"]),
+                               lambda: cpu_timed(lambda: reference(x, y), cpu["reference"]),
+                               repeats)
     result = stat(method, base, "reference pass over %d inputs vs the model's inference" % inputs)
+    # Process CPU time (every thread's), less swayed than wall time by other processes.
+    result["cpu"] = stat(cpu["reference"][1:], cpu["baseline"], "process CPU time")
     bare_method, bare_base = interleaved(lambda: bare(x, y), lambda: reference(x, y), repeats)
     result["bare_forward"] = stat(bare_method, bare_base, "vs a warm traced forward per batch")
     result.update(first_call_s=first, layers=len(layers), largest_layer_bytes=max(layers.values()),
                   step_bytes=sum(layers.values()), inputs_bytes=thumbnails)
-    console.log("%s: ratio %.2f (%.2f to a bare forward), largest layer %d B, step %d B, inputs %d B"
-                % (name, result["ratio"], result["bare_forward"]["ratio"],
+    console.log("%s: ratio %.2f (CPU time %.2f; %.2f to a bare forward), largest layer %d B, "
+                "step %d B, inputs %d B, load %s"
+                % (name, result["ratio"], result["cpu"]["ratio"], result["bare_forward"]["ratio"],
                    result["largest_layer_bytes"], result["step_bytes"],
-                   thumbnails))
+                   thumbnails, loadavg()))
     return result
 
 
@@ -168,6 +199,7 @@ def main():
     table = Table(title="Reference pass over %d inputs, batch %d (median; ratio to the model's "
                   "own inference timed next to it)" % (inputs, BATCH))
     for column in ("case", "inference s", "reference s", "ratio", "target <= %.1fx" % TARGET_RATIO,
+                   "CPU time ratio",
                    "ratio to a bare forward",
                    "layers", "largest layer", "step (all layers)", "inputs once"):
         table.add_column(column)
@@ -175,6 +207,7 @@ def main():
         table.add_row(name, "%.3f" % result["forward_median_s"], "%.3f" % result["median_s"],
                       "%.2fx" % result["ratio"],
                       "ok" if result["ratio"] <= TARGET_RATIO else "MISSED",
+                      "%.2fx" % result["cpu"]["ratio"],
                       "%.2fx" % result["bare_forward"]["ratio"],
                       str(result["layers"]),
                       "%.1f KiB%s" % (result["largest_layer_bytes"] / 1024, "" if result[

@@ -59,13 +59,23 @@ def test_top_inputs_equal_a_brute_force(tmp_path_factory, data):
     size = count * int(np.prod(shape))
     x = np.array(data.draw(st.lists(choices, min_size=size, max_size=size)),
                  np.float32).reshape((count,) + shape)
+    selection = data.draw(st.sampled_from(["first", "top"]))
+    kept = data.draw(st.integers(1, 4))
     log_dir = tmp_path_factory.mktemp("brute")
     loader = torch.utils.data.DataLoader(torch.from_numpy(x), batch_size=batch_size)
     assert tbat.log_reference(nn.Sequential(nn.Identity()), loader, step=0, log_dir=log_dir,
-                              k=k, layers=["0"])
+                              k=k, layers=["0"], max_channels=kept, channel_selection=selection)
     (step,) = tba.read_reference(log_dir)["."].layers["0"]
     units_last = np.moveaxis(x, 1, -1) if x.ndim == 4 else x  # (N, C, H, W) is channels first
     expected = brute_force(units_last, k)
+    maps = units_last.reshape(count, -1, units_last.shape[-1]).astype(np.float64)
+    if selection == "top":  # the units of largest mean |a| over their finite values
+        magnitude = np.where(np.isfinite(maps), np.abs(maps), 0).mean(axis=1).sum(axis=0)
+        assert list(step.units) == list(np.argsort(-magnitude, kind="stable")[:kept])
+    else:
+        assert list(step.units) == list(range(min(kept, maps.shape[-1])))
+    zero = np.mean(np.all(maps == 0, axis=1), axis=0)[step.units]
+    np.testing.assert_allclose(step.zero_fraction, zero, rtol=1e-6)
     for row, unit in enumerate(step.units):
         indices, values, positions = expected[unit]
         assert list(step.top_index[row]) == indices

@@ -1,9 +1,11 @@
 """A reference pass, framework-neutral: per batch the small per-unit arrays a backend reduced
 on its device ((batch, units) maxima, their positions, means of max(a, 0), all-zero flags and,
 for channel_selection="top", mean |a|) are merged here into running top-k lists, per-class
-sums and zero counts; at the end they become one reference step [(tag, SummaryMetadata,
-[bytes])] (format/reference.py), with the reference inputs' thumbnails and labels the first
-time. Memory is bounded by the batch: no layer output and no input is kept whole.
+sums and zero counts (a backend may give positions for the batch's own top k inputs per unit
+only, the only ones that can enter the running top k); at the end they become one reference
+step [(tag, SummaryMetadata, [bytes])] (format/reference.py), with the reference inputs'
+thumbnails and labels the first time. Memory is bounded by the batch: no layer output and no
+input is kept whole.
 
 Ranking: a unit's value on an input is the maximum of its map over the positions that are not
 NaN (a map of NaN only scores -inf, +inf ranks first); ties go to the lower input index, and
@@ -32,9 +34,12 @@ def tracked_units(plan, options):
 
 
 def all_finite(reduced):
-    """Whether one batch's plain reduction ({path: arrays with `total`, each map's sum of
-    |a|}) met only finite values; if not, the batch is reduced again with finite_only."""
-    return all(np.isfinite(arrays["total"]).all() for arrays in reduced.values())
+    """Whether one batch's plain reduction ({path: arrays}) holds: no maximum is NaN and, where
+    it was taken, no map's sum of |a| (`total`) is NaN or infinite; if not, the batch is
+    reduced again with finite_only."""
+    return all(not np.isnan(arrays["maximum"]).any() and
+               ("total" not in arrays or np.isfinite(arrays["total"]).all())
+               for arrays in reduced.values())
 
 
 class UnitResponses:
