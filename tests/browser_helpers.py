@@ -295,24 +295,31 @@ def stop(process):
 
 
 @contextlib.contextmanager
-def served_page(logdir, width=1366, height=900):
-    """(page, url, errors): a Chromium page beside a TensorBoard serving `logdir` with every
-    logged step loaded (the Python loader); both stopped after. `errors` collects the page's
-    uncaught errors."""
+def chromium_page(width=1366, height=900):
+    """(page, errors): a page of Debian's Chromium, headless, closed after. `errors` collects
+    the page's uncaught errors."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            yield page, errors
+        finally:
+            browser.close()
+
+
+@contextlib.contextmanager
+def served_page(logdir, width=1366, height=900):
+    """(page, url, errors): a Chromium page (chromium_page) beside a TensorBoard serving
+    `logdir` with every logged step loaded (the Python loader); both stopped after."""
     process, url = start_tensorboard(logdir, load_fast=False)
     try:
         wait_loaded(url, logdir)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": width, "height": height})
-                errors = []
-                page.on("pageerror", lambda error: errors.append(str(error)))
-                yield page, url, errors
-            finally:
-                browser.close()
+        with chromium_page(width, height) as (page, errors):
+            yield page, url, errors
     finally:
         stop(process)
 

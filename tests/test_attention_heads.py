@@ -203,7 +203,7 @@ def log_vit_run(directory):
 
 @pytest.mark.browser
 def test_the_head_map_shows_layers_by_heads_and_hover_names_them(tmp_path):
-    playwright_api = pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("playwright.sync_api")
     from tests import browser_helpers
 
     logdir = tmp_path / "logs"
@@ -211,12 +211,7 @@ def test_the_head_map_shows_layers_by_heads_and_hover_names_them(tmp_path):
     process, url = browser_helpers.start_tensorboard(logdir, load_fast=False)
     try:
         browser_helpers.wait_loaded(url, logdir)
-        with playwright_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=browser_helpers.CHROMIUM,
-                                                 args=browser_helpers.CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1366, "height": 900})
-            errors = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
+        with browser_helpers.chromium_page() as (page, errors):
             page.goto(url + "/#activations&p.activations.run=vit&p.activations.overview=1")
             frame = browser_helpers.activations_frame(page)
             canvas = frame.wait_for_selector(".head-map-canvas[data-rows='12']")
@@ -236,7 +231,6 @@ def test_the_head_map_shows_layers_by_heads_and_hover_names_them(tmp_path):
             frame.select_option(".head-map select", "entropy")
             frame.wait_for_function("() => document.querySelector('.head-map .overview-title')"
                                     ".textContent.includes('entropy')")
-            browser.close()
     finally:
         browser_helpers.stop(process)
     assert errors == []

@@ -127,17 +127,12 @@ def test_the_npz_of_an_attention_map_carries_its_heads_numbers(logdir, exported)
 
 @pytest.mark.browser
 def test_the_page_shows_the_overlays_and_each_heads_numbers(logdir, exported):
-    playwright_api = pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("playwright.sync_api")
     from tests import browser_helpers as helpers
 
     result, _ = exported
     read = {item.step: item for item in tba.read_heads(str(logdir), layer=ATTENTION)}
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=helpers.CHROMIUM,
-                                             args=helpers.CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
+    with helpers.chromium_page(1200, 900) as (page, errors):
         page.goto(pathlib.Path(result.html).as_uri())
         page.select_option("#sample", "1")
         page.wait_for_function("[...document.querySelectorAll('#layers img')]"
@@ -149,7 +144,6 @@ def test_the_page_shows_the_overlays_and_each_heads_numbers(logdir, exported):
                         (tr) => [...tr.children].map((td) => td.textContent))}))""")
         page.evaluate("document.querySelectorAll('details').forEach((d) => d.open = true)")
         page.screenshot(path=str(pathlib.Path(result.folder, "page.png")), full_page=True)
-        browser.close()
     assert errors == []
     by_name = {section["name"]: section for section in sections}
     assert by_name["attention rollout"]["path"] == ROLLOUT
