@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -46,3 +48,17 @@ def started_workers(module, backends, make_folder, timeout=900):
         for _, process in runs.values():
             if process.poll() is None:
                 process.kill()
+
+
+def other_backends_fixture(module, folder_prefix):
+    """A module-scoped fixture, used by every test of the module (so the subprocesses start
+    before its first test): started_workers of `module` on JAX and torch, folders named
+    `folder_prefix` + backend; tests take its wait(backend) by the fixture's name."""
+    @pytest.fixture(scope="module", autouse=True)
+    def other_backends(tmp_path_factory):
+        with started_workers(module, ("jax", "torch"),
+                             lambda backend: tmp_path_factory.mktemp(folder_prefix + backend)
+                             ) as wait:
+            yield wait
+    return other_backends
+

@@ -43,19 +43,8 @@ GRID = (hub.IMAGE[0] // hub.PATCH, hub.IMAGE[1] // hub.PATCH)
 TOKENS = GRID[0] * GRID[1] + 1
 
 
-@pytest.fixture(scope="module")
-def other_backends(tmp_path_factory):
-    """The JAX and torch runs of the ViT, started at once (they overlap the tests of this
-    process); yields a function waiting for one: (folder, result.json)."""
-    with backend_runs.started_workers(
-            "tests.keras_hub_worker", ("jax", "torch"),
-            lambda backend: tmp_path_factory.mktemp("keras_hub_" + backend)) as wait:
-        yield wait
-
-
-@pytest.fixture(scope="module", autouse=True)
-def start_other_backends(other_backends):
-    """The subprocesses start before the first test of this file."""
+other_backends = backend_runs.other_backends_fixture(
+    "tests.keras_hub_worker", "keras_hub_")
 
 
 def causal_and_padded(probe):

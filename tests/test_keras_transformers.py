@@ -24,19 +24,8 @@ GRID = work.GRID
 ROLLOUT = "tiny_vit:attention_rollout"
 
 
-@pytest.fixture(scope="module")
-def other_backends(tmp_path_factory):
-    """Starts the JAX and torch runs at once (they overlap the in-process tests); yields a
-    function waiting for one: (folder, result.json)."""
-    with backend_runs.started_workers(
-            "tests.keras_transformers_worker", ("jax", "torch"),
-            lambda backend: tmp_path_factory.mktemp("keras_transformers_" + backend)) as wait:
-        yield wait
-
-
-@pytest.fixture(scope="module", autouse=True)
-def start_other_backends(other_backends):
-    """The subprocesses start before the first test of this file."""
+other_backends = backend_runs.other_backends_fixture(
+    "tests.keras_transformers_worker", "keras_transformers_")
 
 
 def records_by_layer(logdir, step=None):
