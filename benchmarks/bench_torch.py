@@ -33,12 +33,15 @@ forward passes timed next to it, so slow drifts of a shared machine cancel out.
 Training slowdown: a real loop (SGD, cross-entropy) training torchvision's ResNet-18
 (10 classes) on CIFAR-sized random data (batch 32, 32x32x3), logging a 4-image probe with
 log_activations(log_dir=) every 50 steps, against the same loop not logging: wall time of
-the whole loop (a final tbat.flush() included), the arms interleaved, the median ratio.
+the whole loop (a final tbat.flush() included), the arms interleaved, the median ratio; and
+the process CPU time the logging adds (the writer thread's work counted wherever it ran).
 
 Usage:  python benchmarks/bench_torch.py            (full, ~15 min on 2 cores)
         python benchmarks/bench_torch.py --quick    (64x64 inputs, probe 2, 3 repeats, a
                                                      100-step loop, background=True against
                                                      no logging, once each; ~1.5 min)
+        python benchmarks/bench_torch.py --training-only --training-runs 5   (the training
+                                                     slowdown alone)
 Results: a table on stdout and JSON in benchmarks/results/torch.json (torch-quick.json with
 --quick).
 """
@@ -52,6 +55,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # SummaryWriter imports TensorFlow if present
 
@@ -263,16 +267,17 @@ SLOWDOWN_TARGET = 0.03
 
 
 def training_loop(model, steps, log_dir, background, device):
-    """A training loop's wall seconds: SGD on ResNet-18 over CIFAR-sized random batches,
-    logging the probe every LOG_EVERY steps to `log_dir` (None: no logging), a final
-    tbat.flush() included."""
+    """A training loop's (wall seconds, process CPU seconds): SGD on ResNet-18 over CIFAR-sized
+    random batches, logging the probe every LOG_EVERY steps to `log_dir` (None: no logging),
+    a final tbat.flush() included. CPU time counts the writer thread's work wherever it ran,
+    so it is the steadier figure on a shared machine."""
     generator = torch.Generator().manual_seed(0)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     batches = [(torch.rand(32, 3, 32, 32, generator=generator).to(device),
                 torch.randint(0, 10, (32,), generator=generator).to(device))
                for _ in range(4)]
     probe = batches[0][0][:4].clone()
-    start = now()
+    start, cpu_start = now(), time.process_time()
     for step in range(steps):
         images, labels = batches[step % len(batches)]
         loss = torch.nn.functional.cross_entropy(model(images), labels)
@@ -284,11 +289,11 @@ def training_loop(model, steps, log_dir, background, device):
     tbat.flush()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return now() - start
+    return now() - start, time.process_time() - cpu_start
 
 
 def bench_training(steps, runs, workdir, device, foreground=True):
-    """Wall time of the loop logging every LOG_EVERY steps (background on, and off if
+    """Wall and CPU time of the loop logging every LOG_EVERY steps (background on, and off if
     `foreground`) against the loop not logging, the arms interleaved run by run."""
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None, num_classes=10).to(device).train()
@@ -297,18 +302,24 @@ def bench_training(steps, runs, workdir, device, foreground=True):
         arms["foreground"] = False
     training_loop(model, 2, os.path.join(workdir, "training", "warmup"), True, device)
     walls = {arm: [] for arm in arms}
+    cpus = {arm: [] for arm in arms}
     for run in range(runs):
         for arm, background in arms.items():
             log_dir = (None if background is None
                        else os.path.join(workdir, "training", "%s-%d" % (arm, run)))
-            walls[arm].append(training_loop(model, steps, log_dir, background, device))
-    base = median(walls["no_logging"])
+            wall, cpu = training_loop(model, steps, log_dir, background, device)
+            walls[arm].append(wall)
+            cpus[arm].append(cpu)
+    base, cpu_base = median(walls["no_logging"]), median(cpus["no_logging"])
     result = {"model": "resnet18", "steps": steps, "runs": runs, "log_every": LOG_EVERY,
               "batch": [32, 3, 32, 32], "probe": [4, 3, 32, 32], "loadavg_end": loadavg(),
-              "no_logging": {"median_s": base, "walls_s": walls["no_logging"]}}
+              "no_logging": {"median_s": base, "walls_s": walls["no_logging"],
+                             "cpu_median_s": cpu_base, "cpus_s": cpus["no_logging"]}}
     for arm in arms.keys() - {"no_logging"}:
         result[arm] = {"median_s": median(walls[arm]), "walls_s": walls[arm],
-                       "slowdown": median(walls[arm]) / base - 1}
+                       "slowdown": median(walls[arm]) / base - 1,
+                       "cpu_median_s": median(cpus[arm]), "cpus_s": cpus[arm],
+                       "cpu_slowdown": median(cpus[arm]) / cpu_base - 1}
     return result
 
 
@@ -359,9 +370,11 @@ def print_training(training):
     table = Table(title="Training slowdown: ResNet-18, CIFAR-sized random data (batch 32), "
                         "%d steps, log_activations(log_dir=) every %d steps, median of %d runs"
                         % (training["steps"], training["log_every"], training["runs"]))
-    for column in ("loop", "wall (median)", "slowdown", "target"):
+    for column in ("loop", "wall (median)", "slowdown", "target", "CPU (median)", "CPU added"):
         table.add_column(column, justify="left" if column == "loop" else "right")
-    table.add_row("not logging", "%.2f s" % training["no_logging"]["median_s"], "", "")
+    base = training["no_logging"]
+    table.add_row("not logging", "%.2f s" % base["median_s"], "", "",
+                  "%.2f s" % base["cpu_median_s"], "")
     for arm, label in (("background", "logging, background=True"),
                        ("foreground", "logging, background=False")):
         if arm not in training:
@@ -370,7 +383,9 @@ def print_training(training):
         table.add_row(label, "%.2f s" % training[arm]["median_s"], "%+.1f%%" % (100 * slowdown),
                       "" if arm == "foreground" else "%s (<= %d%%)" % (
                           "PASS" if slowdown <= SLOWDOWN_TARGET else "FAIL",
-                          100 * SLOWDOWN_TARGET))
+                          100 * SLOWDOWN_TARGET),
+                      "%.2f s" % training[arm]["cpu_median_s"],
+                      "%+.1f%%" % (100 * training[arm]["cpu_slowdown"]))
     console.print(table)
 
 
@@ -384,6 +399,8 @@ def main():
                         help="steps of each training loop (default 300, 100 with --quick)")
     parser.add_argument("--training-runs", type=int, default=None,
                         help="runs of each training arm (default 3, 1 with --quick)")
+    parser.add_argument("--training-only", action="store_true",
+                        help="the training slowdown alone (no per-model rows)")
     parser.add_argument("--device", default="cpu",
                         help="torch device of the models (cuda: the reduction runs on its own "
                              "CUDA stream)")
@@ -405,7 +422,8 @@ def main():
     started = now()
     workdir = tempfile.mkdtemp(prefix="tba-bench-torch-")
     try:
-        results = {name: bench_model(name, x, repeats, workdir, device) for name in MODELS}
+        results = ({} if args.training_only else
+                   {name: bench_model(name, x, repeats, workdir, device) for name in MODELS})
         training = bench_training(args.training_steps or (100 if args.quick else 300),
                                   args.training_runs or (1 if args.quick else 3),
                                   workdir, device, foreground=not args.quick)
@@ -413,7 +431,8 @@ def main():
         shutil.rmtree(workdir, ignore_errors=True)
     meta["seconds"] = now() - started
     meta["loadavg_end"] = loadavg()
-    print_table(results)
+    if results:
+        print_table(results)
     print_training(training)
     save_results(console, output, {"meta": meta, "models": results, "training": training},
                  meta["seconds"], meta["loadavg_start"], meta["loadavg_end"])

@@ -5,8 +5,10 @@ import io
 import json
 import math
 import pickle
+import platform
 import threading
 import zipfile
+from unittest import mock
 
 import hypothesis
 import numpy as np
@@ -16,6 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 from tb_activations.format import layout
 from tb_activations.format import metadata
+from tb_activations.rendering import deflate
 from tb_activations.rendering import grid_images
 from tb_activations.rendering import steps as steps_lib
 from tests import format_v1
@@ -381,14 +384,23 @@ def images(draw):
     return draw(hnp.arrays(np.uint8, shape))
 
 
-@hypothesis.given(images(), st.integers(0, 9))
+@hypothesis.given(images(), st.integers(0, 9), st.booleans())
 @hypothesis.settings(max_examples=100, deadline=None)
-def test_png_round_trip(image, compression):
-    data = grid_images.encode_png(image, compression)
+def test_png_round_trip(image, compression, with_isal):
+    """Both deflaters (ISA-L's, and zlib's where python-isal has no wheel) write PNGs that
+    decode to the image."""
+    with mock.patch.object(deflate, "isal_zlib", deflate.isal_zlib if with_isal else None):
+        data = grid_images.encode_png(image, compression)
     decoded = grid_images.decode_png(data)
     expected = image[:, :, 0] if image.ndim == 3 and image.shape[2] == 1 else image
     assert decoded.dtype == np.uint8
     np.testing.assert_array_equal(decoded, expected)
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64", "aarch64", "arm64"),
+                    reason="python-isal is a dependency where it has wheels only")
+def test_grids_deflate_with_isal_where_it_has_wheels():
+    assert deflate.isal_zlib is not None
 
 
 def test_png_is_readable_by_an_independent_decoder():

@@ -1,4 +1,4 @@
-"""Reduced layer outputs to 8-bit grid PNGs: pure numpy and zlib, no TensorFlow.
+"""Reduced layer outputs to 8-bit grid PNGs: pure numpy and deflate, no TensorFlow.
 
 Pixel codes follow metadata: finite values scale onto 0..FINITE_MAX_CODE by their tile's
 range, NaN/Inf become NONFINITE_CODE, gutters and padding GUTTER_CODE.
@@ -15,6 +15,7 @@ import zlib
 import numpy as np
 
 from tb_activations.format import metadata
+from tb_activations.rendering import deflate
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR_TYPES = {1: 0, 3: 2, 4: 6}
@@ -88,11 +89,11 @@ def encode_png(image, compression=1):
     """PNG bytes of a uint8 (h, w) gray, (h, w, 3) RGB or (h, w, 4) RGBA image.
 
     Every row uses the Up filter (smooth feature maps compress well with it), which also
-    keeps decode_png a vectorised cumulative sum. zlib level 1: on MobileNetV2 it encodes
-    ~30% faster than level 6 for 1.3% more bytes. Gray images (the grids) use zlib's
-    run-length strategy: Up-filtered feature maps are mostly runs of one byte, and
-    MobileNetV2's grids encode in 18 ms instead of 32 ms, 3% smaller (any inflater reads it);
-    colour images come out 10% larger with it, so they keep the default strategy.
+    keeps decode_png a vectorised cumulative sum. Level 1: with zlib, on MobileNetV2 it
+    encodes ~30% faster than level 6 for 1.3% more bytes. Where zlib deflates, gray images
+    (the grids) use its run-length strategy: Up-filtered feature maps are mostly runs of one
+    byte, and MobileNetV2's grids encode in 18 ms instead of 32 ms, 3% smaller; colour images
+    come out 10% larger with it, so they keep the default strategy (deflate.py).
     """
     image = np.asarray(image)
     if image.dtype != np.uint8:
@@ -109,9 +110,7 @@ def encode_png(image, compression=1):
     raw[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=raw[1:, 1:])
     header = struct.pack(">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
-    deflate = zlib.compressobj(compression, zlib.DEFLATED, 15, 8,
-                               zlib.Z_RLE if channels == 1 else zlib.Z_DEFAULT_STRATEGY)
-    data = deflate.compress(raw) + deflate.flush()
+    data = deflate.deflate(raw, compression, run_length=channels == 1)
     return b"".join([_PNG_SIGNATURE, *_png_chunk(b"IHDR", header), *_png_chunk(b"IDAT", data),
                      *_png_chunk(b"IEND", b"")])
 
