@@ -1,6 +1,7 @@
 """tb-activations: every layer's feature maps of a Keras model, in a TensorBoard tab.
 
-Writer side: `ActivationsCallback` (during fit), `log_activations` (custom loops),
+Writer side: `ActivationsCallback` (during fit), `log_activations` (custom loops; `flush`
+and `close` drain its background=True steps),
 `get_activations` (arrays in a notebook), `log_reference` (what each unit responds to over a
 reference set, in custom loops), `read_activations`, `read_reference` and `read_heads` (what
 was written; `read_heads`: every attention head's entropy, mean distance and dead flag),
@@ -18,8 +19,10 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "ActivationsCallback": "tb_activations.keras.callback",
     "ActivationRecord": "tb_activations.reading.reader",
+    "close": "tb_activations.writing.destination_threads",
     "RenderOptions": "tb_activations.format.layout",
     "export": "tb_activations.exporting.run_export",
+    "flush": "tb_activations.writing.destination_threads",
     "get_activations": "tb_activations.keras.capture",
     "HeadNumbers": "tb_activations.reading.heads",
     "is_chief": "tb_activations.keras.distribute",

@@ -1,4 +1,4 @@
-"""PyTorch's log_activations in the background (tb_activations.torch.background): the loop
+"""PyTorch's log_activations in the background (writing.destination_threads): the loop
 waits for the capture only; steps are written in order by one thread per destination, one
 queued at most, drained by flush()/close() and at exit; failures are reported later, as
 on_error says; a killed process loses at most the two latest steps."""
@@ -109,7 +109,7 @@ def test_a_call_waits_while_a_step_is_queued(tmp_path, monkeypatch):
 def test_close_ends_the_writer_threads_and_a_later_call_starts_one(tmp_path):
     def writer_threads():
         return [thread for thread in threading.enumerate()
-                if thread.name == "tb-activations-torch-writer"]
+                if thread.name == "tb-activations-log-writer"]
 
     model, x = small_cnn(), probe()
     tbat.close()

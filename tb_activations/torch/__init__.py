@@ -34,7 +34,7 @@ def _load_triton_before_tensorflow():
 
 _load_triton_before_tensorflow()
 
-from tb_activations.torch.background import close, flush  # noqa: E402
+from tb_activations.writing.destination_threads import close, flush  # noqa: E402
 from tb_activations.torch.capture import get_activations  # noqa: E402
 from tb_activations.torch.log import log_activations  # noqa: E402
 from tb_activations.torch.reference import log_reference  # noqa: E402

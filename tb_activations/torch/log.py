@@ -7,8 +7,8 @@ import torch
 from tb_activations.capture.records import check_attention_flag
 from tb_activations.format import tokens as tokens_lib
 from tb_activations.rendering import steps as steps_lib
-from tb_activations.torch import background as background_lib
 from tb_activations.torch import capture as capture_lib
+from tb_activations.writing import destination_threads as background_lib
 from tb_activations.writing import destinations
 from tb_activations.writing import events
 from tb_activations.writing import failures
@@ -95,13 +95,6 @@ def probe_pictures(module, inputs, settings, labels=None):
     return render_probe_pictures(*probe_arrays(module, inputs), settings, labels)
 
 
-def check_background_flag(background):
-    if not isinstance(background, bool):
-        raise TypeError("background must be True (reduce, render and write on a thread of "
-                        "their own) or False (on the calling thread), got %r" % (background,))
-    return background
-
-
 def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
                     on_error="warn", token_grid=None, attention=True, token_labels=None,
                     background=True, **options):
@@ -139,7 +132,7 @@ def log_activations(model, inputs, step, writer=None, log_dir=None, layers=None,
     settings = steps_lib.render_options(**options)
     failures.check_on_error(on_error)
     check_attention_flag(attention)
-    check_background_flag(background)
+    background_lib.check_background_flag(background)
     step = destinations.step_number(step)
     if not is_rank_zero():
         return False

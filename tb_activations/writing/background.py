@@ -1,7 +1,7 @@
 """Rendering and writing off the training thread: the training loop pays for the probe's
 forward pass only; the reduction, tiling, PNG encoding and writing happen on a thread of
 their own behind a bounded queue (the Keras and the Lightning callbacks, and PyTorch's
-log_activations through tb_activations.torch.background)."""
+log_activations through writing.destination_threads)."""
 
 import logging
 import queue

@@ -1,5 +1,6 @@
-"""log_activations off the training thread: one writing.background.BackgroundWriter per
-destination (a log_dir, or a torch SummaryWriter), so a destination's steps are written in
+"""log_activations off the training thread (PyTorch's, and Keras's with background=True): one
+writing.background.BackgroundWriter per destination (a log_dir, or a torch SummaryWriter),
+so a destination's steps are written in
 the order they were logged, one step queued at most (the callbacks' rule: a killed process
 loses the step being written and the one queued). Drained by flush() and close(), at
 interpreter exit, and before a call that writes in the foreground to the same destination.
@@ -22,9 +23,16 @@ class _Worker:
     def __init__(self, writer, name):
         self.writer = writer
         self.thread = BackgroundWriter(writer, max_queue=1, close_writer=False,
-                                       thread_name="tb-activations-torch-writer")
+                                       thread_name="tb-activations-log-writer")
         self.name = name
         self.on_error = "warn"
+
+
+def check_background_flag(background):
+    if not isinstance(background, bool):
+        raise TypeError("background must be True (reduce, render and write on a thread of "
+                        "their own) or False (on the calling thread), got %r" % (background,))
+    return background
 
 
 # place (events.shared_writer_key of a log_dir, or a SummaryWriter) -> its _Worker
