@@ -8,6 +8,8 @@ warm forward pass timed in the same rounds.
   render      steps.render_capture of the reduced capture: tiles, PNGs, statistics, overview
   log_dir=    log_activations(log_dir=): a custom loop's whole logged step
   tf.summary  log_activations under a tf.summary file writer, then its flush()
+  bg call     log_activations(log_dir=, background=True) with its run's thread idle: what a
+              custom loop waits for (tba.flush() follows, untimed, before the next stage)
 
 Each round runs every stage once, in this order, so drifts of a shared machine fall on all
 of them alike; CPU time is the steadier figure there (both cores count). The load average
@@ -77,15 +79,19 @@ def main():
         "render": lambda: steps.render_capture(captures.pop()),
         "log_dir=": log_dir,
         "tf.summary": tf_summary,
+        "bg call": lambda: tba.log_activations(model, x, step=next(step), background=True,
+                                               log_dir=os.path.join(directory, "background")),
     }
     for _ in range(2):  # traces, first writes
         for function in stages.values():
             function()
+        tba.flush()
     times = {name: [] for name in stages}
     load_start = loadavg()
     for _ in range(args.repeats):
         for name, function in stages.items():
             times[name].append(clocked(function))
+            tba.flush()
     forward_cpu = statistics.median(cpu for cpu, _ in times["forward"])
     forward_wall = statistics.median(wall for _, wall in times["forward"])
     print("MobileNetV2, probe 1, TensorFlow, %d rounds; load average %s -> %s"
