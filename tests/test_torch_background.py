@@ -131,6 +131,19 @@ def test_the_background_flag_is_checked(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def stops_reported_by(flush, on_error):
+    """The "stops logging" warnings of `flush()`, which must raise the full disk's
+    EventFileError instead where `on_error` is "raise"."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if on_error == "raise":
+            with pytest.raises(events.EventFileError, match="No space left on device"):
+                flush()
+        else:
+            flush()
+    return [w for w in caught if "stops logging activations" in str(w.message)]
+
+
 @pytest.mark.parametrize("on_error", ["warn", "raise"])
 def test_a_failure_in_the_background_is_reported_by_flush(tiny_disk, on_error):
     """The disk fills while the last step is written: flush reports it (a warning, or the
@@ -141,15 +154,7 @@ def test_a_failure_in_the_background_is_reported_by_flush(tiny_disk, on_error):
     tbat.flush()
     fill(tiny_disk, leaving=0)
     assert tbat.log_activations(model, x, step=1, log_dir=log_dir, on_error=on_error)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if on_error == "raise":
-            with pytest.raises(events.EventFileError, match="No space left on device"):
-                tbat.flush()
-        else:
-            tbat.flush()
-    stops = [w for w in caught if "stops logging activations" in str(w.message)]
-    assert len(stops) == (on_error == "warn")
+    assert len(stops_reported_by(tbat.flush, on_error)) == (on_error == "warn")
     assert tbat.log_activations(model, x, step=2, log_dir=log_dir, on_error=on_error) is (
         on_error == "raise")  # "warn" stopped logging there; "raise" tries again
     if on_error == "raise":  # step 2 failed too, which close reports
