@@ -173,6 +173,30 @@ def test_the_padding_of_a_short_last_batch_never_displaces_its_real_inputs(tmp_p
         assert not np.signbit(step.top_value[list(step.units).index(1)]).any()
 
 
+def test_class_means_and_zeros_of_relu_layers_with_and_without_negative_outputs(tmp_path):
+    # A ReLU layer's outputs are never negative, so its mean of max(a, 0) is its plain mean;
+    # a leaky one's are.
+    x = models.rng(3).normal(size=(40, 4, 4, 3)).astype(np.float32)
+    x[::5, :, :, 1] = -1.0
+    y = np.arange(40) % 3
+    inputs = keras.Input((4, 4, 3))
+    layers = {"relu": keras.layers.ReLU(6.0), "leaky": keras.layers.ReLU(negative_slope=0.5),
+              "above": keras.layers.ReLU(threshold=0.5), "act": keras.layers.Activation("relu")}
+    model = keras.Model(inputs, [layer(inputs) for layer in layers.values()])
+    for name, layer in layers.items():
+        layer.name = name
+    assert tba.log_reference(model, x, y, step=0, log_dir=tmp_path, batch_size=16)
+    run = tba.read_reference(tmp_path)["."]
+    for name, layer in layers.items():
+        (step,) = run.layers[name]
+        outputs = keras.ops.convert_to_numpy(layer(x))
+        maps = np.maximum(outputs, 0).reshape(40, 16, 3).mean(axis=1)
+        expected = np.stack([maps[y == c].mean(axis=0) for c in range(3)], axis=1)
+        np.testing.assert_allclose(step.class_mean, expected, rtol=1e-5, err_msg=name)
+        zero = np.all(outputs == 0, axis=(1, 2)).mean(axis=0)
+        np.testing.assert_allclose(step.zero_fraction, zero, rtol=1e-6, err_msg=name)
+
+
 def test_a_reference_generator_is_read_once_a_batch_at_a_time(tmp_path):
     model = models.small_cnn()
     alive, most = [], [0]

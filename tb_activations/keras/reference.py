@@ -109,7 +109,18 @@ def top_positions(ranked, blocks, maxima, order):
         lambda: (keras.ops.cast(first, "int32") * side + within, value))
 
 
-def reduce_output(x, plan, tracked, top, k, rows, finite_only=False):
+def nonnegative(layer):
+    """Whether `layer`'s output is never negative (or NaN) by what it is: a ReLU layer of no
+    negative slope (Keras refuses a negative threshold), or a relu or relu6 Activation (exact
+    classes: a subclass may compute anything)."""
+    if type(layer) is keras.layers.ReLU:
+        return layer.negative_slope == 0
+    return type(layer) is keras.layers.Activation and any(
+        layer.activation is activation
+        for activation in (keras.activations.relu, keras.activations.relu6))
+
+
+def reduce_output(x, plan, tracked, top, k, rows, finite_only=False, positive=False):
     """{maximum, order, top_position, top_maximum, positive_mean, zero[, magnitude][, total]}
     of one layer output in keras.ops: (batch, units) arrays (rendering.reference's module
     docstring says what they are), but the first position of each map's maximum and its value
@@ -119,7 +130,8 @@ def reduce_output(x, plan, tracked, top, k, rows, finite_only=False):
     channel_selection="top" (which gives each map's sum of |a|, `total`), none is infinite
     (each map's mean of max(a, 0), NaN where it holds a NaN, marks its maximum NaN): where one
     is, the batch is reduced again with `finite_only`, which leaves NaN out of the maxima and
-    non-finite values out of the mean |a|."""
+    non-finite values out of the mean |a|. `positive`: no value is negative (nonnegative's
+    layers), so max(a, 0) is a and the maximum alone says whether a map is all zeros."""
     x = keras.ops.cast(x, "float32")
     if plan.channels_first:
         rank = len(x.shape)
@@ -138,7 +150,7 @@ def reduce_output(x, plan, tracked, top, k, rows, finite_only=False):
             reduced["magnitude"] = keras.ops.mean(
                 keras.ops.where(keras.ops.isfinite(x), keras.ops.abs(x), 0.0), axis=1)
     else:
-        positive_mean = keras.ops.mean(keras.ops.relu(x), axis=1)
+        positive_mean = keras.ops.mean(x if positive else keras.ops.relu(x), axis=1)
         # A max may pass over a NaN; max(NaN, 0) and a sum do not.
         maximum = keras.ops.where(keras.ops.isnan(positive_mean), float("nan"), maximum)
         reduced = {"positive_mean": positive_mean}
@@ -146,6 +158,8 @@ def reduce_output(x, plan, tracked, top, k, rows, finite_only=False):
             reduced["total"] = total = keras.ops.sum(keras.ops.abs(x), axis=1)
             reduced["magnitude"] = total / positions
             reduced["zero"] = total == 0
+        elif positive:
+            reduced["zero"] = maximum == 0
         else:
             # All zeros where the maximum and the minimum are 0: the minimum is taken for the
             # layers (of a batch) where some map's maximum is 0 only.
@@ -173,6 +187,7 @@ def _reference_pass(model, probe, signature, finite_only, k):
         drawn = {record.path for record in records}
         candidates = [(path, layer) for path, layer in selection.walk_layers(model)
                       if any(name == path or name.startswith(path + ":") for name in drawn)]
+        positive = {path for path, layer in candidates if nonnegative(layer)}
         outputs = {}
 
         def run(call_model, inputs):
@@ -183,8 +198,8 @@ def _reference_pass(model, probe, signature, finite_only, k):
                        for name, tensor in capture_lib.split_outputs(path, value)}
             return {record.path: reduce_output(
                 tensors[record.path], record.layout,
-                reference_lib.tracked_units(record.layout, options), top, k, rows, finite_only)
-                for record in records}
+                reference_lib.tracked_units(record.layout, options), top, k, rows, finite_only,
+                record.path in positive) for record in records}
 
         traced[finite_only, k] = capture_lib.backend_module().trace_forward(
             model, run, signature, lambda: capture_lib.recording_outputs(candidates, outputs))
