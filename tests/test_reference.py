@@ -4,6 +4,7 @@ the pass's memory, the blob decoder against crafted blobs, and real event files 
 TensorBoard's own loaders."""
 
 import io
+import itertools
 import warnings
 import weakref
 import zipfile
@@ -141,6 +142,59 @@ def test_top_selection_keeps_the_units_of_largest_mean_magnitude(tmp_path):
     assert step.content["units_total"] == 6 and step.content["units_kept"] == 3
     expected = brute_force(x, 9)
     assert [expected[u][0] for u in step.units] == step.top_index.tolist()
+
+
+def test_the_padding_of_a_short_last_batch_never_displaces_its_real_inputs(tmp_path):
+    # Batches of 4: the last holds inputs 4 and 5, padded with copies of input 5, which ranks
+    # above input 4 in each unit; inputs 0..3 rank below both (unit 2: NaN maps only).
+    x = np.full((6, 3, 3), -9.0, np.float32)
+    x[4, :, 0], x[5, :, 0] = [-3.0, -5.0, -2.0], [-4.0, -1.0, -6.0]
+    x[:4, :, 2] = np.nan
+    x[4, :, 2], x[5, :, 2] = [np.nan, -7.0, -8.0], [-5.0, np.nan, np.nan]
+    # Unit 1: inputs 0 and 4 tie, at maxima of 0 met as 0.0 then -0.0 (the value stored is the
+    # one found first, where a max over the map may give -0.0), and as -0.0 then 0.0 (Keras's
+    # argmax on CPU ranks -0.0 below 0.0).
+    x[0, :, 1], x[4, :, 1] = [0.0, -0.0, -1.0], [-0.0, -0.0, 0.0]
+    # Without unit 2, no batch is reduced again with finite_only.
+    for values, selection in itertools.product((x[..., :2], x), ("first", "top")):
+        inputs = keras.Input(values.shape[1:])
+        model = keras.Model(inputs, keras.layers.Identity(name="same")(inputs))
+        log_dir = tmp_path / ("%d%s" % (values.shape[-1], selection))
+        assert tba.log_reference(model, values, step=0, log_dir=log_dir, k=2, batch_size=4,
+                                 layers=["same"], channel_selection=selection)
+        (step,) = tba.read_reference(log_dir)["."].layers["same"]
+        expected = brute_force(values, 2)
+        expected[1][2][1] = 2
+        for row, unit in enumerate(step.units):
+            indices, tops, positions = expected[unit]
+            assert list(step.top_index[row]) == indices, (selection, unit)
+            assert list(step.top_position[row, :, 0]) == positions, (selection, unit)
+            np.testing.assert_array_equal(step.top_value[row], tops)
+        assert not np.signbit(step.top_value[list(step.units).index(1)]).any()
+
+
+def test_class_means_and_zeros_of_relu_layers_with_and_without_negative_outputs(tmp_path):
+    # A ReLU layer's outputs are never negative, so its mean of max(a, 0) is its plain mean;
+    # a leaky one's are.
+    x = models.rng(3).normal(size=(40, 4, 4, 3)).astype(np.float32)
+    x[::5, :, :, 1] = -1.0
+    y = np.arange(40) % 3
+    inputs = keras.Input((4, 4, 3))
+    layers = {"relu": keras.layers.ReLU(6.0), "leaky": keras.layers.ReLU(negative_slope=0.5),
+              "above": keras.layers.ReLU(threshold=0.5), "act": keras.layers.Activation("relu")}
+    model = keras.Model(inputs, [layer(inputs) for layer in layers.values()])
+    for name, layer in layers.items():
+        layer.name = name
+    assert tba.log_reference(model, x, y, step=0, log_dir=tmp_path, batch_size=16)
+    run = tba.read_reference(tmp_path)["."]
+    for name, layer in layers.items():
+        (step,) = run.layers[name]
+        outputs = keras.ops.convert_to_numpy(layer(x))
+        maps = np.maximum(outputs, 0).reshape(40, 16, 3).mean(axis=1)
+        expected = np.stack([maps[y == c].mean(axis=0) for c in range(3)], axis=1)
+        np.testing.assert_allclose(step.class_mean, expected, rtol=1e-5, err_msg=name)
+        zero = np.all(outputs == 0, axis=(1, 2)).mean(axis=0)
+        np.testing.assert_allclose(step.zero_fraction, zero, rtol=1e-6, err_msg=name)
 
 
 def test_a_reference_generator_is_read_once_a_batch_at_a_time(tmp_path):

@@ -37,16 +37,16 @@ def _spec(value):
 
 
 def trace_forward(model, run, signature, recording):
-    """`run(call_model)` traced, under `recording()` (the layer-call wrappers), and compiled
-    once for the probe inputs (shapes and dtypes as `signature`); returns a function of the
-    probe arrays."""
+    """`run(call_model, inputs)` traced, under `recording()` (the layer-call wrappers), and
+    compiled once for `inputs` shaped as `signature` (tensorflow.keras_probe.trace_forward
+    says what they are); returns a function of those arrays."""
     def stateless(trainable, non_trainable, inputs):
         # As model.stateless_call, but through model.__call__, which passes `training` only
         # to the calls that take it (a subclassed model's own call may not).
         mapping = list(zip(model.trainable_variables, trainable)) + list(
             zip(model.non_trainable_variables, non_trainable))
         with keras.StatelessScope(state_mapping=mapping):
-            return run(lambda: model(inputs, training=False))
+            return run(lambda x: model(x, training=False), inputs)
 
     trainable, non_trainable = compat.variable_values(model)
     with recording():

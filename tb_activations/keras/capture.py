@@ -460,12 +460,12 @@ class ActivationProbe:
 
         planned = False
 
-        def run(call_model):
+        def run(call_model, inputs):
             """One pass (traced once, or run at every call on an eager backend)."""
             nonlocal planned
             outputs.clear()
             attention.clear()
-            model_outputs = call_model()
+            model_outputs = call_model(inputs)
             attention.update(attention_lib.softmax_probabilities(softmaxes, outputs))
             called.update(outputs)
             if not planned:

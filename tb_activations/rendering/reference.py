@@ -221,15 +221,20 @@ def check_class_names(class_names):
     return names
 
 
+def check_k(k):
+    """Raises unless `k` (top inputs kept per unit) is an int in 1..MAX_REFERENCE_K."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= metadata.MAX_REFERENCE_K:
+        raise ValueError("reference_k must be an int in 1..%d, got %r"
+                         % (metadata.MAX_REFERENCE_K, k))
+
+
 class ReferencePass:
     """One pass over a reference set: `add` each batch (its layer reductions, labels and, when
     the inputs are to be stored, its input array), then `rendered` gives the step."""
 
     def __init__(self, records, options, k, class_names=None, receptive_fields=None,
                  input_shape=None, with_inputs=False, inputs=None):
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= metadata.MAX_REFERENCE_K:
-            raise ValueError("reference_k must be an int in 1..%d, got %r"
-                             % (metadata.MAX_REFERENCE_K, k))
+        check_k(k)
         self.layers = [UnitResponses(record, options, k) for record in records]
         self.class_names = check_class_names(class_names)
         self.image = image_input(input_shape) if input_shape is not None else None

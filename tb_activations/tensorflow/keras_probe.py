@@ -44,10 +44,11 @@ def area_downscale_heads(x, factor_queries, factor_keys):
 
 
 def trace_forward(model, run, signature, recording):
-    """`run(call_model)` traced once, under `recording()` (the layer-call wrappers), as a
-    tf.function of the probe inputs (shapes and dtypes as `signature`, a structure of
-    keras.capture.ArraySpec); the model's variables are read at each call, so it follows
-    training.
+    """`run(call_model, inputs)` traced once, under `recording()` (the layer-call wrappers), as
+    a tf.function of `inputs` (shapes and dtypes as `signature`, a structure of
+    keras.capture.ArraySpec: the model's inputs, and whatever else `run` reads);
+    `call_model(x)` calls the model on x. The model's variables are read at each call, so it
+    follows training.
 
     Without AutoGraph: ~10x faster to trace (the MNIST CNN's probe function 1.2 s -> 0.1 s,
     most of a fresh model's callback overhead), and it would not help anyway: Keras 3 calls
@@ -57,8 +58,9 @@ def trace_forward(model, run, signature, recording):
     specs = keras.tree.map_structure(
         lambda spec: tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype)), signature)
     with recording():
-        return tf.function(lambda inputs: run(lambda: model(inputs, training=False)),
-                           autograph=False).get_concrete_function(specs)
+        return tf.function(
+            lambda inputs: run(lambda x: model(x, training=False), inputs),
+            autograph=False).get_concrete_function(specs)
 
 
 def trace_reduction(reduce_all, layers):

@@ -30,11 +30,12 @@ def reduced_to_numpy(reduced, plan):
 
 
 def trace_forward(model, run, signature, recording):
-    """A function of the probe arrays running `run(call_model)` under `recording()` (the
-    layer-call wrappers) and torch.no_grad(), run once on zeros shaped as `signature`."""
+    """A function of arrays shaped as `signature` (tensorflow.keras_probe.trace_forward says
+    what they are) running `run(call_model, arrays)` under `recording()` (the layer-call
+    wrappers) and torch.no_grad(), run once on zeros."""
     def forward(arrays):
         with recording(), torch.no_grad():
-            return run(lambda: model(arrays, training=False))
+            return run(lambda x: model(x, training=False), arrays)
 
     forward(keras.tree.map_structure(lambda spec: np.zeros(spec.shape, spec.dtype), signature))
     return forward
