@@ -17,6 +17,7 @@ from torch import nn
 import tb_activations as tba
 import tb_activations.torch as tbat
 from tb_activations.torch import receptive_fields
+from tb_activations.torch import reference as torch_reference
 from tb_activations.torch.lightning import ActivationsCallback
 from tests.reference_data import CLASSES, DETECTOR_BIASES, SIDE, brute_force, cross_digits
 from tests.reference_data import field_box, plus_kernel
@@ -119,6 +120,30 @@ def test_large_outputs_equal_a_brute_force(tmp_path, channels_last):
     positive = np.where(maps > 0, maps, 0).mean(axis=1)  # NaN counts as 0
     expected = np.stack([positive[y == c].mean(axis=0) for c in range(3)], axis=-1)
     np.testing.assert_allclose(step.class_mean, expected, rtol=1e-5)
+
+
+def test_a_pass_runs_the_model_on_the_callers_threads_and_leaves_them_so():
+    """The reductions run on one thread; every module, and the caller after the pass (even
+    one that failed in a hook), sees the thread count it set."""
+    seen = []
+
+    class Threads(nn.Module):
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return x
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), Threads(), nn.ReLU(), Threads())
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert torch_reference.reference_step(model, torch.rand(20, 1, 9, 9), batch_size=8)
+        assert set(seen) == {2} and len(seen) >= 6 and torch.get_num_threads() == 2
+        batches = [torch.rand(8, 1, 9, 9), torch.rand(8, 1, 7, 7)]
+        with pytest.raises(ValueError, match="no longer holds the planned"):
+            torch_reference.reference_step(model, batches)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_dataloader_is_read_once_a_batch_at_a_time(tmp_path):
