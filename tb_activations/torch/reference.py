@@ -87,15 +87,28 @@ def map_sums(x, elementwise, scratch=None):
     return torch.cat([chunk_sums(x[start:start + step]) for start in range(0, x.shape[0], step)])
 
 
+def _maps(ranked, order):
+    """ranked[order[i, u], u]: the (len(order), units, positions) maps of the chosen inputs.
+    Where each map lies whole and the maps of every input sit at one spacing (a channels-
+    first output, its kept units sliced or not) they are picked as rows of a 2-D view of its
+    memory by index_select, 5x cheaper than the advanced indexing used otherwise."""
+    rows, units, positions = ranked.shape
+    columns = torch.arange(units, device=ranked.device)
+    spacing, remainder = divmod(ranked.stride(0), positions)
+    if ranked.stride(2) != 1 or ranked.stride(1) != positions or remainder or spacing < units:
+        return ranked[order, columns.expand(order.shape)]
+    flat = ranked.as_strided(((rows - 1) * spacing + units, positions), (positions, 1))
+    picked = flat.index_select(0, (order * spacing + columns).reshape(-1))
+    return picked.reshape(order.shape + (positions,))
+
+
 def top_positions(ranked, maximum, k):
     """(batch, units) first position of each map's maximum, found for the batch's `k` top
     inputs per unit only (by value, lower index first on ties: the only ones that can enter
     the running top-k of rendering.reference); 0 elsewhere."""
     rows, units, _ = ranked.shape
-    take = min(k, rows)
-    order = torch.sort(maximum, dim=0, descending=True, stable=True).indices[:take]
-    columns = torch.arange(units, device=ranked.device).expand(take, units)
-    found = ranked[order, columns].argmax(dim=-1)
+    order = torch.sort(maximum, dim=0, descending=True, stable=True).indices[:min(k, rows)]
+    found = _maps(ranked, order).argmax(dim=-1)
     return torch.zeros((rows, units), dtype=torch.int64, device=ranked.device).scatter_(
         0, order, found)
 
