@@ -31,6 +31,11 @@ CHUNK_ELEMENTS = 1 << 22
 # Outputs of at most this many floats (kept units) find every position of their maxima in one
 # op (max with indices, ~7x the cost of amax per float): fewer ops than searching the top k.
 SMALL_ELEMENTS = 1 << 16
+# Outputs of at most this many floats (kept units) are reduced on one CPU thread: their short
+# ops gain little from a second thread and wait for it at every op whenever the cores are
+# shared (on 2 cores under load the MNIST CNN's pass took 2.7x its forward with them on 2
+# threads, 1.8x on one); larger ones keep the caller's threads, which they use.
+ONE_THREAD_ELEMENTS = 1 << 20
 
 
 def units_view(x, plan, tracked):
@@ -155,12 +160,14 @@ def reduce_output(x, plan, tracked, top, k, classes=True, finite_only=False, scr
 
 def _reduced(tensor, plan, options, k, classes, scratch):
     """reduce_output of one output, its finite-only form where the plain one met NaN (or,
-    for channel_selection="top", Inf)."""
+    for channel_selection="top", Inf); on one thread if it is small."""
     tracked = reference_lib.tracked_units(plan, options)
     top = options.channel_selection == "top"
-    reduced = reduce_output(tensor, plan, tracked, top, k, classes, scratch=scratch)
-    if not reference_lib.all_finite({plan.source: reduced}):
-        reduced = reduce_output(tensor, plan, tracked, top, k, classes, finite_only=True)
+    elements = len(tensor) * tracked * math.prod(plan.canonical_shape[:-1])
+    with one_thread() if elements <= ONE_THREAD_ELEMENTS else contextlib.nullcontext():
+        reduced = reduce_output(tensor, plan, tracked, top, k, classes, scratch=scratch)
+        if not reference_lib.all_finite({plan.source: reduced}):
+            reduced = reduce_output(tensor, plan, tracked, top, k, classes, finite_only=True)
     return reduced
 
 
@@ -178,9 +185,7 @@ def _batch_first(tensor, plan, rows):
 @contextlib.contextmanager
 def one_thread():
     """Torch ops on one CPU thread inside, the caller's thread count restored after (even on
-    errors). The reductions' many short ops gain little from a second thread and wait for it
-    at every op whenever the cores are shared: on 2 cores under load the MNIST CNN's pass
-    took 2.7x its forward with them on 2 threads, 1.8x on one."""
+    errors)."""
     threads = torch.get_num_threads()
     if threads == 1:
         yield
@@ -207,9 +212,8 @@ def reduce_batch(module, records, options, x_batch, k, classes=True, scratch=Non
     def after(path, output):
         for name, tensor in capture_lib.split_outputs(path, output):
             if name in plans and name not in reduced:
-                with one_thread():
-                    reduced[name] = _reduced(_batch_first(tensor, plans[name], rows),
-                                             plans[name], options, k, classes, scratch)
+                reduced[name] = _reduced(_batch_first(tensor, plans[name], rows), plans[name],
+                                         options, k, classes, scratch)
 
     handles = [child.register_forward_hook(
         lambda child, inputs, output, _path=path: after(_path, output))
