@@ -17,6 +17,7 @@ from torch import nn
 import tb_activations as tba
 import tb_activations.torch as tbat
 from tb_activations.torch import receptive_fields
+from tb_activations.torch import reference as torch_reference
 from tb_activations.torch.lightning import ActivationsCallback
 from tests.reference_data import CLASSES, DETECTOR_BIASES, SIDE, brute_force, cross_digits
 from tests.reference_data import field_box, plus_kernel
@@ -84,6 +85,65 @@ def test_top_inputs_equal_a_brute_force(tmp_path_factory, data):
         flat = (np.ravel_multi_index(tuple(step.top_position[row].T), map_shape) if map_shape
                 else np.zeros(len(indices), int))
         assert list(flat) == positions
+
+
+class ChannelsLast(nn.Module):
+    def forward(self, x):
+        return x.permute(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_large_outputs_equal_a_brute_force(tmp_path, channels_last):
+    """Outputs past the small-output path and the chunk size (positions searched for each
+    batch's top inputs only; max(a, 0) summed a chunk at a time, into one reused buffer where
+    the view is row-major): ties, NaN, Inf and all-zero maps, channels first and last."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(60, 4, 150, 150)).astype(np.float32)
+    x[:, 1] = np.rint(x[:, 1])  # ties within and across maps
+    x[3, 2] = np.nan
+    x[8, 2, 7, 9] = np.inf
+    x[10:30, 3] = 0.0
+    x[31, 3, 2, 2] = -1.0
+    y = rng.integers(0, 3, 60)
+    model = nn.Sequential(nn.Identity(), ChannelsLast() if channels_last else nn.Identity())
+    assert tbat.log_reference(model, torch.from_numpy(x), torch.from_numpy(y), step=0,
+                              log_dir=tmp_path, k=7, batch_size=48, layers=["1"])
+    (step,) = tba.read_reference(tmp_path)["."].layers["1"]
+    units_last = np.moveaxis(x, 1, -1)
+    maps = units_last.reshape(60, -1, 4).astype(np.float64)
+    for unit, (indices, values, positions) in enumerate(brute_force(units_last, 7)):
+        assert list(step.top_index[unit]) == indices
+        np.testing.assert_array_equal(step.top_value[unit], np.array(values, np.float32))
+        assert list(np.ravel_multi_index(tuple(step.top_position[unit].T), (150, 150))) == \
+            positions
+    np.testing.assert_allclose(step.zero_fraction, np.mean(np.all(maps == 0, axis=1), 0), rtol=1e-6)
+    positive = np.where(maps > 0, maps, 0).mean(axis=1)  # NaN counts as 0
+    expected = np.stack([positive[y == c].mean(axis=0) for c in range(3)], axis=-1)
+    np.testing.assert_allclose(step.class_mean, expected, rtol=1e-5)
+
+
+def test_a_pass_runs_the_model_on_the_callers_threads_and_leaves_them_so():
+    """The reductions run on one thread; every module, and the caller after the pass (even
+    one that failed in a hook), sees the thread count it set."""
+    seen = []
+
+    class Threads(nn.Module):
+        def forward(self, x):
+            seen.append(torch.get_num_threads())
+            return x
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), Threads(), nn.ReLU(), Threads())
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert torch_reference.reference_step(model, torch.rand(20, 1, 9, 9), batch_size=8)
+        assert set(seen) == {2} and len(seen) >= 6 and torch.get_num_threads() == 2
+        batches = [torch.rand(8, 1, 9, 9), torch.rand(8, 1, 7, 7)]
+        with pytest.raises(ValueError, match="no longer holds the planned"):
+            torch_reference.reference_step(model, batches)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_dataloader_is_read_once_a_batch_at_a_time(tmp_path):

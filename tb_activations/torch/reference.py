@@ -4,6 +4,8 @@ model's device, to (batch, units) arrays (rendering.reference says what they are
 reach the host; the outputs are planned once, on the first batch's first inputs.
 The merging, rendering and stored format are shared with Keras."""
 
+import contextlib
+import functools
 import math
 
 import numpy as np
@@ -22,12 +24,18 @@ DEFAULT_BATCH_SIZE = 64
 
 
 # The floats of an output an elementwise step (max(a, 0), |a|) copies at a time before
-# summing them: chunks of 16 MiB cost MobileNetV2 at 128 px 2.5-2.8x less CPU than one
-# output-sized copy (page faults) on 1 or 2 threads; much smaller ones pay per call.
+# summing them, and so the size of a pass's Scratch: chunks of 16 MiB cost MobileNetV2 at
+# 128 px 2.5-2.8x less CPU than one output-sized copy (page faults) on 1 or 2 threads; much
+# smaller ones pay per call.
 CHUNK_ELEMENTS = 1 << 22
 # Outputs of at most this many floats (kept units) find every position of their maxima in one
 # op (max with indices, ~7x the cost of amax per float): fewer ops than searching the top k.
 SMALL_ELEMENTS = 1 << 16
+# Outputs of at most this many floats (kept units) are reduced on one CPU thread: their short
+# ops gain little from a second thread and wait for it at every op whenever the cores are
+# shared (on 2 cores under load the MNIST CNN's pass took 2.7x its forward with them on 2
+# threads, 1.8x on one); larger ones keep the caller's threads, which they use.
+ONE_THREAD_ELEMENTS = 1 << 20
 
 
 def units_view(x, plan, tracked):
@@ -42,13 +50,61 @@ def units_view(x, plan, tracked):
     return view.to(torch.float32)
 
 
-def map_sums(x, elementwise):
-    """(batch, units) sums over each map of `elementwise(x)`, taken a few inputs at a time."""
+def _row_major(x):
+    """Whether `x`'s strides run in row-major order down to a last stride of 1, so that an
+    elementwise op lays its result out contiguously: writing that result into a contiguous
+    buffer instead leaves its sums' order, and so their bits, as they were."""
+    strides = [stride for stride, size in zip(x.stride(), x.shape) if size > 1]
+    return (not strides or strides[-1] == 1) and all(
+        outer > inner for outer, inner in zip(strides, strides[1:]))
+
+
+class Scratch:
+    """One buffer a pass's elementwise steps (max(a, 0), |a|) write into, grown to the largest
+    chunk and reused by every output: a fresh temporary per output cost more than the step
+    itself (page faults on every new allocation)."""
+
+    def __init__(self):
+        self.buffer = None
+
+    def like(self, x):
+        """A contiguous float32 tensor of `x`'s shape in the buffer, or None where `x` is not
+        row-major (its elementwise result would be laid out otherwise)."""
+        if not _row_major(x):
+            return None
+        if (self.buffer is None or self.buffer.numel() < x.numel()
+                or self.buffer.device != x.device):
+            self.buffer = torch.empty(x.numel(), dtype=torch.float32, device=x.device)
+        return self.buffer[:x.numel()].view(x.shape)
+
+
+def map_sums(x, elementwise, scratch=None):
+    """(batch, units) sums over each map of `elementwise(x)`, taken a few inputs at a time;
+    with a Scratch, `elementwise(chunk, out=...)` writes into its buffer where it can."""
     step = max(1, CHUNK_ELEMENTS // max(1, x[0].numel()))
+
+    def chunk_sums(chunk):
+        out = None if scratch is None else scratch.like(chunk)
+        return (elementwise(chunk) if out is None else elementwise(chunk, out=out)).sum(dim=-1)
+
     if step >= x.shape[0]:
-        return elementwise(x).sum(dim=-1)
-    return torch.cat([elementwise(x[start:start + step]).sum(dim=-1)
-                      for start in range(0, x.shape[0], step)])
+        return chunk_sums(x)
+    return torch.cat([chunk_sums(x[start:start + step]) for start in range(0, x.shape[0], step)])
+
+
+def _maps(ranked, order):
+    """ranked[order[i, u], u]: the (len(order), units, positions) maps of the chosen inputs.
+    Where each map lies whole and the maps of every input sit at one spacing (a channels-
+    first output, its kept units sliced or not) they are picked as rows of a 2-D view of its
+    memory by index_select, 5x cheaper than the advanced indexing used otherwise."""
+    rows, units, positions = ranked.shape
+    columns = torch.arange(units, device=ranked.device)
+    spacing, remainder = divmod(ranked.stride(0), positions)
+    if ranked.stride(2) != 1 or ranked.stride(1) != positions or remainder or spacing < units:
+        return ranked[order, columns.expand(order.shape)]
+    flat = ranked.as_strided(((rows - 1) * spacing + units, positions), (positions, 1))
+    picked = flat.index_select(0, (order * spacing + columns).reshape(-1))
+    return picked.reshape(order.shape + (positions,))
 
 
 def top_positions(ranked, maximum, k):
@@ -56,21 +112,20 @@ def top_positions(ranked, maximum, k):
     inputs per unit only (by value, lower index first on ties: the only ones that can enter
     the running top-k of rendering.reference); 0 elsewhere."""
     rows, units, _ = ranked.shape
-    take = min(k, rows)
-    order = torch.sort(maximum, dim=0, descending=True, stable=True).indices[:take]
-    columns = torch.arange(units, device=ranked.device).expand(take, units)
-    found = ranked[order, columns].argmax(dim=-1)
+    order = torch.sort(maximum, dim=0, descending=True, stable=True).indices[:min(k, rows)]
+    found = _maps(ranked, order).argmax(dim=-1)
     return torch.zeros((rows, units), dtype=torch.int64, device=ranked.device).scatter_(
         0, order, found)
 
 
-def reduce_output(x, plan, tracked, top, k, classes=True, finite_only=False):
+def reduce_output(x, plan, tracked, top, k, classes=True, finite_only=False, scratch=None):
     """{maximum, position, zero[, positive_mean][, magnitude, total]} of one batch-first module
     output, as numpy (batch, units) (rendering.reference says what they are; positions only
     for the batch's top `k` inputs per unit, means of max(a, 0) only with `classes`). The
     plain reduction is exact while no value is NaN (and, for the mean |a| of
     channel_selection="top", none is infinite): `finite_only` leaves NaN out of the maxima
-    and non-finite values out of the mean |a| instead."""
+    and non-finite values out of the mean |a| instead; the plain one writes its elementwise
+    steps into `scratch` (a Scratch) where it can."""
     x = units_view(x, plan, tracked)
     positions = x.shape[-1]
     ranked = torch.where(torch.isnan(x), float("-inf"), x) if finite_only else x
@@ -95,21 +150,24 @@ def reduce_output(x, plan, tracked, top, k, classes=True, finite_only=False):
         reduced["zero"] = zero = maybe.clone()
         zero[maybe] = x[maybe].amin(dim=-1) == 0
         if classes:
-            reduced["positive_mean"] = map_sums(x, lambda a: a.clamp_min(0)) / positions
+            reduced["positive_mean"] = map_sums(
+                x, functools.partial(torch.clamp_min, min=0), scratch) / positions
         if top:
-            reduced["total"] = map_sums(x, torch.abs)
+            reduced["total"] = map_sums(x, torch.abs, scratch)
             reduced["magnitude"] = reduced["total"] / positions
     return {name: value.cpu().numpy() for name, value in reduced.items()}
 
 
-def _reduced(tensor, plan, options, k, classes):
+def _reduced(tensor, plan, options, k, classes, scratch):
     """reduce_output of one output, its finite-only form where the plain one met NaN (or,
-    for channel_selection="top", Inf)."""
+    for channel_selection="top", Inf); on one thread if it is small."""
     tracked = reference_lib.tracked_units(plan, options)
     top = options.channel_selection == "top"
-    reduced = reduce_output(tensor, plan, tracked, top, k, classes)
-    if not reference_lib.all_finite({plan.source: reduced}):
-        reduced = reduce_output(tensor, plan, tracked, top, k, classes, finite_only=True)
+    elements = len(tensor) * tracked * math.prod(plan.canonical_shape[:-1])
+    with one_thread() if elements <= ONE_THREAD_ELEMENTS else contextlib.nullcontext():
+        reduced = reduce_output(tensor, plan, tracked, top, k, classes, scratch=scratch)
+        if not reference_lib.all_finite({plan.source: reduced}):
+            reduced = reduce_output(tensor, plan, tracked, top, k, classes, finite_only=True)
     return reduced
 
 
@@ -124,10 +182,27 @@ def _batch_first(tensor, plan, rows):
                      % (shape, plan.source_shape))
 
 
-def reduce_batch(module, records, options, x_batch, k, classes=True):
+@contextlib.contextmanager
+def one_thread():
+    """Torch ops on one CPU thread inside, the caller's thread count restored after (even on
+    errors)."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def reduce_batch(module, records, options, x_batch, k, classes=True, scratch=None):
     """{path: reduced arrays as numpy} of one batch (reduce_output's, for the top `k` inputs
     and with `classes`): each drawn output reduced in its module's forward hook, as soon as
-    it exists (before an in-place module after it changes it), so no output is kept."""
+    it exists (before an in-place module after it changes it), so no output is kept; a pass
+    gives every batch its one Scratch."""
+    scratch = scratch or Scratch()
     args, kwargs, rows = capture_lib.prepare_probe(module, x_batch)
     plans = {record.path: record.layout for record in records}
     paths = {path for path, _ in capture_lib.walk_modules(module)
@@ -138,7 +213,7 @@ def reduce_batch(module, records, options, x_batch, k, classes=True):
         for name, tensor in capture_lib.split_outputs(path, output):
             if name in plans and name not in reduced:
                 reduced[name] = _reduced(_batch_first(tensor, plans[name], rows), plans[name],
-                                         options, k, classes)
+                                         options, k, classes, scratch)
 
     handles = [child.register_forward_hook(
         lambda child, inputs, output, _path=path: after(_path, output))
@@ -203,6 +278,7 @@ def reference_step(model, x, y=None, layers=None, options=None, k=9,
     module = capture_lib.check_model(model)
     known = len(x) if _is_batch(x) else None
     pending = None
+    scratch = Scratch()
     for x_batch, y_batch in reference_batches(x, y, batch_size):
         picture = _picture(x_batch)
         if pending is None:
@@ -216,7 +292,8 @@ def reference_step(model, x, y=None, layers=None, options=None, k=9,
             pending = reference_lib.ReferencePass(
                 records, options, k, class_names, receptive_fields=fields,
                 input_shape=image, with_inputs=with_inputs, inputs=known)
-        pending.add(reduce_batch(module, records, options, x_batch, k, y_batch is not None),
+        pending.add(reduce_batch(module, records, options, x_batch, k, y_batch is not None,
+                                 scratch),
                     _labels(y_batch),
                     picture)
     if pending is None:
