@@ -4,6 +4,7 @@ receptive fields against the pixels that really reach a cell, real event files r
 
 import warnings
 import weakref
+from unittest import mock
 
 import hypothesis
 import numpy as np
@@ -16,6 +17,7 @@ from torch import nn
 
 import tb_activations as tba
 import tb_activations.torch as tbat
+from tb_activations.rendering import reference as reference_lib
 from tb_activations.torch import receptive_fields
 from tb_activations.torch import reference as torch_reference
 from tb_activations.torch.lightning import ActivationsCallback
@@ -52,7 +54,8 @@ def test_a_unit_built_to_fire_on_one_class_has_selectivity_one(tmp_path):
 @hypothesis.settings(max_examples=25)
 @hypothesis.given(data=st.data())
 def test_top_inputs_equal_a_brute_force(tmp_path_factory, data):
-    shape = data.draw(st.sampled_from([(3, 5, 4), (2, 3, 3), (7, 2), (6,)]))
+    # (2, 5, 6): maps long enough for numpy's argmax; the others take torch's max.
+    shape = data.draw(st.sampled_from([(3, 5, 4), (2, 3, 3), (2, 5, 6), (7, 2), (6,)]))
     count = data.draw(st.integers(1, 23))
     batch_size = data.draw(st.integers(1, 9))
     k = data.draw(st.integers(1, 12))
@@ -62,10 +65,14 @@ def test_top_inputs_equal_a_brute_force(tmp_path_factory, data):
                  np.float32).reshape((count,) + shape)
     selection = data.draw(st.sampled_from(["first", "top"]))
     kept = data.draw(st.integers(1, 4))
+    # Batches merged into the running top k one at a time, a few at a time, or all at the end.
+    merge_entries = data.draw(st.sampled_from([1, 24, reference_lib.MERGE_ENTRIES]))
     log_dir = tmp_path_factory.mktemp("brute")
     loader = torch.utils.data.DataLoader(torch.from_numpy(x), batch_size=batch_size)
-    assert tbat.log_reference(nn.Sequential(nn.Identity()), loader, step=0, log_dir=log_dir,
-                              k=k, layers=["0"], max_channels=kept, channel_selection=selection)
+    with mock.patch.object(reference_lib, "MERGE_ENTRIES", merge_entries):
+        assert tbat.log_reference(nn.Sequential(nn.Identity()), loader, step=0,
+                                  log_dir=log_dir, k=k, layers=["0"], max_channels=kept,
+                                  channel_selection=selection)
     (step,) = tba.read_reference(log_dir)["."].layers["0"]
     units_last = np.moveaxis(x, 1, -1) if x.ndim == 4 else x  # (N, C, H, W) is channels first
     expected = brute_force(units_last, k)
@@ -97,11 +104,12 @@ class ChannelsLast(nn.Module):
         return x.permute(0, 2, 3, 1)
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_large_outputs_equal_a_brute_force(tmp_path, channels_last):
+@pytest.mark.parametrize("last", ["identity", "channels_last", "relu"])
+def test_large_outputs_equal_a_brute_force(tmp_path, last):
     """Outputs past the small-output path and the chunk size (positions searched for each
     batch's top inputs only; max(a, 0) summed a chunk at a time, into one reused buffer where
-    the view is row-major): ties, NaN, Inf and all-zero maps, channels first and last."""
+    the view is row-major): ties, NaN, Inf and all-zero maps, channels first and last, and a
+    ReLU's output (never negative: summed as it is, all zeros where its maximum is 0)."""
     rng = np.random.default_rng(5)
     x = rng.normal(size=(60, 4, 150, 150)).astype(np.float32)
     x[:, 1] = np.rint(x[:, 1])  # ties within and across maps
@@ -110,10 +118,13 @@ def test_large_outputs_equal_a_brute_force(tmp_path, channels_last):
     x[10:30, 3] = 0.0
     x[31, 3, 2, 2] = -1.0
     y = rng.integers(0, 3, 60)
-    model = nn.Sequential(nn.Identity(), ChannelsLast() if channels_last else nn.Identity())
+    modules = {"identity": nn.Identity(), "channels_last": ChannelsLast(), "relu": nn.ReLU()}
+    model = nn.Sequential(nn.Identity(), modules[last])
     assert tbat.log_reference(model, torch.from_numpy(x), torch.from_numpy(y), step=0,
                               log_dir=tmp_path, k=7, batch_size=48, layers=["1"])
     (step,) = tba.read_reference(tmp_path)["."].layers["1"]
+    if last == "relu":
+        x = np.where(np.isnan(x), x, np.maximum(x, 0))
     units_last = np.moveaxis(x, 1, -1)
     maps = units_last.reshape(60, -1, 4).astype(np.float64)
     for unit, (indices, values, positions) in enumerate(brute_force(units_last, 7)):

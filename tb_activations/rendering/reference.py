@@ -42,6 +42,12 @@ def all_finite(reduced):
                for arrays in reduced.values())
 
 
+# How many (input, unit) entries of a layer's batches wait to be merged into its running
+# reductions at once: a merge costs ~20 numpy calls whatever its size, so small batches are
+# merged a few at a time (~0.3 MiB of waiting arrays per layer at most).
+MERGE_ENTRIES = 1 << 14
+
+
 class UnitResponses:
     """One layer's running reductions over a reference set."""
 
@@ -51,43 +57,63 @@ class UnitResponses:
         self.selection = options.channel_selection
         self.kept = min(record.layout.channels_total, options.max_channels)
         self.k = k
-        tracked = tracked_units(record.layout, options)
-        self.values = np.empty((tracked, 0), np.float32)
-        self.indices = np.empty((tracked, 0), np.int64)
-        self.positions = np.empty((tracked, 0), np.int64)
-        self.zero = np.zeros(tracked, np.int64)
-        self.magnitude = np.zeros(tracked, np.float64)
-        self.sums = np.zeros((0, tracked), np.float64)  # (classes, units)
+        self.tracked = tracked_units(record.layout, options)
+        self.values = np.empty((self.tracked, 0), np.float32)
+        self.indices = np.empty((self.tracked, 0), np.int64)
+        self.positions = np.empty((self.tracked, 0), np.int64)
+        self.zero = np.zeros(self.tracked, np.int64)
+        self.magnitude = np.zeros(self.tracked, np.float64)
+        self.sums = np.zeros((0, self.tracked), np.float64)  # (classes, units)
         self.inputs = 0
+        self.waiting = []
+        self.merged = 0
 
     def add(self, reduced, labels):
-        """Merges one batch's reduced arrays ({maximum, position, positive_mean, zero[,
-        magnitude]}, each (batch, units)); `labels`: int (batch,) or None."""
-        maximum = np.asarray(reduced["maximum"], np.float32)
-        batch = len(maximum)
-        maximum = np.where(np.isnan(maximum), -np.inf, maximum).T
-        indices = np.broadcast_to(np.arange(self.inputs, self.inputs + batch), maximum.shape)
-        values = np.concatenate([self.values, maximum], axis=1)
-        indices = np.concatenate([self.indices, indices], axis=1)
-        positions = np.concatenate([self.positions, np.asarray(reduced["position"]).T], axis=1)
-        order = np.lexsort((indices, -values.astype(np.float64)), axis=-1)[:, :self.k]
-        self.values = np.take_along_axis(values, order, axis=1)
-        self.indices = np.take_along_axis(indices, order, axis=1)
-        self.positions = np.take_along_axis(positions, order, axis=1)
-        self.zero += np.asarray(reduced["zero"]).sum(axis=0)
+        """Takes one batch's reduced arrays ({maximum, position, positive_mean, zero[,
+        magnitude]}, each (batch, units)); `labels`: int (batch,) or None (for every batch
+        alike)."""
+        self.waiting.append((reduced, labels))
+        self.inputs += len(reduced["maximum"])
+        if (self.inputs - self.merged) * self.tracked >= MERGE_ENTRIES:
+            self.merge()
+
+    def merge(self):
+        """Merges the waiting batches into the running top-k (by value, then lower index: the
+        running list is kept in that order and later inputs have higher indices, so a stable
+        sort by value alone gives it), zero counts, |a| totals and per-class sums."""
+        if not self.waiting:
+            return
+
+        def waiting(name, dtype=None):
+            return np.concatenate([np.asarray(reduced[name], dtype)
+                                   for reduced, _ in self.waiting])
+        maximum = waiting("maximum", np.float32).T
+        values = np.concatenate([self.values, np.where(np.isnan(maximum), -np.inf, maximum)],
+                                axis=1)
+        indices = np.concatenate([self.indices, np.broadcast_to(
+            np.arange(self.merged, self.inputs), maximum.shape)], axis=1)
+        positions = np.concatenate([self.positions, waiting("position").T], axis=1)
+        order = np.argsort(-values, axis=1, kind="stable")[:, :self.k]
+        rows = np.arange(len(values))[:, None]
+        self.values, self.indices = values[rows, order], indices[rows, order]
+        self.positions = positions[rows, order]
+        self.zero += waiting("zero").sum(axis=0)
         if self.selection == "top":
-            self.magnitude += np.asarray(reduced["magnitude"], np.float64).sum(axis=0)
-        if labels is not None:
+            self.magnitude += waiting("magnitude", np.float64).sum(axis=0)
+        if self.waiting[0][1] is not None:
+            labels = np.concatenate([labels for _, labels in self.waiting])
             classes = int(labels.max()) + 1 if labels.size else 0
             if classes > len(self.sums):
                 self.sums = np.concatenate([self.sums, np.zeros(
                     (classes - len(self.sums), self.sums.shape[1]))])
-            np.add.at(self.sums, labels, np.asarray(reduced["positive_mean"], np.float64))
-        self.inputs += batch
+            np.add.at(self.sums, labels, waiting("positive_mean", np.float64))
+        self.waiting = []
+        self.merged = self.inputs
 
     def arrays(self, class_count):
         """The blob's arrays (format.reference.reference_arrays) for `class_count` (int
         (classes,); empty without labels)."""
+        self.merge()
         if self.selection == "top":
             units = np.argsort(-self.magnitude, kind="stable")[:self.kept]
         else:
