@@ -7,6 +7,7 @@ import math
 import pickle
 import platform
 import threading
+import types
 import zipfile
 from unittest import mock
 
@@ -22,6 +23,7 @@ from tb_activations.rendering import deflate
 from tb_activations.rendering import grid_images
 from tb_activations.rendering import steps as steps_lib
 from tests import format_v1
+from tests.numpy_capture import numpy_capture
 
 DTYPES = ["float16", "float32", "float64", "int8", "int32", "int64", "uint8", "uint16", "bool"]
 
@@ -655,6 +657,30 @@ def test_map_on_two_threads_keeps_the_order_and_uses_a_second_thread(items):
     assert steps_lib.map_on_two_threads(square, items) == [item * item for item in items]
     assert len(threads) == min(len(items), 2)
     assert sorted(sum(threads.values(), [])) == sorted(items)
+
+
+@pytest.mark.parametrize("samples", [1, steps_lib.TWO_THREAD_SAMPLES])
+def test_a_step_renders_on_two_threads_from_enough_probe_samples(samples):
+    """Fewer samples: every layer on the calling thread (two threads would wait for each
+    other's GIL); enough: on two, the step's tags in order either way."""
+    single = numpy_capture(samples)
+    (record,) = single.records
+    reduced = single.reduce()[record.path]
+    records = [record._replace(path="layer%d" % index, order=index) for index in range(4)]
+    captured = types.SimpleNamespace(records=records, options=single.options,
+                                     reduce=lambda: {each.path: reduced for each in records})
+    threads = set()
+    render_layer = grid_images.render_layer
+
+    def recording(*args, **kwargs):
+        threads.add(threading.get_ident())
+        return render_layer(*args, **kwargs)
+
+    with mock.patch.object(grid_images, "render_layer", recording):
+        rendered = steps_lib.render_capture(captured)
+    assert len(threads) == (1 if samples < steps_lib.TWO_THREAD_SAMPLES else 2)
+    assert [tag for tag, _, _ in rendered] == [metadata.layer_tag(each.path) for each in records
+                                               ] + [metadata.OVERVIEW_TAG]
 
 
 @pytest.mark.parametrize("failing", [0, 1])  # on the calling thread, on the helper
