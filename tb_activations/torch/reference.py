@@ -143,9 +143,8 @@ def maxima(ranked, k):
     and search the top k maps only."""
     if (ranked.device.type == "cpu" and ranked.shape[-1] >= NUMPY_POSITIONS
             and ranked.stride(-1) == 1 and ranked.numel() <= ONE_THREAD_ELEMENTS):
-        maps = ranked.detach().numpy()
-        position = maps.argmax(axis=-1)  # the first maximum, or the first NaN
-        return np.take_along_axis(maps, position[..., None], axis=-1)[..., 0], position
+        position = first_maxima(ranked)
+        return ranked.gather(-1, position.unsqueeze(-1)).squeeze(-1), position
     if ranked.numel() <= SMALL_ELEMENTS:
         return ranked.max(dim=-1)
     maximum = ranked.amax(dim=-1)
@@ -153,18 +152,13 @@ def maxima(ranked, k):
 
 
 def all_zero(x, maximum):
-    """(batch, units) whether each map of `x` is all zeros: its maximum (a tensor, or numpy
-    on the CPU) and its minimum are 0, the minimum taken of the few maps whose maximum is 0
-    only."""
+    """(batch, units) whether each map of `x` is all zeros: its maximum and its minimum are 0,
+    the minimum taken of the few maps whose maximum is 0 only."""
     maybe = maximum == 0
     if not maybe.any():
         return maybe
-    found = x[torch.as_tensor(maybe, device=x.device)].amin(dim=-1) == 0
-    if isinstance(maybe, np.ndarray):
-        zero, found = maybe.copy(), found.numpy()
-    else:
-        zero = maybe.clone()
-    zero[maybe] = found
+    zero = maybe.clone()
+    zero[maybe] = x[maybe].amin(dim=-1) == 0
     return zero
 
 
@@ -199,7 +193,8 @@ def reduce_output(x, plan, tracked, top, k, classes=True, finite_only=False, scr
                 x, lambda a: torch.where(torch.isfinite(a), a.abs(), 0.0)) / positions
     elif positive:
         reduced["zero"] = maximum == 0
-        total = x.sum(dim=-1)
+        if classes or top:
+            total = x.sum(dim=-1)
         if classes:
             reduced["positive_mean"] = total / positions
         if top:
@@ -213,8 +208,7 @@ def reduce_output(x, plan, tracked, top, k, classes=True, finite_only=False, scr
         if top:
             reduced["total"] = map_sums(x, torch.abs, scratch)
             reduced["magnitude"] = reduced["total"] / positions
-    return {name: value.cpu().numpy() if isinstance(value, torch.Tensor) else value
-            for name, value in reduced.items()}
+    return {name: value.cpu().numpy() for name, value in reduced.items()}
 
 
 def _reduced(tensor, plan, options, k, classes, scratch, positive=False):
@@ -268,7 +262,6 @@ def reduce_batch(module, records, options, x_batch, k, classes=True, scratch=Non
     # An output's name is its module's path, or that path, ":" and which of its outputs.
     owners = set(plans) | {name[:end] for name in plans
                            for end, character in enumerate(name) if character == ":"}
-    paths = {path for path, _ in capture_lib.walk_modules(module) if path in owners}
     reduced = {}
 
     def after(child, path, output):
@@ -280,7 +273,7 @@ def reduce_batch(module, records, options, x_batch, k, classes=True, scratch=Non
 
     handles = [child.register_forward_hook(
         lambda child, inputs, output, _path=path: after(child, _path, output))
-        for path, child in capture_lib.walk_modules(module) if path in paths]
+        for path, child in capture_lib.walk_modules(module) if path in owners]
     try:
         with capture_lib.inference_pass(module):
             module(*args, **kwargs)
