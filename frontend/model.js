@@ -571,6 +571,11 @@ export class Model extends EventTarget {
       return;
     }
     if (token !== this.drawToken) return;
+    // The overview (an attention layer's dead heads) may have come while these frames loaded.
+    if ([a, b].some((f) => f?.source === "logged" && f.heads === null && this.headsOf(this.layer.layer, f.step))) {
+      await this.draw();
+      return;
+    }
     this.view = { a, b, shared };
     this.#emit("view", this.view);
     if (a.source === "logged") {

@@ -4,6 +4,7 @@ used in Chromium."""
 
 import json
 import re
+import time
 import urllib.parse
 import urllib.request
 
@@ -83,6 +84,14 @@ def served(logged):
     with browser_helpers.served_page(logged["root"]) as (page, url, errors):
         yield page, url, errors
     assert errors == []
+
+
+@pytest.fixture(autouse=True)
+def blank_page(request):
+    """Each browser test starts from a blank page: a failed one leaves TensorBoard's page
+    behind, and a hash-only navigation would keep its stale iframe."""
+    if "served" in request.fixturenames:
+        request.getfixturevalue("served")[0].goto("about:blank")
 
 
 def layer_entry(url, run, path):
@@ -173,6 +182,49 @@ def test_a_picked_head_shows_its_numbers_and_attention_gets_head_flags_not_chann
     assert frame.eval_on_selector_all(".grid-panel.current .marks .mark.dead",
                                       "nodes => nodes.map((n) => n.title)") == ["head 0: dead head"]
     page.goto("about:blank")
+    assert errors == []
+
+
+@pytest.mark.browser
+def test_dead_heads_are_outlined_when_the_overview_comes_while_the_grid_loads(served):
+    """A loaded machine answers in any order: here ./overview (the dead heads) while the
+    first grid is still on its way."""
+    page, url, errors = served
+    held = {"overview": [], "grid": []}
+    released = set()
+
+    def hold(route):
+        kind = "overview" if "/overview?" in route.request.url else "grid"
+        if kind in released:
+            route.continue_()
+        else:
+            held[kind].append(route)
+
+    def release(kind):
+        released.add(kind)
+        for route in held[kind]:
+            route.continue_()
+
+    page.route(re.compile(r".*/data/plugin/activations/(overview|grid)\?.*"), hold)
+    try:
+        page.goto(url + "/#activations&p.activations.run=vit&p.activations.layer="
+                  + urllib.parse.quote(FIRST, safe="") + "&p.activations.step=10")
+        deadline = time.monotonic() + 30
+        while not (held["overview"] and held["grid"]) and time.monotonic() < deadline:
+            page.wait_for_timeout(50)
+        assert held["overview"] and held["grid"], "the tab never asked for both"
+        release("overview")
+        frame = next(f for f in page.frames if "/data/plugin_entry.html" in f.url)
+        frame.wait_for_function("""() => [...document.querySelectorAll('.layer-note')]
+            .some((note) => note.textContent === '3 heads, 1 dead')""")
+        release("grid")
+        frame.wait_for_selector(".grid-panel.current .marks .mark.dead")
+        titles = frame.eval_on_selector_all(".grid-panel.current .marks .mark",
+                                            "nodes => nodes.map((n) => n.title)")
+        assert titles == ["head 0: dead head"]
+    finally:
+        page.unroute_all()
+        page.goto("about:blank")
     assert errors == []
 
 
