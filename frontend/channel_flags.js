@@ -37,8 +37,10 @@ export function channelStats(stats, sample, channel) {
 // The flags of one channel in one sample (s: a channelStats row, or null).
 export function flags(s) {
   if (!s) return { silent: false, saturated: false, nonfinite: false };
-  const silent = s.zero_fraction >= 1;
   const nonfinite = (s.nan_count || 0) + (s.inf_count || 0) > 0;
+  // A map whose extremes are both 0 holds zeros alone: runs logged through a graph that divided
+  // by a reciprocal stored such a map's zero fraction as 0.99999994.
+  const silent = s.zero_fraction >= 1 || (s.min === 0 && s.max === 0 && !nonfinite);
   let saturated = false;
   if (!silent && s.min !== null && s.max !== null && s.mean !== null) {
     const extreme = Math.max(Math.abs(s.min), Math.abs(s.max));

@@ -690,6 +690,31 @@ def test_overview_shows_when_a_layer_dies_and_opens_it_there(page, tensorboard):
     assert frame.inner_text(".layer-path") == "stem"
 
 
+def test_dead_channels_are_outlined_whose_zero_fraction_was_stored_just_under_one(
+        page, tensorboard):
+    """Runs logged before the writer's fix hold 0.99999994 for a map of zeros alone (a graph
+    divided by a reciprocal): its minimum and maximum, both 0, still say it is silent."""
+    lowered = []
+
+    def stored_under_one(route):
+        response = route.fetch()
+        body = response.json()
+        zero = body["fields"].index("zero_fraction")
+        for sample in body["samples"]:
+            for row in sample["stats"]:
+                if row[zero] == 1.0:
+                    row[zero] = 0.99999994
+                    lowered.append(row)
+        route.fulfill(response=response, json=body)
+
+    page.page.route(re.compile(r"/data/plugin/activations/stats\?"), stored_under_one)
+    page.open(tensorboard["url"] + "/#activations&p.activations.run=%s&p.activations.layer=%s"
+              "&p.activations.step=8" % (helpers.DYING_RUN, helpers.DYING_LAYER))
+    page.frame.wait_for_selector(".grid-panel.current .mark.dead")
+    assert lowered
+    assert len(page.frame.query_selector_all(".grid-panel.current .mark.dead")) == 6
+
+
 def test_overview_of_a_run_without_one_says_why(page, tensorboard):
     page.page.route(re.compile(r"/data/plugin/activations/overview\?"), lambda route: route.fulfill(
         status=404, content_type="application/json",

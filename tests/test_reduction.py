@@ -110,8 +110,10 @@ def oracle_tiles(x, plan, channels):
 
 
 def reduce_in_tensorflow(x, plan, options, finite_only=False):
-    return {key: value.numpy() for key, value in reduction.reduce_layer_output(
-        tf.constant(x), plan, options, finite_only).items()}
+    """In a graph, as the capture runs it (a graph's optimizer rewrites some arithmetic)."""
+    reduced = tf.function(lambda value: reduction.reduce_layer_output(
+        value, plan, options, finite_only))(tf.constant(x))
+    return {key: value.numpy() for key, value in reduced.items()}
 
 
 def reduce_in_jax(x, plan, options, finite_only=False):
@@ -304,6 +306,25 @@ def test_dead_and_silent_units_are_exact_for_every_unit(reduce, case):
     assert summary["inf_count"] == int(np.isinf(x).sum())
     assert summary["zero_fraction"] == pytest.approx(float(np.mean(x == 0)), abs=1e-6)
     assert reduced["stats"].shape[1] == min(x.shape[-1], options.max_channels)
+
+
+@REDUCERS
+@pytest.mark.parametrize("finite_only", [False, True])
+@hypothesis.given(positions=st.integers(1, 400))
+@hypothesis.settings(max_examples=15, deadline=None)
+def test_a_map_of_zeros_alone_has_a_zero_fraction_of_exactly_one(reduce, finite_only, positions):
+    """The tab reads a unit as silent where its zero fraction is 1: a graph dividing by the
+    reciprocal of 121 positions gave 0.99999994."""
+    x = np.zeros((2, positions, 3), np.float32)
+    x[:, -1, 1] = 1.0  # unit 1: one value that is not zero
+    x[1, :, 2] = 0.5  # unit 2: silent in sample 0 only
+    options = layout.RenderOptions()
+    plan = layout.plan_layout(x.shape[1:], options)
+    zero = reduce(x, plan, options, finite_only)["stats"][..., metadata.STAT_FIELDS.index(
+        "zero_fraction")]
+    assert zero[:, 0].tolist() == [1.0, 1.0]
+    assert zero[0, 2] == 1.0 and zero[1, 2] == 0.0
+    np.testing.assert_allclose(zero[:, 1], (positions - 1) / positions, rtol=0, atol=2 ** -23)
 
 
 @pytest.mark.parametrize("limit", [reduction.SIGN_COUNT_LIMIT, 0], ids=["sign-norm", "compare"])

@@ -42,7 +42,9 @@ def unit_statistics(x, finite_only=False):
     positions, channels) over the positions; `finite_only` as in
     tb_activations.tensorflow.reduction.unit_statistics."""
     zeros = (x == 0).sum(axis=1, dtype=jnp.int32)
-    zero_fraction = zeros.astype(jnp.float32) / x.shape[1]
+    # XLA divides by a constant as a product with its reciprocal (121 / 121 gave 0.99999994):
+    # a map of zeros alone must read 1, silent.
+    zero_fraction = jnp.where(zeros == x.shape[1], 1.0, zeros.astype(jnp.float32) / x.shape[1])
     if finite_only:
         moments = _masked_moments(x)
         counts = [jnp.isnan(x).sum(axis=1, dtype=jnp.float32),

@@ -71,8 +71,11 @@ def unit_statistics(x, finite_only=False):
     of the usual graph: a conditional in the graph would double its size and its trace time.
     """
     zeros = zero_counts(x, finite_only)
-    positions = x.shape[1] or tf.cast(tf.shape(x)[1], tf.float32)
-    zero_fraction = tf.cast(zeros, tf.float32) / positions
+    positions = x.shape[1] or tf.shape(x)[1]
+    # A graph divides by a constant as a product with its reciprocal: 121 / 121 gave
+    # 0.99999994, and a unit with no value but zeros was not read as silent.
+    zero_fraction = tf.where(zeros == positions, 1.0,
+                             tf.cast(zeros, tf.float32) / tf.cast(positions, tf.float32))
     if finite_only:
         return _masked_statistics(x, zero_fraction), zeros
     mean, variance = tf.nn.moments(x, axes=[1])
