@@ -21,6 +21,14 @@ def matches(item, path, layer):
     return bool(item(layer))
 
 
+def output_owners(names):
+    """The layer paths that produce the outputs `names`: an output is named by its layer's
+    path, or by that path, ":" and which of the layer's outputs it is."""
+    names = set(names)
+    return names | {name[:end] for name in names
+                    for end, character in enumerate(name) if character == ":"}
+
+
 def describe(paths, limit=40):
     """The first `limit` paths, comma-separated, and how many more there are."""
     shown = ", ".join(paths[:limit])

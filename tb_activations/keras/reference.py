@@ -17,6 +17,7 @@ import weakref
 import keras
 import numpy as np
 
+from tb_activations.capture import path_selection
 from tb_activations.format import layout as layout_lib
 from tb_activations.keras import capture as capture_lib
 from tb_activations.keras import distribute
@@ -184,9 +185,9 @@ def _reference_pass(model, probe, signature, finite_only, k):
         options = probe.options
         top = options.channel_selection == "top"
         records = probe.records
-        drawn = {record.path for record in records}
+        owners = path_selection.output_owners(record.path for record in records)
         candidates = [(path, layer) for path, layer in selection.walk_layers(model)
-                      if any(name == path or name.startswith(path + ":") for name in drawn)]
+                      if path in owners]
         positive = {path for path, layer in candidates if nonnegative(layer)}
         outputs = {}
 

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import torch
 
+from tb_activations.capture import path_selection
 from tb_activations.rendering import reference as reference_lib
 from tb_activations.rendering import steps as steps_lib
 from tb_activations.torch import capture as capture_lib
@@ -259,9 +260,7 @@ def reduce_batch(module, records, options, x_batch, k, classes=True, scratch=Non
     scratch = scratch or Scratch()
     args, kwargs, rows = capture_lib.prepare_probe(module, x_batch)
     plans = {record.path: record.layout for record in records}
-    # An output's name is its module's path, or that path, ":" and which of its outputs.
-    owners = set(plans) | {name[:end] for name in plans
-                           for end, character in enumerate(name) if character == ":"}
+    owners = path_selection.output_owners(plans)
     reduced = {}
 
     def after(child, path, output):
